@@ -1,0 +1,14 @@
+//! The IR: a closed [`Op`] enum on a petgraph graph newtype, with type inference, a verifier,
+//! a deterministic text printer and Graphviz export.
+
+pub mod dot;
+pub mod graph;
+pub mod infer;
+pub mod op;
+pub mod print;
+pub mod types;
+pub mod verify;
+
+pub use graph::{Graph, Node, NodeId};
+pub use op::{CacheKind, Init, Op, WeightBinding};
+pub use types::{DType, Dim, Shape, SymDim, TensorType};

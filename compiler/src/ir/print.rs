@@ -1,0 +1,62 @@
+//! Deterministic text form of the IR: one line per node in topological order, values numbered
+//! in that order (`%12`), so that two runs (and golden tests) give identical text.
+
+use super::graph::{Graph, NodeId};
+use super::op::{Init, Op};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// Renders the graph as text.
+pub fn print(g: &Graph) -> String {
+    let order = g
+        .topo_order()
+        .unwrap_or_else(|_| g.ids().collect::<Vec<_>>());
+    let number: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut out = String::new();
+    let dims: Vec<String> = g
+        .dims
+        .iter()
+        .map(|d| format!("{}<={}", d.name, d.bound))
+        .collect();
+    let _ = writeln!(out, "graph \"{}\" dims {}", g.name, dims.join(" "));
+    for &id in &order {
+        let n = g.node(id);
+        let args: Vec<String> = g
+            .operands(id)
+            .iter()
+            .map(|a| format!("%{}", number.get(a).copied().unwrap_or(usize::MAX)))
+            .collect();
+        let _ = write!(out, "  %{} {} = {}", number[&id], n.name, n.op.name());
+        if !args.is_empty() {
+            let _ = write!(out, "({})", args.join(", "));
+        }
+        let _ = write!(out, "{}", attrs(&n.op));
+        let _ = writeln!(out, " : {}", n.ty);
+    }
+    out
+}
+
+/// The op's attributes as ` key=value` pairs (floats in Rust's shortest round-trip form).
+pub fn attrs(op: &Op) -> String {
+    match op {
+        Op::Weight(b) => {
+            let mut s = format!(" \"{}\"", b.hf_name);
+            for t in &b.tied {
+                let _ = write!(s, " tied=\"{t}\"");
+            }
+            match b.init {
+                Init::Ones => s.push_str(" init=ones"),
+                Init::Normal { std } => {
+                    let _ = write!(s, " init=normal({std:?})");
+                }
+            }
+            s
+        }
+        Op::RmsNorm { eps } => format!(" eps={eps:?}"),
+        Op::Rope { theta } => format!(" theta={theta:?}"),
+        Op::KvAppend { layer, cache } => format!(" layer={layer} cache={cache}"),
+        Op::Attention { scale } => format!(" scale={scale:?}"),
+        Op::Reshape { shape } => format!(" to={shape}"),
+        _ => String::new(),
+    }
+}

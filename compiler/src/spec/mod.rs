@@ -1,0 +1,356 @@
+//! Model specs: a family file (the graph, written once) and small variant files that name the
+//! family and set its hyperparameters. [`load`] reads a variant, finds its family, checks
+//! everything and returns a [`ModelSpec`] ready to lower.
+
+pub mod expr;
+pub mod model;
+pub mod parse;
+pub mod reader;
+pub mod yaml;
+
+use crate::error::{Loc, SpecError, SpecErrors};
+use model::{Family, HyperType, HyperValue, Variant};
+use reader::{join, Reader};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use yaml::{YVal, Y};
+
+/// Largest spec file accepted (specs are a few KiB).
+pub const MAX_SPEC_BYTES: u64 = 4 << 20;
+
+/// A variant resolved against its family: the input of lowering.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    pub variant: Variant,
+    pub family: Family,
+    /// Every hyperparameter's value (variant values and family defaults).
+    pub hyper: BTreeMap<String, HyperValue>,
+    /// The config.json fields this model has (family `hf_config` with hyperparameters filled in).
+    pub hf_config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModelSpec {
+    pub fn name(&self) -> &str {
+        &self.variant.name
+    }
+
+    /// An integer hyperparameter.
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.hyper.get(name).and_then(|v| v.as_int())
+    }
+
+    /// A hyperparameter as a float.
+    pub fn float(&self, name: &str) -> Option<f64> {
+        self.hyper.get(name).map(|v| v.as_f64())
+    }
+}
+
+fn single(file: &Path, loc: Loc, message: impl Into<String>) -> SpecErrors {
+    SpecErrors(vec![SpecError {
+        file: file.to_path_buf(),
+        loc,
+        path: String::new(),
+        message: message.into(),
+    }])
+}
+
+/// Reads a file and parses it into a YAML tree; every failure is a located error.
+pub fn read_yaml(path: &Path) -> Result<Y, SpecErrors> {
+    let at0 = Loc { line: 1, col: 1 };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| single(path, at0, format!("cannot read the spec: {e}")))?;
+    if !meta.is_file() {
+        return Err(single(path, at0, "not a file"));
+    }
+    if meta.len() > MAX_SPEC_BYTES {
+        return Err(single(
+            path,
+            at0,
+            format!(
+                "the spec is {} bytes, larger than the {} bytes a spec may have",
+                meta.len(),
+                MAX_SPEC_BYTES
+            ),
+        ));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| single(path, at0, format!("cannot read the spec: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let off = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..off];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = off
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        single(
+            path,
+            Loc { line, col },
+            format!(
+                "not UTF-8 text (invalid byte 0x{:02x} at offset {off})",
+                e.as_bytes()[off]
+            ),
+        )
+    })?;
+    if text.contains('\0') {
+        let off = text.find('\0').unwrap_or(0);
+        let line = text[..off].matches('\n').count() + 1;
+        return Err(single(
+            path,
+            Loc { line, col: 1 },
+            "binary data (a NUL byte) in the spec",
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err(single(path, at0, "the spec is empty"));
+    }
+    yaml::parse(&text).map_err(|e| single(path, e.loc, e.message))
+}
+
+/// Where `family: NAME` points, seen from the variant's folder.
+pub fn family_path(variant_dir: &Path, name: &str) -> PathBuf {
+    if name.ends_with(".yaml") || name.contains('/') {
+        variant_dir.join(name)
+    } else {
+        variant_dir.join(format!("{name}.yaml"))
+    }
+}
+
+/// Loads a variant spec and its family, checking everything that can be checked without
+/// building the graph (lowering checks ops and shapes).
+pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
+    let root = read_yaml(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !parse::is_variant(&root) {
+        let what = if root.get("layers").is_some() {
+            "this is a family file (it defines the graph); pass a variant that names it"
+        } else {
+            "not a model spec: a variant names its family ('family:') and has a 'name:'"
+        };
+        return Err(single(path, root.loc, what));
+    }
+    let mut vr = Reader::new(path);
+    let variant = parse::parse_variant(&mut vr, &root, dir);
+    let Some(variant) = variant.filter(|_| vr.errors.is_empty()) else {
+        return Err(SpecErrors(vr.errors));
+    };
+    let fam_path = family_path(dir, &variant.family.0);
+    if !fam_path.is_file() {
+        vr.err(
+            variant.family.1,
+            "family",
+            format!(
+                "family '{}' not found (looked for {})",
+                variant.family.0,
+                fam_path.display()
+            ),
+        );
+        return Err(SpecErrors(vr.errors));
+    }
+    let fam_root = read_yaml(&fam_path)?;
+    let mut fr = Reader::new(&fam_path);
+    if parse::is_variant(&fam_root) {
+        vr.err(
+            variant.family.1,
+            "family",
+            format!("{} is a variant, not a family", fam_path.display()),
+        );
+        return Err(SpecErrors(vr.errors));
+    }
+    let family = parse::parse_family(&mut fr, &fam_root);
+    let mut errors = fr.errors;
+    let Some(family) = family.filter(|_| errors.is_empty()) else {
+        return Err(SpecErrors(errors));
+    };
+    let expected = variant.family.0.trim_end_matches(".yaml");
+    let expected = expected.rsplit('/').next().unwrap_or(expected);
+    if family.name != expected {
+        vr.err(
+            variant.family.1,
+            "family",
+            format!(
+                "names family '{}' but {} defines family '{}'",
+                variant.family.0,
+                fam_path.display(),
+                family.name
+            ),
+        );
+    }
+    let hyper = resolve_hyper(&mut vr, &variant, &family);
+    let mut fr = Reader::new(&fam_path);
+    check_dims(&mut fr, &family, &hyper);
+    let hf_config = resolve_hf_config(&mut fr, &family, &hyper);
+    errors.extend(vr.errors);
+    errors.extend(fr.errors);
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors));
+    }
+    Ok(ModelSpec {
+        variant,
+        family,
+        hyper,
+        hf_config,
+    })
+}
+
+fn resolve_hyper(r: &mut Reader, v: &Variant, f: &Family) -> BTreeMap<String, HyperValue> {
+    let mut out = BTreeMap::new();
+    for (name, val, loc) in &v.hyper {
+        let path = join("hyperparameters", name);
+        let Some(decl) = f.hyper.iter().find(|d| &d.name == name) else {
+            let known: Vec<&str> = f.hyper.iter().map(|d| d.name.as_str()).collect();
+            r.err(
+                *loc,
+                &path,
+                format!(
+                    "unknown hyperparameter '{name}' (family {} declares: {})",
+                    f.name,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        let val = match (decl.ty, *val) {
+            (HyperType::Int, HyperValue::Float(x)) => {
+                r.err(*loc, &path, format!("must be an integer, got {x}"));
+                continue;
+            }
+            (HyperType::Int, HyperValue::Int(i)) if i < 1 => {
+                r.err(*loc, &path, format!("must be at least 1, got {i}"));
+                continue;
+            }
+            (HyperType::Float, HyperValue::Int(i)) => HyperValue::Float(i as f64),
+            (_, v) => v,
+        };
+        out.insert(name.clone(), val);
+    }
+    for d in &f.hyper {
+        if out.contains_key(&d.name) || v.hyper.iter().any(|(n, _, _)| n == &d.name) {
+            continue;
+        }
+        match d.default {
+            Some(def) => {
+                out.insert(d.name.clone(), def);
+            }
+            None => r.err(
+                v.hyper_loc,
+                "hyperparameters",
+                format!(
+                    "missing hyperparameter '{}' (declared by family {} at {}:{}:{})",
+                    d.name,
+                    f.name,
+                    f.file.display(),
+                    d.loc.line,
+                    d.loc.col
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn check_dims(r: &mut Reader, f: &Family, hyper: &BTreeMap<String, HyperValue>) {
+    for d in &f.dims {
+        let path = join("dims", &d.name);
+        match f.hyper.iter().find(|h| h.name == d.bound) {
+            None => r.err(
+                d.loc,
+                &path,
+                format!("bound '{}' is not a declared hyperparameter", d.bound),
+            ),
+            Some(h) if h.ty != HyperType::Int => r.err(
+                d.loc,
+                &path,
+                format!("bound '{}' must be an int hyperparameter", d.bound),
+            ),
+            Some(_) => {}
+        }
+        if f.hyper.iter().any(|h| h.name == d.name) {
+            r.err(
+                d.loc,
+                &path,
+                format!("dim '{}' has the name of a hyperparameter", d.name),
+            );
+        }
+    }
+    let _ = hyper;
+}
+
+fn resolve_hf_config(
+    r: &mut Reader,
+    f: &Family,
+    hyper: &BTreeMap<String, HyperValue>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in &f.hf_config {
+        let path = join("hf_config", &k.name);
+        if let Some(j) = to_json(r, v, hyper, &path) {
+            out.insert(k.name.clone(), j);
+        }
+    }
+    out
+}
+
+fn to_json(
+    r: &mut Reader,
+    y: &Y,
+    hyper: &BTreeMap<String, HyperValue>,
+    path: &str,
+) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match &y.val {
+        YVal::Scalar(s) => {
+            if let Some(name) = s.strip_prefix('$') {
+                match hyper.get(name) {
+                    Some(v) => v.to_json(),
+                    None => {
+                        r.err(y.loc, path, format!("'${name}' names no hyperparameter"));
+                        return None;
+                    }
+                }
+            } else if s == "true" || s == "false" {
+                Value::Bool(s == "true")
+            } else if s == "null" {
+                Value::Null
+            } else if let Some(i) = reader::parse_int(s) {
+                i.into()
+            } else if let Some(x) = reader::parse_float(s) {
+                x.into()
+            } else {
+                Value::String(s.clone())
+            }
+        }
+        YVal::Seq(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| to_json(r, i, hyper, path))
+                .collect::<Option<_>>()?,
+        ),
+        YVal::Map(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Some((k.name.clone(), to_json(r, v, hyper, &join(path, &k.name))?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
+}
+
+/// Every variant spec in `dir` (files ending in `.yaml` that name a family), sorted by path.
+/// Family files are skipped. Unreadable files are returned as errors so that `pio list` can
+/// show them without hiding the good ones.
+pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") || !path.is_file() {
+            continue;
+        }
+        match read_yaml(&path) {
+            Ok(root) if !parse::is_variant(&root) && root.get("layers").is_some() => {}
+            _ => out.push(path),
+        }
+    }
+    out.sort();
+    Ok(out)
+}

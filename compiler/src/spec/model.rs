@@ -1,0 +1,185 @@
+//! The parsed spec: a family (the graph, written once) and a variant (hyperparameters and
+//! manifest). Positions are kept so that later stages can still point into the files.
+
+use super::yaml::{Key, Y};
+use crate::error::Loc;
+use crate::ir::DType;
+use std::path::PathBuf;
+
+/// The type of a hyperparameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HyperType {
+    Int,
+    Float,
+}
+
+/// A hyperparameter's value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HyperValue {
+    Int(i64),
+    Float(f64),
+}
+
+impl HyperValue {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            HyperValue::Int(v) => v as f64,
+            HyperValue::Float(v) => v,
+        }
+    }
+
+    pub fn as_int(self) -> Option<i64> {
+        match self {
+            HyperValue::Int(v) => Some(v),
+            HyperValue::Float(_) => None,
+        }
+    }
+
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            HyperValue::Int(v) => v.into(),
+            HyperValue::Float(v) => v.into(),
+        }
+    }
+}
+
+/// A hyperparameter declared by a family.
+#[derive(Clone, Debug)]
+pub struct HyperDecl {
+    pub name: String,
+    pub ty: HyperType,
+    pub default: Option<HyperValue>,
+    pub loc: Loc,
+}
+
+/// A symbolic dimension and the hyperparameter that bounds it.
+#[derive(Clone, Debug)]
+pub struct DimDecl {
+    pub name: String,
+    pub bound: String,
+    pub loc: Loc,
+}
+
+/// A graph input.
+#[derive(Clone, Debug)]
+pub struct InputDecl {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Y,
+    pub loc: Loc,
+}
+
+/// How random weights are initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitKind {
+    Normal,
+    Ones,
+}
+
+/// A weight and its checkpoint binding.
+#[derive(Clone, Debug)]
+pub struct WeightDecl {
+    pub name: String,
+    pub shape: Y,
+    /// HF tensor name; `{layer}` stands for the layer index in layer weights.
+    pub hf: String,
+    pub hf_loc: Loc,
+    pub init: InitKind,
+    pub tie_to: Option<(String, Loc)>,
+    pub loc: Loc,
+    pub path: String,
+}
+
+/// One op: `name: {op: kind, in: [...], attr: value}`.
+#[derive(Clone, Debug)]
+pub struct OpDecl {
+    pub name: String,
+    pub loc: Loc,
+    pub path: String,
+    pub op: String,
+    pub op_loc: Loc,
+    pub inputs: Vec<(String, Loc)>,
+    pub in_loc: Loc,
+    pub attrs: Vec<(Key, Y)>,
+}
+
+/// The repeated decoder block.
+#[derive(Clone, Debug)]
+pub struct LayersDecl {
+    pub count: (String, Loc),
+    pub input: (String, Loc),
+    pub output: (String, Loc),
+    pub weights: Vec<WeightDecl>,
+    pub ops: Vec<OpDecl>,
+    pub loc: Loc,
+}
+
+/// A model family: the graph written once.
+#[derive(Clone, Debug)]
+pub struct Family {
+    pub file: PathBuf,
+    pub name: String,
+    pub architecture: String,
+    pub dtype: DType,
+    pub hyper: Vec<HyperDecl>,
+    pub dims: Vec<DimDecl>,
+    /// config.json fields; string values `$name` stand for hyperparameters.
+    pub hf_config: Vec<(Key, Y)>,
+    pub inputs: Vec<InputDecl>,
+    pub weights: Vec<WeightDecl>,
+    pub prologue: Vec<OpDecl>,
+    pub layers: Option<LayersDecl>,
+    pub epilogue: Vec<OpDecl>,
+    pub outputs: Vec<(String, String, Loc)>,
+}
+
+/// Default sampling parameters of a model (generation_config.json's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingDefaults {
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: i64,
+    pub min_p: f64,
+    pub presence_penalty: f64,
+    pub repetition_penalty: f64,
+}
+
+impl Default for SamplingDefaults {
+    fn default() -> Self {
+        SamplingDefaults {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            presence_penalty: 0.0,
+            repetition_penalty: 1.0,
+        }
+    }
+}
+
+/// Discovery and generation data of a variant: the spec is the manifest.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+    pub sampling: SamplingDefaults,
+    /// tokenizer.json used with random weights and written by `pio init-weights`.
+    pub tokenizer: PathBuf,
+    /// The tokenizer_config.json whose `chat_template` the model uses.
+    pub chat_template: PathBuf,
+    /// Whether the chat template takes `enable_thinking`.
+    pub thinking: bool,
+}
+
+/// A variant file: names a family, sets hyperparameters.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub file: PathBuf,
+    pub family: (String, Loc),
+    pub name: String,
+    pub description: String,
+    pub hyper: Vec<(String, HyperValue, Loc)>,
+    pub hyper_loc: Loc,
+    pub manifest: Manifest,
+}
