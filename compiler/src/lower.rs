@@ -39,6 +39,7 @@ pub fn lower(spec: &ModelSpec) -> Result<Graph, SpecErrors> {
         defs: HashMap::new(),
         origin: HashMap::new(),
         sym: f.dims.iter().map(|d| d.name.clone()).collect(),
+        failed: HashSet::new(),
     };
     l.g.dims = f
         .dims
@@ -55,6 +56,7 @@ pub fn lower(spec: &ModelSpec) -> Result<Graph, SpecErrors> {
     for i in &f.inputs {
         let path = format!("inputs.{}", i.name);
         let Some(shape) = l.shape(&i.shape, &path) else {
+            l.failed.insert(i.name.clone());
             continue;
         };
         if !l.define(&i.name, i.loc, &path) {
@@ -116,15 +118,22 @@ pub fn lower(spec: &ModelSpec) -> Result<Graph, SpecErrors> {
                 break; // every layer would report the same problems
             }
         }
-        if let Some(c) = carry {
-            scope.insert(layers.output.0.clone(), c);
+        match carry {
+            Some(c) => {
+                scope.insert(layers.output.0.clone(), c);
+            }
+            None => {
+                l.failed.insert(layers.output.0.clone());
+            }
         }
     }
     l.ops(&f.epilogue, None, "", &mut scope);
     for (name, tensor, loc) in &f.outputs {
         let path = format!("outputs.{name}");
         let Some(&src) = scope.get(tensor) else {
-            l.r.err(*loc, &path, format!("unknown tensor '{tensor}'"));
+            if !l.failed.contains(tensor) {
+                l.r.err(*loc, &path, format!("unknown tensor '{tensor}'"));
+            }
             continue;
         };
         if !l.define(name, *loc, &path) {
@@ -168,6 +177,8 @@ struct Lowerer<'a> {
     /// Which spec entry made each node (for "never used" messages).
     origin: HashMap<NodeId, (Loc, String)>,
     sym: HashSet<String>,
+    /// Spec names whose definition failed: uses of them are not reported again.
+    failed: HashSet<String>,
 }
 
 impl Lowerer<'_> {
@@ -267,11 +278,28 @@ impl Lowerer<'_> {
         // Untied weights first, so that `tie_to` may name a weight declared later.
         let (tied, untied): (Vec<_>, Vec<_>) = decls.iter().partition(|w| w.tie_to.is_some());
         for w in untied.into_iter().chain(tied) {
+            let before = self.r.errors.len();
+            self.weight(w, layer, prefix, std, scope);
+            if self.r.errors.len() > before {
+                self.failed.insert(w.name.clone());
+            }
+        }
+    }
+
+    fn weight(
+        &mut self,
+        w: &WeightDecl,
+        layer: Option<usize>,
+        prefix: &str,
+        std: f64,
+        scope: &mut HashMap<String, NodeId>,
+    ) {
+        {
             if !self.define(&w.name, w.loc, &w.path) {
-                continue;
+                return;
             }
             let Some(shape) = self.shape(&w.shape, &w.path) else {
-                continue;
+                return;
             };
             if let Some(d) = shape.0.iter().find(|d| matches!(d, Dim::Sym(_))) {
                 self.r.err(
@@ -279,7 +307,7 @@ impl Lowerer<'_> {
                     &w.path,
                     format!("weight shapes must be static, found symbolic dim '{d}'"),
                 );
-                continue;
+                return;
             }
             let has_layer = w.hf.contains("{layer}");
             let hf = match (layer, has_layer) {
@@ -290,7 +318,7 @@ impl Lowerer<'_> {
                         &w.path,
                         format!("layer weight binding '{}' must contain {{layer}}", w.hf),
                     );
-                    continue;
+                    return;
                 }
                 (None, true) => {
                     self.r.err(
@@ -298,7 +326,7 @@ impl Lowerer<'_> {
                         &w.path,
                         format!("'{{layer}}' in '{}' outside the layers section", w.hf),
                     );
-                    continue;
+                    return;
                 }
                 (None, false) => w.hf.clone(),
             };
@@ -313,7 +341,7 @@ impl Lowerer<'_> {
                         &w.path,
                         format!("tie_to names '{target}', which is not a weight"),
                     );
-                    continue;
+                    return;
                 };
                 if self.g.node(t).ty.shape != shape {
                     let other = self.g.node(t).ty.shape.clone();
@@ -322,13 +350,13 @@ impl Lowerer<'_> {
                         &w.path,
                         format!("tied weight has shape {shape} but '{target}' has shape {other}"),
                     );
-                    continue;
+                    return;
                 }
                 if let Op::Weight(b) = &mut self.g.node_mut(t).op {
                     b.tied.push(hf);
                 }
                 scope.insert(w.name.clone(), t);
-                continue;
+                return;
             }
             let init = match w.init {
                 InitKind::Normal => Init::Normal { std },
@@ -359,9 +387,17 @@ impl Lowerer<'_> {
         scope: &mut HashMap<String, NodeId>,
     ) {
         let mut caches: HashSet<CacheKind> = HashSet::new();
-        for d in decls {
-            if let Some(id) = self.op(d, layer, prefix, scope, &mut caches) {
-                scope.insert(d.name.clone(), id);
+        for (i, d) in decls.iter().enumerate() {
+            let later: Vec<&str> = decls[i + 1..].iter().map(|o| o.name.as_str()).collect();
+            match self.op(d, &later, layer, prefix, scope, &mut caches) {
+                Some(id) => {
+                    scope.insert(d.name.clone(), id);
+                }
+                None => {
+                    // Later uses of the name must not see an outer tensor of the same name.
+                    scope.remove(&d.name);
+                    self.failed.insert(d.name.clone());
+                }
             }
         }
     }
@@ -369,6 +405,7 @@ impl Lowerer<'_> {
     fn op(
         &mut self,
         d: &OpDecl,
+        later: &[&str],
         layer: Option<usize>,
         prefix: &str,
         scope: &HashMap<String, NodeId>,
@@ -413,8 +450,13 @@ impl Lowerer<'_> {
         for (name, loc) in &d.inputs {
             match scope.get(name) {
                 Some(&id) => args.push(id),
+                None if self.failed.contains(name) && name != &d.name => ok = false,
                 None => {
-                    let msg = if self.defs.contains_key(name) {
+                    let msg = if name == &d.name {
+                        format!("'{name}' uses its own result: the graph would have a cycle")
+                    } else if later.contains(&name.as_str()) {
+                        format!("'{name}' is defined later in this section: the graph would have a cycle (an op must come after the tensors it uses)")
+                    } else if self.defs.contains_key(name) {
                         format!("tensor '{name}' is not visible here (defined in another section or later)")
                     } else {
                         format!("unknown tensor '{name}'")
@@ -550,7 +592,7 @@ impl Lowerer<'_> {
             self.r.err(
                 d.loc,
                 &d.path,
-                format!("{} needs a '{name}' attribute", d.op),
+                format!("{} needs the attribute '{name}'", d.op),
             );
             return None;
         };

@@ -60,7 +60,7 @@ fn run() -> Result<()> {
     write_file(dir, "summary.json", format!("{json}\n").as_bytes())?;
 
     println!(
-        "{}: {} nodes, {} params ({} weights), {} KV bytes/token, {} layers -> {} ({:.1} ms)",
+        "{}: {} nodes, {} params ({} weights), {} KV bytes/token, {} layer(s) -> {} ({:.1} ms)",
         summary.model,
         summary.nodes,
         thousands(summary.params),

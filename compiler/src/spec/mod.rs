@@ -103,7 +103,10 @@ pub fn read_yaml(path: &Path) -> Result<Y, SpecErrors> {
             "binary data (a NUL byte) in the spec",
         ));
     }
-    if text.trim().is_empty() {
+    let only_comments = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if only_comments {
         return Err(single(path, at0, "the spec is empty"));
     }
     yaml::parse(&text).map_err(|e| single(path, e.loc, e.message))
@@ -112,10 +115,26 @@ pub fn read_yaml(path: &Path) -> Result<Y, SpecErrors> {
 /// Where `family: NAME` points, seen from the variant's folder.
 pub fn family_path(variant_dir: &Path, name: &str) -> PathBuf {
     if name.ends_with(".yaml") || name.contains('/') {
-        variant_dir.join(name)
+        clean(&variant_dir.join(name))
     } else {
         variant_dir.join(format!("{name}.yaml"))
     }
+}
+
+/// Removes `.` and `dir/..` components without touching the file system.
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.iter().collect()
 }
 
 /// Loads a variant spec and its family, checking everything that can be checked without
@@ -164,9 +183,8 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     let Some(family) = family.filter(|_| errors.is_empty()) else {
         return Err(SpecErrors(errors));
     };
-    let expected = variant.family.0.trim_end_matches(".yaml");
-    let expected = expected.rsplit('/').next().unwrap_or(expected);
-    if family.name != expected {
+    let by_name = !(variant.family.0.ends_with(".yaml") || variant.family.0.contains('/'));
+    if by_name && family.name != variant.family.0 {
         vr.err(
             variant.family.1,
             "family",
@@ -182,6 +200,8 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     let mut fr = Reader::new(&fam_path);
     check_dims(&mut fr, &family, &hyper);
     let hf_config = resolve_hf_config(&mut fr, &family, &hyper);
+    vr.errors.sort_by_key(|e| e.loc);
+    fr.errors.sort_by_key(|e| e.loc);
     errors.extend(vr.errors);
     errors.extend(fr.errors);
     if !errors.is_empty() {

@@ -1,0 +1,101 @@
+//! The broken-spec corpus: every file in tests/specs/broken/ that is not a family must fail to
+//! load or lower with exactly the error text in its `.expected` file (file, line, column, path
+//! and message). `PIO_BLESS=1 cargo test --test broken_specs` rewrites the `.expected` files.
+
+use std::path::{Path, PathBuf};
+
+fn error_text(spec: &Path) -> Option<String> {
+    let loaded = pio_compiler::spec::load(spec);
+    match loaded {
+        Err(e) => Some(e.to_string()),
+        Ok(s) => match pio_compiler::lower::lower(&s) {
+            Err(e) => Some(e.to_string()),
+            Ok(_) => None,
+        },
+    }
+}
+
+fn cases() -> Vec<PathBuf> {
+    let dir = Path::new("tests/specs/broken");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("tests/specs/broken exists")
+        .map(|e| e.expect("readable").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".yaml") && !name.ends_with(".family.yaml")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn corpus_is_large_enough() {
+    assert!(cases().len() >= 25, "only {} broken specs", cases().len());
+}
+
+#[test]
+fn every_broken_spec_gives_its_exact_error() {
+    let bless = std::env::var_os("PIO_BLESS").is_some();
+    let mut failures = Vec::new();
+    for case in cases() {
+        let expected_path = case.with_extension("expected");
+        let Some(got) = error_text(&case) else {
+            failures.push(format!("{}: loaded without error", case.display()));
+            continue;
+        };
+        if bless {
+            std::fs::write(&expected_path, format!("{got}\n")).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
+        if expected.trim_end() != got {
+            failures.push(format!(
+                "{}:\n  expected: {}\n  got:      {}",
+                case.display(),
+                expected.trim_end(),
+                got
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_mini_spec_itself_is_valid() {
+    assert_eq!(error_text(Path::new("tests/specs/mini-variant.yaml")), None);
+}
+
+/// Mutated and truncated versions of a valid spec must give errors, never a panic.
+#[test]
+fn random_corruption_never_panics() {
+    let family = std::fs::read("tests/specs/mini.yaml").unwrap();
+    let variant = std::fs::read("tests/specs/mini-variant.yaml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let junk = b":-[]{}#&*!|>'\"%@`,? \n\tx0\xff";
+    for round in 0..300 {
+        let (mut fam, mut var) = (family.clone(), variant.clone());
+        let target = if round % 2 == 0 { &mut fam } else { &mut var };
+        match next() % 3 {
+            0 => target.truncate((next() as usize) % target.len()),
+            _ => {
+                for _ in 0..1 + next() % 4 {
+                    let i = (next() as usize) % target.len();
+                    target[i] = junk[(next() as usize) % junk.len()];
+                }
+            }
+        }
+        std::fs::write(dir.path().join("mini.yaml"), &fam).unwrap();
+        let var_text = String::from_utf8_lossy(&var).replace("mini.yaml", "mini.yaml");
+        std::fs::write(dir.path().join("v.yaml"), var_text.as_bytes()).unwrap();
+        let _ = error_text(&dir.path().join("v.yaml"));
+    }
+}
