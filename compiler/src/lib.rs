@@ -11,6 +11,7 @@
 //! ```
 
 pub mod error;
+pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod output;

@@ -1,0 +1,217 @@
+//! The CPU executor's kernels: one plain function per op. f32 storage; reductions (norms,
+//! softmax, attention dot products) accumulate in f64.
+
+use super::Tensor;
+
+pub fn embed(table: &Tensor, ids: &[f32], shape: Vec<usize>) -> Tensor {
+    let d = table.shape[1];
+    let mut out = Vec::with_capacity(ids.len() * d);
+    for &id in ids {
+        let row = id as usize;
+        out.extend_from_slice(&table.data[row * d..(row + 1) * d]);
+    }
+    Tensor::new(shape, out)
+}
+
+/// `x · wᵀ` with `w` stored `[n, k]`.
+pub fn linear(x: &Tensor, w: &Tensor, shape: Vec<usize>) -> Tensor {
+    let (n, k) = (w.shape[0], w.shape[1]);
+    let m = x.data.len() / k;
+    let mut out = vec![0f32; m * n];
+    // SAFETY: the pointers and strides describe in-bounds row-major buffers of the sizes
+    // computed above: x is m×k, w is n×k read as its transpose k×n, out is m×n.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            x.data.as_ptr(),
+            k as isize,
+            1,
+            w.data.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    Tensor::new(shape, out)
+}
+
+/// `a · b` with `b` stored `[k, n]`.
+pub fn matmul(a: &Tensor, b: &Tensor, shape: Vec<usize>) -> Tensor {
+    let (k, n) = (b.shape[0], b.shape[1]);
+    let m = a.data.len() / k;
+    let mut out = vec![0f32; m * n];
+    // SAFETY: in-bounds row-major buffers: a is m×k, b is k×n, out is m×n.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            k as isize,
+            1,
+            b.data.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    Tensor::new(shape, out)
+}
+
+/// RMSNorm over the last axis: `x * rsqrt(mean(x²) + eps) * w`.
+pub fn rmsnorm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+    let mut out = Vec::with_capacity(x.data.len());
+    for row in x.rows() {
+        let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / row.len() as f64;
+        let inv = 1.0 / (ms + eps).sqrt();
+        out.extend(
+            row.iter()
+                .zip(&w.data)
+                .map(|(&v, &g)| ((v as f64 * inv) as f32) * g),
+        );
+    }
+    Tensor::new(x.shape.clone(), out)
+}
+
+/// Rotate-half (NeoX) rotary embedding of `[1, seq, heads, d]` at the given positions.
+pub fn rope(x: &Tensor, positions: &[f32], theta: f64) -> Tensor {
+    let (seq, heads, d) = (x.shape[1], x.shape[2], x.shape[3]);
+    let half = d / 2;
+    let mut out = x.data.clone();
+    for s in 0..seq {
+        let pos = positions[s] as f64;
+        for h in 0..heads {
+            let base = (s * heads + h) * d;
+            for i in 0..half {
+                let inv_freq = theta.powf(-(2.0 * i as f64) / d as f64);
+                let (sin, cos) = (pos * inv_freq).sin_cos();
+                let (a, b) = (x.data[base + i] as f64, x.data[base + i + half] as f64);
+                out[base + i] = (a * cos - b * sin) as f32;
+                out[base + i + half] = (b * cos + a * sin) as f32;
+            }
+        }
+    }
+    Tensor::new(x.shape.clone(), out)
+}
+
+/// Causal GQA attention: query at position p attends to cache rows 0..=p.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[f32], scale: f64) -> Tensor {
+    let (seq, heads, d) = (q.shape[1], q.shape[2], q.shape[3]);
+    let (ctx, kv_heads) = (k.shape[1], k.shape[2]);
+    let group = heads / kv_heads;
+    let mut out = vec![0f32; q.data.len()];
+    let mut scores = vec![0f64; ctx];
+    for s in 0..seq {
+        let visible = (positions[s] as usize + 1).min(ctx);
+        for h in 0..heads {
+            let kvh = h / group;
+            let qrow = &q.data[(s * heads + h) * d..][..d];
+            let mut max = f64::NEG_INFINITY;
+            for (j, score) in scores.iter_mut().enumerate().take(visible) {
+                let krow = &k.data[(j * kv_heads + kvh) * d..][..d];
+                let dot: f64 = qrow
+                    .iter()
+                    .zip(krow)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum();
+                *score = dot * scale;
+                max = max.max(*score);
+            }
+            let mut total = 0.0;
+            for score in scores.iter_mut().take(visible) {
+                *score = (*score - max).exp();
+                total += *score;
+            }
+            let orow = &mut out[(s * heads + h) * d..][..d];
+            let mut acc = vec![0f64; d];
+            for (j, &p) in scores.iter().enumerate().take(visible) {
+                let vrow = &v.data[(j * kv_heads + kvh) * d..][..d];
+                for (a, &x) in acc.iter_mut().zip(vrow) {
+                    *a += p / total * x as f64;
+                }
+            }
+            for (o, a) in orow.iter_mut().zip(acc) {
+                *o = a as f32;
+            }
+        }
+    }
+    Tensor::new(q.shape.clone(), out)
+}
+
+pub fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+    Tensor::new(x.shape.clone(), x.data.iter().map(|&v| f(v)).collect())
+}
+
+pub fn zip(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+    Tensor::new(
+        a.shape.clone(),
+        a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize], data: &[f32]) -> Tensor {
+        Tensor::new(shape.to_vec(), data.to_vec())
+    }
+
+    #[test]
+    fn linear_is_x_times_w_transposed() {
+        let x = t(&[1, 2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let w = t(&[2, 3], &[1., 0., 0., 0., 1., 1.]);
+        assert_eq!(linear(&x, &w, vec![1, 2, 2]).data, vec![1., 5., 4., 11.]);
+    }
+
+    #[test]
+    fn matmul_small() {
+        let a = t(&[2, 2], &[1., 2., 3., 4.]);
+        let b = t(&[2, 1], &[1., 1.]);
+        assert_eq!(matmul(&a, &b, vec![2, 1]).data, vec![3., 7.]);
+    }
+
+    #[test]
+    fn rmsnorm_unit_rows() {
+        let x = t(&[1, 2], &[3., 4.]);
+        let w = t(&[2], &[1., 2.]);
+        let y = rmsnorm(&x, &w, 0.0);
+        let r = (12.5f64).sqrt();
+        assert!((y.data[0] as f64 - 3.0 / r).abs() < 1e-6);
+        assert!((y.data[1] as f64 - 8.0 / r).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let x = t(&[1, 2, 1, 4], &[1., 2., 3., 4., 1., 2., 3., 4.]);
+        let y = rope(&x, &[0., 5.], 10000.0);
+        assert_eq!(&y.data[..4], &x.data[..4]);
+        let n0: f32 = x.data[4..].iter().map(|v| v * v).sum();
+        let n1: f32 = y.data[4..].iter().map(|v| v * v).sum();
+        assert!((n0 - n1).abs() < 1e-4);
+        // pair (0, 2) rotates by 5 rad at frequency 1
+        let (s, c) = 5f64.sin_cos();
+        assert!((y.data[4] as f64 - (1.0 * c - 3.0 * s)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn attention_is_causal_and_grouped() {
+        // 2 query heads share 1 kv head; 2 positions; d = 1.
+        let q = t(&[1, 2, 2, 1], &[1., 1., 1., 1.]);
+        let k = t(&[1, 2, 1, 1], &[0., 0.]);
+        let v = t(&[1, 2, 1, 1], &[2., 4.]);
+        let y = attention(&q, &k, &v, &[0., 1.], 1.0);
+        // position 0 sees only v0 = 2; position 1 averages 2 and 4 equally.
+        assert_eq!(y.data, vec![2., 2., 3., 3.]);
+    }
+}

@@ -1,0 +1,235 @@
+//! The CPU reference executor: interprets the IR in f32 with plain, obvious loops. It is the
+//! oracle that every fused kernel and the whole GPU path are checked against, and it makes pio
+//! runnable on a machine without a GPU. Clarity beats speed here; only the matrix products go
+//! through a well-kept crate (`matrixmultiply`).
+//!
+//! Batch is 1. A step takes `seq` new tokens at consecutive positions starting at the current
+//! cache length; the KV cache keeps every earlier step's keys and values.
+
+mod kernels;
+
+use crate::ir::{CacheKind, Graph, NodeId, Op};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A dense f32 tensor, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor { shape, data }
+    }
+
+    /// Rows of the last axis.
+    pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
+        let n = self.shape.last().copied().unwrap_or(1).max(1);
+        self.data.chunks(n)
+    }
+}
+
+/// Errors of the CPU executor.
+#[derive(Debug, thiserror::Error)]
+pub enum InterpError {
+    #[error("weight '{name}' ({hf}): {message}")]
+    Weight {
+        name: String,
+        hf: String,
+        message: String,
+    },
+    #[error("token id {id} is out of range for a vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("context full: {cached} cached + {new} new tokens exceed the context bound of {bound}")]
+    ContextFull {
+        cached: usize,
+        new: usize,
+        bound: usize,
+    },
+    #[error("a step needs at least one token")]
+    EmptyStep,
+    #[error("the graph has no input named '{0}'")]
+    MissingInput(String),
+    #[error("the IR is not runnable: {0}")]
+    Graph(String),
+}
+
+/// Supplies weights by checkpoint name, widened to f32, with the expected shape.
+pub type WeightLoader<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, String> + 'a;
+
+/// Runs a graph on the CPU, one step at a time, keeping the KV cache between steps.
+pub struct CpuExecutor {
+    graph: Graph,
+    order: Vec<NodeId>,
+    /// For each node, the position in `order` of its last user (values are freed after it).
+    last_use: HashMap<NodeId, usize>,
+    weights: HashMap<NodeId, Arc<Tensor>>,
+    /// Per (layer, k/v): the cached rows, `[len, kv_heads * head_dim]` flattened.
+    cache: HashMap<(usize, CacheKind), Vec<f32>>,
+    cached_len: usize,
+    ctx_bound: usize,
+}
+
+impl CpuExecutor {
+    /// Prepares a graph: loads every weight through `load` (each stored tensor once).
+    pub fn new(graph: Graph, load: &mut WeightLoader<'_>) -> Result<Self, InterpError> {
+        let order = graph
+            .topo_order()
+            .map_err(|c| InterpError::Graph(format!("cycle through {}", c.join(", "))))?;
+        let mut last_use = HashMap::new();
+        for (i, &id) in order.iter().enumerate() {
+            for a in graph.operands(id) {
+                last_use.insert(a, i);
+            }
+        }
+        let mut weights = HashMap::new();
+        for &id in &order {
+            let n = graph.node(id);
+            if let Op::Weight(b) = &n.op {
+                let shape = n.ty.shape.as_fixed().ok_or_else(|| {
+                    InterpError::Graph(format!("weight {} has a symbolic shape", n.name))
+                })?;
+                let data = load(&b.hf_name, &shape).map_err(|message| InterpError::Weight {
+                    name: n.name.clone(),
+                    hf: b.hf_name.clone(),
+                    message,
+                })?;
+                if data.len() != shape.iter().product::<usize>() {
+                    return Err(InterpError::Weight {
+                        name: n.name.clone(),
+                        hf: b.hf_name.clone(),
+                        message: format!("{} values for shape {shape:?}", data.len()),
+                    });
+                }
+                weights.insert(id, Arc::new(Tensor::new(shape, data)));
+            }
+        }
+        let ctx_bound = graph.dim_bound(crate::ir::infer::CTX).unwrap_or(usize::MAX);
+        Ok(CpuExecutor {
+            graph,
+            order,
+            last_use,
+            weights,
+            cache: HashMap::new(),
+            cached_len: 0,
+            ctx_bound,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Tokens in the KV cache.
+    pub fn cached_len(&self) -> usize {
+        self.cached_len
+    }
+
+    /// The context bound (the `ctx` dim's upper bound).
+    pub fn context_bound(&self) -> usize {
+        self.ctx_bound
+    }
+
+    /// Forgets the KV cache (a new sequence starts at position 0).
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.cached_len = 0;
+    }
+
+    /// Runs one step on `tokens` at positions `cached_len..cached_len + tokens.len()` and
+    /// returns every graph output by name (logits are `[1, seq, vocab]`).
+    pub fn step(&mut self, tokens: &[u32]) -> Result<HashMap<String, Tensor>, InterpError> {
+        let seq = tokens.len();
+        if seq == 0 {
+            return Err(InterpError::EmptyStep);
+        }
+        if self.cached_len + seq > self.ctx_bound {
+            return Err(InterpError::ContextFull {
+                cached: self.cached_len,
+                new: seq,
+                bound: self.ctx_bound,
+            });
+        }
+        let start = self.cached_len;
+        let ctx = start + seq;
+        let dims = |s: &str| match s {
+            "batch" => 1,
+            "seq" => seq,
+            _ => ctx,
+        };
+        let mut values: HashMap<NodeId, Arc<Tensor>> = HashMap::new();
+        let mut outputs = HashMap::new();
+        let positions: Vec<usize> = (start..ctx).collect();
+        for (i, &id) in self.order.iter().enumerate() {
+            let node = self.graph.node(id);
+            let args: Vec<Arc<Tensor>> = self
+                .graph
+                .operands(id)
+                .iter()
+                .map(|a| values[a].clone())
+                .collect();
+            let out_shape = node.ty.shape.concrete(&dims);
+            let value: Tensor = match &node.op {
+                Op::Input => match node.name.as_str() {
+                    "tokens" => Tensor::new(
+                        out_shape,
+                        tokens.iter().map(|&t| t as f32).collect(),
+                    ),
+                    "positions" => Tensor::new(
+                        out_shape,
+                        positions.iter().map(|&p| p as f32).collect(),
+                    ),
+                    other => return Err(InterpError::MissingInput(other.to_string())),
+                },
+                Op::Weight(_) => {
+                    values.insert(id, self.weights[&id].clone());
+                    continue;
+                }
+                Op::Embed => {
+                    let (table, ids) = (&args[0], &args[1]);
+                    let vocab = table.shape[0];
+                    if let Some(&bad) = ids.data.iter().find(|&&t| t as usize >= vocab) {
+                        return Err(InterpError::TokenOutOfRange {
+                            id: bad as u32,
+                            vocab,
+                        });
+                    }
+                    kernels::embed(table, &ids.data, out_shape)
+                }
+                Op::Linear => kernels::linear(&args[0], &args[1], out_shape),
+                Op::MatMul => kernels::matmul(&args[0], &args[1], out_shape),
+                Op::RmsNorm { eps } => kernels::rmsnorm(&args[0], &args[1], *eps),
+                Op::Rope { theta } => kernels::rope(&args[0], &args[1].data, *theta),
+                Op::KvAppend { layer, cache } => {
+                    let buf = self.cache.entry((*layer, *cache)).or_default();
+                    buf.truncate(start * args[0].data.len() / seq);
+                    buf.extend_from_slice(&args[0].data);
+                    Tensor::new(out_shape, buf.clone())
+                }
+                Op::Attention { scale } => {
+                    kernels::attention(&args[0], &args[1], &args[2], &args[3].data, *scale)
+                }
+                Op::Silu => kernels::map(&args[0], |x| x / (1.0 + (-x).exp())),
+                Op::Mul => kernels::zip(&args[0], &args[1], |a, b| a * b),
+                Op::Add => kernels::zip(&args[0], &args[1], |a, b| a + b),
+                Op::Reshape { .. } => Tensor::new(out_shape, args[0].data.clone()),
+                Op::Output => {
+                    outputs.insert(node.name.clone(), (*args[0]).clone());
+                    continue;
+                }
+            };
+            values.insert(id, Arc::new(value));
+            // Free operands whose last user this was.
+            for a in self.graph.operands(id) {
+                if self.last_use.get(&a) == Some(&i) {
+                    values.remove(&a);
+                }
+            }
+        }
+        self.cached_len = ctx;
+        Ok(outputs)
+    }
+}
