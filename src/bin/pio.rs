@@ -1,18 +1,19 @@
 //! `pio`: list models, run them, write random-weight checkpoints.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use pio::runtime::chat::{ChatOptions, Message};
+use pio::runtime::sampling::SamplingParams;
+use pio::{Device, Model, WeightsSource};
 use pio_compiler::summary::{bytes_human, thousands};
+use std::io::Write;
 use std::path::PathBuf;
 
 #[path = "../specs.rs"]
 mod specs;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "pio: a declarative model compiler and executor for Qwen3"
-)]
+#[command(version, about = "pio: a declarative model compiler and executor for Qwen3")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +27,85 @@ enum Command {
         #[arg(long)]
         specs: Option<PathBuf>,
     },
+    /// Generate text (streams to stdout; timings go to stderr).
+    Run(RunArgs),
+    /// Logits for given token ids: a prefill, then greedy decode steps; written as .npy
+    /// (one row per position), generated ids printed. For parity checks against references.
+    Logits {
+        #[arg(long, default_value = "qwen3-tiny")]
+        spec: String,
+        /// An HF model directory, or `random`.
+        #[arg(long, default_value = "random")]
+        weights: String,
+        /// Prompt token ids, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u32>,
+        /// Greedy decode steps after the prefill (their logits are appended).
+        #[arg(long, default_value_t = 0)]
+        decode_steps: usize,
+        /// Output .npy file.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "auto")]
+        device: Device,
+    },
+    /// Write a complete HF-layout directory of random weights for a spec.
+    InitWeights {
+        /// The variant spec (a path or a name in model-specs/).
+        spec: String,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Replace files that already exist in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The variant spec (a path or a name in model-specs/).
+    #[arg(long, default_value = "qwen3-tiny")]
+    spec: String,
+    /// An HF model directory, or `random` for seeded random weights of the real shapes.
+    #[arg(long, default_value = "random")]
+    weights: String,
+    #[arg(long, default_value = "The capital of France is")]
+    prompt: String,
+    /// Wrap the prompt in the model's chat template (user turn + assistant prompt).
+    #[arg(long)]
+    chat: bool,
+    /// System prompt (with --chat).
+    #[arg(long)]
+    system: Option<String>,
+    /// Turn thinking off (enable_thinking=false) for models whose template supports it.
+    #[arg(long)]
+    no_think: bool,
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Sampling temperature (0 = greedy); default from the model's generation config.
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    min_p: Option<f32>,
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    #[arg(long)]
+    presence_penalty: Option<f32>,
+    /// Seed of the sampler (and of random weights).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    device: Device,
 }
 
 fn main() {
@@ -38,15 +118,129 @@ fn main() {
 fn run() -> Result<()> {
     match Cli::parse().command {
         Command::List { specs } => list(specs.unwrap_or_else(specs::specs_dir)),
+        Command::Run(args) => run_model(args),
+        Command::Logits {
+            spec,
+            weights,
+            ids,
+            decode_steps,
+            output,
+            seed,
+            device,
+        } => {
+            let spec = specs::resolve_spec(&spec)?;
+            let mut model = Model::load(&spec, &weights_source(&weights, seed), device)?;
+            let (rows, generated) = model.greedy_logits(&ids, decode_steps)?;
+            pio::npy::write_f32_2d(&output, &rows)
+                .with_context(|| format!("writing {}", output.display()))?;
+            let ids: Vec<String> = generated.iter().map(u32::to_string).collect();
+            println!("{}", ids.join(","));
+            Ok(())
+        }
+        Command::InitWeights {
+            spec,
+            output,
+            seed,
+            force,
+        } => {
+            let path = specs::resolve_spec(&spec)?;
+            let summary = pio::init_weights::init_weights(&path, &output, seed, force)?;
+            println!(
+                "wrote {} ({} of weights in {})",
+                output.display(),
+                bytes_human(summary.total_bytes),
+                summary.weight_files.join(", ")
+            );
+            Ok(())
+        }
     }
+}
+
+fn weights_source(arg: &str, seed: u64) -> WeightsSource {
+    if arg == "random" {
+        WeightsSource::Random { seed }
+    } else {
+        WeightsSource::Dir(PathBuf::from(arg))
+    }
+}
+
+fn run_model(a: RunArgs) -> Result<()> {
+    let spec = specs::resolve_spec(&a.spec)?;
+    let mut model = Model::load(&spec, &weights_source(&a.weights, a.seed), a.device)?;
+    if model.has_random_weights() {
+        eprintln!(
+            "note: {} runs with random weights: the output is gibberish",
+            model.spec().name()
+        );
+    }
+    let text = if a.chat {
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(Message::system(s.clone()));
+        }
+        msgs.push(Message::user(a.prompt.clone()));
+        let thinking = model.spec().variant.manifest.thinking;
+        if a.no_think && !thinking {
+            eprintln!("note: --no-think has no effect: this model never thinks");
+        }
+        let opts = ChatOptions {
+            add_generation_prompt: true,
+            enable_thinking: (thinking && a.no_think).then_some(false),
+        };
+        model.chat_template().render(&msgs, &opts)?
+    } else {
+        if a.system.is_some() || a.no_think {
+            anyhow::bail!("--system and --no-think need --chat");
+        }
+        a.prompt.clone()
+    };
+    let prompt = model.tokenizer().encode(&text)?;
+    let d = model.defaults().sampling.clone();
+    let sampling = SamplingParams {
+        temperature: a.temperature.unwrap_or(d.temperature),
+        top_k: a.top_k.unwrap_or(d.top_k),
+        top_p: a.top_p.unwrap_or(d.top_p),
+        min_p: a.min_p.unwrap_or(d.min_p),
+        repetition_penalty: a.repetition_penalty.unwrap_or(d.repetition_penalty),
+        presence_penalty: a.presence_penalty.unwrap_or(d.presence_penalty),
+        seed: a.seed,
+    };
+    sampling.validate()?;
+    let opts = model.generate_options(a.max_new_tokens, Some(sampling));
+    let mut out = std::io::stdout().lock();
+    if !a.chat {
+        write!(out, "{text}")?;
+    }
+    let mut gen = model.generate(&prompt, opts)?;
+    for token in gen.by_ref() {
+        write!(out, "{}", token?.text)?;
+        out.flush()?;
+    }
+    let tail = gen.flush()?;
+    writeln!(out, "{tail}")?;
+    let s = gen.stats().clone();
+    eprintln!(
+        "prompt: {} tokens, {:.1} tokens/s | generated: {} tokens, {:.1} tokens/s | stop: {}",
+        s.prompt_tokens,
+        s.prefill_tokens_per_s(),
+        s.generated_tokens,
+        s.decode_tokens_per_s(),
+        match s.stop {
+            Some(pio::runtime::generate::StopReason::Eos(id)) => format!("eos ({id})"),
+            Some(pio::runtime::generate::StopReason::MaxTokens) => "max tokens".into(),
+            Some(pio::runtime::generate::StopReason::ContextFull) => "context full".into(),
+            None => "?".into(),
+        }
+    );
+    Ok(())
 }
 
 fn list(dir: PathBuf) -> Result<()> {
     let files = pio_compiler::spec::discover(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+        .with_context(|| format!("cannot read {}", dir.display()))?;
     println!(
-        "{:<26} {:>15} {:>10} {:>7} {:>9}  {}",
-        "MODEL", "PARAMS", "WEIGHTS", "LAYERS", "CONTEXT", "SPEC"
+        "{:<26} {:>15} {:>10} {:>7} {:>9}  SPEC",
+        "MODEL", "PARAMS", "WEIGHTS", "LAYERS", "CONTEXT"
     );
     let mut broken = 0;
     for path in files {

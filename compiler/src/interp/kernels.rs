@@ -17,6 +17,9 @@ pub fn embed(table: &Tensor, ids: &[f32], shape: Vec<usize>) -> Tensor {
 pub fn linear(x: &Tensor, w: &Tensor, shape: Vec<usize>) -> Tensor {
     let (n, k) = (w.shape[0], w.shape[1]);
     let m = x.data.len() / k;
+    if m <= 8 {
+        return Tensor::new(shape, linear_few_rows(&x.data, &w.data, m, n, k));
+    }
     let mut out = vec![0f32; m * n];
     // SAFETY: the pointers and strides describe in-bounds row-major buffers of the sizes
     // computed above: x is m×k, w is n×k read as its transpose k×n, out is m×n.
@@ -39,6 +42,47 @@ pub fn linear(x: &Tensor, w: &Tensor, shape: Vec<usize>) -> Tensor {
         );
     }
     Tensor::new(shape, out)
+}
+
+/// Decode-sized products (a few rows of x): one dot product per weight row, the weight rows
+/// split over threads. A general GEMM would first copy (pack) the whole weight matrix, which
+/// doubles the memory traffic when x has one row.
+fn linear_few_rows(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(16);
+    let rows_per = n.div_ceil(threads).max(64);
+    let mut out_t = vec![0f32; n * m]; // [n, m]: each thread owns a block of weight rows
+    std::thread::scope(|s| {
+        for (chunk, out) in w.chunks(rows_per * k).zip(out_t.chunks_mut(rows_per * m)) {
+            s.spawn(move || {
+                for (wrow, o) in chunk.chunks(k).zip(out.chunks_mut(m)) {
+                    for (i, oi) in o.iter_mut().enumerate() {
+                        *oi = dot(&x[i * k..(i + 1) * k], wrow);
+                    }
+                }
+            });
+        }
+    });
+    let mut out = vec![0f32; m * n];
+    for j in 0..n {
+        for i in 0..m {
+            out[i * n + j] = out_t[j * m + i];
+        }
+    }
+    out
+}
+
+/// A dot product with 8 independent accumulators (vectorizes well).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `a · b` with `b` stored `[k, n]`.
@@ -172,6 +216,21 @@ mod tests {
         let x = t(&[1, 2, 3], &[1., 2., 3., 4., 5., 6.]);
         let w = t(&[2, 3], &[1., 0., 0., 0., 1., 1.]);
         assert_eq!(linear(&x, &w, vec![1, 2, 2]).data, vec![1., 5., 4., 11.]);
+    }
+
+    #[test]
+    fn few_rows_path_matches_gemm_path() {
+        let (m, n, k) = (3, 70, 37);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        let fast = linear_few_rows(&x, &w, m, n, k);
+        let mut slow = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                slow[i * n + j] = (0..k).map(|l| x[i * k + l] * w[j * k + l]).sum();
+            }
+        }
+        assert_eq!(fast, slow);
     }
 
     #[test]

@@ -1,0 +1,28 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+/// Anything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum PioError {
+    #[error(transparent)]
+    Spec(#[from] pio_compiler::SpecErrors),
+    #[error(transparent)]
+    Ir(#[from] pio_compiler::IrError),
+    #[error(transparent)]
+    Weights(#[from] pio_runtime::weights::WeightsError),
+    #[error(transparent)]
+    Executor(#[from] pio_compiler::interp::InterpError),
+    #[error(transparent)]
+    Tokenizer(#[from] pio_runtime::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Chat(#[from] pio_runtime::chat::ChatError),
+    #[error(transparent)]
+    Generate(#[from] pio_runtime::generate::GenerateError),
+    #[error(transparent)]
+    Sampling(#[from] pio_runtime::sampling::SamplingError),
+    #[error("{0}")]
+    Device(String),
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}

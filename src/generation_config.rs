@@ -1,0 +1,75 @@
+//! Reading and writing HF `generation_config.json`.
+
+use crate::error::PioError;
+use crate::model::GenerationDefaults;
+use pio_compiler::spec::ModelSpec;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Applies a checkpoint's generation_config.json (if present) over the spec's defaults:
+/// eos ids, temperature, top_k, top_p, min_p, repetition_penalty.
+pub fn apply(path: &Path, d: &mut GenerationDefaults) -> Result<(), PioError> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let bad = |message: String| PioError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    match v.get("eos_token_id") {
+        Some(Value::Number(n)) => {
+            d.eos_token_ids = vec![n.as_u64().ok_or_else(|| bad("bad eos_token_id".into()))? as u32]
+        }
+        Some(Value::Array(a)) => {
+            d.eos_token_ids = a
+                .iter()
+                .map(|x| x.as_u64().map(|x| x as u32))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("eos_token_id must be a list of token ids".into()))?
+        }
+        _ => {}
+    }
+    let num = |key: &str| v.get(key).and_then(Value::as_f64);
+    let s = &mut d.sampling;
+    if v.get("do_sample") == Some(&Value::Bool(false)) {
+        s.temperature = 0.0;
+    } else if let Some(t) = num("temperature") {
+        s.temperature = t as f32;
+    }
+    if let Some(k) = num("top_k") {
+        s.top_k = k.max(0.0) as usize;
+    }
+    if let Some(p) = num("top_p") {
+        s.top_p = p as f32;
+    }
+    if let Some(p) = num("min_p") {
+        s.min_p = p as f32;
+    }
+    if let Some(p) = num("repetition_penalty") {
+        s.repetition_penalty = p as f32;
+    }
+    s.validate()
+        .map_err(|e| bad(format!("unusable sampling defaults: {e}")))?;
+    Ok(())
+}
+
+/// generation_config.json for a spec, as HF writes it.
+pub fn for_spec(spec: &ModelSpec) -> Value {
+    let m = &spec.variant.manifest;
+    let mut v = json!({
+        "do_sample": m.sampling.temperature > 0.0,
+        "eos_token_id": m.eos_token_ids,
+        "temperature": m.sampling.temperature,
+        "top_k": m.sampling.top_k,
+        "top_p": m.sampling.top_p,
+    });
+    if let Some(b) = m.bos_token_id {
+        v["bos_token_id"] = b.into();
+    }
+    if let Some(p) = m.pad_token_id {
+        v["pad_token_id"] = p.into();
+    }
+    v
+}
