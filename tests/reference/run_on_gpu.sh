@@ -10,6 +10,7 @@ PIO=${PIO:-target/release/pio}
 export PYTHONUNBUFFERED=1
 status=0
 log() { echo; echo "=== $*"; }
+timed() { local t0=$SECONDS; "$@"; local rc=$?; echo "($1 ${2:-}: $((SECONDS - t0)) s)"; return $rc; }
 
 log "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -33,8 +34,8 @@ for spec in qwen3-0.6b qwen3-4b-instruct-2507; do
     log "$spec: random weights (seed 0), pio CPU executor vs HF float32, prefill of 18 tokens"
     W=/tmp/pio-weights-$spec
     rm -rf "$W"
-    /usr/bin/time -f "init-weights %e s" $PIO init-weights $spec -o "$W" --seed 0 || status=1
-    /usr/bin/time -f "pio logits %e s" $PIO logits --spec $spec --weights "$W" --ids $REAL_IDS \
+    timed $PIO init-weights $spec -o "$W" --seed 0 || status=1
+    timed $PIO logits --spec $spec --weights "$W" --ids $REAL_IDS \
         -o "$OUT/pio_$spec.npy" --device cpu || status=1
     python3 tests/reference/hf_reference.py --weights "$W" --ids $REAL_IDS \
         --compare "$OUT/pio_$spec.npy" 2>&1 | tee "$OUT/compare_$spec.txt" || status=1
