@@ -116,8 +116,10 @@ impl Model {
         };
         let m = &spec.variant.manifest;
         let tokenizer = Tokenizer::from_file(&file_in("tokenizer.json", &m.tokenizer))?;
-        let chat =
-            ChatTemplate::from_tokenizer_config(&file_in("tokenizer_config.json", &m.chat_template))?;
+        let chat = ChatTemplate::from_tokenizer_config(&file_in(
+            "tokenizer_config.json",
+            &m.chat_template,
+        ))?;
         let mut defaults = GenerationDefaults {
             eos_token_ids: m.eos_token_ids.clone(),
             sampling: SamplingParams {
@@ -280,8 +282,14 @@ struct CpuBackend(CpuExecutor);
 impl Forward for CpuBackend {
     fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BoxError> {
         let out = self.0.step(tokens)?;
-        let logits = out.get("logits").ok_or("the graph has no 'logits' output")?;
-        Ok(logits.rows().last().map(<[f32]>::to_vec).unwrap_or_default())
+        let logits = out
+            .get("logits")
+            .ok_or("the graph has no 'logits' output")?;
+        Ok(logits
+            .rows()
+            .last()
+            .map(<[f32]>::to_vec)
+            .unwrap_or_default())
     }
 
     fn reset(&mut self) {

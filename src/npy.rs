@@ -44,7 +44,9 @@ mod tests {
         let b = std::fs::read(&p).unwrap();
         let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
         assert_eq!((10 + hlen) % 64, 0);
-        assert!(std::str::from_utf8(&b[10..10 + hlen]).unwrap().contains("(2, 2)"));
+        assert!(std::str::from_utf8(&b[10..10 + hlen])
+            .unwrap()
+            .contains("(2, 2)"));
         assert_eq!(&b[10 + hlen..10 + hlen + 4], &1.0f32.to_le_bytes());
         assert_eq!(b.len(), 10 + hlen + 16);
     }

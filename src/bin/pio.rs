@@ -13,7 +13,10 @@ use std::path::PathBuf;
 mod specs;
 
 #[derive(Parser)]
-#[command(version, about = "pio: a declarative model compiler and executor for Qwen3")]
+#[command(
+    version,
+    about = "pio: a declarative model compiler and executor for Qwen3"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

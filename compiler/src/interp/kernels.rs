@@ -48,7 +48,9 @@ pub fn linear(x: &Tensor, w: &Tensor, shape: Vec<usize>) -> Tensor {
 /// split over threads. A general GEMM would first copy (pack) the whole weight matrix, which
 /// doubles the memory traffic when x has one row.
 fn linear_few_rows(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(16);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(16);
     let rows_per = n.div_ceil(threads).max(64);
     let mut out_t = vec![0f32; n * m]; // [n, m]: each thread owns a block of weight rows
     std::thread::scope(|s| {
@@ -132,8 +134,8 @@ pub fn rope(x: &Tensor, positions: &[f32], theta: f64) -> Tensor {
     let (seq, heads, d) = (x.shape[1], x.shape[2], x.shape[3]);
     let half = d / 2;
     let mut out = x.data.clone();
-    for s in 0..seq {
-        let pos = positions[s] as f64;
+    for (s, &pos) in positions.iter().enumerate().take(seq) {
+        let pos = pos as f64;
         for h in 0..heads {
             let base = (s * heads + h) * d;
             for i in 0..half {

@@ -43,7 +43,9 @@ pub enum InterpError {
     },
     #[error("token id {id} is out of range for a vocabulary of {vocab}")]
     TokenOutOfRange { id: u32, vocab: usize },
-    #[error("context full: {cached} cached + {new} new tokens exceed the context bound of {bound}")]
+    #[error(
+        "context full: {cached} cached + {new} new tokens exceed the context bound of {bound}"
+    )]
     ContextFull {
         cached: usize,
         new: usize,
@@ -174,14 +176,10 @@ impl CpuExecutor {
             let out_shape = node.ty.shape.concrete(&dims);
             let value: Tensor = match &node.op {
                 Op::Input => match node.name.as_str() {
-                    "tokens" => Tensor::new(
-                        out_shape,
-                        tokens.iter().map(|&t| t as f32).collect(),
-                    ),
-                    "positions" => Tensor::new(
-                        out_shape,
-                        positions.iter().map(|&p| p as f32).collect(),
-                    ),
+                    "tokens" => Tensor::new(out_shape, tokens.iter().map(|&t| t as f32).collect()),
+                    "positions" => {
+                        Tensor::new(out_shape, positions.iter().map(|&p| p as f32).collect())
+                    }
                     other => return Err(InterpError::MissingInput(other.to_string())),
                 },
                 Op::Weight(_) => {

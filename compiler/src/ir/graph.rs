@@ -122,13 +122,17 @@ impl Graph {
         if order.len() == self.g.node_count() {
             Ok(order)
         } else {
-            let mut stuck: Vec<NodeId> = indeg
+            // Name only the nodes on a cycle, not everything downstream of one.
+            let mut on_cycle: Vec<NodeId> = petgraph::algo::tarjan_scc(&self.g)
                 .into_iter()
-                .filter(|(_, d)| *d > 0)
-                .map(|(n, _)| n)
+                .filter(|scc| scc.len() > 1 || self.g.contains_edge(scc[0], scc[0]))
+                .flatten()
                 .collect();
-            stuck.sort();
-            Err(stuck.into_iter().map(|n| self.g[n].name.clone()).collect())
+            on_cycle.sort();
+            Err(on_cycle
+                .into_iter()
+                .map(|n| self.g[n].name.clone())
+                .collect())
         }
     }
 

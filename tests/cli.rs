@@ -1,0 +1,182 @@
+//! The command-line tools end to end, as a user runs them (no GPU needed).
+
+use std::process::Command;
+
+fn pio(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pio"))
+        .args(args)
+        .output()
+        .expect("pio runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn compile(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pio-compile"))
+        .args(args)
+        .output()
+        .expect("pio-compile runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn list_shows_the_three_specs_with_exact_parameter_counts() {
+    let (ok, out, err) = pio(&["list"]);
+    assert!(ok, "{err}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{out}"))
+            .to_string()
+    };
+    assert!(line("Qwen3-0.6B ").contains("596,049,920"));
+    assert!(line("Qwen3-0.6B ").contains("40,960"));
+    assert!(line("Qwen3-4B-Instruct-2507").contains("4,022,468,096"));
+    assert!(line("Qwen3-4B-Instruct-2507").contains("262,144"));
+    assert!(line("Qwen3-tiny").contains("119,232"));
+    assert_eq!(out.lines().count(), 4, "{out}");
+}
+
+#[test]
+fn compile_writes_ir_dot_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let o = out_dir.to_str().unwrap();
+    let (ok, out, err) = compile(&["model-specs/qwen3-0.6b.yaml", "-o", o]);
+    assert!(ok, "{err}");
+    assert!(out.contains("596,049,920 params"), "{out}");
+    assert!(out.contains("114,688 KV bytes/token"), "{out}");
+    let ir = std::fs::read_to_string(out_dir.join("ir.txt")).unwrap();
+    assert!(ir.contains("layers.27.x_out = add("));
+    assert!(std::fs::read_to_string(out_dir.join("ir.dot"))
+        .unwrap()
+        .starts_with("digraph"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["params"], 596_049_920u64);
+    assert_eq!(summary["nodes"], 988);
+    // A second run into its own output folder is fine...
+    assert!(compile(&["qwen3-0.6b", "-o", o]).0);
+    // ...but a folder of the user's is never written into without --force.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep").unwrap();
+    let (ok, _, err) = compile(&["qwen3-tiny", "-o", mine.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("was not written by pio-compile"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
+fn compile_reports_a_broken_spec_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = compile(&[
+        "tests/specs/broken/unknown-op.yaml",
+        "-o",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains(
+        "unknown-op.family.yaml:40:13: layers.h: unknown op 'rmsnrom' (did you mean 'rmsnorm'?)"
+    ), "{err}");
+    let (ok, _, err) = compile(&["no-such-model", "-o", "/tmp/x"]);
+    assert!(
+        !ok && err.contains("spec 'no-such-model' not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_generates_on_the_tiny_model_by_default() {
+    let (ok, out, err) = pio(&["run", "--max-new-tokens", "5", "--device", "cpu"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("The capital of France is"), "{out}");
+    assert_eq!(err.matches("random weights").count(), 1, "{err}");
+    assert!(err.contains("generated: 5 tokens"), "{err}");
+}
+
+#[test]
+fn run_chat_and_seeded_sampling_are_reproducible() {
+    let args = [
+        "run",
+        "--chat",
+        "--system",
+        "Be brief.",
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "1.0",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+    ];
+    let (ok, a, err) = pio(&args);
+    assert!(ok, "{err}");
+    let (_, b, _) = pio(&args);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn bad_flags_and_devices_are_clear_errors() {
+    let (ok, _, err) = pio(&["run", "--device", "cuda"]);
+    assert!(
+        !ok && err.contains("CUDA runtime is not built yet"),
+        "{err}"
+    );
+    let (ok, _, err) = pio(&["run", "--top-p", "0", "--device", "cpu"]);
+    assert!(!ok && err.contains("top_p"), "{err}");
+    let (ok, _, err) = pio(&["run", "--weights", "/nonexistent/dir", "--device", "cpu"]);
+    assert!(!ok && err.contains("/nonexistent/dir"), "{err}");
+    let (ok, _, err) = pio(&["run", "--device", "tpu"]);
+    assert!(!ok && err.contains("unknown device 'tpu'"), "{err}");
+}
+
+#[test]
+fn init_weights_never_overwrites_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(pio(&["init-weights", "qwen3-tiny", "-o", d]).0);
+    std::fs::write(dir.path().join("config.json"), "mine").unwrap();
+    let (ok, _, err) = pio(&["init-weights", "qwen3-tiny", "-o", d]);
+    assert!(!ok && err.contains("config.json"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
+        "mine"
+    );
+    assert!(pio(&["init-weights", "qwen3-tiny", "-o", d, "--force"]).0);
+    // The directory loads back, and a config that contradicts the spec is refused.
+    assert!(
+        pio(&[
+            "run",
+            "--weights",
+            d,
+            "--max-new-tokens",
+            "2",
+            "--device",
+            "cpu"
+        ])
+        .0
+    );
+    let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        cfg.replace("\"rope_theta\": 1000000.0", "\"rope_theta\": 5000000.0"),
+    )
+    .unwrap();
+    let (ok, _, err) = pio(&["run", "--weights", d, "--device", "cpu"]);
+    assert!(!ok && err.contains("rope_theta"), "{err}");
+}
