@@ -75,6 +75,8 @@ pub enum CompileError {
     Ir(#[from] IrError),
     #[error("{0}")]
     Output(String),
+    #[error("{0}")]
+    Options(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -10,11 +10,15 @@
 //! assert_eq!(summary.params, 596_049_920);
 //! ```
 
+pub mod codegen;
 pub mod error;
+pub mod fusion;
 pub mod interp;
 pub mod ir;
 pub mod lower;
+pub mod memory;
 pub mod output;
+pub mod pass;
 pub mod spec;
 pub mod summary;
 

@@ -368,6 +368,7 @@ impl Lowerer<'_> {
                     op: Op::Weight(WeightBinding {
                         hf_name: hf,
                         tied: Vec::new(),
+                        concat: Vec::new(),
                         init,
                     }),
                     ty: TensorType::new(self.spec.family.dtype, shape),

@@ -13,6 +13,7 @@ fn weight(name: &str, dims: &[usize]) -> Node {
         op: Op::Weight(WeightBinding {
             hf_name: format!("{name}.weight"),
             tied: vec![],
+            concat: vec![],
             init: Init::Ones,
         }),
         ty: ty(DType::F32, dims),

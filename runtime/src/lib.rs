@@ -7,6 +7,7 @@
 //! - [`sampling`]: greedy / temperature / top-k / top-p / min-p / penalties, seeded.
 
 pub mod chat;
+pub mod cuda;
 pub mod generate;
 pub mod sampling;
 pub mod tokenizer;

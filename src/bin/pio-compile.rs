@@ -1,8 +1,9 @@
-//! `pio-compile SPEC -o DIR`: lowers a model spec to the IR and writes the compiler's output.
-//! Needs no GPU.
+//! `pio-compile SPEC -o DIR`: lowers a model spec to the IR, runs the pass pipeline and writes
+//! the compiler's output. Needs no GPU.
 
 use anyhow::Result;
 use clap::Parser;
+use pio_compiler::pass::{default_pipeline, PassOptions};
 use pio_compiler::summary::{bytes_human, thousands};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,6 +25,21 @@ struct Args {
     /// Write into a non-empty folder that pio-compile did not create.
     #[arg(long)]
     force: bool,
+    /// Write the IR after this pass (or `all`) to DIR/ir-after-PASS.txt; repeatable.
+    #[arg(long, value_name = "PASS|all")]
+    dump_ir_after: Vec<String>,
+    /// Skip a pass; repeatable.
+    #[arg(long, value_name = "PASS")]
+    disable_pass: Vec<String>,
+    /// Skip fusion (for differential testing).
+    #[arg(long)]
+    no_fusion: bool,
+    /// Most tokens in one prefill step (longer prompts are prefilled in chunks).
+    #[arg(long, default_value_t = 512)]
+    max_prefill: usize,
+    /// KV-cache length in tokens (default: the spec's bound, at most 32768).
+    #[arg(long)]
+    max_context: Option<usize>,
 }
 
 fn main() {
@@ -38,35 +54,100 @@ fn run() -> Result<()> {
     let path = specs::resolve_spec(&args.spec)?;
     let start = Instant::now();
     let spec = pio_compiler::spec::load(&path)?;
-    let graph = pio_compiler::lower::lower(&spec)?;
-    pio_compiler::ir::verify::verify(&graph, Some("lower"))?;
-    let summary = pio_compiler::summary::summarize(&graph);
+    let mut graph = pio_compiler::lower::lower(&spec)?;
+    let manager = default_pipeline(PassOptions {
+        disabled: args.disable_pass.clone(),
+        no_fusion: args.no_fusion,
+        dump_after: args.dump_ir_after.clone(),
+        ..PassOptions::default()
+    })?;
+    let before = graph.clone();
+    let report = manager.run(&mut graph)?;
+    let summary = pio_compiler::summary::summarize(&before);
+    let compiled = pio_compiler::codegen::generate(
+        &graph,
+        &spec,
+        &pio_compiler::codegen::CodegenOptions {
+            max_prefill: args.max_prefill,
+            max_context: args.max_context,
+        },
+    )?;
     let elapsed = start.elapsed();
 
+    use pio_compiler::ir::{dot::to_dot, print::print};
     use pio_compiler::output::{prepare_dir, write_file};
     let dir = &args.output;
     prepare_dir(dir, args.force)?;
-    write_file(
-        dir,
-        "ir.txt",
-        pio_compiler::ir::print::print(&graph).as_bytes(),
-    )?;
-    write_file(
-        dir,
-        "ir.dot",
-        pio_compiler::ir::dot::to_dot(&graph).as_bytes(),
-    )?;
+    write_file(dir, "ir-before.txt", print(&before).as_bytes())?;
+    write_file(dir, "ir-before.dot", to_dot(&before).as_bytes())?;
+    write_file(dir, "ir-after.txt", print(&graph).as_bytes())?;
+    write_file(dir, "ir-after.dot", to_dot(&graph).as_bytes())?;
+    for (pass, text) in &report.dumps {
+        write_file(dir, &format!("ir-after-{pass}.txt"), text.as_bytes())?;
+    }
     let json = serde_json::to_string_pretty(&summary)?;
     write_file(dir, "summary.json", format!("{json}\n").as_bytes())?;
+    let a = &compiled.artifact;
+    for k in &compiled.kernels {
+        write_file(dir, &format!("kernels/{}.cu", k.name), k.source.as_bytes())?;
+    }
+    write_file(
+        dir,
+        "artifact.json",
+        serde_json::to_string_pretty(a)?.as_bytes(),
+    )?;
+    write_file(
+        dir,
+        "launches-decode.txt",
+        pio_compiler::codegen::listing(&a.decode).as_bytes(),
+    )?;
+    write_file(
+        dir,
+        "launches-prefill.txt",
+        pio_compiler::codegen::listing(&a.prefill).as_bytes(),
+    )?;
+    write_file(
+        dir,
+        "memory-plan.json",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "regions": a.regions, "report": a.memory, "kv_caches": a.kv_caches, "io": a.io,
+        }))?
+        .as_bytes(),
+    )?;
+    write_file(
+        dir,
+        "weights.json",
+        serde_json::to_string_pretty(&a.weights)?.as_bytes(),
+    )?;
 
+    for r in &report.records {
+        eprintln!(
+            "  pass {:<12} {:>8.2} ms  {:>2} round(s)  {:>5} nodes{}",
+            r.name,
+            r.time.as_secs_f64() * 1e3,
+            r.iterations,
+            r.nodes_after,
+            if r.changed { "" } else { "  (no change)" }
+        );
+    }
     println!(
-        "{}: {} nodes, {} params ({} weights), {} KV bytes/token, {} layer(s) -> {} ({:.1} ms)",
+        "{}: {} -> {} nodes, {} distinct kernels, {} launches per decode step ({:.1} per layer), \
+         arena {} (decode {} -> {}, prefill {} -> {} planned), weights {}, KV {} bytes/token, \
+         {} params -> {} ({:.0} ms)",
         summary.model,
-        summary.nodes,
-        thousands(summary.params),
+        before.node_count(),
+        graph.node_count(),
+        a.kernels.len(),
+        a.decode.len(),
+        a.decode.len() as f64 / summary.layers.max(1) as f64,
+        bytes_human(a.regions.arena),
+        bytes_human(a.memory.decode_activation_bytes_unplanned),
+        bytes_human(a.memory.decode_arena_bytes),
+        bytes_human(a.memory.prefill_activation_bytes_unplanned),
+        bytes_human(a.memory.prefill_arena_bytes),
         bytes_human(summary.weight_bytes),
         thousands(summary.kv_bytes_per_token),
-        summary.layers,
+        thousands(summary.params),
         dir.display(),
         elapsed.as_secs_f64() * 1e3
     );

@@ -54,6 +54,15 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: Device,
     },
+    /// Compile every kernel of a pio-compile output folder with NVRTC (needs CUDA's NVRTC
+    /// library, no GPU): prints the options, the NVRTC version and each kernel's resources.
+    CheckKernels {
+        /// A folder written by pio-compile.
+        dir: PathBuf,
+        /// Target architecture.
+        #[arg(long, default_value = "sm_90")]
+        arch: String,
+    },
     /// Write a complete HF-layout directory of random weights for a spec.
     InitWeights {
         /// The variant spec (a path or a name in model-specs/).
@@ -122,6 +131,7 @@ fn run() -> Result<()> {
     match Cli::parse().command {
         Command::List { specs } => list(specs.unwrap_or_else(specs::specs_dir)),
         Command::Run(args) => run_model(args),
+        Command::CheckKernels { dir, arch } => check_kernels(&dir, &arch),
         Command::Logits {
             spec,
             weights,
@@ -234,6 +244,52 @@ fn run_model(a: RunArgs) -> Result<()> {
             Some(pio::runtime::generate::StopReason::ContextFull) => "context full".into(),
             None => "?".into(),
         }
+    );
+    Ok(())
+}
+
+fn check_kernels(dir: &std::path::Path, arch: &str) -> Result<()> {
+    use pio::runtime::cuda::nvrtc;
+    let artifact = pio_artifact::Artifact::read(&dir.join("artifact.json"))?;
+    let mut base = artifact.nvrtc_options.clone();
+    base.push("--ptxas-options=-v".into());
+    let options = nvrtc::options_for(arch, &base);
+    let (major, minor) = nvrtc::version()?;
+    println!("NVRTC {major}.{minor}, options: {}", options.join(" "));
+    let kernels: Vec<(String, String)> = artifact
+        .kernels
+        .iter()
+        .map(|k| {
+            let path = dir.join(&k.file);
+            std::fs::read_to_string(&path)
+                .map(|src| (k.name.clone(), src))
+                .with_context(|| format!("reading {}", path.display()))
+        })
+        .collect::<Result<_>>()?;
+    let scratch = std::env::temp_dir().join(format!("pio-check-kernels-{}", std::process::id()));
+    let cache = nvrtc::KernelCache::new(scratch.clone());
+    let start = std::time::Instant::now();
+    let compiled = cache.compile_all(&kernels, &options);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let compiled = compiled?;
+    for c in &compiled {
+        let usage: Vec<&str> = c
+            .log
+            .lines()
+            .filter(|l| l.contains("registers") || l.contains("spill"))
+            .map(str::trim)
+            .collect();
+        println!(
+            "ok  {:<32} {:>7} bytes  {}",
+            c.name,
+            c.cubin.len(),
+            usage.join(" | ")
+        );
+    }
+    println!(
+        "{} kernels compiled for {arch} in {:.2} s",
+        compiled.len(),
+        start.elapsed().as_secs_f64()
     );
     Ok(())
 }

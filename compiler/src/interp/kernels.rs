@@ -194,6 +194,18 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[f32], scale: f
     Tensor::new(q.shape.clone(), out)
 }
 
+/// Features `start..start + len` of the last axis.
+pub fn slice(x: &Tensor, start: usize, len: usize, shape: Vec<usize>) -> Tensor {
+    let width = *x.shape.last().expect("rank >= 1");
+    let data = x
+        .data
+        .chunks(width)
+        .flat_map(|row| &row[start..start + len])
+        .copied()
+        .collect();
+    Tensor::new(shape, data)
+}
+
 pub fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
     Tensor::new(x.shape.clone(), x.data.iter().map(|&v| f(v)).collect())
 }

@@ -94,11 +94,23 @@ impl CpuExecutor {
                 let shape = n.ty.shape.as_fixed().ok_or_else(|| {
                     InterpError::Graph(format!("weight {} has a symbolic shape", n.name))
                 })?;
-                let data = load(&b.hf_name, &shape).map_err(|message| InterpError::Weight {
+                let err = |message| InterpError::Weight {
                     name: n.name.clone(),
                     hf: b.hf_name.clone(),
                     message,
-                })?;
+                };
+                let data = if b.concat.is_empty() {
+                    load(&b.hf_name, &shape).map_err(err)?
+                } else {
+                    // Concatenated along the first axis at load time.
+                    let mut all = Vec::with_capacity(shape.iter().product());
+                    for (part, rows) in &b.concat {
+                        let mut part_shape = shape.clone();
+                        part_shape[0] = *rows;
+                        all.extend(load(part, &part_shape).map_err(err)?);
+                    }
+                    all
+                };
                 if data.len() != shape.iter().product::<usize>() {
                     return Err(InterpError::Weight {
                         name: n.name.clone(),
@@ -201,16 +213,61 @@ impl CpuExecutor {
                 Op::MatMul => kernels::matmul(&args[0], &args[1], out_shape),
                 Op::RmsNorm { eps } => kernels::rmsnorm(&args[0], &args[1], *eps),
                 Op::Rope { theta } => kernels::rope(&args[0], &args[1].data, *theta),
-                Op::KvAppend { layer, cache } => {
-                    let buf = self.cache.entry((*layer, *cache)).or_default();
-                    buf.truncate(start * args[0].data.len() / seq);
-                    buf.extend_from_slice(&args[0].data);
-                    Tensor::new(out_shape, buf.clone())
+                Op::KvAppend { layer, cache } | Op::KvWrite { layer, cache } => write_cache(
+                    &mut self.cache,
+                    *layer,
+                    *cache,
+                    &args[0],
+                    start,
+                    seq,
+                    out_shape,
+                ),
+                Op::NormRopeKvWrite {
+                    eps,
+                    theta,
+                    layer,
+                    cache,
+                } => {
+                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
+                    let roped = kernels::rope(&normed, &args[2].data, *theta);
+                    write_cache(
+                        &mut self.cache,
+                        *layer,
+                        *cache,
+                        &roped,
+                        start,
+                        seq,
+                        out_shape,
+                    )
                 }
+                Op::NormRope { eps, theta } => {
+                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
+                    kernels::rope(&normed, &args[2].data, *theta)
+                }
+                Op::Slice { start, len } => kernels::slice(&args[0], *start, *len, out_shape),
+                Op::NormLinear { eps } => {
+                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
+                    kernels::linear(&normed, &args[2], out_shape)
+                }
+                Op::NormLinearSwiGlu { eps } => {
+                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
+                    let mut both_shape = out_shape.clone();
+                    *both_shape.last_mut().expect("rank >= 1") *= 2;
+                    let both = kernels::linear(&normed, &args[2], both_shape);
+                    let half = *out_shape.last().expect("rank >= 1");
+                    let gate = kernels::slice(&both, 0, half, out_shape.clone());
+                    let up = kernels::slice(&both, half, half, out_shape);
+                    kernels::zip(&gate, &up, silu_mul)
+                }
+                Op::LinearAdd => {
+                    let y = kernels::linear(&args[0], &args[1], out_shape);
+                    kernels::zip(&y, &args[2], |a, b| a + b)
+                }
+                Op::SiluMul => kernels::zip(&args[0], &args[1], silu_mul),
                 Op::Attention { scale } => {
                     kernels::attention(&args[0], &args[1], &args[2], &args[3].data, *scale)
                 }
-                Op::Silu => kernels::map(&args[0], |x| x / (1.0 + (-x).exp())),
+                Op::Silu => kernels::map(&args[0], silu),
                 Op::Mul => kernels::zip(&args[0], &args[1], |a, b| a * b),
                 Op::Add => kernels::zip(&args[0], &args[1], |a, b| a + b),
                 Op::Reshape { .. } => Tensor::new(out_shape, args[0].data.clone()),
@@ -230,4 +287,29 @@ impl CpuExecutor {
         self.cached_len = ctx;
         Ok(outputs)
     }
+}
+
+/// Stores this step's rows (positions `start..start + seq`) in a layer's cache and returns the
+/// whole cached sequence.
+fn write_cache(
+    caches: &mut HashMap<(usize, CacheKind), Vec<f32>>,
+    layer: usize,
+    cache: CacheKind,
+    rows: &Tensor,
+    start: usize,
+    seq: usize,
+    shape: Vec<usize>,
+) -> Tensor {
+    let buf = caches.entry((layer, cache)).or_default();
+    buf.truncate(start * rows.data.len() / seq);
+    buf.extend_from_slice(&rows.data);
+    Tensor::new(shape, buf.clone())
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+fn silu_mul(gate: f32, up: f32) -> f32 {
+    silu(gate) * up
 }

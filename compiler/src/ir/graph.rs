@@ -160,6 +160,48 @@ impl Graph {
         self.g.add_edge(from, to, slot);
     }
 
+    /// Makes every user of `old` use `new` instead (same slots).
+    pub fn replace_uses(&mut self, old: NodeId, new: NodeId) {
+        let edges: Vec<(NodeId, usize)> = self
+            .g
+            .edges_directed(old, Direction::Outgoing)
+            .map(|e| (e.target(), *e.weight()))
+            .collect();
+        for (target, slot) in edges {
+            if target == new {
+                continue;
+            }
+            if let Some(e) = self.g.find_edge(old, target) {
+                self.g.remove_edge(e);
+            }
+            self.g.add_edge(new, target, slot);
+        }
+    }
+
+    /// Replaces a node's operands.
+    pub fn set_operands(&mut self, id: NodeId, args: &[NodeId]) {
+        let old: Vec<_> = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        for (slot, &a) in args.iter().enumerate() {
+            self.g.add_edge(a, id, slot);
+        }
+    }
+
+    /// Removes a node and its edges.
+    pub fn remove(&mut self, id: NodeId) {
+        self.g.remove_node(id);
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.g.contains_node(id)
+    }
+
     /// The bound of a symbolic dimension.
     pub fn dim_bound(&self, name: &str) -> Option<usize> {
         self.dims.iter().find(|d| d.name == name).map(|d| d.bound)

@@ -205,8 +205,92 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
             TensorType::new(x.dtype, shape.clone())
         }
         Op::Output => args[0].clone(),
+        Op::KvWrite { .. } => {
+            let (x, pos) = (args[0], args[1]);
+            float(0, "the input")?;
+            rank(0, 4, "the input [batch, seq, kv_heads, head_dim]")?;
+            positions_match(name, pos, x)?;
+            let mut shape = x.shape.0.clone();
+            shape[1] = Dim::Sym(CTX.into());
+            TensorType::new(x.dtype, Shape(shape))
+        }
+        Op::Slice { start, len } => {
+            let x = args[0];
+            match x.shape.last() {
+                Some(Dim::Fixed(n)) if start + len <= *n && *len > 0 => {}
+                d => {
+                    return Err(format!(
+                        "slice: features {start}..{} do not fit the last dim {}",
+                        start + len,
+                        d.map(|d| d.to_string()).unwrap_or_default()
+                    ))
+                }
+            }
+            let mut shape = x.shape.0.clone();
+            *shape.last_mut().expect("checked") = Dim::Fixed(*len);
+            TensorType::new(x.dtype, Shape(shape))
+        }
+        Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } => {
+            let norm = infer(&Op::RmsNorm { eps: *eps }, &[args[0], args[1]])?.expect("not a leaf");
+            let lin = infer(&Op::Linear, &[&norm, args[2]])?.expect("not a leaf");
+            if matches!(op, Op::NormLinear { .. }) {
+                lin
+            } else {
+                swiglu_halve(name, lin)?
+            }
+        }
+        Op::LinearAdd => {
+            let lin = infer(&Op::Linear, &[args[0], args[1]])?.expect("not a leaf");
+            infer(&Op::Add, &[&lin, args[2]])?.expect("not a leaf")
+        }
+        Op::SiluMul => infer(&Op::Mul, &[args[0], args[1]])?.expect("not a leaf"),
+        Op::NormRope { eps, theta } => {
+            let norm = infer(&Op::RmsNorm { eps: *eps }, &[args[0], args[1]])?.expect("not a leaf");
+            infer(&Op::Rope { theta: *theta }, &[&norm, args[2]])?.expect("not a leaf")
+        }
+        Op::NormRopeKvWrite {
+            eps,
+            theta,
+            layer,
+            cache,
+        } => {
+            let norm = infer(&Op::RmsNorm { eps: *eps }, &[args[0], args[1]])?.expect("not a leaf");
+            let roped = infer(&Op::Rope { theta: *theta }, &[&norm, args[2]])?.expect("not a leaf");
+            infer(
+                &Op::KvWrite {
+                    layer: *layer,
+                    cache: *cache,
+                },
+                &[&roped, args[2]],
+            )?
+            .expect("not a leaf")
+        }
     };
     Ok(Some(ty))
+}
+
+fn positions_match(name: &str, pos: &TensorType, x: &TensorType) -> Result<(), String> {
+    if pos.dtype != DType::I32 || pos.shape.0[..] != x.shape.0[..2] {
+        return Err(format!(
+            "{name}: positions {pos} must be i32 with the input's first two dims {}",
+            x.shape
+        ));
+    }
+    Ok(())
+}
+
+/// The result of a gate/up product `[.., 2I]` halved to `[.., I]`.
+fn swiglu_halve(name: &str, mut t: TensorType) -> Result<TensorType, String> {
+    match t.shape.0.last_mut() {
+        Some(Dim::Fixed(n)) if *n % 2 == 0 => {
+            *n /= 2;
+            Ok(t)
+        }
+        _ => Err(format!(
+            "{name}: the gate/up weight must have an even number of rows, got {}",
+            t.shape
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +425,64 @@ mod tests {
         )
         .contains("cannot reshape"));
         let _ = moved;
+    }
+
+    #[test]
+    fn fused_ops_agree_with_their_parts() {
+        let x = t(BF16, &["batch", "seq", "64"]);
+        let nw = t(BF16, &["64"]);
+        let w = t(BF16, &["96", "64"]);
+        assert_eq!(
+            ok(Op::NormLinear { eps: 1e-6 }, &[&x, &nw, &w]),
+            t(BF16, &["batch", "seq", "96"])
+        );
+        assert_eq!(
+            ok(Op::NormLinearSwiGlu { eps: 1e-6 }, &[&x, &nw, &w]),
+            t(BF16, &["batch", "seq", "48"])
+        );
+        let wo = t(BF16, &["64", "96"]);
+        let h = t(BF16, &["batch", "seq", "96"]);
+        assert_eq!(ok(Op::LinearAdd, &[&h, &wo, &x]), x);
+        assert!(err(Op::LinearAdd, &[&h, &wo, &h]).contains("differ"));
+        assert_eq!(ok(Op::SiluMul, &[&x, &x]), x);
+        assert_eq!(
+            ok(Op::Slice { start: 32, len: 32 }, &[&x]),
+            t(BF16, &["batch", "seq", "32"])
+        );
+        assert!(err(Op::Slice { start: 40, len: 32 }, &[&x]).contains("do not fit"));
+        let q = t(BF16, &["batch", "seq", "4", "32"]);
+        let qn = t(BF16, &["32"]);
+        let pos = t(I32, &["batch", "seq"]);
+        assert_eq!(
+            ok(
+                Op::NormRope {
+                    eps: 1e-6,
+                    theta: 1e6
+                },
+                &[&q, &qn, &pos]
+            ),
+            q
+        );
+        let k = t(BF16, &["batch", "seq", "2", "32"]);
+        let kw = Op::NormRopeKvWrite {
+            eps: 1e-6,
+            theta: 1e6,
+            layer: 0,
+            cache: CacheKind::K,
+        };
+        assert_eq!(
+            ok(kw, &[&k, &qn, &pos]),
+            t(BF16, &["batch", "ctx", "2", "32"])
+        );
+        let w = Op::KvWrite {
+            layer: 0,
+            cache: CacheKind::V,
+        };
+        assert_eq!(
+            ok(w.clone(), &[&k, &pos]),
+            t(BF16, &["batch", "ctx", "2", "32"])
+        );
+        assert!(err(w, &[&k, &t(I32, &["seq"])]).contains("positions"));
     }
 
     #[test]

@@ -31,8 +31,12 @@ impl fmt::Display for CacheKind {
 /// Where a weight comes from in an HF checkpoint.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WeightBinding {
-    /// The safetensors tensor name, e.g. `model.layers.3.self_attn.q_proj.weight`.
+    /// The safetensors tensor name, e.g. `model.layers.3.self_attn.q_proj.weight`; for a
+    /// concatenated weight, a readable label of its parts.
     pub hf_name: String,
+    /// Set when the weight is several checkpoint tensors concatenated along their first axis
+    /// at load time (fused Q/K/V or gate/up projections): each part's name and its rows.
+    pub concat: Vec<(String, usize)>,
     /// Other names that are tied to this tensor (`lm_head.weight` with tied embeddings): they
     /// are not stored separately.
     pub tied: Vec<String>,
@@ -75,6 +79,33 @@ pub enum Op {
     Reshape { shape: Shape },
     /// A graph output.
     Output,
+
+    // ---- Ops made by passes (never written in specs) ----
+    /// The KV-cache pass's form of `KvAppend`: writes this step's rows in place into the
+    /// layer's static cache at `positions` and returns the cache as a view `[b, ctx, kvh, d]`;
+    /// operands (x, positions).
+    KvWrite { layer: usize, cache: CacheKind },
+    /// A view of features `start..start + len` of the last axis; operand (x).
+    Slice { start: usize, len: usize },
+    /// `rmsnorm(x) * norm_w · Wᵀ`; operands (x, norm_w, W).
+    NormLinear { eps: f64 },
+    /// `x · Wᵀ + residual`; operands (x, W, residual).
+    LinearAdd,
+    /// `silu(gate) * up`; operands (gate, up).
+    SiluMul,
+    /// `silu(h · Wgᵀ) * (h · Wuᵀ)` with `h = rmsnorm(x) * norm_w` and `W = [Wg; Wu]` (gate rows
+    /// first); operands (x, norm_w, W).
+    NormLinearSwiGlu { eps: f64 },
+    /// `rope(rmsnorm(x) * w)` per head; operands (x `[b, s, h, d]`, w `[d]`, positions).
+    NormRope { eps: f64, theta: f64 },
+    /// `KvWrite(rope(rmsnorm(x) * w))`: per-head norm, rotary embedding and cache write in one;
+    /// operands (x, w, positions); returns the cache view.
+    NormRopeKvWrite {
+        eps: f64,
+        theta: f64,
+        layer: usize,
+        cache: CacheKind,
+    },
 }
 
 impl Op {
@@ -95,6 +126,14 @@ impl Op {
             Op::Add => "add",
             Op::Reshape { .. } => "reshape",
             Op::Output => "output",
+            Op::KvWrite { .. } => "kv_write",
+            Op::Slice { .. } => "slice",
+            Op::NormLinear { .. } => "norm_linear",
+            Op::LinearAdd => "linear_add",
+            Op::SiluMul => "silu_mul",
+            Op::NormLinearSwiGlu { .. } => "norm_linear_swiglu",
+            Op::NormRope { .. } => "norm_rope",
+            Op::NormRopeKvWrite { .. } => "norm_rope_kv_write",
         }
     }
 
@@ -106,6 +145,10 @@ impl Op {
             Op::Embed | Op::Linear | Op::MatMul | Op::RmsNorm { .. } | Op::Rope { .. } => 2,
             Op::Mul | Op::Add => 2,
             Op::Attention { .. } => 4,
+            Op::Slice { .. } => 1,
+            Op::KvWrite { .. } | Op::SiluMul => 2,
+            Op::NormLinear { .. } | Op::LinearAdd | Op::NormLinearSwiGlu { .. } => 3,
+            Op::NormRope { .. } | Op::NormRopeKvWrite { .. } => 3,
         }
     }
 
@@ -116,6 +159,34 @@ impl Op {
 
     /// Ops that map each element independently.
     pub fn is_elementwise(&self) -> bool {
-        matches!(self, Op::Silu | Op::Mul | Op::Add)
+        matches!(self, Op::Silu | Op::Mul | Op::Add | Op::SiluMul)
+    }
+
+    /// Ops whose result is a view of an operand (or of the KV cache): no storage of their own.
+    pub fn is_view(&self) -> bool {
+        matches!(self, Op::Reshape { .. } | Op::Slice { .. })
+    }
+
+    /// Ops made by fusion (each has a decomposition into primitive ops).
+    pub fn is_fused(&self) -> bool {
+        matches!(
+            self,
+            Op::NormLinear { .. }
+                | Op::LinearAdd
+                | Op::SiluMul
+                | Op::NormLinearSwiGlu { .. }
+                | Op::NormRope { .. }
+                | Op::NormRopeKvWrite { .. }
+        )
+    }
+
+    /// Ops that write the KV cache.
+    pub fn writes_cache(&self) -> Option<(usize, CacheKind)> {
+        match self {
+            Op::KvWrite { layer, cache } | Op::NormRopeKvWrite { layer, cache, .. } => {
+                Some((*layer, *cache))
+            }
+            _ => None,
+        }
     }
 }

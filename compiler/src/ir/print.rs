@@ -41,6 +41,9 @@ pub fn attrs(op: &Op) -> String {
     match op {
         Op::Weight(b) => {
             let mut s = format!(" \"{}\"", b.hf_name);
+            for (part, rows) in &b.concat {
+                let _ = write!(s, " part=\"{part}\"[{rows}]");
+            }
             for t in &b.tied {
                 let _ = write!(s, " tied=\"{t}\"");
             }
@@ -57,6 +60,16 @@ pub fn attrs(op: &Op) -> String {
         Op::KvAppend { layer, cache } => format!(" layer={layer} cache={cache}"),
         Op::Attention { scale } => format!(" scale={scale:?}"),
         Op::Reshape { shape } => format!(" to={shape}"),
+        Op::KvWrite { layer, cache } => format!(" layer={layer} cache={cache}"),
+        Op::Slice { start, len } => format!(" start={start} len={len}"),
+        Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } => format!(" eps={eps:?}"),
+        Op::NormRope { eps, theta } => format!(" eps={eps:?} theta={theta:?}"),
+        Op::NormRopeKvWrite {
+            eps,
+            theta,
+            layer,
+            cache,
+        } => format!(" eps={eps:?} theta={theta:?} layer={layer} cache={cache}"),
         _ => String::new(),
     }
 }

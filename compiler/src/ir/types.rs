@@ -96,6 +96,14 @@ impl Shape {
             .product()
     }
 
+    /// The last dimension if it is fixed, else 0.
+    pub fn fixed_product_last(&self) -> usize {
+        match self.0.last() {
+            Some(Dim::Fixed(n)) => *n,
+            _ => 0,
+        }
+    }
+
     /// The symbolic dimensions, in order.
     pub fn symbols(&self) -> Vec<&str> {
         self.0

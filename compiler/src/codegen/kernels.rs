@@ -1,0 +1,181 @@
+//! Kernel sources from askama templates (`templates/kernels/*.cu`): one template per kernel
+//! family, each with a typed context. Static shapes are baked in as constants; floats are
+//! rendered exactly (9 significant digits, an f32 round trip). A kernel is named by its family
+//! and a hash of its source, so identical kernels (the same layer shape in every layer) are
+//! emitted and compiled once.
+
+use askama::Template;
+use std::fmt;
+
+/// An f32 written as a CUDA literal that reads back to the same value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CudaF32(pub f32);
+
+impl fmt::Display for CudaF32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.8e}f", self.0)
+    }
+}
+
+/// The placeholder every template uses as its kernel name before hashing.
+const NAME: &str = "__PIO_KERNEL__";
+
+#[derive(Template)]
+#[template(path = "kernels/gemv.cu", escape = "none")]
+pub struct Gemv {
+    pub name: &'static str,
+    pub doc: String,
+    pub k: usize,
+    pub n: usize,
+    pub warps: usize,
+    pub eps: CudaF32,
+    pub norm: bool,
+    pub residual: bool,
+    pub swiglu: bool,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/head_op.cu", escape = "none")]
+pub struct HeadOp {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub d: usize,
+    pub warps: usize,
+    pub eps: CudaF32,
+    pub theta: CudaF32,
+    pub in_stride: usize,
+    pub norm: bool,
+    pub rope: bool,
+    pub to_cache: bool,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/attention.cu", escape = "none")]
+pub struct Attention {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d: usize,
+    pub warps: usize,
+    pub scale: CudaF32,
+    pub chunk: usize,
+    pub splits: usize,
+    pub q_stride: usize,
+    pub split: bool,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/attention_reduce.cu", escape = "none")]
+pub struct AttentionReduce {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub d: usize,
+    pub chunk: usize,
+    pub splits: usize,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/embed.cu", escape = "none")]
+pub struct Embed {
+    pub name: &'static str,
+    pub doc: String,
+    pub dim: usize,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/rmsnorm.cu", escape = "none")]
+pub struct RmsNorm {
+    pub name: &'static str,
+    pub doc: String,
+    pub dim: usize,
+    pub eps: CudaF32,
+    pub in_stride: usize,
+    pub threads: usize,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/elementwise.cu", escape = "none")]
+pub struct Elementwise {
+    pub name: &'static str,
+    pub doc: String,
+    pub cols: usize,
+    pub a_stride: usize,
+    pub b_stride: usize,
+    /// A C expression of `x` (operand a) and `y` (operand b).
+    pub expr: &'static str,
+}
+
+/// A rendered kernel: its final name and source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSource {
+    pub family: &'static str,
+    pub name: String,
+    pub source: String,
+    pub hash: String,
+}
+
+/// Renders a template context into a named kernel.
+pub fn render(family: &'static str, t: &impl Template) -> KernelSource {
+    let text = t
+        .render()
+        .expect("kernel templates render from plain values");
+    let hash = format!("{:016x}", fnv1a(text.as_bytes()));
+    let name = format!("{family}_{}", &hash[..12]);
+    KernelSource {
+        family,
+        source: text.replace(NAME, &name),
+        name,
+        hash,
+    }
+}
+
+pub const PLACEHOLDER: &str = NAME;
+
+/// FNV-1a, 64 bits: a stable hash (std's hasher may change between Rust versions).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf29ce484222325u64;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_round_trip() {
+        for x in [1e-6f32, 1_000_000.0, 0.088388346, 5e6, 1.0] {
+            let s = CudaF32(x).to_string();
+            let back: f32 = s.trim_end_matches('f').parse().unwrap();
+            assert_eq!(back, x, "{s}");
+        }
+    }
+
+    #[test]
+    fn identical_contexts_give_one_kernel_and_names_follow_the_source() {
+        let make = |k| Embed {
+            name: PLACEHOLDER,
+            doc: "embedding".into(),
+            dim: k,
+        };
+        let (a, b, c) = (
+            render("embed", &make(64)),
+            render("embed", &make(64)),
+            render("embed", &make(128)),
+        );
+        assert_eq!(a, b);
+        assert_ne!(a.name, c.name);
+        assert!(a.source.contains(&format!("void {}(", a.name)));
+        assert!(a.source.contains("#define DIM 64"));
+        assert!(!a.source.contains(PLACEHOLDER));
+        assert!(
+            !a.source.contains("&lt;") && !a.source.contains("&amp;"),
+            "no HTML escaping"
+        );
+    }
+}

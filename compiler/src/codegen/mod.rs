@@ -1,0 +1,1011 @@
+//! Codegen: the optimized graph becomes an [`Artifact`]: memory regions (weights, KV cache,
+//! inputs/outputs, a planned activation arena), kernel sources from the templates, and two
+//! launch lists, one for a decode step (one token: fused GEMV kernels) and one for prefill (up
+//! to `max_prefill` tokens: cuBLAS GEMMs plus the same element/head kernels).
+
+pub mod kernels;
+
+use crate::error::CompileError;
+use crate::ir::infer::CTX;
+use crate::ir::{Dim as IrDim, Graph, Init, NodeId, Op};
+use crate::memory::{self, BufReq};
+use kernels::*;
+use pio_artifact::{self as art, Arg, Artifact, Dim, Region, Step};
+use std::collections::{BTreeMap, HashMap};
+
+/// Codegen settings.
+#[derive(Clone, Debug)]
+pub struct CodegenOptions {
+    /// Most tokens in one prefill step.
+    pub max_prefill: usize,
+    /// KV-cache length; at most the spec's bound (default: the bound, capped at 32,768).
+    pub max_context: Option<usize>,
+}
+
+impl Default for CodegenOptions {
+    fn default() -> Self {
+        CodegenOptions {
+            max_prefill: 512,
+            max_context: None,
+        }
+    }
+}
+
+pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
+const WARPS: usize = 4;
+const ATTENTION_CHUNK: usize = 256;
+const GEMV_MAX_BLOCKS: usize = 1024;
+
+/// What codegen makes: the artifact and the kernel sources it names.
+pub struct Compiled {
+    pub artifact: Artifact,
+    pub kernels: Vec<KernelSource>,
+}
+
+fn err(msg: impl Into<String>) -> CompileError {
+    CompileError::Options(format!("codegen: {}", msg.into()))
+}
+
+/// Where a value lives: a fixed region offset or an arena buffer, and the elements per token
+/// row of the buffer it is in (views of wider rows keep their base's stride).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Val {
+    place: Place,
+    offset: u64,
+    stride: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Place {
+    Region(Region),
+    Buf(usize),
+}
+
+/// A step whose arena pointers are not resolved yet.
+enum Pending {
+    Kernel {
+        kernel: String,
+        node: String,
+        grid: [Dim; 3],
+        block: [u32; 3],
+        args: Vec<PArg>,
+    },
+    Gemm {
+        node: String,
+        n: u32,
+        k: u32,
+        a: Val,
+        lda: u32,
+        b: Val,
+        c: Val,
+        ldc: u32,
+        beta: f32,
+    },
+}
+
+enum PArg {
+    Ptr(Val),
+    Tokens,
+}
+
+/// Generates the artifact for an optimized graph.
+pub fn generate(
+    g: &Graph,
+    spec: &crate::spec::ModelSpec,
+    opts: &CodegenOptions,
+) -> Result<Compiled, CompileError> {
+    let order = g
+        .topo_order()
+        .map_err(|c| err(format!("cycle through {}", c.join(", "))))?;
+    let bound = g
+        .dim_bound(CTX)
+        .ok_or_else(|| err("the graph declares no 'ctx' dim"))?;
+    let max_context = opts.max_context.unwrap_or(bound.min(DEFAULT_CONTEXT_CAP));
+    if max_context == 0 || max_context > bound {
+        return Err(err(format!(
+            "max context {max_context} must be between 1 and the spec's bound {bound}"
+        )));
+    }
+    if g.dim_bound("batch").unwrap_or(1) != 1 {
+        return Err(err("only max_batch 1 is supported so far"));
+    }
+    if opts.max_prefill == 0 || opts.max_prefill > 65_535 {
+        return Err(err("max prefill must be between 1 and 65535 tokens"));
+    }
+    let mut cg = Codegen {
+        g,
+        kernels: BTreeMap::new(),
+        weights: HashMap::new(),
+        kv: HashMap::new(),
+        max_context,
+        io: art::Io {
+            tokens: 0,
+            positions: 0,
+            logits: 0,
+            logits_dtype: "bf16".into(),
+        },
+    };
+    let (weights, weights_bytes) = cg.layout_weights(&order)?;
+    let (kv_caches, kv_bytes) = cg.layout_kv(&order)?;
+    let vocab = spec.int("vocab_size").unwrap_or(0) as usize;
+    let align = |n: u64| n.div_ceil(memory::ALIGN) * memory::ALIGN;
+    let mp = opts.max_prefill as u64;
+    cg.io.positions = align(4 * mp);
+    cg.io.logits = cg.io.positions + align(4 * mp);
+    let io_bytes = cg.io.logits + align(2 * mp * vocab as u64);
+
+    let (decode, decode_plan) = cg.phase(&order, 1)?;
+    let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill)?;
+    let arena = decode_plan.arena_bytes.max(prefill_plan.arena_bytes);
+    let kernels: Vec<KernelSource> = cg.kernels.into_values().collect();
+    let artifact = Artifact {
+        format_version: art::FORMAT_VERSION,
+        model: spec.name().to_string(),
+        spec_file: spec.variant.file.display().to_string(),
+        dtype: "bf16".into(),
+        max_batch: 1,
+        max_prefill: opts.max_prefill,
+        max_context,
+        vocab_size: vocab,
+        eos_token_ids: spec.variant.manifest.eos_token_ids.clone(),
+        regions: art::Regions {
+            weights: weights_bytes,
+            kv: kv_bytes,
+            io: io_bytes,
+            arena,
+        },
+        weights,
+        kv_caches,
+        io: cg.io,
+        kernels: kernels
+            .iter()
+            .map(|k| art::Kernel {
+                name: k.name.clone(),
+                family: k.family.to_string(),
+                file: format!("kernels/{}.cu", k.name),
+                source_hash: k.hash.clone(),
+            })
+            .collect(),
+        decode,
+        prefill,
+        nvrtc_options: vec![
+            "--std=c++17".into(),
+            "--use_fast_math".into(),
+            "-default-device".into(),
+        ],
+        memory: art::MemoryReport {
+            decode_activation_bytes_unplanned: decode_plan.unplanned_bytes,
+            decode_arena_bytes: decode_plan.arena_bytes,
+            prefill_activation_bytes_unplanned: prefill_plan.unplanned_bytes,
+            prefill_arena_bytes: prefill_plan.arena_bytes,
+            alignment: memory::ALIGN,
+        },
+    };
+    Ok(Compiled { artifact, kernels })
+}
+
+struct Codegen<'a> {
+    g: &'a Graph,
+    kernels: BTreeMap<String, KernelSource>,
+    weights: HashMap<NodeId, u64>,
+    kv: HashMap<(usize, crate::ir::CacheKind), u64>,
+    max_context: usize,
+    io: art::Io,
+}
+
+/// Elements per token row of a value (all fixed dims; the symbolic ones are batch/seq).
+fn row_width(g: &Graph, id: NodeId) -> usize {
+    g.node(id).ty.shape.fixed_product()
+}
+
+fn fixed(g: &Graph, id: NodeId, axis: usize) -> Result<usize, CompileError> {
+    match g.node(id).ty.shape.0.get(axis) {
+        Some(IrDim::Fixed(n)) => Ok(*n),
+        other => Err(err(format!(
+            "'{}': expected a fixed dim at axis {axis}, found {:?}",
+            g.node(id).name,
+            other
+        ))),
+    }
+}
+
+fn last(g: &Graph, id: NodeId) -> usize {
+    g.node(id).ty.shape.fixed_product_last()
+}
+
+impl Codegen<'_> {
+    fn layout_weights(
+        &mut self,
+        order: &[NodeId],
+    ) -> Result<(Vec<art::WeightEntry>, u64), CompileError> {
+        let mut entries = Vec::new();
+        let mut off = 0u64;
+        for &id in order {
+            let n = self.g.node(id);
+            let Op::Weight(b) = &n.op else { continue };
+            let shape =
+                n.ty.shape
+                    .as_fixed()
+                    .ok_or_else(|| err(format!("weight '{}' is not static", n.name)))?;
+            let bytes = (shape.iter().product::<usize>() * n.ty.dtype.size()) as u64;
+            let parts = if b.concat.is_empty() {
+                vec![art::WeightPart {
+                    hf_name: b.hf_name.clone(),
+                    rows: shape[0],
+                }]
+            } else {
+                b.concat
+                    .iter()
+                    .map(|(name, rows)| art::WeightPart {
+                        hf_name: name.clone(),
+                        rows: *rows,
+                    })
+                    .collect()
+            };
+            entries.push(art::WeightEntry {
+                name: n.name.clone(),
+                parts,
+                tied: b.tied.clone(),
+                shape,
+                dtype: n.ty.dtype.name().into(),
+                offset: off,
+                bytes,
+                init: match b.init {
+                    Init::Ones => "ones".into(),
+                    Init::Normal { std } => format!("normal:{std}"),
+                },
+            });
+            self.weights.insert(id, off);
+            off += bytes.div_ceil(memory::ALIGN) * memory::ALIGN;
+        }
+        Ok((entries, off))
+    }
+
+    fn layout_kv(&mut self, order: &[NodeId]) -> Result<(Vec<art::KvEntry>, u64), CompileError> {
+        let mut entries = Vec::new();
+        let mut off = 0u64;
+        for &id in order {
+            let n = self.g.node(id);
+            if matches!(n.op, Op::KvAppend { .. }) {
+                return Err(err(
+                    "the graph still has kv_append: codegen needs the kv-cache pass",
+                ));
+            }
+            let Some((layer, cache)) = n.op.writes_cache() else {
+                continue;
+            };
+            let (kvh, d) = (fixed(self.g, id, 2)?, fixed(self.g, id, 3)?);
+            let shape = vec![1, self.max_context, kvh, d];
+            let bytes = (shape.iter().product::<usize>() * n.ty.dtype.size()) as u64;
+            entries.push(art::KvEntry {
+                layer,
+                cache: cache.to_string(),
+                shape,
+                offset: off,
+                bytes,
+            });
+            self.kv.insert((layer, cache), off);
+            off += bytes.div_ceil(memory::ALIGN) * memory::ALIGN;
+        }
+        Ok((entries, off))
+    }
+
+    fn kernel(&mut self, family: &'static str, t: &impl askama::Template) -> String {
+        let k = render(family, t);
+        let name = k.name.clone();
+        self.kernels.entry(name.clone()).or_insert(k);
+        name
+    }
+
+    /// Lowers the graph for steps of `tokens` tokens and plans its arena.
+    fn phase(
+        &mut self,
+        order: &[NodeId],
+        tokens: usize,
+    ) -> Result<(Vec<Step>, memory::Plan), CompileError> {
+        let g = self.g;
+        let decode = tokens == 1;
+        let position: HashMap<NodeId, usize> =
+            order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        // The last node (in schedule order) that reads each value, through views.
+        let mut last_reader: HashMap<NodeId, usize> = HashMap::new();
+        for &id in order.iter().rev() {
+            let mut latest = 0;
+            for u in g.users(id) {
+                let t = if g.node(u).op.is_view() {
+                    last_reader.get(&u).copied().unwrap_or(position[&u])
+                } else {
+                    position[&u]
+                };
+                latest = latest.max(t);
+            }
+            last_reader.insert(id, latest);
+        }
+        let mut vals: HashMap<NodeId, Val> = HashMap::new();
+        let mut bufs: Vec<(u64, String)> = Vec::new();
+        let mut steps: Vec<Pending> = Vec::new();
+        let new_buf = |bufs: &mut Vec<(u64, String)>, bytes: u64, name: String| {
+            bufs.push((bytes, name));
+            bufs.len() - 1
+        };
+        let t = tokens as u64;
+        for &id in order {
+            let node = g.node(id);
+            let a = g.operands(id);
+            let width = row_width(g, id);
+            let name = node.name.clone();
+            let feeds_output = g
+                .users(id)
+                .iter()
+                .any(|&u| matches!(g.node(u).op, Op::Output));
+            // The value's own storage (for ops that make a new value).
+            let out_val = |bufs: &mut Vec<(u64, String)>| -> Val {
+                if feeds_output {
+                    Val {
+                        place: Place::Region(Region::Io),
+                        offset: self.io.logits,
+                        stride: width,
+                    }
+                } else {
+                    let b = new_buf(bufs, t * width as u64 * 2, name.clone());
+                    Val {
+                        place: Place::Buf(b),
+                        offset: 0,
+                        stride: width,
+                    }
+                }
+            };
+            let v = |i: usize| vals[&a[i]];
+            let val = match &node.op {
+                Op::Input => {
+                    let offset = match node.name.as_str() {
+                        "tokens" => self.io.tokens,
+                        "positions" => self.io.positions,
+                        other => return Err(err(format!("unknown graph input '{other}'"))),
+                    };
+                    Val {
+                        place: Place::Region(Region::Io),
+                        offset,
+                        stride: 1,
+                    }
+                }
+                Op::Weight(_) => Val {
+                    place: Place::Region(Region::Weights),
+                    offset: self.weights[&id],
+                    stride: last(g, id),
+                },
+                Op::Reshape { .. } => v(0),
+                Op::Slice { start, .. } => Val {
+                    offset: v(0).offset + *start as u64 * 2,
+                    ..v(0)
+                },
+                Op::Output => {
+                    if v(0).place != Place::Region(Region::Io) {
+                        return Err(err(format!("output '{name}' is not in the io region")));
+                    }
+                    v(0)
+                }
+                Op::Embed => {
+                    let out = out_val(&mut bufs);
+                    let dim = last(g, id);
+                    if dim % 8 != 0 {
+                        return Err(err(format!(
+                            "embed '{name}': width {dim} is not a multiple of 8"
+                        )));
+                    }
+                    let k = self.kernel(
+                        "embed",
+                        &Embed {
+                            name: PLACEHOLDER,
+                            doc: "embedding lookup".into(),
+                            dim,
+                        },
+                    );
+                    steps.push(launch(
+                        k,
+                        &name,
+                        [Dim::PerToken(1), Dim::Fixed(1), Dim::Fixed(1)],
+                        128,
+                        vec![PArg::Ptr(v(1)), PArg::Ptr(v(0)), PArg::Ptr(out)],
+                    ));
+                    out
+                }
+                Op::Linear
+                | Op::NormLinear { .. }
+                | Op::LinearAdd
+                | Op::NormLinearSwiGlu { .. } => self.projection(
+                    id,
+                    &a,
+                    &vals,
+                    &mut bufs,
+                    &mut steps,
+                    decode,
+                    tokens,
+                    &last_reader,
+                    &position,
+                    feeds_output,
+                )?,
+                Op::RmsNorm { eps } if node.ty.shape.rank() == 4 => {
+                    let out = out_val(&mut bufs);
+                    self.head_op(id, v(0), Some((v(1), *eps)), None, None, out, &mut steps)?;
+                    out
+                }
+                Op::RmsNorm { eps } => {
+                    let out = out_val(&mut bufs);
+                    let dim = last(g, id);
+                    let k = self.rmsnorm_kernel(dim, *eps, v(0).stride);
+                    steps.push(launch(
+                        k,
+                        &name,
+                        per_token(),
+                        256,
+                        vec![PArg::Ptr(v(0)), PArg::Ptr(v(1)), PArg::Ptr(out)],
+                    ));
+                    out
+                }
+                Op::Rope { theta } => {
+                    let out = out_val(&mut bufs);
+                    self.head_op(id, v(0), None, Some((*theta, v(1))), None, out, &mut steps)?;
+                    out
+                }
+                Op::NormRope { eps, theta } => {
+                    let out = out_val(&mut bufs);
+                    self.head_op(
+                        id,
+                        v(0),
+                        Some((v(1), *eps)),
+                        Some((*theta, v(2))),
+                        None,
+                        out,
+                        &mut steps,
+                    )?;
+                    out
+                }
+                Op::KvWrite { layer, cache } => {
+                    let out = Val {
+                        place: Place::Region(Region::Kv),
+                        offset: self.kv[&(*layer, *cache)],
+                        stride: width,
+                    };
+                    self.head_op(id, v(0), None, None, Some(v(1)), out, &mut steps)?;
+                    out
+                }
+                Op::NormRopeKvWrite {
+                    eps,
+                    theta,
+                    layer,
+                    cache,
+                } => {
+                    let out = Val {
+                        place: Place::Region(Region::Kv),
+                        offset: self.kv[&(*layer, *cache)],
+                        stride: width,
+                    };
+                    self.head_op(
+                        id,
+                        v(0),
+                        Some((v(1), *eps)),
+                        Some((*theta, v(2))),
+                        Some(v(2)),
+                        out,
+                        &mut steps,
+                    )?;
+                    out
+                }
+                Op::Attention { scale } => {
+                    let out = out_val(&mut bufs);
+                    let (heads, d) = (fixed(g, id, 2)?, fixed(g, id, 3)?);
+                    let kv_heads = fixed(g, a[1], 2)?;
+                    let splits = self.max_context.div_ceil(ATTENTION_CHUNK);
+                    let ctx = |split| Attention {
+                        name: PLACEHOLDER,
+                        doc: "causal GQA attention".into(),
+                        heads,
+                        kv_heads,
+                        d,
+                        warps: WARPS,
+                        scale: CudaF32(*scale as f32),
+                        chunk: ATTENTION_CHUNK,
+                        splits,
+                        q_stride: v(0).stride,
+                        split,
+                    };
+                    if decode {
+                        let part_bytes = (heads * splits * (d + 2) * 4) as u64;
+                        let pb = new_buf(&mut bufs, part_bytes, format!("{name}.partials"));
+                        let part = Val {
+                            place: Place::Buf(pb),
+                            offset: 0,
+                            stride: 0,
+                        };
+                        let k = self.kernel("attention", &ctx(true));
+                        steps.push(launch(
+                            k,
+                            &name,
+                            [
+                                Dim::Fixed(heads as u32),
+                                Dim::Fixed(splits as u32),
+                                Dim::Fixed(1),
+                            ],
+                            (WARPS * 32) as u32,
+                            vec![
+                                PArg::Ptr(v(0)),
+                                PArg::Ptr(v(1)),
+                                PArg::Ptr(v(2)),
+                                PArg::Ptr(v(3)),
+                                PArg::Ptr(part),
+                            ],
+                        ));
+                        let r = self.kernel(
+                            "attention_reduce",
+                            &AttentionReduce {
+                                name: PLACEHOLDER,
+                                doc: "split-K combine".into(),
+                                heads,
+                                d,
+                                chunk: ATTENTION_CHUNK,
+                                splits,
+                            },
+                        );
+                        steps.push(launch(
+                            r,
+                            &name,
+                            [Dim::Fixed(heads as u32), Dim::Fixed(1), Dim::Fixed(1)],
+                            128,
+                            vec![PArg::Ptr(part), PArg::Ptr(v(3)), PArg::Ptr(out)],
+                        ));
+                    } else {
+                        let k = self.kernel("attention", &ctx(false));
+                        steps.push(launch(
+                            k,
+                            &name,
+                            [Dim::Fixed(heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
+                            (WARPS * 32) as u32,
+                            vec![
+                                PArg::Ptr(v(0)),
+                                PArg::Ptr(v(1)),
+                                PArg::Ptr(v(2)),
+                                PArg::Ptr(v(3)),
+                                PArg::Ptr(out),
+                            ],
+                        ));
+                    }
+                    out
+                }
+                Op::Silu | Op::Mul | Op::Add | Op::SiluMul => {
+                    let out = out_val(&mut bufs);
+                    let (expr, b) = match node.op {
+                        Op::Silu => ("silu(x)", v(0)),
+                        Op::Mul => ("x * y", v(1)),
+                        Op::Add => ("x + y", v(1)),
+                        _ => ("rbf(silu(x)) * y", v(1)),
+                    };
+                    let k = self.elementwise(width, v(0).stride, b.stride, expr);
+                    steps.push(elementwise_launch(k, &name, width, v(0), b, out));
+                    out
+                }
+                Op::MatMul | Op::KvAppend { .. } => {
+                    return Err(err(format!(
+                        "'{name}': {} has no kernel yet",
+                        node.op.name()
+                    )))
+                }
+            };
+            vals.insert(id, val);
+        }
+        // Lifetimes of arena buffers over the steps.
+        let mut span: Vec<(usize, usize)> = vec![(usize::MAX, 0); bufs.len()];
+        for (i, s) in steps.iter().enumerate() {
+            let mut touch = |v: &Val| {
+                if let Place::Buf(b) = v.place {
+                    span[b].0 = span[b].0.min(i);
+                    span[b].1 = span[b].1.max(i);
+                }
+            };
+            match s {
+                Pending::Kernel { args, .. } => args.iter().for_each(|a| {
+                    if let PArg::Ptr(v) = a {
+                        touch(v)
+                    }
+                }),
+                Pending::Gemm { a, b, c, .. } => {
+                    touch(a);
+                    touch(b);
+                    touch(c);
+                }
+            }
+        }
+        let reqs: Vec<BufReq> = bufs
+            .iter()
+            .zip(&span)
+            .map(|((bytes, name), &(first, last))| BufReq {
+                bytes: *bytes,
+                first: first.min(last),
+                last,
+                inplace_of: None,
+                name: name.clone(),
+            })
+            .collect();
+        let plan = memory::plan(&reqs);
+        memory::check(&reqs, &plan).map_err(err)?;
+        let resolve = |v: &Val| match v.place {
+            Place::Region(region) => Arg::Ptr {
+                region,
+                offset: v.offset,
+            },
+            Place::Buf(b) => Arg::Ptr {
+                region: Region::Arena,
+                offset: plan.offsets[b] + v.offset,
+            },
+        };
+        let steps = steps
+            .into_iter()
+            .map(|s| match s {
+                Pending::Kernel {
+                    kernel,
+                    node,
+                    grid,
+                    block,
+                    args,
+                } => Step::Kernel(art::Launch {
+                    kernel,
+                    node,
+                    grid,
+                    block,
+                    shared_bytes: 0,
+                    args: args
+                        .iter()
+                        .map(|a| match a {
+                            PArg::Ptr(v) => resolve(v),
+                            PArg::Tokens => Arg::Tokens,
+                        })
+                        .collect(),
+                }),
+                Pending::Gemm {
+                    node,
+                    n,
+                    k,
+                    a,
+                    lda,
+                    b,
+                    c,
+                    ldc,
+                    beta,
+                } => Step::Gemm(art::Gemm {
+                    node,
+                    m: Dim::PerToken(1),
+                    n,
+                    k,
+                    a: resolve(&a),
+                    lda,
+                    b: resolve(&b),
+                    c: resolve(&c),
+                    ldc,
+                    beta,
+                }),
+            })
+            .collect();
+        Ok((steps, plan))
+    }
+
+    /// The four projection ops: fused GEMV kernels in decode, GEMMs (with norm and epilogue
+    /// kernels around them) in prefill.
+    #[allow(clippy::too_many_arguments)]
+    fn projection(
+        &mut self,
+        id: NodeId,
+        a: &[NodeId],
+        vals: &HashMap<NodeId, Val>,
+        bufs: &mut Vec<(u64, String)>,
+        steps: &mut Vec<Pending>,
+        decode: bool,
+        tokens: usize,
+        last_reader: &HashMap<NodeId, usize>,
+        position: &HashMap<NodeId, usize>,
+        feeds_output: bool,
+    ) -> Result<Val, CompileError> {
+        let g = self.g;
+        let node = g.node(id);
+        let name = node.name.clone();
+        let (x, w) = match node.op {
+            Op::Linear | Op::LinearAdd => (vals[&a[0]], a[1]),
+            _ => (vals[&a[0]], a[2]),
+        };
+        let wv = vals[&w];
+        let (rows, k) = (fixed(g, w, 0)?, fixed(g, w, 1)?);
+        if k % 8 != 0 {
+            return Err(err(format!(
+                "'{name}': in-features {k} is not a multiple of 8"
+            )));
+        }
+        let width = row_width(g, id);
+        let t = tokens as u64;
+        let fresh = |bufs: &mut Vec<(u64, String)>, bytes: u64, what: &str| {
+            bufs.push((bytes, format!("{name}{what}")));
+            Val {
+                place: Place::Buf(bufs.len() - 1),
+                offset: 0,
+                stride: 0,
+            }
+        };
+        // LinearAdd writes in place over its residual when nothing reads the residual later
+        // (both kernels are alias-safe: each output element is read then written by one thread).
+        let residual = matches!(node.op, Op::LinearAdd).then(|| vals[&a[2]]);
+        let out = if feeds_output {
+            Val {
+                place: Place::Region(Region::Io),
+                offset: self.io.logits,
+                stride: width,
+            }
+        } else if let (Some(r), true) = (residual, residual.is_some()) {
+            let dies_here = last_reader.get(&a[2]) == Some(&position[&id]);
+            if dies_here && matches!(r.place, Place::Buf(_)) && r.offset == 0 && r.stride == width {
+                r
+            } else {
+                let b = fresh(bufs, t * width as u64 * 2, "");
+                Val { stride: width, ..b }
+            }
+        } else {
+            let b = fresh(bufs, t * width as u64 * 2, "");
+            Val { stride: width, ..b }
+        };
+        let eps = match node.op {
+            Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } => Some(eps),
+            _ => None,
+        };
+        let norm_w = eps.map(|_| vals[&a[1]]);
+        let swiglu = matches!(node.op, Op::NormLinearSwiGlu { .. });
+        if decode {
+            let n = if swiglu { rows / 2 } else { rows };
+            let kname = self.kernel(
+                "gemv",
+                &Gemv {
+                    name: PLACEHOLDER,
+                    doc: node.op.name().into(),
+                    k,
+                    n,
+                    warps: WARPS,
+                    eps: CudaF32(eps.unwrap_or(1e-6) as f32),
+                    norm: eps.is_some(),
+                    residual: residual.is_some(),
+                    swiglu,
+                },
+            );
+            let blocks = n.div_ceil(WARPS).min(GEMV_MAX_BLOCKS) as u32;
+            steps.push(launch(
+                kname,
+                &name,
+                [Dim::Fixed(blocks), Dim::Fixed(1), Dim::Fixed(1)],
+                (WARPS * 32) as u32,
+                vec![
+                    PArg::Ptr(x),
+                    PArg::Ptr(norm_w.unwrap_or(x)),
+                    PArg::Ptr(wv),
+                    PArg::Ptr(residual.unwrap_or(out)),
+                    PArg::Ptr(out),
+                ],
+            ));
+            return Ok(out);
+        }
+        // Prefill: normalize into a scratch buffer, GEMM, then the epilogue.
+        let (a_val, lda) = match (eps, norm_w) {
+            (Some(eps), Some(nw)) => {
+                let s = fresh(bufs, t * k as u64 * 2, ".normed");
+                let kn = self.rmsnorm_kernel(k, eps, x.stride);
+                steps.push(launch(
+                    kn,
+                    &name,
+                    per_token(),
+                    256,
+                    vec![PArg::Ptr(x), PArg::Ptr(nw), PArg::Ptr(s)],
+                ));
+                (s, k)
+            }
+            _ => (x, x.stride),
+        };
+        if let Some(r) = residual {
+            if r != out {
+                let kc = self.elementwise(width, r.stride, r.stride, "x");
+                steps.push(elementwise_launch(kc, &name, width, r, r, out));
+            }
+        }
+        let c = if swiglu {
+            fresh(bufs, t * rows as u64 * 2, ".gate_up")
+        } else {
+            out
+        };
+        steps.push(Pending::Gemm {
+            node: name.clone(),
+            n: rows as u32,
+            k: k as u32,
+            a: a_val,
+            lda: lda as u32,
+            b: wv,
+            c,
+            ldc: rows as u32,
+            beta: if residual.is_some() { 1.0 } else { 0.0 },
+        });
+        if swiglu {
+            let half = rows / 2;
+            let gate = Val { stride: rows, ..c };
+            let up = Val {
+                offset: c.offset + half as u64 * 2,
+                stride: rows,
+                ..c
+            };
+            let ke = self.elementwise(half, rows, rows, "rbf(silu(x)) * y");
+            steps.push(elementwise_launch(ke, &name, half, gate, up, out));
+        }
+        Ok(out)
+    }
+
+    fn rmsnorm_kernel(&mut self, dim: usize, eps: f64, in_stride: usize) -> String {
+        self.kernel(
+            "rmsnorm",
+            &RmsNorm {
+                name: PLACEHOLDER,
+                doc: "RMSNorm".into(),
+                dim,
+                eps: CudaF32(eps as f32),
+                in_stride,
+                threads: 256,
+            },
+        )
+    }
+
+    fn elementwise(
+        &mut self,
+        cols: usize,
+        a_stride: usize,
+        b_stride: usize,
+        expr: &'static str,
+    ) -> String {
+        self.kernel(
+            "elementwise",
+            &Elementwise {
+                name: PLACEHOLDER,
+                doc: format!("elementwise: {expr}"),
+                cols,
+                a_stride,
+                b_stride,
+                expr,
+            },
+        )
+    }
+
+    /// A per-head kernel: optional norm (weight, eps), optional rope (theta, positions),
+    /// written to `out` or, with `cache_positions`, into the KV cache.
+    #[allow(clippy::too_many_arguments)]
+    fn head_op(
+        &mut self,
+        id: NodeId,
+        x: Val,
+        norm: Option<(Val, f64)>,
+        rope: Option<(f64, Val)>,
+        cache_positions: Option<Val>,
+        out: Val,
+        steps: &mut Vec<Pending>,
+    ) -> Result<(), CompileError> {
+        let g = self.g;
+        let name = g.node(id).name.clone();
+        let src = g.operands(id)[0];
+        let (heads, d) = (fixed(g, src, 2)?, fixed(g, src, 3)?);
+        let positions = rope
+            .map(|r| r.1)
+            .or(cache_positions)
+            .ok_or_else(|| err(format!("'{name}': a per-head op needs positions")))?;
+        let k = self.kernel(
+            "head_op",
+            &HeadOp {
+                name: PLACEHOLDER,
+                doc: g.node(id).op.name().into(),
+                heads,
+                d,
+                warps: WARPS,
+                eps: CudaF32(norm.map_or(1e-6, |n| n.1) as f32),
+                theta: CudaF32(rope.map_or(1e4, |r| r.0) as f32),
+                in_stride: x.stride,
+                norm: norm.is_some(),
+                rope: rope.is_some(),
+                to_cache: cache_positions.is_some(),
+            },
+        );
+        steps.push(launch(
+            k,
+            &name,
+            [
+                Dim::PerToken(1),
+                Dim::Fixed(heads.div_ceil(WARPS) as u32),
+                Dim::Fixed(1),
+            ],
+            (WARPS * 32) as u32,
+            vec![
+                PArg::Ptr(x),
+                PArg::Ptr(norm.map_or(x, |n| n.0)),
+                PArg::Ptr(positions),
+                PArg::Ptr(out),
+            ],
+        ));
+        Ok(())
+    }
+}
+
+/// A readable launch list: one line per step.
+pub fn listing(steps: &[Step]) -> String {
+    use std::fmt::Write;
+    let dim = |d: &Dim| match d {
+        Dim::Fixed(n) => n.to_string(),
+        Dim::PerToken(1) => "T".into(),
+        Dim::PerToken(n) => format!("{n}T"),
+    };
+    let arg = |a: &Arg| match a {
+        Arg::Ptr { region, offset } => format!("{region:?}+{offset}").to_lowercase(),
+        Arg::Tokens => "T".into(),
+        Arg::I32(v) => v.to_string(),
+    };
+    let mut out = String::new();
+    for (i, s) in steps.iter().enumerate() {
+        let _ = match s {
+            Step::Kernel(l) => writeln!(
+                out,
+                "{i:>4} {:<32} grid=({},{},{}) block={} smem={} args=[{}]  # {}",
+                l.kernel,
+                dim(&l.grid[0]),
+                dim(&l.grid[1]),
+                dim(&l.grid[2]),
+                l.block[0],
+                l.shared_bytes,
+                l.args.iter().map(arg).collect::<Vec<_>>().join(", "),
+                l.node
+            ),
+            Step::Gemm(gm) => writeln!(
+                out,
+                "{i:>4} {:<32} m={} n={} k={} a={} lda={} b={} c={} ldc={} beta={}  # {}",
+                "cublas_gemm_bf16",
+                dim(&gm.m),
+                gm.n,
+                gm.k,
+                arg(&gm.a),
+                gm.lda,
+                arg(&gm.b),
+                arg(&gm.c),
+                gm.ldc,
+                gm.beta,
+                gm.node
+            ),
+        };
+    }
+    out
+}
+
+fn per_token() -> [Dim; 3] {
+    [Dim::PerToken(1), Dim::Fixed(1), Dim::Fixed(1)]
+}
+
+fn launch(kernel: String, node: &str, grid: [Dim; 3], threads: u32, args: Vec<PArg>) -> Pending {
+    Pending::Kernel {
+        kernel,
+        node: node.to_string(),
+        grid,
+        block: [threads, 1, 1],
+        args,
+    }
+}
+
+fn elementwise_launch(
+    kernel: String,
+    node: &str,
+    cols: usize,
+    a: Val,
+    b: Val,
+    out: Val,
+) -> Pending {
+    let blocks = cols.div_ceil(256).max(1) as u32;
+    launch(
+        kernel,
+        node,
+        [Dim::PerToken(blocks), Dim::Fixed(1), Dim::Fixed(1)],
+        256,
+        vec![PArg::Ptr(a), PArg::Ptr(b), PArg::Ptr(out), PArg::Tokens],
+    )
+}

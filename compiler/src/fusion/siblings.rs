@@ -1,0 +1,135 @@
+//! Merging sibling projections: several `linear`s that read the same input with their own
+//! weights (Q, K and V; gate and up) become one `linear` over the weights concatenated at load
+//! time, followed by `slice` views. One GEMM reads the input once and launches once.
+
+use crate::ir::{Dim, Graph, Node, NodeId, Op, Shape, TensorType, WeightBinding};
+
+/// Merges one group of siblings, if any; returns whether the graph changed.
+pub fn merge_one(g: &mut Graph) -> bool {
+    let ids: Vec<NodeId> = g.ids().collect();
+    for x in ids {
+        let group: Vec<NodeId> = g
+            .users(x)
+            .into_iter()
+            .filter(|&u| mergeable(g, x, u))
+            .collect();
+        if group.len() < 2 {
+            continue;
+        }
+        let first_w = g.operands(group[0])[1];
+        let (in_features, dtype) = {
+            let w = &g.node(first_w).ty;
+            (w.shape.0[1].clone(), w.dtype)
+        };
+        let group: Vec<NodeId> = group
+            .into_iter()
+            .filter(|&u| {
+                let w = &g.node(g.operands(u)[1]).ty;
+                w.shape.0[1] == in_features && w.dtype == dtype
+            })
+            .collect();
+        if group.len() < 2 {
+            continue;
+        }
+        merge(g, x, &group);
+        return true;
+    }
+    false
+}
+
+/// `u` is `linear(x, w)` with `w` a plain weight used only by `u`.
+fn mergeable(g: &Graph, x: NodeId, u: NodeId) -> bool {
+    if !matches!(g.node(u).op, Op::Linear) {
+        return false;
+    }
+    let args = g.operands(u);
+    if args[0] != x {
+        return false;
+    }
+    matches!(&g.node(args[1]).op, Op::Weight(b) if b.concat.is_empty() && b.tied.is_empty())
+        && g.users(args[1]).len() == 1
+        && matches!(g.node(args[1]).ty.shape.0[0], Dim::Fixed(_))
+}
+
+fn merge(g: &mut Graph, x: NodeId, group: &[NodeId]) {
+    let weights: Vec<NodeId> = group.iter().map(|&u| g.operands(u)[1]).collect();
+    let rows: Vec<usize> = weights
+        .iter()
+        .map(|&w| match g.node(w).ty.shape.0[0] {
+            Dim::Fixed(r) => r,
+            Dim::Sym(_) => unreachable!("checked in mergeable"),
+        })
+        .collect();
+    let total: usize = rows.iter().sum();
+    let wty = g.node(weights[0]).ty.clone();
+    let parts: Vec<(String, usize)> = weights
+        .iter()
+        .zip(&rows)
+        .map(|(&w, &r)| match &g.node(w).op {
+            Op::Weight(b) => (b.hf_name.clone(), r),
+            _ => unreachable!("checked in mergeable"),
+        })
+        .collect();
+    let init = match &g.node(weights[0]).op {
+        Op::Weight(b) => b.init,
+        _ => unreachable!("checked in mergeable"),
+    };
+    let names: Vec<String> = weights.iter().map(|&w| g.node(w).name.clone()).collect();
+    let merged_w = g.add(
+        Node {
+            name: joined(&names),
+            op: Op::Weight(WeightBinding {
+                hf_name: format!(
+                    "concat({})",
+                    parts
+                        .iter()
+                        .map(|p| p.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                concat: parts,
+                tied: Vec::new(),
+                init,
+            }),
+            ty: TensorType::new(
+                wty.dtype,
+                Shape(vec![Dim::Fixed(total), wty.shape.0[1].clone()]),
+            ),
+        },
+        &[],
+    );
+    let out_names: Vec<String> = group.iter().map(|&u| g.node(u).name.clone()).collect();
+    let mut out_ty = g.node(group[0]).ty.clone();
+    *out_ty
+        .shape
+        .0
+        .last_mut()
+        .expect("linear output has rank >= 1") = Dim::Fixed(total);
+    let merged = g.add(
+        Node {
+            name: joined(&out_names),
+            op: Op::Linear,
+            ty: out_ty,
+        },
+        &[x, merged_w],
+    );
+    let mut start = 0;
+    for (&u, &r) in group.iter().zip(&rows) {
+        g.node_mut(u).op = Op::Slice { start, len: r };
+        g.set_operands(u, &[merged]);
+        start += r;
+    }
+    for w in weights {
+        g.remove(w);
+    }
+}
+
+/// `layers.0.q`, `layers.0.k`, `layers.0.v` -> `layers.0.q_k_v`.
+fn joined(names: &[String]) -> String {
+    let prefix = names[0].rfind('.').map(|i| &names[0][..=i]).unwrap_or("");
+    let tails: Vec<&str> = names
+        .iter()
+        .map(|n| n.strip_prefix(prefix).unwrap_or(n))
+        .collect();
+    format!("{prefix}{}", tails.join("_"))
+}

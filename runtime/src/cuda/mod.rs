@@ -1,0 +1,5 @@
+//! CUDA: kernels compiled at run time with NVRTC (cached on disk). The CUDA libraries are
+//! loaded dynamically, so pio builds and runs its CPU paths on machines without CUDA; every
+//! entry point checks for the library first and turns its absence into an error.
+
+pub mod nvrtc;

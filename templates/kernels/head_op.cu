@@ -1,0 +1,72 @@
+{% include "common/pio.cuh" %}
+// {{ doc }}
+// Per-head work on [tokens, HEADS, D] rows: optional RMSNorm over D (then * w), optional
+// rotate-half RoPE at the token's position, written either to out [tokens, HEADS, D] or into
+// the layer's KV cache at the token's position ([ctx, HEADS, D]). One warp per (token, head).
+#define HEADS {{ heads }}
+#define D {{ d }}
+#define WARPS {{ warps }}
+#define EPS {{ eps }}
+#define THETA {{ theta }}
+#define IN_STRIDE {{ in_stride }}
+
+extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
+    const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const int* __restrict__ positions,
+    bf16* __restrict__ out)
+{
+    const int t = blockIdx.x;
+    const int head = blockIdx.y * WARPS + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (head >= HEADS) return;
+    const bf16* src = x + (size_t)t * IN_STRIDE + (size_t)head * D;
+    const int pos = positions[t];
+{% if to_cache %}
+    bf16* dst = out + ((size_t)pos * HEADS + head) * D;
+{% else %}
+    bf16* dst = out + ((size_t)t * HEADS + head) * D;
+{% endif %}
+    float v[(D + 31) / 32];
+#pragma unroll
+    for (int j = 0; j < (D + 31) / 32; ++j) {
+        int i = lane + 32 * j;
+        v[j] = i < D ? bf2f(src[i]) : 0.0f;
+    }
+{% if norm %}
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < (D + 31) / 32; ++j) ss += v[j] * v[j];
+    const float inv = rsqrtf(warp_sum(ss) / (float)D + EPS);
+#pragma unroll
+    for (int j = 0; j < (D + 31) / 32; ++j) {
+        int i = lane + 32 * j;
+        v[j] = i < D ? rbf(rbf(v[j] * inv) * bf2f(norm_w[i])) : 0.0f;
+    }
+{% endif %}
+{% if rope %}
+    // Pairs (i, i + D/2). Stage the normalized head in shared memory to reach the partner.
+    __shared__ float buf[WARPS][D];
+    float* hb = buf[threadIdx.x >> 5];
+#pragma unroll
+    for (int j = 0; j < (D + 31) / 32; ++j) {
+        int i = lane + 32 * j;
+        if (i < D) hb[i] = v[j];
+    }
+    __syncwarp();
+    for (int i = lane; i < D / 2; i += 32) {
+        const float inv_freq = 1.0f / powf(THETA, (float)(2 * i) / (float)D);
+        float s, c;
+        sincosf((float)pos * inv_freq, &s, &c);
+        c = rbf(c);
+        s = rbf(s);
+        const float a = hb[i], b = hb[i + D / 2];
+        dst[i] = f2bf(a * c - b * s);
+        dst[i + D / 2] = f2bf(b * c + a * s);
+    }
+{% else %}
+#pragma unroll
+    for (int j = 0; j < (D + 31) / 32; ++j) {
+        int i = lane + 32 * j;
+        if (i < D) dst[i] = f2bf(v[j]);
+    }
+{% endif %}
+}
