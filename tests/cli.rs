@@ -52,12 +52,28 @@ fn compile_writes_ir_dot_and_summary() {
     let (ok, out, err) = compile(&["model-specs/qwen3-0.6b.yaml", "-o", o]);
     assert!(ok, "{err}");
     assert!(out.contains("596,049,920 params"), "{out}");
-    assert!(out.contains("114,688 KV bytes/token"), "{out}");
-    let ir = std::fs::read_to_string(out_dir.join("ir.txt")).unwrap();
+    assert!(out.contains("KV 114,688 bytes/token"), "{out}");
+    assert!(
+        out.contains("988 -> 651 nodes, 14 distinct kernels, 254 launches per decode step"),
+        "{out}"
+    );
+    let ir = std::fs::read_to_string(out_dir.join("ir-before.txt")).unwrap();
     assert!(ir.contains("layers.27.x_out = add("));
-    assert!(std::fs::read_to_string(out_dir.join("ir.dot"))
-        .unwrap()
-        .starts_with("digraph"));
+    let fused = std::fs::read_to_string(out_dir.join("ir-after.txt")).unwrap();
+    assert!(fused.contains("layers.27.x_out = linear_add("));
+    for f in [
+        "ir-before.dot",
+        "ir-after.dot",
+        "artifact.json",
+        "launches-decode.txt",
+        "launches-prefill.txt",
+        "memory-plan.json",
+        "weights.json",
+    ] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+    let kernels = std::fs::read_dir(out_dir.join("kernels")).unwrap().count();
+    assert_eq!(kernels, 14);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();
@@ -179,4 +195,36 @@ fn init_weights_never_overwrites_without_force() {
     .unwrap();
     let (ok, _, err) = pio(&["run", "--weights", d, "--device", "cpu"]);
     assert!(!ok && err.contains("rope_theta"), "{err}");
+}
+
+#[test]
+fn compile_pass_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("o");
+    let o = o.to_str().unwrap();
+    let (ok, _, err) = compile(&["qwen3-tiny", "-o", o, "--disable-pass", "fusion"]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "unknown pass 'fusion' (passes: canonicalize, cse, dce, kv-cache, fuse, dce-final)"
+        ),
+        "{err}"
+    );
+    let (ok, out, err) = compile(&[
+        "qwen3-tiny",
+        "-o",
+        o,
+        "--dump-ir-after",
+        "fuse",
+        "--no-fusion",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("78 -> 78 nodes"), "{out}");
+    let (ok, _, err) = compile(&["qwen3-tiny", "-o", o, "--dump-ir-after", "fuse"]);
+    assert!(ok, "{err}");
+    assert!(
+        std::fs::read_to_string(dir.path().join("o/ir-after-fuse.txt"))
+            .unwrap()
+            .contains("norm_linear_swiglu(")
+    );
 }

@@ -36,6 +36,9 @@ impl Pass for Canonicalize {
                     } else if matches!(g.node(src).op, Op::Reshape { .. }) {
                         let inner = g.operands(src)[0];
                         g.set_operands(id, &[inner]);
+                        if g.users(src).is_empty() {
+                            g.remove(src);
+                        }
                         changed = true;
                     }
                 }

@@ -1,0 +1,156 @@
+//! Codegen: launch counts, kernel deduplication, memory plan and the artifact format.
+
+use pio_artifact::{Arg, Artifact, Region, Step};
+use pio_compiler::codegen::{generate, CodegenOptions};
+use pio_compiler::pass::{default_pipeline, PassOptions};
+use std::path::Path;
+
+fn compile(file: &str, opts: &CodegenOptions, pass_opts: PassOptions) -> Artifact {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-specs");
+    let spec = pio_compiler::spec::load(&root.join(file)).unwrap();
+    let mut g = pio_compiler::lower::lower(&spec).unwrap();
+    default_pipeline(pass_opts).unwrap().run(&mut g).unwrap();
+    generate(&g, &spec, opts).unwrap().artifact
+}
+
+fn layer_launches(a: &Artifact, layers: usize) -> f64 {
+    let n = a
+        .decode
+        .iter()
+        .filter(|s| matches!(s, Step::Kernel(l) if l.node.starts_with("layers.")))
+        .count();
+    n as f64 / layers as f64
+}
+
+#[test]
+fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
+    let a = compile(
+        "qwen3-0.6b.yaml",
+        &CodegenOptions::default(),
+        PassOptions::default(),
+    );
+    assert_eq!(layer_launches(&a, 28), 9.0);
+    assert!(
+        a.decode.iter().all(|s| matches!(s, Step::Kernel(_))),
+        "decode uses no GEMM"
+    );
+    assert_eq!(a.decode.len(), 28 * 9 + 2);
+    // The same layer shape in every layer: each kernel is emitted once.
+    assert_eq!(a.kernels.len(), 14);
+    let names: std::collections::HashSet<&str> =
+        a.kernels.iter().map(|k| k.name.as_str()).collect();
+    for s in a.decode.iter().chain(&a.prefill) {
+        if let Step::Kernel(l) = s {
+            assert!(
+                names.contains(l.kernel.as_str()),
+                "{} not emitted",
+                l.kernel
+            );
+        }
+    }
+    // Without fusion the decode step needs more launches.
+    let unfused = compile(
+        "qwen3-0.6b.yaml",
+        &CodegenOptions::default(),
+        PassOptions {
+            no_fusion: true,
+            ..PassOptions::default()
+        },
+    );
+    assert!(layer_launches(&unfused, 28) > 12.0);
+}
+
+#[test]
+fn regions_and_offsets_are_consistent() {
+    let a = compile(
+        "qwen3-tiny.yaml",
+        &CodegenOptions {
+            max_prefill: 64,
+            max_context: Some(128),
+        },
+        PassOptions::default(),
+    );
+    assert_eq!(a.max_context, 128);
+    assert_eq!(a.kv_caches.len(), 4);
+    assert!(a
+        .weights
+        .iter()
+        .all(|w| w.offset % 256 == 0 && w.offset + w.bytes <= a.regions.weights));
+    let total_params: usize = a
+        .weights
+        .iter()
+        .map(|w| w.shape.iter().product::<usize>())
+        .sum();
+    assert_eq!(total_params, 119_232);
+    assert!(
+        a.weights.iter().any(|w| w.parts.len() == 3),
+        "fused QKV weight"
+    );
+    for s in a.decode.iter().chain(&a.prefill) {
+        let args: Vec<&Arg> = match s {
+            Step::Kernel(l) => l.args.iter().collect(),
+            Step::Gemm(g) => vec![&g.a, &g.b, &g.c],
+        };
+        for arg in args {
+            if let Arg::Ptr { region, offset } = arg {
+                let size = match region {
+                    Region::Weights => a.regions.weights,
+                    Region::Kv => a.regions.kv,
+                    Region::Io => a.regions.io,
+                    Region::Arena => a.regions.arena,
+                };
+                assert!(*offset < size, "{region:?}+{offset} outside {size}");
+            }
+        }
+    }
+    assert!(a.memory.prefill_arena_bytes < a.memory.prefill_activation_bytes_unplanned);
+    // The artifact survives a JSON round trip (the runtime reads it without the compiler).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("artifact.json");
+    std::fs::write(&path, serde_json::to_string(&a).unwrap()).unwrap();
+    assert_eq!(Artifact::read(&path).unwrap(), a);
+}
+
+#[test]
+fn bad_codegen_options_are_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-specs");
+    let spec = pio_compiler::spec::load(&root.join("qwen3-tiny.yaml")).unwrap();
+    let mut g = pio_compiler::lower::lower(&spec).unwrap();
+    let lowered = g.clone();
+    default_pipeline(PassOptions::default())
+        .unwrap()
+        .run(&mut g)
+        .unwrap();
+    let e = generate(
+        &g,
+        &spec,
+        &CodegenOptions {
+            max_prefill: 16,
+            max_context: Some(100_000),
+        },
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "codegen: max context 100000 must be between 1 and the spec's bound 512"
+    );
+    let e = generate(
+        &g,
+        &spec,
+        &CodegenOptions {
+            max_prefill: 0,
+            max_context: None,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("max prefill"));
+    let e = generate(&lowered, &spec, &CodegenOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("codegen needs the kv-cache pass"),
+        "{e}"
+    );
+}
