@@ -23,6 +23,10 @@ pub enum PioError {
     Sampling(#[from] pio_runtime::sampling::SamplingError),
     #[error("{0}")]
     Device(String),
+    #[error(transparent)]
+    Cuda(#[from] pio_runtime::cuda::device::CudaError),
+    #[error(transparent)]
+    Compile(#[from] pio_compiler::CompileError),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 }

@@ -25,6 +25,7 @@
 //! # Ok::<(), pio::PioError>(())
 //! ```
 
+pub mod cuda_backend;
 pub mod error;
 pub mod generation_config;
 pub mod init_weights;
@@ -32,6 +33,6 @@ pub mod model;
 pub mod npy;
 
 pub use error::PioError;
-pub use model::{Device, GenerationDefaults, Model, WeightsSource};
+pub use model::{Device, GenerationDefaults, LoadOptions, Model, WeightsSource};
 pub use pio_compiler as compiler;
 pub use pio_runtime as runtime;

@@ -48,6 +48,17 @@ pub struct GenerationDefaults {
     pub sampling: SamplingParams,
 }
 
+/// Settings of a load.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// KV-cache length on the GPU (default: the spec's bound, at most 32,768 tokens).
+    pub max_context: Option<usize>,
+    /// Most tokens per prefill step on the GPU (default 512; longer prompts are chunked).
+    pub max_prefill: Option<usize>,
+    /// Show a progress bar while weights load.
+    pub progress: bool,
+}
+
 /// A loaded model.
 ///
 /// ```no_run
@@ -63,50 +74,54 @@ pub struct GenerationDefaults {
 /// ```
 pub struct Model {
     spec: ModelSpec,
-    backend: CpuBackend,
+    backend: Backend,
     tokenizer: Tokenizer,
     chat: ChatTemplate,
     defaults: GenerationDefaults,
     random_weights: bool,
 }
 
+enum Backend {
+    Cpu(Box<CpuBackend>),
+    Cuda(Box<crate::cuda_backend::CudaBackend>),
+}
+
 impl Model {
     /// Loads `spec` (a variant file) with `weights` on `device`.
     pub fn load(spec: &Path, weights: &WeightsSource, device: Device) -> Result<Model, PioError> {
+        Self::load_with(spec, weights, device, &LoadOptions::default())
+    }
+
+    /// [`Model::load`] with settings.
+    pub fn load_with(
+        spec: &Path,
+        weights: &WeightsSource,
+        device: Device,
+        opts: &LoadOptions,
+    ) -> Result<Model, PioError> {
         let spec = pio_compiler::spec::load(spec)?;
         let graph = pio_compiler::lower::lower(&spec)?;
         pio_compiler::ir::verify::verify(&graph, Some("lower"))?;
-        match device {
-            Device::Cpu | Device::Auto => {}
+        let dir = match weights {
+            WeightsSource::Dir(d) => {
+                weights::check_config(&d.join("config.json"), &spec.hf_config)?;
+                Some(d.clone())
+            }
+            WeightsSource::Random { .. } => None,
+        };
+        use pio_runtime::cuda::device::{driver_present, Gpu};
+        let gpu = match device {
+            Device::Cpu => None,
             Device::Cuda => {
-                return Err(PioError::Device(
-                    "--device cuda: the CUDA runtime is not built yet; use --device cpu".into(),
-                ))
+                Some(Gpu::open().map_err(|e| PioError::Device(format!("--device cuda: {e}")))?)
             }
-        }
-        let (exec, dir) = match weights {
-            WeightsSource::Random { seed } => {
-                let specs = weight_specs(&graph);
-                let mut load = |name: &str, _: &[usize]| {
-                    let s = specs
-                        .iter()
-                        .find(|s| s.name == name)
-                        .ok_or_else(|| format!("no weight spec for {name}"))?;
-                    Ok(weights::random_tensor_f32(*seed, s))
-                };
-                (CpuExecutor::new(graph, &mut load)?, None)
-            }
-            WeightsSource::Dir(dir) => {
-                let config = dir.join("config.json");
-                weights::check_config(&config, &spec.hf_config)?;
-                let specs = weight_specs(&graph);
-                let tied = tied_names(&graph);
-                let tied: Vec<&str> = tied.iter().map(String::as_str).collect();
-                let wd = WeightDir::open_with(dir, &specs, &tied)?;
-                let mut load =
-                    |name: &str, _: &[usize]| wd.tensor_f32(name).map_err(|e| e.to_string());
-                (CpuExecutor::new(graph, &mut load)?, Some(dir.clone()))
-            }
+            Device::Auto => driver_present().then(Gpu::open).and_then(Result::ok),
+        };
+        let backend = match gpu {
+            Some(gpu) => Backend::Cuda(Box::new(crate::cuda_backend::load(
+                gpu, &spec, &graph, weights, opts,
+            )?)),
+            None => Backend::Cpu(Box::new(CpuBackend(load_cpu(graph, weights)?))),
         };
         let file_in = |name: &str, fallback: &Path| -> PathBuf {
             match &dir {
@@ -147,12 +162,28 @@ impl Model {
         }
         Ok(Model {
             spec,
-            backend: CpuBackend(exec),
+            backend,
             tokenizer,
             chat,
             defaults,
             random_weights: matches!(weights, WeightsSource::Random { .. }),
         })
+    }
+
+    /// Where the model runs, in words ("cpu" or the GPU's name).
+    pub fn device_name(&self) -> String {
+        match &self.backend {
+            Backend::Cpu(_) => "cpu".into(),
+            Backend::Cuda(c) => c.describe(),
+        }
+    }
+
+    /// The CUDA backend, if the model runs on a GPU.
+    pub fn cuda(&mut self) -> Option<&mut crate::cuda_backend::CudaBackend> {
+        match &mut self.backend {
+            Backend::Cuda(c) => Some(c),
+            Backend::Cpu(_) => None,
+        }
     }
 
     /// The resolved spec.
@@ -196,13 +227,19 @@ impl Model {
         prompt: &[u32],
         opts: GenerateOptions,
     ) -> Result<Generation<'_, dyn Forward>, PioError> {
-        let backend: &mut dyn Forward = &mut self.backend;
+        let backend: &mut dyn Forward = match &mut self.backend {
+            Backend::Cpu(c) => c.as_mut(),
+            Backend::Cuda(c) => c.as_mut(),
+        };
         Ok(Generation::new(backend, &self.tokenizer, prompt, opts)?)
     }
 
     /// Logits at every position of `tokens`, run as one prefill on an empty cache.
     pub fn prefill_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, PioError> {
-        self.backend.0.reset();
+        match &mut self.backend {
+            Backend::Cpu(c) => c.0.reset(),
+            Backend::Cuda(c) => c.reset_cache()?,
+        }
         self.step_logits(tokens)
     }
 
@@ -226,12 +263,40 @@ impl Model {
 
     /// Runs `tokens` after the cached ones (teacher forcing) and returns their logits.
     pub fn step_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, PioError> {
-        let out = self.backend.0.step(tokens)?;
+        let cpu = match &mut self.backend {
+            Backend::Cpu(c) => c,
+            Backend::Cuda(c) => return c.step_logits(tokens),
+        };
+        let out = cpu.0.step(tokens)?;
         let logits = out
             .get("logits")
             .ok_or_else(|| PioError::Device("the graph has no 'logits' output".into()))?;
         Ok(logits.rows().map(<[f32]>::to_vec).collect())
     }
+}
+
+/// Builds the CPU executor with the weights.
+fn load_cpu(graph: Graph, weights: &WeightsSource) -> Result<CpuExecutor, PioError> {
+    let specs = weight_specs(&graph);
+    Ok(match weights {
+        WeightsSource::Random { seed } => {
+            let mut load = |name: &str, _: &[usize]| {
+                let s = specs
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| format!("no weight spec for {name}"))?;
+                Ok(weights::random_tensor_f32(*seed, s))
+            };
+            CpuExecutor::new(graph, &mut load)?
+        }
+        WeightsSource::Dir(dir) => {
+            let tied = tied_names(&graph);
+            let tied: Vec<&str> = tied.iter().map(String::as_str).collect();
+            let wd = WeightDir::open_with(dir, &specs, &tied)?;
+            let mut load = |name: &str, _: &[usize]| wd.tensor_f32(name).map_err(|e| e.to_string());
+            CpuExecutor::new(graph, &mut load)?
+        }
+    })
 }
 
 /// Index of the largest value (the first of equal ones).

@@ -17,6 +17,19 @@ pub trait Forward {
     fn cached_len(&self) -> usize;
     /// The most tokens the cache can hold.
     fn context_bound(&self) -> usize;
+
+    /// Runs `tokens` and picks the next token. The default takes the last logits to the host
+    /// and uses `sampler`; a GPU backend samples on the device instead.
+    fn next_token(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        context: &[u32],
+        generated: &[u32],
+    ) -> Result<u32, BoxError> {
+        let logits = self.forward_last(tokens)?;
+        Ok(sampler.sample(&logits, context, generated)?)
+    }
 }
 
 /// An error from a [`Forward`] implementation.
@@ -167,13 +180,10 @@ impl<'a, F: Forward + ?Sized> Generation<'a, F> {
             return Ok(None);
         }
         let started = Instant::now();
-        let logits = self
-            .model
-            .forward_last(&input)
-            .map_err(GenerateError::Forward)?;
         let id = self
-            .sampler
-            .sample(&logits, &self.context, &self.generated)?;
+            .model
+            .next_token(&input, &mut self.sampler, &self.context, &self.generated)
+            .map_err(GenerateError::Forward)?;
         let spent = started.elapsed();
         if self.generated.is_empty() {
             self.stats.prefill += spent;

@@ -46,6 +46,13 @@ enum Command {
         /// Greedy decode steps after the prefill (their logits are appended).
         #[arg(long, default_value_t = 0)]
         decode_steps: usize,
+        /// Teacher forcing: decode these ids one at a time after the prefill (instead of
+        /// greedy steps); their logits are appended.
+        #[arg(long, value_delimiter = ',')]
+        forced_ids: Vec<u32>,
+        /// KV-cache length on the GPU.
+        #[arg(long)]
+        max_context: Option<usize>,
         /// Output .npy file.
         #[arg(short, long)]
         output: PathBuf,
@@ -118,6 +125,12 @@ struct RunArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
+    /// KV-cache length on the GPU (default: the spec's bound, at most 32768).
+    #[arg(long)]
+    max_context: Option<usize>,
+    /// Keep generating past end-of-sequence tokens (for benchmarks).
+    #[arg(long)]
+    ignore_eos: bool,
 }
 
 fn main() {
@@ -137,13 +150,29 @@ fn run() -> Result<()> {
             weights,
             ids,
             decode_steps,
+            forced_ids,
+            max_context,
             output,
             seed,
             device,
         } => {
             let spec = specs::resolve_spec(&spec)?;
-            let mut model = Model::load(&spec, &weights_source(&weights, seed), device)?;
-            let (rows, generated) = model.greedy_logits(&ids, decode_steps)?;
+            let opts = pio::LoadOptions {
+                max_context,
+                ..Default::default()
+            };
+            let mut model =
+                Model::load_with(&spec, &weights_source(&weights, seed), device, &opts)?;
+            eprintln!("device: {}", model.device_name());
+            let (rows, generated) = if forced_ids.is_empty() {
+                model.greedy_logits(&ids, decode_steps)?
+            } else {
+                let mut rows = model.prefill_logits(&ids)?;
+                for &t in &forced_ids {
+                    rows.extend(model.step_logits(&[t])?);
+                }
+                (rows, forced_ids.clone())
+            };
             pio::npy::write_f32_2d(&output, &rows)
                 .with_context(|| format!("writing {}", output.display()))?;
             let ids: Vec<String> = generated.iter().map(u32::to_string).collect();
@@ -179,7 +208,12 @@ fn weights_source(arg: &str, seed: u64) -> WeightsSource {
 
 fn run_model(a: RunArgs) -> Result<()> {
     let spec = specs::resolve_spec(&a.spec)?;
-    let mut model = Model::load(&spec, &weights_source(&a.weights, a.seed), a.device)?;
+    let opts = pio::LoadOptions {
+        max_context: a.max_context,
+        progress: true,
+        ..Default::default()
+    };
+    let mut model = Model::load_with(&spec, &weights_source(&a.weights, a.seed), a.device, &opts)?;
     if model.has_random_weights() {
         eprintln!(
             "note: {} runs with random weights: the output is gibberish",
@@ -219,7 +253,10 @@ fn run_model(a: RunArgs) -> Result<()> {
         seed: a.seed,
     };
     sampling.validate()?;
-    let opts = model.generate_options(a.max_new_tokens, Some(sampling));
+    let mut opts = model.generate_options(a.max_new_tokens, Some(sampling));
+    if a.ignore_eos {
+        opts.eos_token_ids.clear();
+    }
     let mut out = std::io::stdout().lock();
     if !a.chat {
         write!(out, "{text}")?;
@@ -232,8 +269,16 @@ fn run_model(a: RunArgs) -> Result<()> {
     let tail = gen.flush()?;
     writeln!(out, "{tail}")?;
     let s = gen.stats().clone();
+    drop(gen);
+    if let Some(c) = model.cuda() {
+        eprintln!("memory: {}", c.model().memory_report());
+        if let Some(why) = &c.model().graph_fallback {
+            eprintln!("note: decode ran without a CUDA graph: {why}");
+        }
+    }
     eprintln!(
-        "prompt: {} tokens, {:.1} tokens/s | generated: {} tokens, {:.1} tokens/s | stop: {}",
+        "{} | prompt: {} tokens, {:.1} tokens/s | generated: {} tokens, {:.1} tokens/s | stop: {}",
+        model.device_name(),
         s.prompt_tokens,
         s.prefill_tokens_per_s(),
         s.generated_tokens,

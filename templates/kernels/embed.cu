@@ -7,7 +7,13 @@ extern "C" __global__ void {{ name }}(const int* __restrict__ ids, const bf16* _
                                       bf16* __restrict__ out)
 {
     const int t = blockIdx.x;
+{% if vec8 %}
     const uint4* src = reinterpret_cast<const uint4*>(table + (size_t)ids[t] * DIM);
     uint4* dst = reinterpret_cast<uint4*>(out + (size_t)t * DIM);
     for (int i = threadIdx.x; i < DIM / 8; i += blockDim.x) dst[i] = src[i];
+{% else %}
+    const bf16* src = table + (size_t)ids[t] * DIM;
+    bf16* dst = out + (size_t)t * DIM;
+    for (int i = threadIdx.x; i < DIM; i += blockDim.x) dst[i] = src[i];
+{% endif %}
 }

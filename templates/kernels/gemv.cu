@@ -11,6 +11,7 @@
 
 __device__ __forceinline__ float dot_row(const bf16* __restrict__ wrow, const float* xs, int lane) {
     float acc = 0.0f;
+{% if vec8 %}
 #pragma unroll 4
     for (int k = lane * 8; k < K; k += 256) {
         uint4 v = *reinterpret_cast<const uint4*>(wrow + k);
@@ -19,6 +20,10 @@ __device__ __forceinline__ float dot_row(const bf16* __restrict__ wrow, const fl
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc = fmaf(f[j], xs[k + j], acc);
     }
+{% else %}
+    // K is not a multiple of 8 (rows are not 16-byte aligned): scalar loads.
+    for (int k = lane; k < K; k += 32) acc = fmaf(bf2f(wrow[k]), xs[k], acc);
+{% endif %}
     return acc;
 }
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Runs every GPU-machine check of pio in one device call and leaves logs under $OUT.
-# Build here first (the GPU machine has no cargo):  cargo build --release
-# Then, through the device tool: command "bash tests/reference/run_on_gpu.sh",
-# carry ["target/release/pio"]. Results are recorded in tests/reference/GPU_RESULTS.md.
+# Every GPU-machine check of pio in one device call; logs under $OUT.
+# Build here first (the GPU machine has no cargo):
+#   cargo build --release && cargo test --release --no-run --test gpu   (prints the test binary)
+#   cp <that binary> target/release/gpu-tests
+# Then through the device tool: command "bash tests/reference/run_on_gpu.sh",
+# carry ["target/release/pio", "target/release/pio-compile", "target/release/gpu-tests"].
+# Results are recorded in tests/reference/GPU_RESULTS.md. Set SKIP_CPU_REF=1 to skip the
+# CPU-executor-vs-HF runs on the real shapes, SKIP_4B=1 to skip the 4B model.
 set -uo pipefail
 OUT=${OUT:-/tmp/pio-out}
 mkdir -p "$OUT"
 PIO=${PIO:-target/release/pio}
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PIO_CACHE_DIR=/tmp/pio-kernel-cache
 status=0
 log() { echo; echo "=== $*"; }
 timed() { local t0=$SECONDS; "$@"; local rc=$?; echo "($1 ${2:-}: $((SECONDS - t0)) s)"; return $rc; }
@@ -15,31 +19,42 @@ timed() { local t0=$SECONDS; "$@"; local rc=$?; echo "($1 ${2:-}: $((SECONDS - t
 log "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-git log -1 --format='commit %H' 2>/dev/null || true
 
-# 1. The tiny fixture: HF float32 logits for a prefill of 8 tokens + 9 greedy decode steps.
+log "NVRTC: every generated kernel, every spec"
+for spec in qwen3-tiny qwen3-0.6b qwen3-4b-instruct-2507; do
+    target/release/pio-compile $spec -o /tmp/pio-art-$spec > /dev/null 2>&1 || status=1
+    $PIO check-kernels /tmp/pio-art-$spec --arch sm_90 > "$OUT/kernels-$spec.txt" 2>&1 || status=1
+    tail -1 "$OUT/kernels-$spec.txt"
+done
+
+log "GPU tests (CUDA vs CPU executor, graph vs eager, sampling, errors)"
+target/release/gpu-tests --test-threads=1 --nocapture > "$OUT/gpu-tests.txt" 2>&1 || status=1
+grep -E "rel L2|test result|panicked|FAILED" "$OUT/gpu-tests.txt" | awk '/row/{n++; if (n % 6 != 1) next} {print}' | tail -30
+
 TINY_IDS=9,72,300,17,255,480,101,33
-log "tiny: HF fixture + pio CPU comparison"
+log "tiny: CPU executor vs HF float32 (fixture)"
 python3 tests/reference/hf_reference.py --weights tests/fixtures/hf-tiny --ids $TINY_IDS \
-    --decode-steps 9 --out "$OUT/hf_logits.json" || status=1
+    --decode-steps 9 --out "$OUT/hf_logits.json" > /dev/null 2>&1 || status=1
 $PIO logits --spec qwen3-tiny --weights tests/fixtures/hf-tiny --ids $TINY_IDS --decode-steps 9 \
-    -o "$OUT/pio_tiny.npy" --device cpu || status=1
+    -o "$OUT/pio_tiny.npy" --device cpu > /dev/null 2>&1 || status=1
 python3 tests/reference/hf_reference.py --weights tests/fixtures/hf-tiny --ids $TINY_IDS \
-    --decode-steps 9 --compare "$OUT/pio_tiny.npy" || status=1
+    --decode-steps 9 --compare "$OUT/pio_tiny.npy" 2>&1 | tail -1 || status=1
 
-# 2. Real shapes, prefill only: "The quick brown fox jumps over the lazy dog. 東京は日本の首都です。"
-REAL_IDS=785,3974,13876,38835,34208,916,279,15678,5562,13,60596,109,46553,15322,131888,106114,37541,1773
 for spec in qwen3-0.6b qwen3-4b-instruct-2507; do
     [ "${SKIP_4B:-0}" = 1 ] && [ "$spec" = qwen3-4b-instruct-2507 ] && continue
-    log "$spec: random weights (seed 0), pio CPU executor vs HF float32, prefill of 18 tokens"
     W=/tmp/pio-weights-$spec
     rm -rf "$W"
+    log "$spec: random weights (seed 0)"
     timed $PIO init-weights $spec -o "$W" --seed 0 || status=1
-    timed $PIO logits --spec $spec --weights "$W" --ids $REAL_IDS \
-        -o "$OUT/pio_$spec.npy" --device cpu || status=1
-    python3 tests/reference/hf_reference.py --weights "$W" --ids $REAL_IDS \
-        --compare "$OUT/pio_$spec.npy" 2>&1 | tee "$OUT/compare_$spec.txt" || status=1
-    rm -rf "$W" "$OUT/pio_$spec.npy"
+    log "$spec: pio CUDA (bf16) vs HF float32 and bfloat16, 128-token prompt + 128 teacher-forced steps"
+    python3 tests/reference/hf_parity.py --spec $spec --weights "$W" 2>&1 | grep -v "Loading weights" | tail -14 | tee "$OUT/parity-$spec.txt" || status=1
+    log "$spec: speed (128-token prompt, 256 generated tokens, greedy, context 4096)"
+    PROMPT=$(python3 -c "print(' word' * 128)")
+    for i in 1 2; do
+        $PIO run --spec $spec --weights "$W" --prompt "$PROMPT" --max-new-tokens 256 --ignore-eos \
+            --temperature 0 --device cuda --max-context 4096 2>&1 >/dev/null | grep -E "tokens/s|memory|note" || status=1
+    done
+    rm -rf "$W"
 done
 log "done: status $status"
 exit $status

@@ -32,6 +32,8 @@ pub struct Gemv {
     pub norm: bool,
     pub residual: bool,
     pub swiglu: bool,
+    /// K is a multiple of 8: 16-byte weight loads.
+    pub vec8: bool,
 }
 
 #[derive(Template)]
@@ -83,6 +85,8 @@ pub struct Embed {
     pub name: &'static str,
     pub doc: String,
     pub dim: usize,
+    /// dim is a multiple of 8: 16-byte copies.
+    pub vec8: bool,
 }
 
 #[derive(Template)]
@@ -162,6 +166,7 @@ mod tests {
             name: PLACEHOLDER,
             doc: "embedding".into(),
             dim: k,
+            vec8: true,
         };
         let (a, b, c) = (
             render("embed", &make(64)),

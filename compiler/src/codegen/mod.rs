@@ -388,17 +388,13 @@ impl Codegen<'_> {
                 Op::Embed => {
                     let out = out_val(&mut bufs);
                     let dim = last(g, id);
-                    if dim % 8 != 0 {
-                        return Err(err(format!(
-                            "embed '{name}': width {dim} is not a multiple of 8"
-                        )));
-                    }
                     let k = self.kernel(
                         "embed",
                         &Embed {
                             name: PLACEHOLDER,
                             doc: "embedding lookup".into(),
                             dim,
+                            vec8: dim % 8 == 0,
                         },
                     );
                     steps.push(launch(
@@ -713,11 +709,6 @@ impl Codegen<'_> {
         };
         let wv = vals[&w];
         let (rows, k) = (fixed(g, w, 0)?, fixed(g, w, 1)?);
-        if k % 8 != 0 {
-            return Err(err(format!(
-                "'{name}': in-features {k} is not a multiple of 8"
-            )));
-        }
         let width = row_width(g, id);
         let t = tokens as u64;
         let fresh = |bufs: &mut Vec<(u64, String)>, bytes: u64, what: &str| {
@@ -769,6 +760,7 @@ impl Codegen<'_> {
                     norm: eps.is_some(),
                     residual: residual.is_some(),
                     swiglu,
+                    vec8: k % 8 == 0,
                 },
             );
             let blocks = n.div_ceil(WARPS).min(GEMV_MAX_BLOCKS) as u32;

@@ -2,4 +2,6 @@
 //! loaded dynamically, so pio builds and runs its CPU paths on machines without CUDA; every
 //! entry point checks for the library first and turns its absence into an error.
 
+pub mod device;
+pub mod executor;
 pub mod nvrtc;

@@ -1,0 +1,176 @@
+//! The GPU: driver presence, context, stream, and device memory with clear errors.
+
+use cudarc::driver::{result, sys};
+use std::ffi::c_void;
+
+/// Errors of the CUDA runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    #[error("no CUDA driver found (libcuda); use --device cpu")]
+    NoDriver,
+    #[error("no CUDA GPU found; use --device cpu")]
+    NoGpu,
+    #[error("CUDA {what}: {message}")]
+    Driver { what: String, message: String },
+    #[error("out of GPU memory: {what} needs {asked} bytes, {free} of {total} bytes are free")]
+    OutOfMemory {
+        what: String,
+        asked: u64,
+        free: u64,
+        total: u64,
+    },
+    #[error("cuBLAS {what}: {message}")]
+    Cublas { what: String, message: String },
+    #[error(transparent)]
+    Nvrtc(#[from] super::nvrtc::NvrtcError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub(crate) fn drv<T>(what: &str, r: Result<T, result::DriverError>) -> Result<T, CudaError> {
+    r.map_err(|e| CudaError::Driver {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Whether a CUDA driver library can be loaded (never panics).
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen the library.
+    unsafe { sys::is_culib_present() }
+}
+
+/// The GPU this process runs on: device 0's primary context and one stream.
+pub struct Gpu {
+    pub name: String,
+    pub arch: String,
+    pub total_memory: u64,
+    dev: sys::CUdevice,
+    pub(crate) stream: sys::CUstream,
+}
+
+impl Gpu {
+    /// Opens GPU 0. Absent driver or GPU are errors, never panics.
+    pub fn open() -> Result<Gpu, CudaError> {
+        if !driver_present() {
+            return Err(CudaError::NoDriver);
+        }
+        drv("init", result::init())?;
+        let count = drv("device count", result::device::get_count())?;
+        if count < 1 {
+            return Err(CudaError::NoGpu);
+        }
+        let dev = drv("device 0", result::device::get(0))?;
+        // SAFETY: dev is a valid device; the primary context stays retained for the process.
+        let ctx = drv("context", unsafe { result::primary_ctx::retain(dev) })?;
+        drv("set context", unsafe { result::ctx::set_current(ctx) })?;
+        let name = drv("device name", result::device::get_name(dev))?;
+        let major = drv("capability", unsafe {
+            result::device::get_attribute(
+                dev,
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+            )
+        })?;
+        let minor = drv("capability", unsafe {
+            result::device::get_attribute(
+                dev,
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+            )
+        })?;
+        let total_memory = drv("memory", unsafe { result::device::total_mem(dev) })? as u64;
+        let stream = drv(
+            "stream",
+            result::stream::create(result::stream::StreamKind::NonBlocking),
+        )?;
+        Ok(Gpu {
+            name,
+            arch: format!("sm_{major}{minor}"),
+            total_memory,
+            dev,
+            stream,
+        })
+    }
+
+    pub fn device(&self) -> sys::CUdevice {
+        self.dev
+    }
+
+    /// Free and total device memory.
+    pub fn memory(&self) -> (u64, u64) {
+        result::mem_get_info()
+            .map(|(f, t)| (f as u64, t as u64))
+            .unwrap_or((0, self.total_memory))
+    }
+
+    /// Allocates `bytes` (at least 1) for `what`; out of memory names both sizes.
+    pub fn alloc(&self, bytes: u64, what: &str) -> Result<DeviceBuffer, CudaError> {
+        let (free, total) = self.memory();
+        // SAFETY: a plain allocation in the current context.
+        match unsafe { result::malloc_sync(bytes.max(1) as usize) } {
+            Ok(ptr) => Ok(DeviceBuffer { ptr, bytes }),
+            Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                Err(CudaError::OutOfMemory {
+                    what: what.to_string(),
+                    asked: bytes,
+                    free,
+                    total,
+                })
+            }
+            Err(e) => Err(CudaError::Driver {
+                what: format!("allocating {bytes} bytes for {what}"),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Copies host bytes to device memory (synchronously on the stream).
+    pub fn upload(&self, dst: u64, src: &[u8]) -> Result<(), CudaError> {
+        // SAFETY: callers pass a destination inside one of their allocations.
+        drv("copy to device", unsafe {
+            result::memcpy_htod_async(dst, src, self.stream)
+        })?;
+        self.sync()
+    }
+
+    /// Copies device bytes to the host (synchronously).
+    pub fn download(&self, dst: &mut [u8], src: u64) -> Result<(), CudaError> {
+        // SAFETY: callers pass a source inside one of their allocations.
+        drv("copy to host", unsafe {
+            result::memcpy_dtoh_async(dst, src, self.stream)
+        })?;
+        self.sync()
+    }
+
+    pub fn sync(&self) -> Result<(), CudaError> {
+        // SAFETY: the stream is valid for the Gpu's life.
+        drv("synchronize", unsafe {
+            result::stream::synchronize(self.stream)
+        })
+    }
+
+    /// Loads a CUBIN and returns the named function.
+    pub fn load_function(&self, cubin: &[u8], name: &str) -> Result<sys::CUfunction, CudaError> {
+        // SAFETY: the image is a CUBIN produced by NVRTC; the module is kept for the process.
+        let module = drv(&format!("loading kernel {name}"), unsafe {
+            result::module::load_data(cubin.as_ptr() as *const c_void)
+        })?;
+        let cname =
+            std::ffi::CString::new(name).map_err(|_| CudaError::Other("bad kernel name".into()))?;
+        drv(&format!("kernel {name}"), unsafe {
+            result::module::get_function(module, cname)
+        })
+    }
+}
+
+/// Device memory freed on drop.
+pub struct DeviceBuffer {
+    pub ptr: u64,
+    pub bytes: u64,
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from malloc_sync and is freed once.
+        let _ = unsafe { result::free_sync(self.ptr) };
+    }
+}

@@ -1,0 +1,543 @@
+//! The static executor: every buffer allocated once from the artifact's memory plan, the launch
+//! lists replayed as they are, per-step values (token ids, positions) written to device memory,
+//! and the decode step captured once as a CUDA graph and replayed for every token (with an eager
+//! fallback that says why). Sampling runs on the GPU.
+
+use super::device::{drv, CudaError, DeviceBuffer, Gpu};
+use super::nvrtc::{options_for, KernelCache};
+use cudarc::cublas::{result as blas, sys as blas_sys};
+use cudarc::driver::{result, sys};
+use pio_artifact::{Arg, Artifact, Region, Step, WeightEntry};
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+/// Sampling parameters the GPU sampler handles (top-k between 1 and 64, or greedy).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuSampling {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+    pub presence_penalty: f32,
+    pub seed: u64,
+}
+
+impl GpuSampling {
+    /// The most candidates the GPU sampler keeps.
+    pub const MAX_K: usize = 64;
+
+    /// Whether the GPU sampler can draw exactly these parameters.
+    pub fn supported(&self) -> bool {
+        self.temperature == 0.0 || (1..=Self::MAX_K).contains(&self.top_k)
+    }
+}
+
+struct SamplerKernels {
+    partial: sys::CUfunction,
+    finish: sys::CUfunction,
+    cand_v: DeviceBuffer,
+    cand_i: DeviceBuffer,
+    seen: DeviceBuffer,
+    gen_count: DeviceBuffer,
+    out_token: DeviceBuffer,
+}
+
+const SLICE: usize = 2048;
+
+/// A compiled model resident on the GPU.
+pub struct CudaModel {
+    gpu: Gpu,
+    pub artifact: Artifact,
+    funcs: HashMap<String, sys::CUfunction>,
+    regions: [DeviceBuffer; 4],
+    cublas: blas_sys::cublasHandle_t,
+    _cublas_workspace: DeviceBuffer,
+    graph: Option<sys::CUgraphExec>,
+    /// Why the decode step runs eagerly, if it does.
+    pub graph_fallback: Option<String>,
+    use_graph: bool,
+    sampler: SamplerKernels,
+    cached: usize,
+    /// Tokens in the last step (the rows of logits it wrote).
+    last_tokens: usize,
+}
+
+fn region_index(r: Region) -> usize {
+    match r {
+        Region::Weights => 0,
+        Region::Kv => 1,
+        Region::Io => 2,
+        Region::Arena => 3,
+    }
+}
+
+impl CudaModel {
+    /// Compiles the kernels (disk cache), allocates every region, uploads the weights through
+    /// `fill` (which writes one weight's bf16 bytes, parts concatenated) and prepares sampling.
+    pub fn new(
+        gpu: Gpu,
+        artifact: Artifact,
+        kernel_sources: &[(String, String)],
+        cache: &KernelCache,
+        mut fill: impl FnMut(&WeightEntry, &mut [u8]) -> Result<(), String>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<CudaModel, CudaError> {
+        let mut sources = kernel_sources.to_vec();
+        sources.push(("pio_sampler".into(), include_str!("sample.cu").to_string()));
+        let options = options_for(&gpu.arch, &artifact.nvrtc_options);
+        let compiled = cache.compile_all(&sources, &options)?;
+        let mut funcs = HashMap::new();
+        for c in &compiled {
+            if c.name == "pio_sampler" {
+                for f in ["pio_topk_partial", "pio_sample_final"] {
+                    funcs.insert(f.to_string(), gpu.load_function(&c.cubin, f)?);
+                }
+            } else {
+                funcs.insert(c.name.clone(), gpu.load_function(&c.cubin, &c.name)?);
+            }
+        }
+        let r = &artifact.regions;
+        let regions = [
+            gpu.alloc(r.weights, "the weights")?,
+            gpu.alloc(r.kv, "the KV cache")?,
+            gpu.alloc(r.io, "inputs and logits")?,
+            gpu.alloc(r.arena, "the activation arena")?,
+        ];
+        // Weights: one staging buffer per weight, uploaded at its offset.
+        let total: u64 = artifact.weights.iter().map(|w| w.bytes).sum();
+        let mut done = 0u64;
+        for w in &artifact.weights {
+            let mut host = vec![0u8; w.bytes as usize];
+            fill(w, &mut host).map_err(|m| CudaError::Other(format!("weight {}: {m}", w.name)))?;
+            gpu.upload(regions[0].ptr + w.offset, &host)?;
+            done += w.bytes;
+            progress(done, total);
+        }
+        let cublas = blas::create_handle().map_err(|e| CudaError::Cublas {
+            what: "create".into(),
+            message: e.to_string(),
+        })?;
+        let workspace = gpu.alloc(32 << 20, "the cuBLAS workspace")?;
+        // SAFETY: valid handle, stream and workspace allocation.
+        unsafe {
+            blas::set_stream(cublas, gpu.stream as _).map_err(|e| CudaError::Cublas {
+                what: "set stream".into(),
+                message: e.to_string(),
+            })?;
+            blas_sys::cublasSetWorkspace_v2(
+                cublas,
+                workspace.ptr as *mut c_void,
+                workspace.bytes as usize,
+            )
+            .result()
+            .map_err(|e| CudaError::Cublas {
+                what: "workspace".into(),
+                message: e.to_string(),
+            })?;
+        }
+        let vocab = artifact.vocab_size;
+        let blocks = vocab.div_ceil(SLICE);
+        let sampler = SamplerKernels {
+            partial: funcs["pio_topk_partial"],
+            finish: funcs["pio_sample_final"],
+            cand_v: gpu.alloc((blocks * GpuSampling::MAX_K * 4) as u64, "sampling")?,
+            cand_i: gpu.alloc((blocks * GpuSampling::MAX_K * 4) as u64, "sampling")?,
+            seen: gpu.alloc(vocab as u64, "sampling")?,
+            gen_count: gpu.alloc(vocab as u64 * 4, "sampling")?,
+            out_token: gpu.alloc(4, "sampling")?,
+        };
+        if blocks * GpuSampling::MAX_K > 4864 {
+            return Err(CudaError::Other(format!(
+                "vocabulary of {vocab} is too large for the GPU sampler"
+            )));
+        }
+        let use_graph = std::env::var_os("PIO_NO_CUDA_GRAPH").is_none();
+        let mut m = CudaModel {
+            gpu,
+            artifact,
+            funcs,
+            regions,
+            cublas,
+            _cublas_workspace: workspace,
+            graph: None,
+            graph_fallback: (!use_graph).then(|| "PIO_NO_CUDA_GRAPH is set".to_string()),
+            use_graph,
+            sampler,
+            cached: 0,
+            last_tokens: 0,
+        };
+        m.reset()?;
+        Ok(m)
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// "weights 1.19 GB, KV cache 3.76 GB, activations 10 MB, io 78 MB; 6.2 GB of 85 GB in use".
+    pub fn memory_report(&self) -> String {
+        let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
+        let r = &self.artifact.regions;
+        let (free, total) = self.gpu.memory();
+        format!(
+            "weights {}, KV cache {}, activations {}, io {}; {} of {} in use on the GPU",
+            gb(r.weights),
+            gb(r.kv),
+            gb(r.arena),
+            gb(r.io),
+            gb(total - free),
+            gb(total)
+        )
+    }
+
+    pub fn cached_len(&self) -> usize {
+        self.cached
+    }
+
+    pub fn context_bound(&self) -> usize {
+        self.artifact.max_context
+    }
+
+    /// Forgets the sequence (cache contents are overwritten by the next steps).
+    pub fn reset(&mut self) -> Result<(), CudaError> {
+        self.cached = 0;
+        self.last_tokens = 0;
+        let v = self.artifact.vocab_size;
+        // SAFETY: both buffers are v (resp. 4v) bytes long.
+        unsafe {
+            drv(
+                "clear",
+                result::memset_d8_async(self.sampler.seen.ptr, 0, v, self.gpu.stream),
+            )?;
+            drv(
+                "clear",
+                result::memset_d8_async(self.sampler.gen_count.ptr, 0, v * 4, self.gpu.stream),
+            )?;
+        }
+        self.gpu.sync()
+    }
+
+    /// Marks tokens as seen (the prompt, for the repetition penalty).
+    pub fn mark_seen(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
+        let mut host = vec![0u8; self.artifact.vocab_size];
+        self.gpu.download(&mut host, self.sampler.seen.ptr)?;
+        for &t in tokens {
+            if let Some(x) = host.get_mut(t as usize) {
+                *x = 1;
+            }
+        }
+        self.gpu.upload(self.sampler.seen.ptr, &host)
+    }
+
+    fn addr(&self, region: Region, offset: u64) -> u64 {
+        self.regions[region_index(region)].ptr + offset
+    }
+
+    fn write_inputs(&self, tokens: &[u32], start: usize) -> Result<(), CudaError> {
+        let io = &self.artifact.io;
+        let ids: Vec<u8> = tokens
+            .iter()
+            .flat_map(|&t| (t as i32).to_le_bytes())
+            .collect();
+        let pos: Vec<u8> = (start..start + tokens.len())
+            .flat_map(|p| (p as i32).to_le_bytes())
+            .collect();
+        self.gpu.upload(self.addr(Region::Io, io.tokens), &ids)?;
+        self.gpu.upload(self.addr(Region::Io, io.positions), &pos)
+    }
+
+    fn run_steps(&self, steps: &[Step], tokens: u32) -> Result<(), CudaError> {
+        for s in steps {
+            match s {
+                Step::Kernel(l) => {
+                    let f = *self.funcs.get(&l.kernel).ok_or_else(|| {
+                        CudaError::Other(format!("kernel {} was not compiled", l.kernel))
+                    })?;
+                    let mut values: Vec<u64> = Vec::with_capacity(l.args.len());
+                    let mut ints: Vec<i32> = Vec::new();
+                    let mut kinds = Vec::with_capacity(l.args.len());
+                    for a in &l.args {
+                        match a {
+                            Arg::Ptr { region, offset } => {
+                                values.push(self.addr(*region, *offset));
+                                kinds.push(0);
+                            }
+                            Arg::Tokens => {
+                                ints.push(tokens as i32);
+                                kinds.push(1);
+                            }
+                            Arg::I32(v) => {
+                                ints.push(*v);
+                                kinds.push(1);
+                            }
+                        }
+                    }
+                    let (mut vi, mut ii) = (0, 0);
+                    let mut params: Vec<*mut c_void> = kinds
+                        .iter()
+                        .map(|&k| {
+                            if k == 0 {
+                                vi += 1;
+                                &mut values[vi - 1] as *mut u64 as *mut c_void
+                            } else {
+                                ii += 1;
+                                &mut ints[ii - 1] as *mut i32 as *mut c_void
+                            }
+                        })
+                        .collect();
+                    let g = (
+                        l.grid[0].eval(tokens),
+                        l.grid[1].eval(tokens),
+                        l.grid[2].eval(tokens),
+                    );
+                    // SAFETY: the artifact's arguments match the kernel's parameters (pointers
+                    // into our regions, i32 counts); params outlive the call.
+                    drv(&format!("launching {} ({})", l.kernel, l.node), unsafe {
+                        result::launch_kernel(
+                            f,
+                            g,
+                            (l.block[0], l.block[1], l.block[2]),
+                            l.shared_bytes,
+                            self.gpu.stream,
+                            &mut params,
+                        )
+                    })?;
+                }
+                Step::Gemm(gm) => self.gemm(gm, tokens)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn gemm(&self, g: &pio_artifact::Gemm, tokens: u32) -> Result<(), CudaError> {
+        let ptr = |a: &Arg| match a {
+            Arg::Ptr { region, offset } => Ok(self.addr(*region, *offset)),
+            _ => Err(CudaError::Other(format!(
+                "gemm {}: operand is not a pointer",
+                g.node
+            ))),
+        };
+        let (a, b, c) = (ptr(&g.a)?, ptr(&g.b)?, ptr(&g.c)?);
+        let m = g.m.eval(tokens);
+        let (alpha, beta) = (1.0f32, g.beta);
+        // Row-major C[m,n] = A[m,k] · B[n,k]ᵀ is column-major Cᵀ[n,m] = B · Aᵀ.
+        // SAFETY: pointers are inside our regions with the shapes the artifact gives.
+        unsafe {
+            blas::gemm_ex(
+                self.cublas,
+                blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                g.n as i32,
+                m as i32,
+                g.k as i32,
+                &alpha as *const f32 as *const c_void,
+                b as *const c_void,
+                blas_sys::cudaDataType::CUDA_R_16BF,
+                g.k as i32,
+                a as *const c_void,
+                blas_sys::cudaDataType::CUDA_R_16BF,
+                g.lda as i32,
+                &beta as *const f32 as *const c_void,
+                c as *mut c_void,
+                blas_sys::cudaDataType::CUDA_R_16BF,
+                g.ldc as i32,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| CudaError::Cublas {
+            what: format!("gemm {}", g.node),
+            message: e.to_string(),
+        })
+    }
+
+    /// Runs `tokens` at the positions after the cached ones: prefill in chunks of at most
+    /// `max_prefill` tokens, a single token through the decode launch list (CUDA graph).
+    pub fn step(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
+        if tokens.is_empty() {
+            return Err(CudaError::Other("a step needs at least one token".into()));
+        }
+        if self.cached + tokens.len() > self.artifact.max_context {
+            return Err(CudaError::Other(format!(
+                "context full: {} cached + {} new tokens exceed the context of {} (pio-compile --max-context)",
+                self.cached,
+                tokens.len(),
+                self.artifact.max_context
+            )));
+        }
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.artifact.vocab_size)
+        {
+            return Err(CudaError::Other(format!(
+                "token id {bad} is out of range for a vocabulary of {}",
+                self.artifact.vocab_size
+            )));
+        }
+        if tokens.len() == 1 {
+            self.write_inputs(tokens, self.cached)?;
+            self.decode_launch()?;
+            self.cached += 1;
+            self.last_tokens = 1;
+            return self.gpu.sync();
+        }
+        for chunk in tokens.chunks(self.artifact.max_prefill) {
+            self.write_inputs(chunk, self.cached)?;
+            self.run_steps(&self.artifact.prefill, chunk.len() as u32)?;
+            self.cached += chunk.len();
+            self.last_tokens = chunk.len();
+        }
+        self.gpu.sync()
+    }
+
+    /// One decode step with the inputs already in device memory: graph replay, else eager.
+    fn decode_launch(&mut self) -> Result<(), CudaError> {
+        if self.use_graph && self.graph.is_none() && self.graph_fallback.is_none() {
+            match self.capture() {
+                Ok(g) => self.graph = Some(g),
+                Err(e) => {
+                    self.graph_fallback = Some(format!("CUDA graph capture failed: {e}"));
+                    eprintln!("note: decoding without a CUDA graph: {e}");
+                }
+            }
+        }
+        match self.graph {
+            // SAFETY: the graph was instantiated from our stream's work and is still valid.
+            Some(g) => drv("graph launch", unsafe {
+                result::graph::launch(g, self.gpu.stream)
+            }),
+            None => self.run_steps(&self.artifact.decode, 1),
+        }
+    }
+
+    fn capture(&self) -> Result<sys::CUgraphExec, CudaError> {
+        // SAFETY: capture on our own stream; nothing allocates or frees while capturing.
+        unsafe {
+            drv(
+                "begin capture",
+                result::stream::begin_capture(
+                    self.gpu.stream,
+                    sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+                ),
+            )?;
+            let launched = self.run_steps(&self.artifact.decode, 1);
+            let graph = drv("end capture", result::stream::end_capture(self.gpu.stream))?;
+            launched?;
+            drv(
+                "instantiate graph",
+                result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)),
+            )
+        }
+    }
+
+    /// Turns the CUDA graph off or on (for the graph-vs-eager check).
+    pub fn set_graph(&mut self, on: bool) {
+        self.use_graph = on;
+    }
+
+    /// The logits of the last step's rows, as f32.
+    pub fn logits(&self) -> Result<Vec<Vec<f32>>, CudaError> {
+        let v = self.artifact.vocab_size;
+        let rows = self.last_tokens;
+        let mut raw = vec![0u8; rows * v * 2];
+        self.gpu
+            .download(&mut raw, self.addr(Region::Io, self.artifact.io.logits))?;
+        Ok(raw
+            .chunks(v * 2)
+            .map(|row| {
+                row.chunks(2)
+                    .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Samples the next token from the last row of logits on the GPU; the id also becomes the
+    /// next decode step's input. `step` numbers the draw (for the RNG).
+    pub fn sample(&mut self, p: &GpuSampling, step: u64) -> Result<u32, CudaError> {
+        let v = self.artifact.vocab_size;
+        let k = if p.temperature == 0.0 {
+            1
+        } else {
+            p.top_k.clamp(1, GpuSampling::MAX_K)
+        };
+        let row = self.addr(Region::Io, self.artifact.io.logits)
+            + ((self.last_tokens.max(1) - 1) * v * 2) as u64;
+        let blocks = v.div_ceil(SLICE);
+        let s = &self.sampler;
+        let (mut logits, mut vocab, mut kk) = (row, v as i32, k as i32);
+        let (mut seen, mut gen) = (s.seen.ptr, s.gen_count.ptr);
+        let (mut rep, mut pres) = (p.repetition_penalty, p.presence_penalty);
+        let (mut cv, mut ci) = (s.cand_v.ptr, s.cand_i.ptr);
+        let mut params: Vec<*mut c_void> = vec![
+            &mut logits as *mut u64 as _,
+            &mut vocab as *mut i32 as _,
+            &mut kk as *mut i32 as _,
+            &mut seen as *mut u64 as _,
+            &mut gen as *mut u64 as _,
+            &mut rep as *mut f32 as _,
+            &mut pres as *mut f32 as _,
+            &mut cv as *mut u64 as _,
+            &mut ci as *mut u64 as _,
+        ];
+        // SAFETY: parameters match pio_topk_partial's signature; buffers are sized above.
+        drv("sampling", unsafe {
+            result::launch_kernel(
+                s.partial,
+                (blocks as u32, 1, 1),
+                (256, 1, 1),
+                0,
+                self.gpu.stream,
+                &mut params,
+            )
+        })?;
+        let mut n_cand = (blocks * k) as i32;
+        let (mut temp, mut top_p, mut min_p) = (p.temperature, p.top_p, p.min_p);
+        let (mut seed, mut stepv) = (p.seed, step);
+        let mut out = s.out_token.ptr;
+        let mut next = self.addr(Region::Io, self.artifact.io.tokens);
+        let mut params: Vec<*mut c_void> = vec![
+            &mut cv as *mut u64 as _,
+            &mut ci as *mut u64 as _,
+            &mut n_cand as *mut i32 as _,
+            &mut kk as *mut i32 as _,
+            &mut temp as *mut f32 as _,
+            &mut top_p as *mut f32 as _,
+            &mut min_p as *mut f32 as _,
+            &mut seed as *mut u64 as _,
+            &mut stepv as *mut u64 as _,
+            &mut out as *mut u64 as _,
+            &mut next as *mut u64 as _,
+            &mut seen as *mut u64 as _,
+            &mut gen as *mut u64 as _,
+        ];
+        // SAFETY: parameters match pio_sample_final's signature.
+        drv("sampling", unsafe {
+            result::launch_kernel(
+                s.finish,
+                (1, 1, 1),
+                (1024, 1, 1),
+                0,
+                self.gpu.stream,
+                &mut params,
+            )
+        })?;
+        let mut id = [0u8; 4];
+        self.gpu.download(&mut id, s.out_token.ptr)?;
+        let id = i32::from_le_bytes(id);
+        u32::try_from(id)
+            .map_err(|_| CudaError::Other("the GPU sampler found no finite logit".into()))
+    }
+}
+
+impl Drop for CudaModel {
+    fn drop(&mut self) {
+        if let Some(g) = self.graph.take() {
+            // SAFETY: instantiated by us, destroyed once.
+            let _ = unsafe { result::graph::exec_destroy(g) };
+        }
+        // SAFETY: created by us, destroyed once.
+        let _ = unsafe { blas::destroy_handle(self.cublas) };
+    }
+}

@@ -1,0 +1,204 @@
+//! The CUDA backend of [`crate::Model`]: compiles the spec (passes + codegen), JIT-compiles the
+//! kernels, uploads the weights and runs generation with GPU sampling.
+
+use crate::error::PioError;
+use crate::model::{tied_names, weight_specs, LoadOptions, WeightsSource};
+use half::bf16;
+use pio_artifact::WeightEntry;
+use pio_compiler::codegen::{generate, CodegenOptions};
+use pio_compiler::ir::Graph;
+use pio_compiler::pass::{default_pipeline, PassOptions};
+use pio_compiler::spec::ModelSpec;
+use pio_runtime::cuda::device::Gpu;
+use pio_runtime::cuda::executor::{CudaModel, GpuSampling};
+use pio_runtime::cuda::nvrtc::KernelCache;
+use pio_runtime::generate::{BoxError, Forward};
+use pio_runtime::sampling::Sampler;
+use pio_runtime::weights::{self, DType, WeightDir, WeightInit, WeightSpec};
+
+/// A model on the GPU.
+pub struct CudaBackend {
+    model: CudaModel,
+}
+
+/// Compiles `graph` (the lowered spec) and loads it with its weights onto `gpu`.
+pub fn load(
+    gpu: Gpu,
+    spec: &ModelSpec,
+    graph: &Graph,
+    source: &WeightsSource,
+    opts: &LoadOptions,
+) -> Result<CudaBackend, PioError> {
+    let mut optimized = graph.clone();
+    default_pipeline(PassOptions::default())?.run(&mut optimized)?;
+    let compiled = generate(
+        &optimized,
+        spec,
+        &CodegenOptions {
+            max_prefill: opts.max_prefill.unwrap_or(512),
+            max_context: opts.max_context,
+        },
+    )?;
+    let sources: Vec<(String, String)> = compiled
+        .kernels
+        .iter()
+        .map(|k| (k.name.clone(), k.source.clone()))
+        .collect();
+    let dir = match source {
+        WeightsSource::Dir(d) => {
+            let tied = tied_names(graph);
+            let tied: Vec<&str> = tied.iter().map(String::as_str).collect();
+            Some(WeightDir::open_with(d, &weight_specs(graph), &tied)?)
+        }
+        WeightsSource::Random { .. } => None,
+    };
+    let seed = match source {
+        WeightsSource::Random { seed } => *seed,
+        WeightsSource::Dir(_) => 0,
+    };
+    let fill = |w: &WeightEntry, out: &mut [u8]| -> Result<(), String> {
+        let cols: usize = w.shape[1..].iter().product();
+        let mut at = 0usize;
+        for part in &w.parts {
+            let n = part.rows * cols;
+            let dst = &mut out[at..at + 2 * n];
+            match &dir {
+                Some(wd) => {
+                    let (dtype, bytes) =
+                        wd.tensor_bytes(&part.hf_name).map_err(|e| e.to_string())?;
+                    if dtype == DType::BF16 {
+                        dst.copy_from_slice(bytes);
+                    } else {
+                        let f = wd.tensor_f32(&part.hf_name).map_err(|e| e.to_string())?;
+                        for (d, v) in dst.chunks_mut(2).zip(f) {
+                            d.copy_from_slice(&bf16::from_f32(v).to_le_bytes());
+                        }
+                    }
+                }
+                None => {
+                    let init = match w.init.strip_prefix("normal:") {
+                        Some(std) => WeightInit::Normal {
+                            std: std.parse().map_err(|_| format!("bad init {}", w.init))?,
+                        },
+                        None => WeightInit::Ones,
+                    };
+                    let mut shape = vec![part.rows];
+                    shape.extend(&w.shape[1..]);
+                    let spec = WeightSpec {
+                        name: part.hf_name.clone(),
+                        shape,
+                        init,
+                    };
+                    for (d, v) in dst
+                        .chunks_mut(2)
+                        .zip(weights::random_tensor_bf16(seed, &spec))
+                    {
+                        d.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            at += 2 * n;
+        }
+        Ok(())
+    };
+    let total: u64 = compiled.artifact.weights.iter().map(|w| w.bytes).sum();
+    let bar = (opts.progress && total > 256 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "loading weights {bar:40} {binary_bytes}/{binary_total_bytes} {elapsed}",
+            )
+            .expect("static template"),
+        );
+        b
+    });
+    let progress = |done: u64, _total: u64| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    };
+    let model = CudaModel::new(
+        gpu,
+        compiled.artifact,
+        &sources,
+        &KernelCache::new(KernelCache::default_dir()),
+        fill,
+        progress,
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(CudaBackend { model })
+}
+
+impl CudaBackend {
+    /// "NVIDIA H100 80GB HBM3 (sm_90)".
+    pub fn describe(&self) -> String {
+        let g = self.model.gpu();
+        format!("{} ({})", g.name, g.arch)
+    }
+
+    pub fn model(&mut self) -> &mut CudaModel {
+        &mut self.model
+    }
+
+    pub fn reset_cache(&mut self) -> Result<(), PioError> {
+        Ok(self.model.reset()?)
+    }
+
+    /// Runs `tokens` after the cached ones and returns their logits.
+    pub fn step_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, PioError> {
+        self.model.step(tokens)?;
+        Ok(self.model.logits()?)
+    }
+}
+
+impl Forward for CudaBackend {
+    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BoxError> {
+        self.model.step(tokens)?;
+        Ok(self.model.logits()?.pop().unwrap_or_default())
+    }
+
+    fn reset(&mut self) {
+        if let Err(e) = self.model.reset() {
+            eprintln!("warning: resetting the GPU sampler state failed: {e}");
+        }
+    }
+
+    fn cached_len(&self) -> usize {
+        self.model.cached_len()
+    }
+
+    fn context_bound(&self) -> usize {
+        self.model.context_bound()
+    }
+
+    fn next_token(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        context: &[u32],
+        generated: &[u32],
+    ) -> Result<u32, BoxError> {
+        let p = sampler.params();
+        let gp = GpuSampling {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            repetition_penalty: p.repetition_penalty,
+            presence_penalty: p.presence_penalty,
+            seed: p.seed,
+        };
+        if generated.is_empty() && gp.repetition_penalty != 1.0 {
+            self.model.mark_seen(tokens)?;
+        }
+        self.model.step(tokens)?;
+        if gp.supported() {
+            return Ok(self.model.sample(&gp, generated.len() as u64)?);
+        }
+        // Sampling the GPU sampler cannot do exactly (no top-k): on the host.
+        let logits = self.model.logits()?.pop().unwrap_or_default();
+        Ok(sampler.sample(&logits, context, generated)?)
+    }
+}

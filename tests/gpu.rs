@@ -1,0 +1,189 @@
+//! GPU tests: they run on a machine with a CUDA GPU (the GPU machine, through
+//! tests/reference/run_on_gpu.sh) and say that they were skipped everywhere else.
+
+use pio::{Device, LoadOptions, Model, WeightsSource};
+use pio_runtime::cuda::device::{driver_present, Gpu};
+use std::path::Path;
+
+fn have_gpu() -> bool {
+    let ok = driver_present() && Gpu::open().is_ok();
+    if !ok {
+        eprintln!("skipped: no CUDA GPU on this machine");
+    }
+    ok
+}
+
+fn load(spec: &str, device: Device, opts: &LoadOptions) -> Model {
+    Model::load_with(
+        Path::new(spec),
+        &WeightsSource::Random { seed: 1 },
+        device,
+        opts,
+    )
+    .unwrap()
+}
+
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+const PROMPT: [u32; 9] = [9, 72, 300, 17, 255, 480, 101, 33, 7];
+
+/// CUDA (bf16, fused kernels) against the CPU executor (f32, unfused) on the same weights:
+/// a prefill (also chunked) and decode steps through the CUDA graph.
+#[test]
+fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
+    if !have_gpu() {
+        return;
+    }
+    for spec in [
+        "model-specs/qwen3-tiny.yaml",
+        "tests/specs/gpu/qwen3-odd50.yaml",
+        "tests/specs/gpu/qwen3-odd3.yaml",
+    ] {
+        let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
+        let (expected, generated) = cpu.greedy_logits(&PROMPT, 6).unwrap();
+        for max_prefill in [None, Some(4)] {
+            let opts = LoadOptions {
+                max_prefill,
+                ..Default::default()
+            };
+            let mut gpu = load(spec, Device::Cuda, &opts);
+            let mut rows = gpu.prefill_logits(&PROMPT).unwrap();
+            if max_prefill.is_some() {
+                // Chunked prefill only returns the last chunk's rows.
+                rows = expected[..PROMPT.len() - rows.len()]
+                    .iter()
+                    .cloned()
+                    .chain(rows)
+                    .collect();
+            }
+            for &t in &generated {
+                rows.extend(gpu.step_logits(&[t]).unwrap());
+            }
+            assert_eq!(rows.len(), expected.len());
+            for (i, (g, c)) in rows.iter().zip(&expected).enumerate() {
+                let e = rel_l2(g, c);
+                eprintln!("{spec} max_prefill={max_prefill:?} row {i}: rel L2 {e:.2e}");
+                assert!(e <= 1e-2, "{spec} row {i}: relative L2 {e:.3e} > 1e-2");
+            }
+        }
+    }
+}
+
+/// A decode step replayed from the CUDA graph gives bit-identical logits to the same step run
+/// eagerly.
+#[test]
+fn graph_replay_is_bitwise_equal_to_eager() {
+    if !have_gpu() {
+        return;
+    }
+    let mut m = load(
+        "model-specs/qwen3-tiny.yaml",
+        Device::Cuda,
+        &LoadOptions::default(),
+    );
+    let mut run = |graph: bool| {
+        let cuda = m.cuda().unwrap().model();
+        cuda.set_graph(graph);
+        cuda.reset().unwrap();
+        cuda.step(&PROMPT).unwrap();
+        let mut rows = Vec::new();
+        for t in [5u32, 99, 400] {
+            cuda.step(&[t]).unwrap();
+            rows.push(cuda.logits().unwrap().remove(0));
+        }
+        rows
+    };
+    let eager = run(false);
+    let graphed = run(true);
+    let bits = |r: &Vec<Vec<f32>>| r.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&eager), bits(&graphed));
+    assert!(m.cuda().unwrap().model().graph_fallback.is_none());
+}
+
+/// Greedy generation sampled on the GPU follows the argmax of the GPU's own logits; top-k
+/// sampling never leaves the k best.
+#[test]
+fn gpu_sampling() {
+    if !have_gpu() {
+        return;
+    }
+    let mut m = load(
+        "model-specs/qwen3-tiny.yaml",
+        Device::Cuda,
+        &LoadOptions::default(),
+    );
+    let (_, greedy_ids) = m.greedy_logits(&PROMPT, 8).unwrap();
+    let mut opts = m.generate_options(8, Some(pio_runtime::sampling::SamplingParams::greedy()));
+    opts.eos_token_ids.clear();
+    let ids: Vec<u32> = m
+        .generate(&PROMPT, opts)
+        .unwrap()
+        .map(|t| t.unwrap().id)
+        .collect();
+    assert_eq!(ids, greedy_ids);
+    let logits = m.prefill_logits(&PROMPT).unwrap().pop().unwrap();
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    let top5 = &order[..5];
+    for seed in 0..20 {
+        let p = pio_runtime::sampling::SamplingParams {
+            temperature: 1.5,
+            top_k: 5,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            seed,
+        };
+        let mut opts = m.generate_options(1, Some(p));
+        opts.eos_token_ids.clear();
+        let first = m
+            .generate(&PROMPT, opts)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .id;
+        assert!(
+            top5.contains(&first),
+            "seed {seed}: {first} not in the top 5 {top5:?}"
+        );
+    }
+}
+
+#[test]
+fn out_of_memory_and_long_prompts_are_clear_errors() {
+    if !have_gpu() {
+        return;
+    }
+    let gpu = Gpu::open().unwrap();
+    let e = gpu
+        .alloc(1 << 50, "a test buffer")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("out of GPU memory: a test buffer needs 1125899906842624 bytes"),
+        "{e}"
+    );
+    let opts = LoadOptions {
+        max_context: Some(16),
+        ..Default::default()
+    };
+    let mut m = load("model-specs/qwen3-tiny.yaml", Device::Cuda, &opts);
+    let prompt: Vec<u32> = (0..20).collect();
+    let o = m.generate_options(4, None);
+    let e = m.generate(&prompt, o).err().unwrap().to_string();
+    assert_eq!(
+        e,
+        "the prompt has 20 tokens but the model's context holds at most 16"
+    );
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Whole model on the GPU: pio (bf16, CUDA) against HF transformers, on the same directory
+written by `pio init-weights` (GPU machine only).
+
+A prompt of 128 tokens of real text, then 128 teacher-forced decode steps (pio decodes them one
+at a time through its CUDA graph; HF runs the same 256 tokens in one forward). At every position:
+  pio's relative L2 error against HF-float32 <= 1.5 x HF-bf16's own error against HF-float32,
+  and pio's top-1 token agrees with HF-bf16's at >= 95% of positions.
+Usage: python3 tests/reference/hf_parity.py --spec qwen3-0.6b --pio target/release/pio
+"""
+import argparse, json, os, subprocess, sys, tempfile
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoModelForCausalLM
+
+TEXT = (
+    "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "
+    "combined a screw press with movable metal type, oil-based ink and a hand mould for casting "
+    "letters. Before that, books in Europe were copied by hand, mostly in monasteries, and a single "
+    "Bible could take a scribe more than a year. Gutenberg's workshop in Mainz printed about one "
+    "hundred and eighty copies of the Bible around 1455, and within fifty years presses were "
+    "running in more than two hundred and fifty cities. The price of books fell, literacy rose, and "
+    "ideas travelled faster than ever before: pamphlets spread the Reformation, scientists shared "
+    "their observations in printed journals, and standard spellings began to settle in many "
+    "languages. Printing also changed how people read. Page numbers, title pages and indexes became "
+    "common, because a reader could now expect every copy of a book to be the same. Later "
+    "centuries brought steam-powered presses, the rotary press and, in the twentieth century, "
+    "offset lithography and phototypesetting, each making printed matter cheaper and more "
+    "plentiful. Today digital publishing has taken over many of the roles that print once held, "
+    "yet the basic idea remains: a text set once can be reproduced faithfully for many readers, "
+    "wherever they happen to live, and whatever language they happen to speak at home or at work."
+)
+
+
+def rel_l2(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--pio", default="target/release/pio")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weights")
+    a = ap.parse_args()
+
+    tok = Tokenizer.from_file("model-specs/tokenizers/qwen3/tokenizer.json")
+    ids = tok.encode(TEXT).ids
+    need = a.prompt + a.steps
+    if len(ids) < need:
+        sys.exit(f"the text has {len(ids)} tokens, {need} needed")
+    ids = ids[:need]
+    prompt, forced = ids[: a.prompt], ids[a.prompt:]  # 128 teacher-forced decode steps
+
+    work = tempfile.mkdtemp(prefix="pio-parity-")
+    wdir = a.weights or os.path.join(work, "weights")
+    if not a.weights:
+        subprocess.run([a.pio, "init-weights", a.spec, "-o", wdir, "--seed", str(a.seed)], check=True)
+    npy = os.path.join(work, "pio.npy")
+    subprocess.run([a.pio, "logits", "--spec", a.spec, "--weights", wdir, "--device", "cuda",
+                    "--ids", ",".join(map(str, prompt)), "--forced-ids", ",".join(map(str, forced)),
+                    "--max-context", "1024", "-o", npy], check=True)
+    ours = np.load(npy).astype(np.float64)
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    x = torch.tensor([ids], device="cuda")
+    res = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        m = AutoModelForCausalLM.from_pretrained(wdir, dtype=dtype, attn_implementation="eager").cuda().eval()
+        with torch.no_grad():
+            res[dtype] = m(x).logits[0].float().cpu().numpy().astype(np.float64)
+        del m
+        torch.cuda.empty_cache()
+    f32, b16 = res[torch.float32], res[torch.bfloat16]
+    if ours.shape != f32.shape:
+        sys.exit(f"shape mismatch: pio {ours.shape} vs HF {f32.shape}")
+
+    worst_ratio, agree, rows = 0.0, 0, []
+    for i in range(len(f32)):
+        e_pio, e_hf = rel_l2(ours[i], f32[i]), rel_l2(b16[i], f32[i])
+        ratio = e_pio / e_hf
+        worst_ratio = max(worst_ratio, ratio)
+        same = int(np.argmax(ours[i]) == np.argmax(b16[i]))
+        agree += same
+        rows.append((i, e_pio, e_hf, ratio, same))
+    agreement = agree / len(f32)
+    print(f"{'pos':>4} {'pio vs f32':>11} {'hf-bf16 vs f32':>15} {'ratio':>6} top1")
+    for i, e_pio, e_hf, ratio, same in rows[:4] + rows[a.prompt - 2:a.prompt + 2] + rows[-3:]:
+        print(f"{i:>4} {e_pio:>11.3e} {e_hf:>15.3e} {ratio:>6.2f} {'=' if same else 'x'}")
+    ok = worst_ratio <= 1.5 and agreement >= 0.95
+    summary = {
+        "spec": a.spec, "device": torch.cuda.get_device_name(), "positions": len(f32),
+        "prompt": a.prompt, "decode_steps": a.steps,
+        "pio_vs_f32_median": float(np.median([r[1] for r in rows])),
+        "hf_bf16_vs_f32_median": float(np.median([r[2] for r in rows])),
+        "worst_ratio": worst_ratio, "top1_agreement": agreement, "pass": ok,
+    }
+    print(json.dumps(summary))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
