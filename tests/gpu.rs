@@ -46,6 +46,8 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
         "model-specs/qwen3-tiny.yaml",
         "tests/specs/gpu/qwen3-odd50.yaml",
         "tests/specs/gpu/qwen3-odd3.yaml",
+        // Real 0.6B layer shapes (head_dim 128: the vector paths), two layers.
+        "compiler/tests/specs/qwen3-0.6b-2layers.yaml",
     ] {
         let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
         let (expected, generated) = cpu.greedy_logits(&PROMPT, 6).unwrap();

@@ -272,6 +272,9 @@ fn run_model(a: RunArgs) -> Result<()> {
     drop(gen);
     if let Some(c) = model.cuda() {
         eprintln!("memory: {}", c.model().memory_report());
+        if let Some(p) = c.model().profile_report() {
+            eprint!("{p}");
+        }
         if let Some(why) = &c.model().graph_fallback {
             eprintln!("note: decode ran without a CUDA graph: {why}");
         }

@@ -3,41 +3,74 @@
 // Decode-step matrix-vector product for one token: out[n] = sum_k x'[k] * w[n, k], with
 // x' = rmsnorm(x) * norm_w when NORM, an added residual when RESIDUAL, and
 // out[n] = silu(g[n]) * u[n] over the gate rows (0..N) and up rows (N..2N) when SWIGLU.
-// One warp per output row at a time; 16-byte weight loads; x staged in shared memory as f32.
+// One warp per ROWS output rows at a time; 16-byte weight loads. x is staged in shared memory
+// as bf16 (exact: HF rounds the normalized input to bf16 too), read 16 bytes per lane, so the
+// shared-memory traffic equals the weight traffic and has no bank conflicts.
 #define K {{ k }}
 #define N {{ n }}
 #define WARPS {{ warps }}
 #define EPS {{ eps }}
 
-__device__ __forceinline__ float dot_row(const bf16* __restrict__ wrow, const float* xs, int lane) {
-    float acc = 0.0f;
+// Loads are issued in batches of UNROLL 16-byte vectors per row before their FMAs; a warp works
+// on NR rows at once (ROWS output rows, times two with SWIGLU: the gate row and its up row), so
+// each lane keeps UNROLL x NR loads in flight.
+#define UNROLL {{ unroll }}
+#define ROWS {{ rows }}
+#define NR (ROWS * {% if swiglu %}2{% else %}1{% endif %})
+
+// Weight row of accumulator rr for output rows starting at `row`.
+__device__ __forceinline__ int row_of(int row, int rr) { return rr < ROWS ? row + rr : N + row + rr - ROWS; }
+__device__ __forceinline__ bool row_ok(int row, int rr) { return row + (rr % ROWS) < N; }
+
+__device__ __forceinline__ void dot_rows(const bf16* __restrict__ w, int row, const bf16* xs,
+                                         int lane, float* acc) {
 {% if vec8 %}
-#pragma unroll 4
-    for (int k = lane * 8; k < K; k += 256) {
-        uint4 v = *reinterpret_cast<const uint4*>(wrow + k);
-        float f[8];
-        unpack8(v, f);
+    for (int k0 = lane * 8; k0 < K; k0 += 256 * UNROLL) {
+        uint4 v[NR][UNROLL];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc = fmaf(f[j], xs[k + j], acc);
+        for (int r = 0; r < NR; ++r)
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                int k = k0 + u * 256;
+                v[r][u] = (k < K && row_ok(row, r)) ? *reinterpret_cast<const uint4*>(w + (size_t)row_of(row, r) * K + k)
+                                                    : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            int k = k0 + u * 256;
+            if (k < K) {
+                float xf[8];
+                unpack8(*reinterpret_cast<const uint4*>(xs + k), xf);
+#pragma unroll
+                for (int r = 0; r < NR; ++r) {
+                    float f[8];
+                    unpack8(v[r][u], f);
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) acc[r] = fmaf(f[j], xf[j], acc[r]);
+                }
+            }
+        }
     }
 {% else %}
     // K is not a multiple of 8 (rows are not 16-byte aligned): scalar loads.
-    for (int k = lane; k < K; k += 32) acc = fmaf(bf2f(wrow[k]), xs[k], acc);
+#pragma unroll
+    for (int r = 0; r < NR; ++r)
+        if (row_ok(row, r))
+            for (int k = lane; k < K; k += 32) acc[r] = fmaf(bf2f(w[(size_t)row_of(row, r) * K + k]), bf2f(xs[k]), acc[r]);
 {% endif %}
-    return acc;
 }
 
 extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const bf16* __restrict__ w,
     const bf16* residual, bf16* out)  // out may alias residual (in place)
 {
-    __shared__ float xs[K];
+    __shared__ __align__(16) bf16 xs[K];
     __shared__ float partial[WARPS];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < K; i += WARPS * 32) {
         float v = bf2f(x[i]);
-        xs[i] = v;
+        xs[i] = x[i];
         ss += v * v;
     }
 {% if norm %}
@@ -48,18 +81,25 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
 #pragma unroll
     for (int i = 0; i < WARPS; ++i) total += partial[i];
     const float inv = rsqrtf(total / (float)K + EPS);
-    for (int i = threadIdx.x; i < K; i += WARPS * 32) xs[i] = rbf(rbf(xs[i] * inv) * bf2f(norm_w[i]));
+    for (int i = threadIdx.x; i < K; i += WARPS * 32) xs[i] = f2bf(rbf(bf2f(xs[i]) * inv) * bf2f(norm_w[i]));
 {% endif %}
     __syncthreads();
-    for (int row = blockIdx.x * WARPS + warp; row < N; row += gridDim.x * WARPS) {
-        float acc = warp_sum(dot_row(w + (size_t)row * K, xs, lane));
+    for (int row = (blockIdx.x * WARPS + warp) * ROWS; row < N; row += gridDim.x * WARPS * ROWS) {
+        float acc[NR];
+#pragma unroll
+        for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
+        dot_rows(w, row, xs, lane, acc);
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            float a = warp_sum(acc[r]);
 {% if swiglu %}
-        float up = warp_sum(dot_row(w + (size_t)(row + N) * K, xs, lane));
-        if (lane == 0) out[row] = f2bf(rbf(silu(rbf(acc))) * rbf(up));
+            float u = warp_sum(acc[ROWS + r]);
+            if (lane == 0 && row + r < N) out[row + r] = f2bf(rbf(silu(rbf(a))) * rbf(u));
 {% else if residual %}
-        if (lane == 0) out[row] = f2bf(rbf(acc) + bf2f(residual[row]));
+            if (lane == 0 && row + r < N) out[row + r] = f2bf(rbf(a) + bf2f(residual[row + r]));
 {% else %}
-        if (lane == 0) out[row] = f2bf(acc);
+            if (lane == 0 && row + r < N) out[row + r] = f2bf(a);
 {% endif %}
+        }
     }
 }

@@ -34,6 +34,10 @@ pub struct Gemv {
     pub swiglu: bool,
     /// K is a multiple of 8: 16-byte weight loads.
     pub vec8: bool,
+    /// 16-byte loads per lane issued before their FMAs.
+    pub unroll: usize,
+    /// Output rows per warp iteration.
+    pub rows: usize,
 }
 
 #[derive(Template)]
@@ -66,6 +70,21 @@ pub struct Attention {
     pub splits: usize,
     pub q_stride: usize,
     pub split: bool,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/attention_decode.cu", escape = "none")]
+pub struct AttentionDecode {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d: usize,
+    pub scale: CudaF32,
+    pub chunk: usize,
+    pub splits: usize,
+    /// D is a multiple of 8: 16-byte key loads.
+    pub vec8: bool,
 }
 
 #[derive(Template)]

@@ -33,8 +33,11 @@ impl Default for CodegenOptions {
 
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 const WARPS: usize = 4;
-const ATTENTION_CHUNK: usize = 256;
-const GEMV_MAX_BLOCKS: usize = 1024;
+const ATTENTION_CHUNK: usize = 64;
+/// Decode GEMV blocks: enough that every warp gets one row group for all but the LM head,
+/// which loops (H100: 132 SMs).
+const GEMV_MAX_BLOCKS: usize = 32 * 132;
+const GEMV_WARPS: usize = 8;
 
 /// What codegen makes: the artifact and the kernel sources it names.
 pub struct Compiled {
@@ -514,16 +517,30 @@ impl Codegen<'_> {
                             offset: 0,
                             stride: 0,
                         };
-                        let k = self.kernel("attention", &ctx(true));
+                        let k = self.kernel(
+                            "attention_decode",
+                            &AttentionDecode {
+                                name: PLACEHOLDER,
+                                doc: "split-K decode attention".into(),
+                                heads,
+                                kv_heads,
+                                d,
+                                scale: CudaF32(*scale as f32),
+                                chunk: ATTENTION_CHUNK,
+                                splits,
+                                // The vector path reads value rows in 128-wide column blocks.
+                                vec8: d % 128 == 0,
+                            },
+                        );
                         steps.push(launch(
                             k,
                             &name,
                             [
-                                Dim::Fixed(heads as u32),
+                                Dim::Fixed(kv_heads as u32),
                                 Dim::Fixed(splits as u32),
                                 Dim::Fixed(1),
                             ],
-                            (WARPS * 32) as u32,
+                            128,
                             vec![
                                 PArg::Ptr(v(0)),
                                 PArg::Ptr(v(1)),
@@ -755,20 +772,24 @@ impl Codegen<'_> {
                     doc: node.op.name().into(),
                     k,
                     n,
-                    warps: WARPS,
+                    warps: GEMV_WARPS,
                     eps: CudaF32(eps.unwrap_or(1e-6) as f32),
                     norm: eps.is_some(),
                     residual: residual.is_some(),
                     swiglu,
                     vec8: k % 8 == 0,
+                    unroll: k.div_ceil(256).clamp(1, 10),
+                    rows: gemv_rows(n, swiglu),
                 },
             );
-            let blocks = n.div_ceil(WARPS).min(GEMV_MAX_BLOCKS) as u32;
+            let blocks = n
+                .div_ceil(GEMV_WARPS * gemv_rows(n, swiglu))
+                .min(GEMV_MAX_BLOCKS) as u32;
             steps.push(launch(
                 kname,
                 &name,
                 [Dim::Fixed(blocks), Dim::Fixed(1), Dim::Fixed(1)],
-                (WARPS * 32) as u32,
+                (GEMV_WARPS * 32) as u32,
                 vec![
                     PArg::Ptr(x),
                     PArg::Ptr(norm_w.unwrap_or(x)),
@@ -966,6 +987,16 @@ pub fn listing(steps: &[Step]) -> String {
         };
     }
     out
+}
+
+/// Output rows per warp iteration of the decode GEMV: two for taller matrices, to keep more
+/// loads in flight per lane (SwiGLU already reads two weight rows per output row).
+fn gemv_rows(n: usize, swiglu: bool) -> usize {
+    if n >= 2048 && !swiglu {
+        2
+    } else {
+        1
+    }
 }
 
 fn per_token() -> [Dim; 3] {

@@ -132,6 +132,20 @@ impl Gpu {
         self.sync()
     }
 
+    /// Queues a copy of host bytes to device memory on the stream (the host buffer is
+    /// staged by the driver before this returns, so it may be dropped).
+    pub fn upload_async(&self, dst: u64, src: &[u8]) -> Result<(), CudaError> {
+        // SAFETY: callers pass a destination inside one of their allocations; pageable source
+        // memory is copied out by the driver before the call returns.
+        drv("copy to device", unsafe {
+            result::memcpy_htod_async(dst, src, self.gpu_stream())
+        })
+    }
+
+    fn gpu_stream(&self) -> sys::CUstream {
+        self.stream
+    }
+
     /// Copies device bytes to the host (synchronously).
     pub fn download(&self, dst: &mut [u8], src: u64) -> Result<(), CudaError> {
         // SAFETY: callers pass a source inside one of their allocations.

@@ -61,6 +61,43 @@ pub struct CudaModel {
     cached: usize,
     /// Tokens in the last step (the rows of logits it wrote).
     last_tokens: usize,
+    /// With `PIO_PROFILE` set: GPU time per kernel family and phase (decode runs eagerly).
+    profile: Option<std::cell::RefCell<Profile>>,
+}
+
+/// GPU time per (phase, kernel family), measured with CUDA events around every launch.
+#[derive(Default)]
+pub struct Profile {
+    pub entries: std::collections::BTreeMap<(String, String), (f64, u64)>,
+}
+
+impl Profile {
+    /// A table: phase, family, launches, total ms, share.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for phase in ["decode", "prefill"] {
+            let total: f64 = self
+                .entries
+                .iter()
+                .filter(|(k, _)| k.0 == phase)
+                .map(|(_, v)| v.0)
+                .sum();
+            if total == 0.0 {
+                continue;
+            }
+            out.push_str(&format!("{phase}: {total:.3} ms of GPU time\n"));
+            let mut rows: Vec<_> = self.entries.iter().filter(|(k, _)| k.0 == phase).collect();
+            rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+            for ((_, fam), (ms, n)) in rows {
+                out.push_str(&format!(
+                    "  {fam:<20} {n:>8} launches {ms:>10.3} ms {:>5.1}%  {:>8.2} us/launch\n",
+                    100.0 * ms / total,
+                    1e3 * ms / *n as f64
+                ));
+            }
+        }
+        out
+    }
 }
 
 fn region_index(r: Region) -> usize {
@@ -166,6 +203,7 @@ impl CudaModel {
             sampler,
             cached: 0,
             last_tokens: 0,
+            profile: std::env::var_os("PIO_PROFILE").map(|_| Default::default()),
         };
         m.reset()?;
         Ok(m)
@@ -243,12 +281,70 @@ impl CudaModel {
         let pos: Vec<u8> = (start..start + tokens.len())
             .flat_map(|p| (p as i32).to_le_bytes())
             .collect();
-        self.gpu.upload(self.addr(Region::Io, io.tokens), &ids)?;
-        self.gpu.upload(self.addr(Region::Io, io.positions), &pos)
+        self.gpu
+            .upload_async(self.addr(Region::Io, io.tokens), &ids)?;
+        self.gpu
+            .upload_async(self.addr(Region::Io, io.positions), &pos)
     }
 
     fn run_steps(&self, steps: &[Step], tokens: u32) -> Result<(), CudaError> {
+        let phase = if std::ptr::eq(steps, self.artifact.decode.as_slice()) {
+            "decode"
+        } else {
+            "prefill"
+        };
         for s in steps {
+            let timer = match &self.profile {
+                Some(_) => {
+                    let ev = |_| {
+                        drv(
+                            "event",
+                            result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT),
+                        )
+                    };
+                    let (a, b) = (ev(0)?, ev(1)?);
+                    // SAFETY: fresh events recorded on our stream.
+                    drv("event", unsafe {
+                        result::event::record(a, self.gpu.stream)
+                    })?;
+                    Some((a, b))
+                }
+                None => None,
+            };
+            self.run_step(s, tokens)?;
+            if let (Some((a, b)), Some(p)) = (timer, &self.profile) {
+                // SAFETY: both events were recorded on our stream; destroyed once.
+                let ms = unsafe {
+                    drv("event", result::event::record(b, self.gpu.stream))?;
+                    drv("event", result::event::synchronize(b))?;
+                    let ms = drv("event", result::event::elapsed(a, b))?;
+                    let _ = result::event::destroy(a);
+                    let _ = result::event::destroy(b);
+                    ms
+                };
+                let family = match s {
+                    Step::Kernel(l) => l
+                        .kernel
+                        .rsplit_once('_')
+                        .map_or(l.kernel.clone(), |x| x.0.to_string()),
+                    Step::Gemm(_) => "cublas_gemm".to_string(),
+                };
+                let mut p = p.borrow_mut();
+                let e = p.entries.entry((phase.to_string(), family)).or_default();
+                e.0 += ms as f64;
+                e.1 += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The profile so far (with `PIO_PROFILE` set).
+    pub fn profile_report(&self) -> Option<String> {
+        self.profile.as_ref().map(|p| p.borrow().report())
+    }
+
+    fn run_step(&self, s: &Step, tokens: u32) -> Result<(), CudaError> {
+        {
             match s {
                 Step::Kernel(l) => {
                     let f = *self.funcs.get(&l.kernel).ok_or_else(|| {
@@ -380,7 +476,8 @@ impl CudaModel {
             self.decode_launch()?;
             self.cached += 1;
             self.last_tokens = 1;
-            return self.gpu.sync();
+            // No sync: reading the logits or the sampled token waits for the step.
+            return Ok(());
         }
         for chunk in tokens.chunks(self.artifact.max_prefill) {
             self.write_inputs(chunk, self.cached)?;
@@ -393,6 +490,9 @@ impl CudaModel {
 
     /// One decode step with the inputs already in device memory: graph replay, else eager.
     fn decode_launch(&mut self) -> Result<(), CudaError> {
+        if self.profile.is_some() {
+            return self.run_steps(&self.artifact.decode, 1);
+        }
         if self.use_graph && self.graph.is_none() && self.graph_fallback.is_none() {
             match self.capture() {
                 Ok(g) => self.graph = Some(g),
