@@ -88,6 +88,12 @@ fn run() -> Result<()> {
     let json = serde_json::to_string_pretty(&summary)?;
     write_file(dir, "summary.json", format!("{json}\n").as_bytes())?;
     let a = &compiled.artifact;
+    // The kernels folder is ours (prepare_dir checked): drop kernels of an earlier compile.
+    let kernels_dir = dir.join("kernels");
+    if kernels_dir.is_dir() {
+        std::fs::remove_dir_all(&kernels_dir)
+            .map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", kernels_dir.display()))?;
+    }
     for k in &compiled.kernels {
         write_file(dir, &format!("kernels/{}.cu", k.name), k.source.as_bytes())?;
     }

@@ -1,39 +1,26 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
-// Causal grouped-query attention over the layer's KV cache ([ctx, KV_HEADS, D]); a query at
-// position p sees keys 0..=p. Online softmax in f32. One block per (query head, token) in
-// prefill; in decode one block per (query head, split of CHUNK keys), partial results combined
-// by the matching reduce kernel (flash-decoding).
+// Prefill attention: causal grouped-query attention over the layer's KV cache
+// ([ctx, KV_HEADS, D]); a query at position p sees keys 0..=p. Online softmax in f32, one block
+// per (query head, token), warps over keys. (Decode uses attention_decode.cu.)
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define D {{ d }}
 #define WARPS {{ warps }}
 #define SCALE {{ scale }}
-#define CHUNK {{ chunk }}
-#define SPLITS {{ splits }}
 #define Q_STRIDE {{ q_stride }}
 #define PER_LANE ((D + 31) / 32)
 
 extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
-    const int* __restrict__ positions, {% if split %}float* __restrict__ part{% else %}bf16* __restrict__ out{% endif %})
+    const int* __restrict__ positions, bf16* __restrict__ out)
 {
     const int h = blockIdx.x;
-{% if split %}
-    const int t = 0, split = blockIdx.y;
-{% else %}
     const int t = blockIdx.y;
-{% endif %}
     const int kvh = h / (HEADS / KV_HEADS);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int len = positions[t] + 1;
-{% if split %}
-    const int start = split * CHUNK;
-    if (start >= len) return;
-    const int end = min(start + CHUNK, len);
-{% else %}
     const int start = 0, end = len;
-{% endif %}
     float qv[PER_LANE], acc[PER_LANE];
     const bf16* qrow = q + (size_t)t * Q_STRIDE + (size_t)h * D;
 #pragma unroll
@@ -82,16 +69,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
         float o = 0.0f;
 #pragma unroll
         for (int w = 0; w < WARPS; ++w) o += sm[w] == NEG_INF ? 0.0f : sacc[w][i] * __expf(sm[w] - M);
-{% if split %}
-        part[((size_t)h * SPLITS + split) * (D + 2) + i] = o;
-{% else %}
         out[((size_t)t * HEADS + h) * D + i] = f2bf(o / L);
-{% endif %}
     }
-{% if split %}
-    if (threadIdx.x == 0) {
-        part[((size_t)h * SPLITS + split) * (D + 2) + D] = M;
-        part[((size_t)h * SPLITS + split) * (D + 2) + D + 1] = L;
-    }
-{% endif %}
 }

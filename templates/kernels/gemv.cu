@@ -22,34 +22,47 @@
 __device__ __forceinline__ int row_of(int row, int rr) { return rr < ROWS ? row + rr : N + row + rr - ROWS; }
 __device__ __forceinline__ bool row_ok(int row, int rr) { return row + (rr % ROWS) < N; }
 
-__device__ __forceinline__ void dot_rows(const bf16* __restrict__ w, int row, const bf16* xs,
-                                         int lane, float* acc) {
 {% if vec8 %}
-    for (int k0 = lane * 8; k0 < K; k0 += 256 * UNROLL) {
-        uint4 v[NR][UNROLL];
+__device__ __forceinline__ void load_batch(uint4 (&v)[NR][UNROLL], const bf16* __restrict__ w,
+                                           int row, int k0) {
 #pragma unroll
-        for (int r = 0; r < NR; ++r)
-#pragma unroll
-            for (int u = 0; u < UNROLL; ++u) {
-                int k = k0 + u * 256;
-                v[r][u] = (k < K && row_ok(row, r)) ? *reinterpret_cast<const uint4*>(w + (size_t)row_of(row, r) * K + k)
-                                                    : make_uint4(0, 0, 0, 0);
-            }
+    for (int r = 0; r < NR; ++r)
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             int k = k0 + u * 256;
-            if (k < K) {
-                float xf[8];
-                unpack8(*reinterpret_cast<const uint4*>(xs + k), xf);
+            v[r][u] = (k < K && row_ok(row, r)) ? *reinterpret_cast<const uint4*>(w + (size_t)row_of(row, r) * K + k)
+                                                : make_uint4(0, 0, 0, 0);
+        }
+}
+
+__device__ __forceinline__ void fma_batch(const uint4 (&v)[NR][UNROLL], const bf16* xs, int k0,
+                                          float* acc) {
 #pragma unroll
-                for (int r = 0; r < NR; ++r) {
-                    float f[8];
-                    unpack8(v[r][u], f);
+    for (int u = 0; u < UNROLL; ++u) {
+        int k = k0 + u * 256;
+        if (k < K) {
+            float xf[8];
+            unpack8(*reinterpret_cast<const uint4*>(xs + k), xf);
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) acc[r] = fmaf(f[j], xf[j], acc[r]);
-                }
+            for (int r = 0; r < NR; ++r) {
+                float f[8];
+                unpack8(v[r][u], f);
+#pragma unroll
+                for (int j = 0; j < 8; ++j) acc[r] = fmaf(f[j], xf[j], acc[r]);
             }
         }
+    }
+}
+{% endif %}
+
+// Accumulates the dot products of NR weight rows with xs, from feature k_start of each lane.
+__device__ __forceinline__ void dot_rows(const bf16* __restrict__ w, int row, const bf16* xs,
+                                         int lane, float* acc, int k_start) {
+{% if vec8 %}
+    for (int k0 = k_start; k0 < K; k0 += 256 * UNROLL) {
+        uint4 v[NR][UNROLL];
+        load_batch(v, w, row, k0);
+        fma_batch(v, xs, k0, acc);
     }
 {% else %}
     // K is not a multiple of 8 (rows are not 16-byte aligned): scalar loads.
@@ -67,6 +80,13 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     __shared__ __align__(16) bf16 xs[K];
     __shared__ float partial[WARPS];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int row0 = (blockIdx.x * WARPS + warp) * ROWS;
+{% if prefetch %}
+    // The first batch of weights does not depend on x: start loading it before the prologue
+    // (for short rows, where the prologue's latency is a large part of the kernel).
+    uint4 first[NR][UNROLL];
+    load_batch(first, w, row0, lane * 8);
+{% endif %}
     float ss = 0.0f;
     for (int i = threadIdx.x; i < K; i += WARPS * 32) {
         float v = bf2f(x[i]);
@@ -84,11 +104,22 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     for (int i = threadIdx.x; i < K; i += WARPS * 32) xs[i] = f2bf(rbf(bf2f(xs[i]) * inv) * bf2f(norm_w[i]));
 {% endif %}
     __syncthreads();
-    for (int row = (blockIdx.x * WARPS + warp) * ROWS; row < N; row += gridDim.x * WARPS * ROWS) {
+    for (int row = row0; row < N; row += gridDim.x * WARPS * ROWS) {
         float acc[NR];
 #pragma unroll
         for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
-        dot_rows(w, row, xs, lane, acc);
+{% if prefetch %}
+        if (row == row0) {
+            fma_batch(first, xs, lane * 8, acc);
+            dot_rows(w, row, xs, lane, acc, lane * 8 + 256 * UNROLL);
+        } else {
+            dot_rows(w, row, xs, lane, acc, lane * 8);
+        }
+{% else if vec8 %}
+        dot_rows(w, row, xs, lane, acc, lane * 8);
+{% else %}
+        dot_rows(w, row, xs, lane, acc, lane);
+{% endif %}
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             float a = warp_sum(acc[r]);

@@ -1,4 +1,4 @@
-{% include "common/pio.cuh" %}
+{% if !device_fn %}{% include "common/pio.cuh" %}{% endif %}
 // {{ doc }}
 // Per-head work on [tokens, HEADS, D] rows: optional RMSNorm over D (then * w), optional
 // rotate-half RoPE at the token's position, written either to out [tokens, HEADS, D] or into
@@ -10,7 +10,7 @@
 #define THETA {{ theta }}
 #define IN_STRIDE {{ in_stride }}
 
-extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
+{% if device_fn %}__device__ __forceinline__ void{% else %}extern "C" __global__ void __launch_bounds__(WARPS * 32){% endif %} {{ name }}(
     const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const int* __restrict__ positions,
     bf16* __restrict__ out)
 {
@@ -70,3 +70,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     }
 {% endif %}
 }
+{% if device_fn %}
+#undef HEADS
+#undef D
+#undef WARPS
+#undef EPS
+#undef THETA
+#undef IN_STRIDE
+{% endif %}

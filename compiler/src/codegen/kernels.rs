@@ -38,12 +38,17 @@ pub struct Gemv {
     pub unroll: usize,
     /// Output rows per warp iteration.
     pub rows: usize,
+    /// Load the first weight batch before the RMSNorm prologue (short rows only: it costs
+    /// registers).
+    pub prefetch: bool,
 }
 
-#[derive(Template)]
+#[derive(Template, Clone)]
 #[template(path = "kernels/head_op.cu", escape = "none")]
 pub struct HeadOp {
     pub name: &'static str,
+    /// Render as a `__device__` function (inside a merged `head_ops` kernel).
+    pub device_fn: bool,
     pub doc: String,
     pub heads: usize,
     pub d: usize,
@@ -57,6 +62,16 @@ pub struct HeadOp {
 }
 
 #[derive(Template)]
+#[template(path = "kernels/head_ops.cu", escape = "none")]
+pub struct HeadOps {
+    pub name: &'static str,
+    pub doc: String,
+    /// The ops rendered as device functions `op0`, `op1`, ...
+    pub bodies: String,
+    pub n: usize,
+}
+
+#[derive(Template)]
 #[template(path = "kernels/attention.cu", escape = "none")]
 pub struct Attention {
     pub name: &'static str,
@@ -66,10 +81,7 @@ pub struct Attention {
     pub d: usize,
     pub warps: usize,
     pub scale: CudaF32,
-    pub chunk: usize,
-    pub splits: usize,
     pub q_stride: usize,
-    pub split: bool,
 }
 
 #[derive(Template)]

@@ -72,6 +72,8 @@ enum Pending {
         grid: [Dim; 3],
         block: [u32; 3],
         args: Vec<PArg>,
+        /// The per-head op's context (head_op kernels), for merging launches.
+        head: Option<Box<HeadOp>>,
     },
     Gemm {
         node: String,
@@ -140,7 +142,19 @@ pub fn generate(
     let (decode, decode_plan) = cg.phase(&order, 1)?;
     let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill)?;
     let arena = decode_plan.arena_bytes.max(prefill_plan.arena_bytes);
-    let kernels: Vec<KernelSource> = cg.kernels.into_values().collect();
+    let used: std::collections::HashSet<&str> = decode
+        .iter()
+        .chain(&prefill)
+        .filter_map(|s| match s {
+            Step::Kernel(l) => Some(l.kernel.as_str()),
+            Step::Gemm(_) => None,
+        })
+        .collect();
+    let kernels: Vec<KernelSource> = cg
+        .kernels
+        .into_values()
+        .filter(|k| used.contains(k.name.as_str()))
+        .collect();
     let artifact = Artifact {
         format_version: art::FORMAT_VERSION,
         model: spec.name().to_string(),
@@ -496,18 +510,15 @@ impl Codegen<'_> {
                     let (heads, d) = (fixed(g, id, 2)?, fixed(g, id, 3)?);
                     let kv_heads = fixed(g, a[1], 2)?;
                     let splits = self.max_context.div_ceil(ATTENTION_CHUNK);
-                    let ctx = |split| Attention {
+                    let prefill_ctx = Attention {
                         name: PLACEHOLDER,
-                        doc: "causal GQA attention".into(),
+                        doc: "causal GQA attention (prefill)".into(),
                         heads,
                         kv_heads,
                         d,
                         warps: WARPS,
                         scale: CudaF32(*scale as f32),
-                        chunk: ATTENTION_CHUNK,
-                        splits,
                         q_stride: v(0).stride,
-                        split,
                     };
                     if decode {
                         let part_bytes = (heads * splits * (d + 2) * 4) as u64;
@@ -568,7 +579,7 @@ impl Codegen<'_> {
                             vec![PArg::Ptr(part), PArg::Ptr(v(3)), PArg::Ptr(out)],
                         ));
                     } else {
-                        let k = self.kernel("attention", &ctx(false));
+                        let k = self.kernel("attention", &prefill_ctx);
                         steps.push(launch(
                             k,
                             &name,
@@ -606,6 +617,7 @@ impl Codegen<'_> {
             };
             vals.insert(id, val);
         }
+        let steps = self.merge_head_ops(steps);
         // Lifetimes of arena buffers over the steps.
         let mut span: Vec<(usize, usize)> = vec![(usize::MAX, 0); bufs.len()];
         for (i, s) in steps.iter().enumerate() {
@@ -660,6 +672,7 @@ impl Codegen<'_> {
                     grid,
                     block,
                     args,
+                    ..
                 } => Step::Kernel(art::Launch {
                     kernel,
                     node,
@@ -780,6 +793,7 @@ impl Codegen<'_> {
                     vec8: k % 8 == 0,
                     unroll: k.div_ceil(256).clamp(1, 10),
                     rows: gemv_rows(n, swiglu),
+                    prefetch: k % 8 == 0 && k <= 1024,
                 },
             );
             let blocks = n
@@ -905,23 +919,22 @@ impl Codegen<'_> {
         let (heads, d) = (fixed(g, src, 2)?, fixed(g, src, 3)?);
         // Positions are read only with rope or a cache write; otherwise any pointer will do.
         let positions = rope.map(|r| r.1).or(cache_positions).unwrap_or(x);
-        let k = self.kernel(
-            "head_op",
-            &HeadOp {
-                name: PLACEHOLDER,
-                doc: g.node(id).op.name().into(),
-                heads,
-                d,
-                warps: WARPS,
-                eps: CudaF32(norm.map_or(1e-6, |n| n.1) as f32),
-                theta: CudaF32(rope.map_or(1e4, |r| r.0) as f32),
-                in_stride: x.stride,
-                norm: norm.is_some(),
-                rope: rope.is_some(),
-                to_cache: cache_positions.is_some(),
-            },
-        );
-        steps.push(launch(
+        let ctx = HeadOp {
+            name: PLACEHOLDER,
+            device_fn: false,
+            doc: g.node(id).op.name().into(),
+            heads,
+            d,
+            warps: WARPS,
+            eps: CudaF32(norm.map_or(1e-6, |n| n.1) as f32),
+            theta: CudaF32(rope.map_or(1e4, |r| r.0) as f32),
+            in_stride: x.stride,
+            norm: norm.is_some(),
+            rope: rope.is_some(),
+            to_cache: cache_positions.is_some(),
+        };
+        let k = self.kernel("head_op", &ctx);
+        let mut step = launch(
             k,
             &name,
             [
@@ -936,9 +949,102 @@ impl Codegen<'_> {
                 PArg::Ptr(positions),
                 PArg::Ptr(out),
             ],
-        ));
+        );
+        if let Pending::Kernel { head, .. } = &mut step {
+            *head = Some(Box::new(ctx));
+        }
+        steps.push(step);
         Ok(())
     }
+
+    /// Merges runs of adjacent, independent per-head launches (a layer's Q, K and V head ops)
+    /// into one launch of a `head_ops` kernel; returns the new list.
+    fn merge_head_ops(&mut self, steps: Vec<Pending>) -> Vec<Pending> {
+        let mut out: Vec<Pending> = Vec::with_capacity(steps.len());
+        let mut run: Vec<Pending> = Vec::new();
+        let flush = |this: &mut Self, run: &mut Vec<Pending>, out: &mut Vec<Pending>| {
+            if run.len() < 2 {
+                out.append(run);
+                return;
+            }
+            let mut bodies = String::new();
+            let (mut args, mut nodes, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, p) in run.drain(..).enumerate() {
+                let Pending::Kernel {
+                    node,
+                    grid,
+                    args: a,
+                    head: Some(h),
+                    ..
+                } = p
+                else {
+                    unreachable!("runs hold head ops only")
+                };
+                let name: &'static str = ["op0", "op1", "op2", "op3"][i];
+                let body = HeadOp {
+                    name,
+                    device_fn: true,
+                    ..(*h).clone()
+                };
+                bodies.push_str(&askama::Template::render(&body).expect("plain values render"));
+                bodies.push('\n');
+                args.extend(a);
+                nodes.push(node);
+                ys.push(match grid[1] {
+                    Dim::Fixed(y) => y,
+                    Dim::PerToken(y) => y,
+                });
+            }
+            let n = nodes.len();
+            let k = this.kernel(
+                "head_ops",
+                &HeadOps {
+                    name: PLACEHOLDER,
+                    doc: format!("{n} per-head ops in one launch"),
+                    bodies,
+                    n,
+                },
+            );
+            let grid = [
+                Dim::PerToken(1),
+                Dim::Fixed(ys.into_iter().max().unwrap_or(1)),
+                Dim::Fixed(n as u32),
+            ];
+            out.push(launch(k, &nodes.join("+"), grid, (WARPS * 32) as u32, args));
+        };
+        for step in steps {
+            let mergeable = matches!(&step, Pending::Kernel { head: Some(_), .. });
+            let independent = mergeable && {
+                let Pending::Kernel { args, .. } = &step else {
+                    unreachable!()
+                };
+                let reads: Vec<&PArg> = args[..3].iter().collect();
+                run.iter().all(|p| match p {
+                    Pending::Kernel { args: prev, .. } => {
+                        !reads.iter().any(|r| same_ptr(r, &prev[3]))
+                            && !prev[..3].iter().any(|r| same_ptr(r, &args[3]))
+                    }
+                    Pending::Gemm { .. } => false,
+                })
+            };
+            if mergeable && independent && run.len() < 4 {
+                run.push(step);
+            } else {
+                flush(self, &mut run, &mut out);
+                if mergeable {
+                    run.push(step);
+                } else {
+                    out.push(step);
+                }
+            }
+        }
+        flush(self, &mut run, &mut out);
+        out
+    }
+}
+
+fn same_ptr(a: &PArg, b: &PArg) -> bool {
+    matches!((a, b), (PArg::Ptr(x), PArg::Ptr(y)) if x.place == y.place && x.offset == y.offset)
 }
 
 /// A readable launch list: one line per step.
@@ -1010,6 +1116,7 @@ fn launch(kernel: String, node: &str, grid: [Dim; 3], threads: u32, args: Vec<PA
         grid,
         block: [threads, 1, 1],
         args,
+        head: None,
     }
 }
 
