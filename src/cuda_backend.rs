@@ -10,7 +10,7 @@ use pio_compiler::ir::Graph;
 use pio_compiler::pass::{default_pipeline, PassOptions};
 use pio_compiler::spec::ModelSpec;
 use pio_runtime::cuda::device::Gpu;
-use pio_runtime::cuda::executor::{CudaModel, GpuSampling};
+use pio_runtime::cuda::executor::{gpu_sampling_supported, CudaModel};
 use pio_runtime::cuda::nvrtc::KernelCache;
 use pio_runtime::generate::{BoxError, Forward};
 use pio_runtime::sampling::Sampler;
@@ -180,22 +180,13 @@ impl Forward for CudaBackend {
         context: &[u32],
         generated: &[u32],
     ) -> Result<u32, BoxError> {
-        let p = sampler.params();
-        let gp = GpuSampling {
-            temperature: p.temperature,
-            top_k: p.top_k,
-            top_p: p.top_p,
-            min_p: p.min_p,
-            repetition_penalty: p.repetition_penalty,
-            presence_penalty: p.presence_penalty,
-            seed: p.seed,
-        };
-        if generated.is_empty() && gp.repetition_penalty != 1.0 {
+        let p = sampler.params().clone();
+        if generated.is_empty() && p.repetition_penalty != 1.0 {
             self.model.mark_seen(tokens)?;
         }
         self.model.step(tokens)?;
-        if gp.supported() {
-            return Ok(self.model.sample(&gp, generated.len() as u64)?);
+        if gpu_sampling_supported(&p) {
+            return Ok(self.model.sample(&p, generated.len() as u64)?);
         }
         // Sampling the GPU sampler cannot do exactly (no top-k): on the host.
         let logits = self.model.logits()?.pop().unwrap_or_default();

@@ -20,28 +20,45 @@ pub fn linear(x: &Tensor, w: &Tensor, shape: Vec<usize>) -> Tensor {
     if m <= 8 {
         return Tensor::new(shape, linear_few_rows(&x.data, &w.data, m, n, k));
     }
+    // x is m×k row-major; w (n×k row-major) read as its transpose k×n.
+    Tensor::new(shape, sgemm(m, k, n, &x.data, (k, 1), &w.data, (1, k)))
+}
+
+/// `a · b` for an m×k `a` and a k×n `b` given by (row, column) strides; row-major m×n result.
+fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+) -> Vec<f32> {
+    let last =
+        |(rs, cs): (usize, usize), rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(m * k * n == 0 || (last(a_strides, m, k) < a.len() && last(b_strides, k, n) < b.len()));
     let mut out = vec![0f32; m * n];
-    // SAFETY: the pointers and strides describe in-bounds row-major buffers of the sizes
-    // computed above: x is m×k, w is n×k read as its transpose k×n, out is m×n.
+    // SAFETY: the assertion above keeps every element the strides reach inside `a` and `b`;
+    // `out` is m×n row-major.
     unsafe {
         matrixmultiply::sgemm(
             m,
             k,
             n,
             1.0,
-            x.data.as_ptr(),
-            k as isize,
-            1,
-            w.data.as_ptr(),
-            1,
-            k as isize,
+            a.as_ptr(),
+            a_strides.0 as isize,
+            a_strides.1 as isize,
+            b.as_ptr(),
+            b_strides.0 as isize,
+            b_strides.1 as isize,
             0.0,
             out.as_mut_ptr(),
             n as isize,
             1,
         );
     }
-    Tensor::new(shape, out)
+    out
 }
 
 /// Decode-sized products (a few rows of x): one dot product per weight row, the weight rows
@@ -91,27 +108,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn matmul(a: &Tensor, b: &Tensor, shape: Vec<usize>) -> Tensor {
     let (k, n) = (b.shape[0], b.shape[1]);
     let m = a.data.len() / k;
-    let mut out = vec![0f32; m * n];
-    // SAFETY: in-bounds row-major buffers: a is m×k, b is k×n, out is m×n.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.data.as_ptr(),
-            k as isize,
-            1,
-            b.data.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            out.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-    Tensor::new(shape, out)
+    Tensor::new(shape, sgemm(m, k, n, &a.data, (k, 1), &b.data, (n, 1)))
 }
 
 /// RMSNorm over the last axis: `x * rsqrt(mean(x²) + eps) * w`.

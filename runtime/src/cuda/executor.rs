@@ -5,32 +5,20 @@
 
 use super::device::{drv, CudaError, DeviceBuffer, Gpu};
 use super::nvrtc::{options_for, KernelCache};
+use crate::sampling::SamplingParams;
 use cudarc::cublas::{result as blas, sys as blas_sys};
 use cudarc::driver::{result, sys};
 use pio_artifact::{Arg, Artifact, Region, Step, WeightEntry};
 use std::collections::HashMap;
 use std::ffi::c_void;
 
-/// Sampling parameters the GPU sampler handles (top-k between 1 and 64, or greedy).
-#[derive(Clone, Debug, PartialEq)]
-pub struct GpuSampling {
-    pub temperature: f32,
-    pub top_k: usize,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repetition_penalty: f32,
-    pub presence_penalty: f32,
-    pub seed: u64,
-}
+/// The most candidates the GPU sampler keeps (its top-k limit).
+pub const GPU_MAX_TOP_K: usize = 64;
 
-impl GpuSampling {
-    /// The most candidates the GPU sampler keeps.
-    pub const MAX_K: usize = 64;
-
-    /// Whether the GPU sampler can draw exactly these parameters.
-    pub fn supported(&self) -> bool {
-        self.temperature == 0.0 || (1..=Self::MAX_K).contains(&self.top_k)
-    }
+/// Whether the GPU sampler draws exactly from `p`: greedy, or top-k between 1 and 64 (without
+/// top-k the whole vocabulary is a candidate, which the host sampler handles).
+pub fn gpu_sampling_supported(p: &SamplingParams) -> bool {
+    p.temperature == 0.0 || (1..=GPU_MAX_TOP_K).contains(&p.top_k)
 }
 
 struct SamplerKernels {
@@ -178,13 +166,13 @@ impl CudaModel {
         let sampler = SamplerKernels {
             partial: funcs["pio_topk_partial"],
             finish: funcs["pio_sample_final"],
-            cand_v: gpu.alloc((blocks * GpuSampling::MAX_K * 4) as u64, "sampling")?,
-            cand_i: gpu.alloc((blocks * GpuSampling::MAX_K * 4) as u64, "sampling")?,
+            cand_v: gpu.alloc((blocks * GPU_MAX_TOP_K * 4) as u64, "sampling")?,
+            cand_i: gpu.alloc((blocks * GPU_MAX_TOP_K * 4) as u64, "sampling")?,
             seen: gpu.alloc(vocab as u64, "sampling")?,
             gen_count: gpu.alloc(vocab as u64 * 4, "sampling")?,
             out_token: gpu.alloc(4, "sampling")?,
         };
-        if blocks * GpuSampling::MAX_K > 4864 {
+        if blocks * GPU_MAX_TOP_K > 4864 {
             return Err(CudaError::Other(format!(
                 "vocabulary of {vocab} is too large for the GPU sampler"
             )));
@@ -555,12 +543,12 @@ impl CudaModel {
 
     /// Samples the next token from the last row of logits on the GPU; the id also becomes the
     /// next decode step's input. `step` numbers the draw (for the RNG).
-    pub fn sample(&mut self, p: &GpuSampling, step: u64) -> Result<u32, CudaError> {
+    pub fn sample(&mut self, p: &SamplingParams, step: u64) -> Result<u32, CudaError> {
         let v = self.artifact.vocab_size;
         let k = if p.temperature == 0.0 {
             1
         } else {
-            p.top_k.clamp(1, GpuSampling::MAX_K)
+            p.top_k.clamp(1, GPU_MAX_TOP_K)
         };
         let row = self.addr(Region::Io, self.artifact.io.logits)
             + ((self.last_tokens.max(1) - 1) * v * 2) as u64;
