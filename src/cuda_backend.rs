@@ -19,6 +19,10 @@ use pio_runtime::weights::{self, DType, WeightDir, WeightInit, WeightSpec};
 /// A model on the GPU.
 pub struct CudaBackend {
     model: CudaModel,
+    /// Seconds spent compiling (passes, codegen, NVRTC or the kernel cache).
+    pub compile_s: f64,
+    /// Seconds spent making and uploading the weights.
+    pub load_s: f64,
 }
 
 /// Compiles `graph` (the lowered spec) and loads it with its weights onto `gpu`.
@@ -29,6 +33,7 @@ pub fn load(
     source: &WeightsSource,
     opts: &LoadOptions,
 ) -> Result<CudaBackend, PioError> {
+    let started = std::time::Instant::now();
     let mut optimized = graph.clone();
     default_pipeline(PassOptions::default())?.run(&mut optimized)?;
     let compiled = generate(
@@ -117,18 +122,54 @@ pub fn load(
             b.set_position(done);
         }
     };
+    let cache_dir = opts
+        .kernel_cache
+        .clone()
+        .unwrap_or_else(KernelCache::default_dir);
+    let mut weights_started = None;
+    let progress = |done: u64, total: u64| {
+        weights_started.get_or_insert_with(std::time::Instant::now);
+        progress(done, total)
+    };
     let model = CudaModel::new(
         gpu,
         compiled.artifact,
         &sources,
-        &KernelCache::new(KernelCache::default_dir()),
+        &KernelCache::new(cache_dir),
         fill,
         progress,
     )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(CudaBackend { model })
+    let total = started.elapsed().as_secs_f64();
+    // The first progress call comes after the first weight; close enough to split the two.
+    let load_s = weights_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    Ok(CudaBackend {
+        model,
+        compile_s: total - load_s,
+        load_s,
+    })
+}
+
+/// Compiles a spec's kernels (passes, codegen, NVRTC through the cache at `cache`): what a
+/// load does before the weights, for timing a warm cache.
+pub fn compile_kernels(spec: &ModelSpec, cache: &std::path::Path) -> Result<usize, PioError> {
+    let gpu_arch = pio_runtime::cuda::device::Gpu::open()?.arch;
+    let mut g = pio_compiler::lower::lower(spec)?;
+    default_pipeline(PassOptions::default())?.run(&mut g)?;
+    let compiled = generate(&g, spec, &CodegenOptions::default())?;
+    let sources: Vec<(String, String)> = compiled
+        .kernels
+        .iter()
+        .map(|k| (k.name.clone(), k.source.clone()))
+        .collect();
+    let options =
+        pio_runtime::cuda::nvrtc::options_for(&gpu_arch, &compiled.artifact.nvrtc_options);
+    let done = KernelCache::new(cache.to_path_buf())
+        .compile_all(&sources, &options)
+        .map_err(pio_runtime::cuda::device::CudaError::from)?;
+    Ok(done.len())
 }
 
 impl CudaBackend {

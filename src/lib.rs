@@ -36,3 +36,4 @@ pub use error::PioError;
 pub use model::{Device, GenerationDefaults, LoadOptions, Model, WeightsSource};
 pub use pio_compiler as compiler;
 pub use pio_runtime as runtime;
+pub mod bench;

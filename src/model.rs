@@ -57,6 +57,8 @@ pub struct LoadOptions {
     pub max_prefill: Option<usize>,
     /// Show a progress bar while weights load.
     pub progress: bool,
+    /// Folder of compiled kernels (default: `$PIO_CACHE_DIR` or `~/.cache/pio/kernels`).
+    pub kernel_cache: Option<PathBuf>,
 }
 
 /// A loaded model.

@@ -70,6 +70,9 @@ enum Command {
         #[arg(long, default_value = "sm_90")]
         arch: String,
     },
+    /// Benchmark one or more specs: compile, load, TTFT, prefill and decode speed, memory.
+    /// Prints a markdown table; --json writes every figure with the machine and settings.
+    Bench(BenchArgs),
     /// Write a complete HF-layout directory of random weights for a spec.
     InitWeights {
         /// The variant spec (a path or a name in model-specs/).
@@ -83,6 +86,42 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Specs to measure (repeatable; a path or a name in model-specs/).
+    #[arg(long, default_value = "qwen3-tiny")]
+    spec: Vec<String>,
+    /// `random`, or HF directories: one for every spec, or one per spec (repeatable).
+    #[arg(long, default_value = "random")]
+    weights: Vec<String>,
+    /// Prompt lengths for TTFT and prefill speed.
+    #[arg(long, value_delimiter = ',', default_value = "128,2048")]
+    prompt_len: Vec<usize>,
+    /// Tokens generated per decode measurement.
+    #[arg(long, default_value_t = 256)]
+    gen: usize,
+    /// Context positions at which decode speed is measured.
+    #[arg(long, value_delimiter = ',', default_value = "128,1024,4096,16384")]
+    context: Vec<usize>,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    device: Device,
+    /// Write the report as JSON (schema: benches/bench-schema.json).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write decode.svg and prefill.svg into this folder (with --compare reports drawn too).
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    /// Other reports (JSON, e.g. HF transformers from benches/reference/hf_bench.py) to draw
+    /// beside this run and to print a ratio table against.
+    #[arg(long)]
+    compare: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -144,6 +183,7 @@ fn run() -> Result<()> {
     match Cli::parse().command {
         Command::List { specs } => list(specs.unwrap_or_else(specs::specs_dir)),
         Command::Run(args) => run_model(args),
+        Command::Bench(args) => bench(args),
         Command::CheckKernels { dir, arch } => check_kernels(&dir, &arch),
         Command::Logits {
             spec,
@@ -196,6 +236,60 @@ fn run() -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    use pio::bench::report::{markdown, BenchReport};
+    let specs = a
+        .spec
+        .iter()
+        .map(|s| specs::resolve_spec(s))
+        .collect::<Result<Vec<_>>>()?;
+    let others: Vec<BenchReport> = a
+        .compare
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a bench report", p.display()))
+        })
+        .collect::<Result<_>>()?;
+    let opts = pio::bench::runner::BenchOptions {
+        specs,
+        weights: a.weights.iter().map(|w| weights_source(w, 0)).collect(),
+        prompt_lens: a.prompt_len,
+        gen: a.gen,
+        contexts: a.context,
+        repeats: a.repeats,
+        warmup: a.warmup,
+        device: a.device,
+        progress: true,
+    };
+    let report = pio::bench::runner::run(&opts)?;
+    println!("{}", markdown(&report));
+    for other in &others {
+        println!(
+            "pio vs {}:\n{}",
+            other.engine,
+            pio::bench::compare::ratio_table(&report, other)
+        );
+    }
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(dir) = &a.plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut all: Vec<&BenchReport> = vec![&report];
+        all.extend(others.iter());
+        for f in pio::bench::plot::write_plots(&all, dir)? {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(())
 }
 
 fn weights_source(arg: &str, seed: u64) -> WeightsSource {

@@ -65,22 +65,32 @@ fn sgemm(
 /// split over threads. A general GEMM would first copy (pack) the whole weight matrix, which
 /// doubles the memory traffic when x has one row.
 fn linear_few_rows(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(16);
+    // Threads only pay for themselves on large matrices (spawning costs tens of microseconds).
+    let threads = if n * k < 1 << 20 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(16)
+    };
     let rows_per = n.div_ceil(threads).max(64);
     let mut out_t = vec![0f32; n * m]; // [n, m]: each thread owns a block of weight rows
-    std::thread::scope(|s| {
-        for (chunk, out) in w.chunks(rows_per * k).zip(out_t.chunks_mut(rows_per * m)) {
-            s.spawn(move || {
-                for (wrow, o) in chunk.chunks(k).zip(out.chunks_mut(m)) {
-                    for (i, oi) in o.iter_mut().enumerate() {
-                        *oi = dot(&x[i * k..(i + 1) * k], wrow);
-                    }
-                }
-            });
+    let work = |chunk: &[f32], out: &mut [f32]| {
+        for (wrow, o) in chunk.chunks(k).zip(out.chunks_mut(m)) {
+            for (i, oi) in o.iter_mut().enumerate() {
+                *oi = dot(&x[i * k..(i + 1) * k], wrow);
+            }
         }
-    });
+    };
+    if threads == 1 {
+        work(w, &mut out_t);
+    } else {
+        std::thread::scope(|s| {
+            for (chunk, out) in w.chunks(rows_per * k).zip(out_t.chunks_mut(rows_per * m)) {
+                s.spawn(move || work(chunk, out));
+            }
+        });
+    }
     let mut out = vec![0f32; m * n];
     for j in 0..n {
         for i in 0..m {

@@ -91,6 +91,14 @@ impl Gpu {
         })
     }
 
+    /// The driver's CUDA version, e.g. "13.0".
+    pub fn driver_version(&self) -> Option<String> {
+        let mut v = 0i32;
+        // SAFETY: one valid out-pointer.
+        unsafe { sys::cuDriverGetVersion(&mut v) }.result().ok()?;
+        Some(format!("{}.{}", v / 1000, (v % 1000) / 10))
+    }
+
     pub fn device(&self) -> sys::CUdevice {
         self.dev
     }

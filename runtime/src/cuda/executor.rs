@@ -544,6 +544,17 @@ impl CudaModel {
     /// Samples the next token from the last row of logits on the GPU; the id also becomes the
     /// next decode step's input. `step` numbers the draw (for the RNG).
     pub fn sample(&mut self, p: &SamplingParams, step: u64) -> Result<u32, CudaError> {
+        self.enqueue_sample(p, step)?;
+        let mut id = [0u8; 4];
+        self.gpu.download(&mut id, self.sampler.out_token.ptr)?;
+        let id = i32::from_le_bytes(id);
+        u32::try_from(id)
+            .map_err(|_| CudaError::Other("the GPU sampler found no finite logit".into()))
+    }
+
+    /// Queues the sampler kernels (the token lands in the next step's input and in the sampler's
+    /// output buffer) without waiting for them.
+    fn enqueue_sample(&mut self, p: &SamplingParams, step: u64) -> Result<(), CudaError> {
         let v = self.artifact.vocab_size;
         let k = if p.temperature == 0.0 {
             1
@@ -611,11 +622,107 @@ impl CudaModel {
                 &mut params,
             )
         })?;
-        let mut id = [0u8; 4];
-        self.gpu.download(&mut id, s.out_token.ptr)?;
-        let id = i32::from_le_bytes(id);
-        u32::try_from(id)
-            .map_err(|_| CudaError::Other("the GPU sampler found no finite logit".into()))
+        Ok(())
+    }
+
+    /// GPU time (ms, CUDA events) of `steps` decode steps after the cached tokens, each one a
+    /// graph replay plus GPU sampling, with the sampled token fed to the next step on the device
+    /// (no host round trip). The cache must have room for them.
+    pub fn timed_decode(&mut self, steps: usize, p: &SamplingParams) -> Result<f64, CudaError> {
+        if self.cached + steps > self.artifact.max_context {
+            return Err(CudaError::Other(format!(
+                "{} cached + {steps} decode steps exceed the context of {}",
+                self.cached, self.artifact.max_context
+            )));
+        }
+        let ev = || {
+            drv(
+                "event",
+                result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT),
+            )
+        };
+        let (start, end) = (ev()?, ev()?);
+        // Positions for every step, uploaded before timing.
+        let pos: Vec<i32> = (self.cached..self.cached + steps)
+            .map(|p| p as i32)
+            .collect();
+        let mut staged = Vec::with_capacity(steps);
+        for &p in &pos {
+            staged.push(p.to_le_bytes());
+        }
+        // SAFETY: events recorded on our stream, destroyed once below.
+        drv("event", unsafe {
+            result::event::record(start, self.gpu.stream)
+        })?;
+        let positions = self.addr(Region::Io, self.artifact.io.positions);
+        for (i, p_bytes) in staged.iter().enumerate() {
+            self.gpu.upload_async(positions, p_bytes)?;
+            self.decode_launch()?;
+            self.cached += 1;
+            self.last_tokens = 1;
+            self.enqueue_sample(p, i as u64)?;
+        }
+        let ms = unsafe {
+            drv("event", result::event::record(end, self.gpu.stream))?;
+            drv("event", result::event::synchronize(end))?;
+            let ms = drv("event", result::event::elapsed(start, end))?;
+            let _ = result::event::destroy(start);
+            let _ = result::event::destroy(end);
+            ms
+        };
+        Ok(ms as f64)
+    }
+
+    /// Device-to-device copy bandwidth: bytes read plus written per second, over a 1 GiB copy
+    /// (median of 5, after a warm-up).
+    pub fn copy_bandwidth(&self) -> Result<f64, CudaError> {
+        let bytes = 1u64 << 30;
+        let (a, b) = (
+            self.gpu.alloc(bytes, "bandwidth test")?,
+            self.gpu.alloc(bytes, "bandwidth test")?,
+        );
+        let ev = || {
+            drv(
+                "event",
+                result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT),
+            )
+        };
+        let (start, end) = (ev()?, ev()?);
+        let mut times = Vec::new();
+        for i in 0..6 {
+            // SAFETY: two allocations of `bytes`; events on our stream.
+            let ms = unsafe {
+                drv("event", result::event::record(start, self.gpu.stream))?;
+                drv(
+                    "copy",
+                    result::memcpy_dtod_async(b.ptr, a.ptr, bytes as usize, self.gpu.stream),
+                )?;
+                drv("event", result::event::record(end, self.gpu.stream))?;
+                drv("event", result::event::synchronize(end))?;
+                drv("event", result::event::elapsed(start, end))?
+            };
+            if i > 0 {
+                times.push(ms as f64);
+            }
+        }
+        // SAFETY: created above, destroyed once.
+        unsafe {
+            let _ = result::event::destroy(start);
+            let _ = result::event::destroy(end);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(2.0 * bytes as f64 / (times[times.len() / 2] / 1e3))
+    }
+
+    /// Device memory pio allocated beyond the four regions (cuBLAS workspace, sampler buffers).
+    pub fn workspace_bytes(&self) -> u64 {
+        let s = &self.sampler;
+        self._cublas_workspace.bytes
+            + s.cand_v.bytes
+            + s.cand_i.bytes
+            + s.seen.bytes
+            + s.gen_count.bytes
+            + s.out_token.bytes
     }
 }
 

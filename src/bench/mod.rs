@@ -1,0 +1,6 @@
+//! `pio bench`: benchmark suites against compiled graphs.
+
+pub mod compare;
+pub mod plot;
+pub mod report;
+pub mod runner;

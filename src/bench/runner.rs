@@ -1,0 +1,318 @@
+//! Running the benchmark: compile (cold and warm kernel cache), load, prefill per prompt length
+//! (TTFT and tokens/s), decode at each context position, memory. On the GPU, decode is timed
+//! with CUDA events around graph replays with GPU sampling; prefill and TTFT with the host
+//! clock around synchronized steps. Warm-up runs are not counted.
+
+use super::report::*;
+use crate::error::PioError;
+use crate::model::{Device, LoadOptions, Model, WeightsSource};
+use pio_runtime::sampling::SamplingParams;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub specs: Vec<PathBuf>,
+    /// One source for every spec, or one per spec.
+    pub weights: Vec<WeightsSource>,
+    pub prompt_lens: Vec<usize>,
+    pub gen: usize,
+    pub contexts: Vec<usize>,
+    pub repeats: usize,
+    pub warmup: usize,
+    pub device: Device,
+    pub progress: bool,
+}
+
+/// Runs every measurement for every spec.
+pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
+    if o.specs.is_empty() || o.repeats == 0 || o.gen == 0 {
+        return Err(PioError::Device(
+            "bench: needs a spec, --repeats >= 1 and --gen >= 1".into(),
+        ));
+    }
+    if o.weights.len() != 1 && o.weights.len() != o.specs.len() {
+        return Err(PioError::Device(format!(
+            "bench: {} --weights for {} --spec (give one for all, or one per spec)",
+            o.weights.len(),
+            o.specs.len()
+        )));
+    }
+    let max_ctx = o.contexts.iter().copied().max().unwrap_or(0) + o.gen;
+    let max_prompt = o.prompt_lens.iter().copied().max().unwrap_or(0);
+    let steps = o.specs.len() as u64
+        * (o.repeats + o.warmup) as u64
+        * (o.prompt_lens.len() + o.contexts.len()) as u64;
+    let bar = o.progress.then(|| {
+        let b = indicatif::ProgressBar::new(steps);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("bench {bar:40} {pos}/{len} {msg}")
+                .expect("static template"),
+        );
+        b
+    });
+    let mut models = Vec::new();
+    let mut machine = Machine {
+        device: "cpu".into(),
+        driver: None,
+        cuda: None,
+        commit: option_env!("PIO_GIT_COMMIT").map(str::to_string),
+        date: today(),
+        copy_bandwidth_bytes_per_s: None,
+    };
+    for (i, spec) in o.specs.iter().enumerate() {
+        let weights = o.weights.get(i).unwrap_or(&o.weights[0]).clone();
+        let cache =
+            std::env::temp_dir().join(format!("pio-bench-cache-{}-{i}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let opts = LoadOptions {
+            max_context: Some(max_ctx.max(max_prompt + 1)),
+            max_prefill: Some(max_prompt.clamp(1, 2048)),
+            progress: false,
+            kernel_cache: Some(cache.clone()),
+        };
+        let t = Instant::now();
+        let mut model = Model::load_with(spec, &weights, o.device, &opts)?;
+        let first_load = t.elapsed().as_secs_f64();
+        let name = model.spec().name().to_string();
+        if let Some(b) = &bar {
+            b.set_message(name.clone());
+        }
+        let bound = match model.cuda() {
+            Some(c) => c.model().context_bound(),
+            None => model.spec().int("max_context").unwrap_or(0) as usize,
+        };
+        for &c in &o.contexts {
+            if c + o.gen > bound {
+                return Err(PioError::Device(format!(
+                    "bench: context {c} + {} generated tokens exceed {name}'s context of {bound}",
+                    o.gen
+                )));
+            }
+        }
+        if let Some(&p) = o.prompt_lens.iter().find(|&&p| p == 0 || p >= bound) {
+            return Err(PioError::Device(format!(
+                "bench: prompt length {p} must be between 1 and {name}'s context of {bound}"
+            )));
+        }
+        let (compile_cold_s, load_s, compile_warm_s) = match model.cuda() {
+            Some(c) => {
+                let (cold, load) = (c.compile_s, c.load_s);
+                // Warm: the same compile again, every kernel now in the cache.
+                let t = Instant::now();
+                let _ = crate::cuda_backend::compile_kernels(model.spec(), &cache)?;
+                (cold, load, t.elapsed().as_secs_f64())
+            }
+            None => {
+                let t = Instant::now();
+                let s = pio_compiler::spec::load(spec)?;
+                let _ = pio_compiler::lower::lower(&s)?;
+                let c = t.elapsed().as_secs_f64();
+                (c, first_load - c, c)
+            }
+        };
+        let _ = std::fs::remove_dir_all(&cache);
+        let tokens =
+            |n: usize| -> Vec<u32> { (0..n).map(|i| 100 + ((i * 7919) % 400) as u32).collect() };
+        let greedy = SamplingParams::greedy();
+
+        let mut prefill = Vec::new();
+        for &p in &o.prompt_lens {
+            let ids = tokens(p);
+            let (mut ttft, mut tps) = (Vec::new(), Vec::new());
+            for r in 0..o.warmup + o.repeats {
+                let t0 = Instant::now();
+                let prefill_s = first_token(&mut model, &ids, &greedy)?;
+                let total = t0.elapsed().as_secs_f64();
+                if r >= o.warmup {
+                    ttft.push(total * 1e3);
+                    tps.push(p as f64 / prefill_s);
+                }
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+            prefill.push(PrefillBench {
+                prompt_len: p,
+                ttft_ms: Stat::of(&ttft),
+                tokens_per_s: Stat::of(&tps),
+            });
+        }
+
+        let weight_bytes = model_weight_bytes(&mut model);
+        let mut decode = Vec::new();
+        for &c in &o.contexts {
+            let ids = tokens(c.max(1));
+            let mut tps = Vec::new();
+            for r in 0..o.warmup + o.repeats {
+                first_token(&mut model, &ids, &greedy)?;
+                let secs = match model.cuda() {
+                    Some(cuda) => cuda.model().timed_decode(o.gen, &greedy)? / 1e3,
+                    None => {
+                        let t = Instant::now();
+                        let mut next = 100u32;
+                        for _ in 0..o.gen {
+                            let row = model.step_logits(&[next])?.pop().unwrap_or_default();
+                            next = crate::model::argmax(&row);
+                        }
+                        t.elapsed().as_secs_f64()
+                    }
+                };
+                if r >= o.warmup {
+                    tps.push(o.gen as f64 / secs);
+                }
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+            decode.push(DecodeBench {
+                context: c,
+                tokens_per_s: Stat::of(&tps),
+                bandwidth_floor_tokens_per_s: None,
+            });
+        }
+
+        let memory = match model.cuda() {
+            Some(c) => {
+                let m = c.model();
+                let r = &m.artifact.regions;
+                if machine.copy_bandwidth_bytes_per_s.is_none() {
+                    machine.copy_bandwidth_bytes_per_s = Some(m.copy_bandwidth()?);
+                    machine.device = m.gpu().name.clone();
+                    machine.driver = m.gpu().driver_version();
+                    machine.cuda = pio_runtime::cuda::nvrtc::version()
+                        .ok()
+                        .map(|(a, b)| format!("NVRTC {a}.{b}"));
+                }
+                let (free, total) = m.gpu().memory();
+                Memory {
+                    peak: total - free,
+                    weights: r.weights,
+                    kv_cache: r.kv,
+                    activations: r.arena + r.io,
+                    workspace: m.workspace_bytes(),
+                }
+            }
+            None => Memory {
+                peak: peak_rss(),
+                weights: weight_bytes,
+                kv_cache: 0,
+                activations: 0,
+                workspace: 0,
+            },
+        };
+        if let Some(bw) = machine.copy_bandwidth_bytes_per_s {
+            for d in &mut decode {
+                d.bandwidth_floor_tokens_per_s = Some(bw / weight_bytes as f64);
+            }
+        }
+        let summary_params = {
+            let g = pio_compiler::lower::lower(model.spec())?;
+            pio_compiler::summary::summarize(&g)
+        };
+        models.push(ModelBench {
+            model: name,
+            spec: spec.display().to_string(),
+            params: summary_params.params,
+            weight_bytes: summary_params.weight_bytes,
+            compile_cold_s,
+            compile_warm_s,
+            load_s,
+            prefill,
+            decode,
+            memory,
+        });
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(BenchReport {
+        schema_version: SCHEMA_VERSION,
+        engine: "pio".into(),
+        machine,
+        settings: Settings {
+            weights: o
+                .weights
+                .iter()
+                .map(|w| match w {
+                    WeightsSource::Random { seed } => format!("random:{seed}"),
+                    WeightsSource::Dir(d) => d.display().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            prompt_lens: o.prompt_lens.clone(),
+            gen: o.gen,
+            contexts: o.contexts.clone(),
+            repeats: o.repeats,
+            warmup: o.warmup,
+            dtype: if o.device == Device::Cpu {
+                "f32".into()
+            } else {
+                "bf16".into()
+            },
+            batch: 1,
+        },
+        models,
+    })
+}
+
+/// Prefills `ids` on an empty cache and picks the first token; returns the prefill seconds.
+fn first_token(model: &mut Model, ids: &[u32], greedy: &SamplingParams) -> Result<f64, PioError> {
+    let t = Instant::now();
+    match model.cuda() {
+        Some(c) => {
+            let m = c.model();
+            m.reset()?;
+            m.step(ids)?;
+            m.sample(greedy, 0)?;
+        }
+        None => {
+            let rows = model.prefill_logits(ids)?;
+            let _ = crate::model::argmax(rows.last().map(Vec::as_slice).unwrap_or(&[]));
+        }
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Bytes of weights as the device holds them.
+fn model_weight_bytes(model: &mut Model) -> u64 {
+    match model.cuda() {
+        Some(c) => c.model().artifact.regions.weights,
+        None => {
+            let g = pio_compiler::lower::lower(model.spec()).ok();
+            // The CPU executor holds f32: twice the bf16 bytes.
+            g.map_or(0, |g| 2 * pio_compiler::summary::summarize(&g).weight_bytes)
+        }
+    }
+}
+
+/// Peak resident memory of this process (Linux; 0 elsewhere).
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Today's date (UTC) as YYYY-MM-DD.
+pub fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
