@@ -1,18 +1,10 @@
 //! `pio bench` on the CPU with short settings (so the bench code cannot rot): the markdown table,
 //! the JSON report against its schema, the plots, and bad settings.
 
-use std::process::Command;
+mod common;
 
 fn pio(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pio"))
-        .args(args)
-        .output()
-        .expect("pio runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run(env!("CARGO_BIN_EXE_pio"), args)
 }
 
 #[test]

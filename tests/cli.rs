@@ -1,29 +1,13 @@
 //! The command-line tools end to end, as a user runs them (no GPU needed).
 
-use std::process::Command;
+mod common;
 
 fn pio(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pio"))
-        .args(args)
-        .output()
-        .expect("pio runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run(env!("CARGO_BIN_EXE_pio"), args)
 }
 
 fn compile(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pio-compile"))
-        .args(args)
-        .output()
-        .expect("pio-compile runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run(env!("CARGO_BIN_EXE_pio-compile"), args)
 }
 
 #[test]

@@ -262,6 +262,17 @@ impl CudaModel {
 
     fn write_inputs(&self, tokens: &[u32], start: usize) -> Result<(), CudaError> {
         let io = &self.artifact.io;
+        if let [token] = tokens {
+            // The per-token path: no host allocation.
+            self.gpu.upload_async(
+                self.addr(Region::Io, io.tokens),
+                &(*token as i32).to_le_bytes(),
+            )?;
+            return self.gpu.upload_async(
+                self.addr(Region::Io, io.positions),
+                &(start as i32).to_le_bytes(),
+            );
+        }
         let ids: Vec<u8> = tokens
             .iter()
             .flat_map(|&t| (t as i32).to_le_bytes())
