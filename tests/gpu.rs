@@ -1,6 +1,9 @@
 //! GPU tests: they run on a machine with a CUDA GPU (the GPU machine, through
 //! tests/reference/run_on_gpu.sh) and say that they were skipped everywhere else.
 
+mod common;
+
+use common::rel_l2;
 use pio::{Device, LoadOptions, Model, WeightsSource};
 use pio_runtime::cuda::device::{driver_present, Gpu};
 use std::path::Path;
@@ -21,16 +24,6 @@ fn load(spec: &str, device: Device, opts: &LoadOptions) -> Model {
         opts,
     )
     .unwrap()
-}
-
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 const PROMPT: [u32; 9] = [9, 72, 300, 17, 255, 480, 101, 33, 7];

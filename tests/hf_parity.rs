@@ -3,15 +3,12 @@
 //! (tests/reference/hf_reference.py, recorded on the GPU machine): a prefill of 8 tokens, then 9
 //! greedy decode steps through the KV cache.
 
+mod common;
+
+use common::rel_l2;
 use pio::{Device, Model, WeightsSource};
 use serde_json::Value;
 use std::path::Path;
-
-fn rel_l2(a: &[f32], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| y * y).sum();
-    (num / den).sqrt()
-}
 
 #[test]
 fn cpu_executor_matches_hf_transformers_at_every_position() {

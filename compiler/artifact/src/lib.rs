@@ -220,9 +220,4 @@ impl Artifact {
         }
         Ok(a)
     }
-
-    /// Kernel launches (not GEMMs) in one decode step.
-    pub fn decode_launches(&self) -> usize {
-        self.decode.len()
-    }
 }

@@ -143,13 +143,6 @@ impl Graph {
             .collect()
     }
 
-    /// Input nodes, in insertion order.
-    pub fn inputs(&self) -> Vec<NodeId> {
-        self.ids()
-            .filter(|&n| matches!(self.g[n].op, Op::Input))
-            .collect()
-    }
-
     /// Finds a node by name.
     pub fn find(&self, name: &str) -> Option<NodeId> {
         self.ids().find(|&n| self.g[n].name == name)

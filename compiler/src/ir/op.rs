@@ -157,11 +157,6 @@ impl Op {
         matches!(self, Op::Input | Op::Weight(_))
     }
 
-    /// Ops that map each element independently.
-    pub fn is_elementwise(&self) -> bool {
-        matches!(self, Op::Silu | Op::Mul | Op::Add | Op::SiluMul)
-    }
-
     /// Ops whose result is a view of an operand (or of the KV cache): no storage of their own.
     pub fn is_view(&self) -> bool {
         matches!(self, Op::Reshape { .. } | Op::Slice { .. })

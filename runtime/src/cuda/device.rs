@@ -45,7 +45,6 @@ pub struct Gpu {
     pub name: String,
     pub arch: String,
     pub total_memory: u64,
-    dev: sys::CUdevice,
     pub(crate) stream: sys::CUstream,
 }
 
@@ -86,7 +85,6 @@ impl Gpu {
             name,
             arch: format!("sm_{major}{minor}"),
             total_memory,
-            dev,
             stream,
         })
     }
@@ -97,10 +95,6 @@ impl Gpu {
         // SAFETY: one valid out-pointer.
         unsafe { sys::cuDriverGetVersion(&mut v) }.result().ok()?;
         Some(format!("{}.{}", v / 1000, (v % 1000) / 10))
-    }
-
-    pub fn device(&self) -> sys::CUdevice {
-        self.dev
     }
 
     /// Free and total device memory.

@@ -580,7 +580,7 @@ impl CudaModel {
         let (mut seen, mut gen) = (s.seen.ptr, s.gen_count.ptr);
         let (mut rep, mut pres) = (p.repetition_penalty, p.presence_penalty);
         let (mut cv, mut ci) = (s.cand_v.ptr, s.cand_i.ptr);
-        let mut params: Vec<*mut c_void> = vec![
+        let mut params: [*mut c_void; 9] = [
             &mut logits as *mut u64 as _,
             &mut vocab as *mut i32 as _,
             &mut kk as *mut i32 as _,
@@ -607,7 +607,7 @@ impl CudaModel {
         let (mut seed, mut stepv) = (p.seed, step);
         let mut out = s.out_token.ptr;
         let mut next = self.addr(Region::Io, self.artifact.io.tokens);
-        let mut params: Vec<*mut c_void> = vec![
+        let mut params: [*mut c_void; 13] = [
             &mut cv as *mut u64 as _,
             &mut ci as *mut u64 as _,
             &mut n_cand as *mut i32 as _,
