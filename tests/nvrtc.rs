@@ -24,6 +24,7 @@ fn every_kernel_compiles_for_sm_90() {
         "model-specs/qwen3-4b-instruct-2507.yaml",
         "tests/specs/gpu/qwen3-odd50.yaml",
         "tests/specs/gpu/qwen3-odd3.yaml",
+        "tests/specs/gpu/qwen3-long.yaml",
     ] {
         for no_fusion in [false, true] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();

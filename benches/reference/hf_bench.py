@@ -299,6 +299,7 @@ def main():
         compile_times = []
         decode = [measure_decode(r, c, warmup, args.repeats, floor, compile_times) for c in args.context]
     peak = torch.cuda.max_memory_allocated(device)
+    free, total = torch.cuda.mem_get_info(device)
 
     # KV cache of the longest context + gen (keys + values, every layer), from the config: not
     # measured, but what a cache of that length holds.
@@ -342,6 +343,7 @@ def main():
                 "decode": decode,
                 "memory": {
                     "peak": peak,
+                    "device_in_use": total - free,
                     "weights": weight_bytes,
                     "kv_cache": kv_bytes,
                     "activations": 0,  # not separable in PyTorch's allocator

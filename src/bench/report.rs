@@ -117,7 +117,10 @@ pub struct DecodeBench {
 /// Peak memory and its split, bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
+    /// What the engine allocated (pio: every static allocation; its peak).
     pub peak: u64,
+    /// Total minus free device memory as the driver reports it (CUDA context included).
+    pub device_in_use: Option<u64>,
     pub weights: u64,
     pub kv_cache: u64,
     pub activations: u64,
@@ -146,13 +149,13 @@ pub fn markdown(r: &BenchReport) -> String {
         r.settings.batch,
         r.settings.dtype
     );
-    let _ = writeln!(out, "| model | params | compile cold / warm (s) | load (s) | peak memory (GB) | weights / KV / activations (GB) |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "| model | params | compile cold / warm (s) | load (s) | peak memory (GB) | weights / KV / activations (GB) | device in use (GB) |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     let gb = |b: u64| b as f64 / 1e9;
     for m in &r.models {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} / {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.3} |",
+            "| {} | {} | {:.2} / {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.3} | {} |",
             m.model,
             pio_compiler::summary::thousands(m.params),
             m.compile_cold_s,
@@ -161,7 +164,10 @@ pub fn markdown(r: &BenchReport) -> String {
             gb(m.memory.peak),
             gb(m.memory.weights),
             gb(m.memory.kv_cache),
-            gb(m.memory.activations)
+            gb(m.memory.activations),
+            m.memory
+                .device_in_use
+                .map_or("–".to_string(), |b| format!("{:.2}", gb(b)))
         );
     }
     let _ = writeln!(out, "\n| model | prompt | TTFT (ms) | prefill (tokens/s) |");

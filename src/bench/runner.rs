@@ -186,16 +186,19 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
                         .map(|(a, b)| format!("NVRTC {a}.{b}"));
                 }
                 let (free, total) = m.gpu().memory();
+                let workspace = m.workspace_bytes();
                 Memory {
-                    peak: total - free,
+                    peak: r.weights + r.kv + r.arena + r.io + workspace,
+                    device_in_use: Some(total - free),
                     weights: r.weights,
                     kv_cache: r.kv,
                     activations: r.arena + r.io,
-                    workspace: m.workspace_bytes(),
+                    workspace,
                 }
             }
             None => Memory {
                 peak: peak_rss(),
+                device_in_use: None,
                 weights: weight_bytes,
                 kv_cache: 0,
                 activations: 0,

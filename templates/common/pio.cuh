@@ -39,3 +39,21 @@ __device__ __forceinline__ void unpack8(uint4 v, float* f) {
 #define NEG_INF __int_as_float(0xff800000)
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
+
+// Programmatic dependent launch (sm_90+): a kernel launched with the programmatic-serialization
+// attribute may start while the previous kernel finishes. pdl_wait() blocks until the previous
+// kernel has completed and its writes are visible: every kernel calls it before touching
+// anything an earlier kernel writes or reads (only weights may be read before it).
+// pdl_launch_dependents() lets the next kernel start launching once every block of this one
+// has called it. Both are no-ops without the attribute.
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}

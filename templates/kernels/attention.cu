@@ -1,26 +1,56 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
 // Prefill attention: causal grouped-query attention over the layer's KV cache
-// ([ctx, KV_HEADS, D]); a query at position p sees keys 0..=p. Online softmax in f32, one block
-// per (query head, token), warps over keys. (Decode uses attention_decode.cu.)
+// ([ctx, KV_HEADS, D]); a query at position p sees keys 0..=p. One block per (query head, token),
+// warps over keys. The arithmetic is HF's bf16 eager attention: scores = bf16(bf16(q.k) * SCALE),
+// softmax in f32 rounded to bf16, then P.V accumulated in f32 and rounded. Three passes over the
+// keys (max, sum, P.V); scores of the first SC_MAX keys are kept in shared memory, later ones
+// are recomputed. (Decode uses attention_decode.cu and attention_values.cu.)
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define D {{ d }}
 #define WARPS {{ warps }}
 #define SCALE {{ scale }}
 #define Q_STRIDE {{ q_stride }}
+#define SC_MAX {{ sc_max }}
 #define PER_LANE ((D + 31) / 32)
+
+// The rounded score of one key: a warp's dot product, summed over its lanes.
+__device__ __forceinline__ float score(const float (&qv)[PER_LANE], const bf16* __restrict__ krow,
+                                       int lane) {
+    float s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < PER_LANE; ++j) {
+        int i = lane + 32 * j;
+        if (i < D) s = fmaf(qv[j], bf2f(krow[i]), s);
+    }
+    return rbf(rbf(warp_sum(s)) * SCALE);
+}
+
+// The block's reduction of one value per warp (lane 0's), max or sum.
+__device__ __forceinline__ float block_reduce(float v, bool is_max, float* red) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float r = red[0];
+#pragma unroll
+    for (int w = 1; w < WARPS; ++w) r = is_max ? fmaxf(r, red[w]) : r + red[w];
+    __syncthreads();
+    return r;
+}
 
 extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
     const int* __restrict__ positions, bf16* __restrict__ out)
 {
+    pdl_wait();
+    pdl_launch_dependents();
     const int h = blockIdx.x;
     const int t = blockIdx.y;
     const int kvh = h / (HEADS / KV_HEADS);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int len = positions[t] + 1;
-    const int start = 0, end = len;
+    __shared__ float sc[SC_MAX], red[WARPS], sacc[WARPS][D];
     float qv[PER_LANE], acc[PER_LANE];
     const bf16* qrow = q + (size_t)t * Q_STRIDE + (size_t)h * D;
 #pragma unroll
@@ -29,46 +59,44 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
         qv[j] = i < D ? bf2f(qrow[i]) : 0.0f;
         acc[j] = 0.0f;
     }
-    float m = NEG_INF, l = 0.0f;
-    for (int key = start + warp; key < end; key += WARPS) {
-        const bf16* krow = kc + ((size_t)key * KV_HEADS + kvh) * D;
-        const bf16* vrow = vc + ((size_t)key * KV_HEADS + kvh) * D;
-        float s = 0.0f;
-#pragma unroll
-        for (int j = 0; j < PER_LANE; ++j) {
-            int i = lane + 32 * j;
-            if (i < D) s = fmaf(qv[j], bf2f(krow[i]), s);
-        }
-        s = warp_sum(s) * SCALE;
-        const float m_new = fmaxf(m, s);
-        const float corr = __expf(m - m_new), p = __expf(s - m_new);
-        l = l * corr + p;
-#pragma unroll
-        for (int j = 0; j < PER_LANE; ++j) {
-            int i = lane + 32 * j;
-            acc[j] = acc[j] * corr + (i < D ? p * bf2f(vrow[i]) : 0.0f);
-        }
-        m = m_new;
+    const bf16* kbase = kc + (size_t)kvh * D;
+    const bf16* vbase = vc + (size_t)kvh * D;
+    // Pass 1: scores and their maximum.
+    float m = NEG_INF;
+    for (int key = warp; key < len; key += WARPS) {
+        const float s = score(qv, kbase + (size_t)key * KV_HEADS * D, lane);
+        if (key < SC_MAX && lane == 0) sc[key] = s;
+        m = fmaxf(m, s);
     }
-    // Combine the warps' partial softmax states.
-    __shared__ float sm[WARPS], sl[WARPS], sacc[WARPS][D];
-    if (lane == 0) { sm[warp] = m; sl[warp] = l; }
+    const float M = block_reduce(m, true, red);
+    // Pass 2: the softmax denominator.
+    float l = 0.0f;
+    for (int key = warp; key < len; key += WARPS) {
+        const float s = key < SC_MAX ? sc[key] : score(qv, kbase + (size_t)key * KV_HEADS * D, lane);
+        l += __expf(s - M);
+    }
+    const float L = block_reduce(l, false, red);
+    // Pass 3: P.V with P rounded to bf16.
+    for (int key = warp; key < len; key += WARPS) {
+        const float s = key < SC_MAX ? sc[key] : score(qv, kbase + (size_t)key * KV_HEADS * D, lane);
+        const float p = rbf(__fdiv_rn(__expf(s - M), L));
+        const bf16* vrow = vbase + (size_t)key * KV_HEADS * D;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) {
+            int i = lane + 32 * j;
+            if (i < D) acc[j] = fmaf(p, bf2f(vrow[i]), acc[j]);
+        }
+    }
 #pragma unroll
     for (int j = 0; j < PER_LANE; ++j) {
         int i = lane + 32 * j;
         if (i < D) sacc[warp][i] = acc[j];
     }
     __syncthreads();
-    float M = NEG_INF;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) M = fmaxf(M, sm[w]);
-    float L = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) L += sm[w] == NEG_INF ? 0.0f : sl[w] * __expf(sm[w] - M);
     for (int i = threadIdx.x; i < D; i += WARPS * 32) {
         float o = 0.0f;
 #pragma unroll
-        for (int w = 0; w < WARPS; ++w) o += sm[w] == NEG_INF ? 0.0f : sacc[w][i] * __expf(sm[w] - M);
-        out[((size_t)t * HEADS + h) * D + i] = f2bf(o / L);
+        for (int w = 0; w < WARPS; ++w) o += sacc[w][i];
+        out[((size_t)t * HEADS + h) * D + i] = f2bf(o);
     }
 }

@@ -9,6 +9,8 @@
 extern "C" __global__ void {{ name }}(const bf16* __restrict__ a, const bf16* __restrict__ b,
                                       bf16* __restrict__ out, int tokens)
 {
+    pdl_wait();
+    pdl_launch_dependents();
     const size_t n = (size_t)tokens * COLS;
     for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
         const size_t t = e / COLS, c = e % COLS;

@@ -6,6 +6,8 @@
 extern "C" __global__ void {{ name }}(const int* __restrict__ ids, const bf16* __restrict__ table,
                                       bf16* __restrict__ out)
 {
+    pdl_wait();
+    pdl_launch_dependents();
     const int t = blockIdx.x;
 {% if vec8 %}
     const uint4* src = reinterpret_cast<const uint4*>(table + (size_t)ids[t] * DIM);

@@ -87,6 +87,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     uint4 first[NR][UNROLL];
     load_batch(first, w, row0, lane * 8);
 {% endif %}
+    pdl_wait();
+    pdl_launch_dependents();
     float ss = 0.0f;
     for (int i = threadIdx.x; i < K; i += WARPS * 32) {
         float v = bf2f(x[i]);

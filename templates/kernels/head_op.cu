@@ -14,6 +14,10 @@
     const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const int* __restrict__ positions,
     bf16* __restrict__ out)
 {
+{% if !device_fn %}
+    pdl_wait();
+    pdl_launch_dependents();
+{% endif %}
     const int t = blockIdx.x;
     const int head = blockIdx.y * WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
@@ -52,15 +56,18 @@
         if (i < D) hb[i] = v[j];
     }
     __syncwarp();
+    // As HF computes it: inv_freq = 1 / theta^(2i/D) and the angle pos * inv_freq in f32, cos and
+    // sin of that angle rounded to bf16, then (x * cos) + (rotate_half(x) * sin) with every
+    // product and the sum rounded to bf16. The angle reaches thousands of radians: cos and sin
+    // are evaluated in double (fast-math sincosf loses accuracy there), then rounded.
     for (int i = lane; i < D / 2; i += 32) {
-        const float inv_freq = 1.0f / powf(THETA, (float)(2 * i) / (float)D);
-        float s, c;
-        sincosf((float)pos * inv_freq, &s, &c);
-        c = rbf(c);
-        s = rbf(s);
+        const float p = (float)pow((double)THETA, (double)(2 * i) / (double)D);
+        const float inv_freq = __fdiv_rn(1.0f, p);
+        const double angle = (double)__fmul_rn((float)pos, inv_freq);
+        const float c = rbf((float)cos(angle)), s = rbf((float)sin(angle));
         const float a = hb[i], b = hb[i + D / 2];
-        dst[i] = f2bf(a * c - b * s);
-        dst[i + D / 2] = f2bf(b * c + a * s);
+        dst[i] = f2bf(rbf(a * c) - rbf(b * s));
+        dst[i + D / 2] = f2bf(rbf(b * c) + rbf(a * s));
     }
 {% else %}
 #pragma unroll

@@ -10,6 +10,8 @@
 extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const bf16* __restrict__ x, const bf16* __restrict__ w, bf16* __restrict__ out)
 {
+    pdl_wait();
+    pdl_launch_dependents();
     const bf16* row = x + (size_t)blockIdx.x * IN_STRIDE;
     __shared__ float partial[THREADS / 32];
     float ss = 0.0f;

@@ -82,6 +82,8 @@ pub struct Attention {
     pub warps: usize,
     pub scale: CudaF32,
     pub q_stride: usize,
+    /// Keys whose scores stay in shared memory (later ones are recomputed).
+    pub sc_max: usize,
 }
 
 #[derive(Template)]
@@ -95,19 +97,25 @@ pub struct AttentionDecode {
     pub scale: CudaF32,
     pub chunk: usize,
     pub splits: usize,
+    /// Row length of the scores scratch (the context bound).
+    pub ctx: usize,
     /// D is a multiple of 8: 16-byte key loads.
     pub vec8: bool,
 }
 
 #[derive(Template)]
-#[template(path = "kernels/attention_reduce.cu", escape = "none")]
-pub struct AttentionReduce {
+#[template(path = "kernels/attention_values.cu", escape = "none")]
+pub struct AttentionValues {
     pub name: &'static str,
     pub doc: String,
     pub heads: usize,
+    pub kv_heads: usize,
     pub d: usize,
     pub chunk: usize,
     pub splits: usize,
+    pub ctx: usize,
+    /// D is a multiple of 128: value rows read in 128-wide column blocks.
+    pub vec8: bool,
 }
 
 #[derive(Template)]

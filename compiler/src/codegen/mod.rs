@@ -34,6 +34,8 @@ impl Default for CodegenOptions {
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 const WARPS: usize = 4;
 const ATTENTION_CHUNK: usize = 64;
+/// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
+const ATTENTION_SCORES_IN_SHARED: usize = 4096;
 /// Decode GEMV blocks: enough that every warp gets one row group for all but the LM head,
 /// which loops (H100: 132 SMs).
 const GEMV_MAX_BLOCKS: usize = 32 * 132;
@@ -519,64 +521,85 @@ impl Codegen<'_> {
                         warps: WARPS,
                         scale: CudaF32(*scale as f32),
                         q_stride: v(0).stride,
+                        sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
                     };
                     if decode {
-                        let part_bytes = (heads * splits * (d + 2) * 4) as u64;
-                        let pb = new_buf(&mut bufs, part_bytes, format!("{name}.partials"));
-                        let part = Val {
-                            place: Place::Buf(pb),
+                        let ctx = self.max_context;
+                        let mut scratch = |bytes: usize, what: &str| Val {
+                            place: Place::Buf(new_buf(
+                                &mut bufs,
+                                bytes as u64,
+                                format!("{name}.{what}"),
+                            )),
                             offset: 0,
                             stride: 0,
                         };
+                        let scores = scratch(heads * ctx * 4, "scores");
+                        let stats = scratch(heads * splits * 2 * 4, "stats");
+                        let part = scratch(heads * splits * d * 4, "partials");
+                        let done = scratch(kv_heads * 4, "done");
+                        let grid = [
+                            Dim::Fixed(kv_heads as u32),
+                            Dim::Fixed(splits as u32),
+                            Dim::Fixed(1),
+                        ];
                         let k = self.kernel(
                             "attention_decode",
                             &AttentionDecode {
                                 name: PLACEHOLDER,
-                                doc: "split-K decode attention".into(),
+                                doc: "split-K decode attention: scores".into(),
                                 heads,
                                 kv_heads,
                                 d,
                                 scale: CudaF32(*scale as f32),
                                 chunk: ATTENTION_CHUNK,
                                 splits,
-                                // The vector path reads value rows in 128-wide column blocks.
-                                vec8: d % 128 == 0,
+                                ctx,
+                                vec8: d % 8 == 0,
                             },
                         );
                         steps.push(launch(
                             k,
                             &name,
-                            [
-                                Dim::Fixed(kv_heads as u32),
-                                Dim::Fixed(splits as u32),
-                                Dim::Fixed(1),
-                            ],
+                            grid,
                             128,
                             vec![
                                 PArg::Ptr(v(0)),
                                 PArg::Ptr(v(1)),
-                                PArg::Ptr(v(2)),
                                 PArg::Ptr(v(3)),
-                                PArg::Ptr(part),
+                                PArg::Ptr(scores),
+                                PArg::Ptr(stats),
+                                PArg::Ptr(done),
                             ],
                         ));
                         let r = self.kernel(
-                            "attention_reduce",
-                            &AttentionReduce {
+                            "attention_values",
+                            &AttentionValues {
                                 name: PLACEHOLDER,
-                                doc: "split-K combine".into(),
+                                doc: "split-K decode attention: softmax and values".into(),
                                 heads,
+                                kv_heads,
                                 d,
                                 chunk: ATTENTION_CHUNK,
                                 splits,
+                                ctx,
+                                vec8: d % 128 == 0,
                             },
                         );
                         steps.push(launch(
                             r,
                             &name,
-                            [Dim::Fixed(heads as u32), Dim::Fixed(1), Dim::Fixed(1)],
+                            grid,
                             128,
-                            vec![PArg::Ptr(part), PArg::Ptr(v(3)), PArg::Ptr(out)],
+                            vec![
+                                PArg::Ptr(v(2)),
+                                PArg::Ptr(v(3)),
+                                PArg::Ptr(scores),
+                                PArg::Ptr(stats),
+                                PArg::Ptr(part),
+                                PArg::Ptr(done),
+                                PArg::Ptr(out),
+                            ],
                         ));
                     } else {
                         let k = self.kernel("attention", &prefill_ctx);

@@ -40,10 +40,15 @@ pub fn driver_present() -> bool {
     unsafe { sys::is_culib_present() }
 }
 
+/// Per-thread stack the context reserves up front.
+const STACK_BYTES: usize = 256;
+
 /// The GPU this process runs on: device 0's primary context and one stream.
 pub struct Gpu {
     pub name: String,
     pub arch: String,
+    /// Compute capability major version (9 on Hopper).
+    pub major: i32,
     pub total_memory: u64,
     pub(crate) stream: sys::CUstream,
 }
@@ -63,6 +68,13 @@ impl Gpu {
         // SAFETY: dev is a valid device; the primary context stays retained for the process.
         let ctx = drv("context", unsafe { result::primary_ctx::retain(dev) })?;
         drv("set context", unsafe { result::ctx::set_current(ctx) })?;
+        // The driver reserves its default stack (1 KiB) for every thread the GPU can hold,
+        // about 270 MB on an H100; pio's kernels use none. A kernel that needs more still gets
+        // it: the driver raises the limit to what a launched kernel requires.
+        // SAFETY: a plain setting of the current context.
+        drv("stack limit", unsafe {
+            sys::cuCtxSetLimit(sys::CUlimit::CU_LIMIT_STACK_SIZE, STACK_BYTES).result()
+        })?;
         let name = drv("device name", result::device::get_name(dev))?;
         let major = drv("capability", unsafe {
             result::device::get_attribute(
@@ -84,6 +96,7 @@ impl Gpu {
         Ok(Gpu {
             name,
             arch: format!("sm_{major}{minor}"),
+            major,
             total_memory,
             stream,
         })
@@ -189,4 +202,40 @@ impl Drop for DeviceBuffer {
         // SAFETY: ptr came from malloc_sync and is freed once.
         let _ = unsafe { result::free_sync(self.ptr) };
     }
+}
+
+/// Launches `f` on `stream`; with `pdl`, as a programmatic dependent launch (it may start while
+/// the previous kernel on the stream finishes; the kernel waits with `griddepcontrol.wait`).
+///
+/// # Safety
+/// `params` must match the kernel's parameters and outlive the call.
+pub(crate) unsafe fn launch(
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_bytes: u32,
+    stream: sys::CUstream,
+    params: &mut [*mut c_void],
+    pdl: bool,
+) -> Result<(), result::DriverError> {
+    if !pdl {
+        return result::launch_kernel(f, grid, block, shared_bytes, stream, params);
+    }
+    // SAFETY: a zeroed attribute is valid plain data; we set the id and the one field it uses.
+    let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = sys::CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block.0,
+        blockDimY: block.1,
+        blockDimZ: block.2,
+        sharedMemBytes: shared_bytes,
+        hStream: stream,
+        attrs: &mut attr,
+        numAttrs: 1,
+    };
+    sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut()).result()
 }

@@ -3,7 +3,7 @@
 //! and the decode step captured once as a CUDA graph and replayed for every token (with an eager
 //! fallback that says why). Sampling runs on the GPU.
 
-use super::device::{drv, CudaError, DeviceBuffer, Gpu};
+use super::device::{drv, launch, CudaError, DeviceBuffer, Gpu};
 use super::nvrtc::{options_for, KernelCache};
 use crate::sampling::SamplingParams;
 use cudarc::cublas::{result as blas, sys as blas_sys};
@@ -45,6 +45,9 @@ pub struct CudaModel {
     /// Why the decode step runs eagerly, if it does.
     pub graph_fallback: Option<String>,
     use_graph: bool,
+    /// Launch kernels as programmatic dependent launches (Hopper and later; `PIO_NO_PDL` turns
+    /// it off).
+    pdl: bool,
     sampler: SamplerKernels,
     cached: usize,
     /// Tokens in the last step (the rows of logits it wrote).
@@ -178,6 +181,7 @@ impl CudaModel {
             )));
         }
         let use_graph = std::env::var_os("PIO_NO_CUDA_GRAPH").is_none();
+        let pdl = gpu.major >= 9 && std::env::var_os("PIO_NO_PDL").is_none();
         let mut m = CudaModel {
             gpu,
             artifact,
@@ -188,6 +192,7 @@ impl CudaModel {
             graph: None,
             graph_fallback: (!use_graph).then(|| "PIO_NO_CUDA_GRAPH is set".to_string()),
             use_graph,
+            pdl,
             sampler,
             cached: 0,
             last_tokens: 0,
@@ -389,13 +394,14 @@ impl CudaModel {
                     // SAFETY: the artifact's arguments match the kernel's parameters (pointers
                     // into our regions, i32 counts); params outlive the call.
                     drv(&format!("launching {} ({})", l.kernel, l.node), unsafe {
-                        result::launch_kernel(
+                        launch(
                             f,
                             g,
                             (l.block[0], l.block[1], l.block[2]),
                             l.shared_bytes,
                             self.gpu.stream,
                             &mut params,
+                            self.pdl,
                         )
                     })?;
                 }
@@ -533,6 +539,25 @@ impl CudaModel {
     /// Turns the CUDA graph off or on (for the graph-vs-eager check).
     pub fn set_graph(&mut self, on: bool) {
         self.use_graph = on;
+    }
+
+    /// Turns programmatic dependent launch off or on (on Hopper and later only); the decode
+    /// graph is captured again at the next step.
+    pub fn set_pdl(&mut self, on: bool) {
+        let on = on && self.gpu.major >= 9;
+        if on != self.pdl {
+            self.pdl = on;
+            let _ = self.gpu.sync();
+            if let Some(g) = self.graph.take() {
+                // SAFETY: instantiated by us, no longer referenced.
+                let _ = unsafe { result::graph::exec_destroy(g) };
+            }
+        }
+    }
+
+    /// Whether kernels launch as programmatic dependent launches.
+    pub fn pdl(&self) -> bool {
+        self.pdl
     }
 
     /// The logits of the last step's rows, as f32.
