@@ -5,7 +5,7 @@ use crate::error::PioError;
 use crate::model::{tied_names, weight_specs, LoadOptions, WeightsSource};
 use half::bf16;
 use pio_artifact::WeightEntry;
-use pio_compiler::codegen::{generate, CodegenOptions};
+use pio_compiler::codegen::{generate, CodegenOptions, GemvTuning};
 use pio_compiler::ir::Graph;
 use pio_compiler::pass::{default_pipeline, PassOptions};
 use pio_compiler::spec::ModelSpec;
@@ -42,6 +42,13 @@ pub fn load(
         &CodegenOptions {
             max_prefill: opts.max_prefill.unwrap_or(512),
             max_context: opts.max_context,
+            // A developer knob for tuning the decode GEMVs' launch shape (README).
+            gemv: match std::env::var("PIO_GEMV") {
+                Ok(t) => {
+                    GemvTuning::parse(&t).map_err(|e| PioError::Device(format!("PIO_GEMV: {e}")))?
+                }
+                Err(_) => GemvTuning::default(),
+            },
         },
     )?;
     let sources: Vec<(String, String)> = compiled

@@ -70,6 +70,7 @@ fn regions_and_offsets_are_consistent() {
         &CodegenOptions {
             max_prefill: 64,
             max_context: Some(128),
+            ..Default::default()
         },
         PassOptions::default(),
     );
@@ -130,6 +131,7 @@ fn bad_codegen_options_are_errors() {
         &CodegenOptions {
             max_prefill: 16,
             max_context: Some(100_000),
+            ..Default::default()
         },
     )
     .err()
@@ -144,6 +146,7 @@ fn bad_codegen_options_are_errors() {
         &CodegenOptions {
             max_prefill: 0,
             max_context: None,
+            ..Default::default()
         },
     )
     .err()
@@ -156,4 +159,66 @@ fn bad_codegen_options_are_errors() {
         e.to_string().contains("codegen needs the kv-cache pass"),
         "{e}"
     );
+}
+
+#[test]
+fn gemv_tuning_parses_and_rejects_bad_settings() {
+    use pio_compiler::codegen::GemvTuning;
+    let t = GemvTuning::parse("warps=4, rows=1,blocks=528").unwrap();
+    assert_eq!((t.warps, t.tall_rows, t.max_blocks), (4, 1, 528));
+    assert_eq!(t.max_unroll, GemvTuning::default().max_unroll);
+    assert_eq!(GemvTuning::parse("").unwrap(), GemvTuning::default());
+    for (bad, msg) in [
+        ("warps", "GEMV setting 'warps' is not key=value"),
+        (
+            "warps=0",
+            "GEMV setting 'warps': '0' is not a positive integer",
+        ),
+        ("rows=9", "GEMV setting 'rows=9' is out of range"),
+        (
+            "lanes=2",
+            "unknown GEMV setting 'lanes' (warps, rows, blocks, unroll)",
+        ),
+    ] {
+        assert_eq!(GemvTuning::parse(bad).unwrap_err(), msg);
+    }
+}
+
+#[test]
+fn gemv_tuning_changes_launch_shapes_only() {
+    use pio_compiler::codegen::GemvTuning;
+    let base = compile(
+        "qwen3-0.6b.yaml",
+        &CodegenOptions::default(),
+        PassOptions::default(),
+    );
+    let tuned = compile(
+        "qwen3-0.6b.yaml",
+        &CodegenOptions {
+            gemv: GemvTuning::parse("warps=4,rows=1,blocks=528").unwrap(),
+            ..Default::default()
+        },
+        PassOptions::default(),
+    );
+    assert_eq!(base.decode.len(), tuned.decode.len());
+    // (blocks, threads) of every decode GEMV launch.
+    let gemv_shapes = |a: &Artifact| -> Vec<(u32, u32)> {
+        a.decode
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kernel(l) if l.kernel.starts_with("gemv") => match l.grid[0] {
+                    pio_artifact::Dim::Fixed(b) => Some((b, l.block[0])),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let (b, t) = (gemv_shapes(&base), gemv_shapes(&tuned));
+    assert_eq!(b.len(), t.len());
+    assert!(b.iter().all(|&(_, threads)| threads == 256));
+    assert!(t
+        .iter()
+        .all(|&(blocks, threads)| blocks <= 528 && threads == 128));
+    assert!(b.iter().any(|&(blocks, _)| blocks > 528));
 }

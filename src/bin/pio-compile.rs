@@ -40,6 +40,10 @@ struct Args {
     /// KV-cache length in tokens (default: the spec's bound, at most 32768).
     #[arg(long)]
     max_context: Option<usize>,
+    /// Launch shape of the decode GEMVs, e.g. `warps=8,rows=2,blocks=4224,unroll=10` (any
+    /// subset; a tuning knob, every setting computes the same).
+    #[arg(long, value_name = "SETTINGS")]
+    gemv: Option<String>,
 }
 
 fn main() {
@@ -48,6 +52,8 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+use pio_compiler::codegen::GemvTuning;
 
 fn run() -> Result<()> {
     let args = Args::parse();
@@ -70,6 +76,10 @@ fn run() -> Result<()> {
         &pio_compiler::codegen::CodegenOptions {
             max_prefill: args.max_prefill,
             max_context: args.max_context,
+            gemv: match &args.gemv {
+                Some(t) => GemvTuning::parse(t).map_err(|e| anyhow::anyhow!("--gemv: {e}"))?,
+                None => GemvTuning::default(),
+            },
         },
     )?;
     let elapsed = start.elapsed();

@@ -57,3 +57,20 @@ __device__ __forceinline__ void pdl_launch_dependents() {
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
+
+// sin and cos of an f32 angle, accurate to about 1 ulp for |x| < 1e5 whatever the fast-math
+// setting (which turns sincosf into a hardware approximation that loses accuracy for large
+// angles): Cody-Waite reduction by pi/2 in three FMA steps, then minimax polynomials on
+// [-pi/4, pi/4]. (compiler/src/codegen/rope.rs holds the same arithmetic, tested on the host.)
+__device__ __forceinline__ void sincos_accurate(float x, float* s, float* c) {
+    const float k = rintf(x * 0.636619772f);
+    float r = fmaf(-k, 1.57079637e+00f, x);
+    r = fmaf(-k, -4.37113883e-08f, r);
+    r = fmaf(-k, -1.71512451e-15f, r);
+    const float z = r * r;
+    const float sr = fmaf(r * z, fmaf(z, fmaf(z, -1.95152959e-04f, 8.33216087e-03f), -1.66666546e-01f), r);
+    const float cr = fmaf(z * z, fmaf(z, fmaf(z, 2.44331571e-05f, -1.38873163e-03f), 4.16666456e-02f), fmaf(-0.5f, z, 1.0f));
+    const int q = ((int)k) & 3;
+    *s = q == 0 ? sr : q == 1 ? cr : q == 2 ? -sr : -cr;
+    *c = q == 0 ? cr : q == 1 ? -sr : q == 2 ? -cr : sr;
+}

@@ -7,8 +7,11 @@
 #define D {{ d }}
 #define WARPS {{ warps }}
 #define EPS {{ eps }}
-#define THETA {{ theta }}
 #define IN_STRIDE {{ in_stride }}
+{% if rope %}
+// 1 / theta^(2i/D) for i < D/2, in f32 as HF computes it (compiler/src/codegen/rope.rs).
+__constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|join(", ") }} };
+{% endif %}
 
 {% if device_fn %}__device__ __forceinline__ void{% else %}extern "C" __global__ void __launch_bounds__(WARPS * 32){% endif %} {{ name }}(
     const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const int* __restrict__ positions,
@@ -56,15 +59,13 @@
         if (i < D) hb[i] = v[j];
     }
     __syncwarp();
-    // As HF computes it: inv_freq = 1 / theta^(2i/D) and the angle pos * inv_freq in f32, cos and
-    // sin of that angle rounded to bf16, then (x * cos) + (rotate_half(x) * sin) with every
-    // product and the sum rounded to bf16. The angle reaches thousands of radians: cos and sin
-    // are evaluated in double (fast-math sincosf loses accuracy there), then rounded.
+    // As HF computes it: the angle pos * inv_freq in f32, its cos and sin rounded to bf16, then
+    // (x * cos) + (rotate_half(x) * sin) with every product and the sum rounded to bf16.
     for (int i = lane; i < D / 2; i += 32) {
-        const float p = (float)pow((double)THETA, (double)(2 * i) / (double)D);
-        const float inv_freq = __fdiv_rn(1.0f, p);
-        const double angle = (double)__fmul_rn((float)pos, inv_freq);
-        const float c = rbf((float)cos(angle)), s = rbf((float)sin(angle));
+        float s, c;
+        sincos_accurate(__fmul_rn((float)pos, {{ name }}_inv_freq[i]), &s, &c);
+        c = rbf(c);
+        s = rbf(s);
         const float a = hb[i], b = hb[i + D / 2];
         dst[i] = f2bf(rbf(a * c) - rbf(b * s));
         dst[i + D / 2] = f2bf(rbf(b * c) + rbf(a * s));
@@ -82,6 +83,5 @@
 #undef D
 #undef WARPS
 #undef EPS
-#undef THETA
 #undef IN_STRIDE
 {% endif %}

@@ -54,7 +54,8 @@ pub struct HeadOp {
     pub d: usize,
     pub warps: usize,
     pub eps: CudaF32,
-    pub theta: CudaF32,
+    /// RoPE inverse frequencies (empty without rope).
+    pub inv_freq: Vec<CudaF32>,
     pub in_stride: usize,
     pub norm: bool,
     pub rope: bool,

@@ -10,6 +10,7 @@ use crate::ir::infer::CTX;
 use crate::ir::{Dim as IrDim, Graph, Init, NodeId, Op};
 use crate::memory::{self, BufReq};
 use kernels::*;
+pub mod rope;
 use pio_artifact::{self as art, Arg, Artifact, Dim, Region, Step};
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +21,8 @@ pub struct CodegenOptions {
     pub max_prefill: usize,
     /// KV-cache length; at most the spec's bound (default: the bound, capped at 32,768).
     pub max_context: Option<usize>,
+    /// Launch shape of the decode GEMVs.
+    pub gemv: GemvTuning,
 }
 
 impl Default for CodegenOptions {
@@ -27,7 +30,62 @@ impl Default for CodegenOptions {
         CodegenOptions {
             max_prefill: 512,
             max_context: None,
+            gemv: GemvTuning::default(),
         }
+    }
+}
+
+/// Launch shape of the decode GEMV kernels (a tuning knob: every setting computes the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemvTuning {
+    /// Warps per block.
+    pub warps: usize,
+    /// Output rows per warp iteration for matrices of at least 2,048 rows (SwiGLU: always 1).
+    pub tall_rows: usize,
+    /// Most blocks per launch (warps loop over the remaining rows).
+    pub max_blocks: usize,
+    /// Most 16-byte loads per lane and row issued before their FMAs.
+    pub max_unroll: usize,
+}
+
+impl Default for GemvTuning {
+    fn default() -> Self {
+        GemvTuning {
+            warps: 8,
+            tall_rows: 2,
+            max_blocks: 32 * 132,
+            max_unroll: 10,
+        }
+    }
+}
+
+impl GemvTuning {
+    /// Reads `warps=8,rows=2,blocks=4224,unroll=10` (any subset; the rest stay default).
+    pub fn parse(text: &str) -> Result<GemvTuning, String> {
+        let mut t = GemvTuning::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("GEMV setting '{part}' is not key=value"))?;
+            let v: usize = value.parse().ok().filter(|&v| v > 0).ok_or_else(|| {
+                format!("GEMV setting '{key}': '{value}' is not a positive integer")
+            })?;
+            match key {
+                "warps" if v <= 32 => t.warps = v,
+                "rows" if v <= 4 => t.tall_rows = v,
+                "blocks" => t.max_blocks = v,
+                "unroll" if v <= 16 => t.max_unroll = v,
+                "warps" | "rows" | "unroll" => {
+                    return Err(format!("GEMV setting '{key}={v}' is out of range"))
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown GEMV setting '{key}' (warps, rows, blocks, unroll)"
+                    ))
+                }
+            }
+        }
+        Ok(t)
     }
 }
 
@@ -38,8 +96,6 @@ const ATTENTION_CHUNK: usize = 64;
 const ATTENTION_SCORES_IN_SHARED: usize = 4096;
 /// Decode GEMV blocks: enough that every warp gets one row group for all but the LM head,
 /// which loops (H100: 132 SMs).
-const GEMV_MAX_BLOCKS: usize = 32 * 132;
-const GEMV_WARPS: usize = 8;
 
 /// What codegen makes: the artifact and the kernel sources it names.
 pub struct Compiled {
@@ -125,6 +181,7 @@ pub fn generate(
         weights: HashMap::new(),
         kv: HashMap::new(),
         max_context,
+        gemv: opts.gemv,
         io: art::Io {
             tokens: 0,
             positions: 0,
@@ -209,6 +266,7 @@ struct Codegen<'a> {
     weights: HashMap<NodeId, u64>,
     kv: HashMap<(usize, crate::ir::CacheKind), u64>,
     max_context: usize,
+    gemv: GemvTuning,
     io: art::Io,
 }
 
@@ -801,6 +859,12 @@ impl Codegen<'_> {
         let swiglu = matches!(node.op, Op::NormLinearSwiGlu { .. });
         if decode {
             let n = if swiglu { rows / 2 } else { rows };
+            let tune = self.gemv;
+            let rows = if n >= 2048 && !swiglu {
+                tune.tall_rows
+            } else {
+                1
+            };
             let kname = self.kernel(
                 "gemv",
                 &Gemv {
@@ -808,25 +872,23 @@ impl Codegen<'_> {
                     doc: node.op.name().into(),
                     k,
                     n,
-                    warps: GEMV_WARPS,
+                    warps: tune.warps,
                     eps: CudaF32(eps.unwrap_or(1e-6) as f32),
                     norm: eps.is_some(),
                     residual: residual.is_some(),
                     swiglu,
                     vec8: k % 8 == 0,
-                    unroll: k.div_ceil(256).clamp(1, 10),
-                    rows: gemv_rows(n, swiglu),
+                    unroll: k.div_ceil(256).clamp(1, tune.max_unroll),
+                    rows,
                     prefetch: k % 8 == 0 && k <= 1024,
                 },
             );
-            let blocks = n
-                .div_ceil(GEMV_WARPS * gemv_rows(n, swiglu))
-                .min(GEMV_MAX_BLOCKS) as u32;
+            let blocks = n.div_ceil(tune.warps * rows).min(tune.max_blocks) as u32;
             steps.push(launch(
                 kname,
                 &name,
                 [Dim::Fixed(blocks), Dim::Fixed(1), Dim::Fixed(1)],
-                (GEMV_WARPS * 32) as u32,
+                (tune.warps * 32) as u32,
                 vec![
                     PArg::Ptr(x),
                     PArg::Ptr(norm_w.unwrap_or(x)),
@@ -950,7 +1012,9 @@ impl Codegen<'_> {
             d,
             warps: WARPS,
             eps: CudaF32(norm.map_or(1e-6, |n| n.1) as f32),
-            theta: CudaF32(rope.map_or(1e4, |r| r.0) as f32),
+            inv_freq: rope.map_or(Vec::new(), |r| {
+                rope::inv_freq(r.0, d).into_iter().map(CudaF32).collect()
+            }),
             in_stride: x.stride,
             norm: norm.is_some(),
             rope: rope.is_some(),
@@ -1116,16 +1180,6 @@ pub fn listing(steps: &[Step]) -> String {
         };
     }
     out
-}
-
-/// Output rows per warp iteration of the decode GEMV: two for taller matrices, to keep more
-/// loads in flight per lane (SwiGLU already reads two weight rows per output row).
-fn gemv_rows(n: usize, swiglu: bool) -> usize {
-    if n >= 2048 && !swiglu {
-        2
-    } else {
-        1
-    }
 }
 
 fn per_token() -> [Dim; 3] {

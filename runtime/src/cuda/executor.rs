@@ -81,7 +81,7 @@ impl Profile {
             rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
             for ((_, fam), (ms, n)) in rows {
                 out.push_str(&format!(
-                    "  {fam:<20} {n:>8} launches {ms:>10.3} ms {:>5.1}%  {:>8.2} us/launch\n",
+                    "  {fam:<56} {n:>6} launches {ms:>10.3} ms {:>5.1}%  {:>8.2} us/launch\n",
                     100.0 * ms / total,
                     1e3 * ms / *n as f64
                 ));
@@ -326,13 +326,22 @@ impl CudaModel {
                     let _ = result::event::destroy(b);
                     ms
                 };
-                let family = match s {
-                    Step::Kernel(l) => l
-                        .kernel
-                        .rsplit_once('_')
-                        .map_or(l.kernel.clone(), |x| x.0.to_string()),
-                    Step::Gemm(_) => "cublas_gemm".to_string(),
+                // Kernel family and the node with its layer number dropped, e.g.
+                // "gemv layers.*.mlp.down_proj".
+                let (family, node) = match s {
+                    Step::Kernel(l) => (
+                        l.kernel
+                            .rsplit_once('_')
+                            .map_or(l.kernel.clone(), |x| x.0.to_string()),
+                        &l.node,
+                    ),
+                    Step::Gemm(g) => ("cublas_gemm".to_string(), &g.node),
                 };
+                let node: Vec<&str> = node
+                    .split('.')
+                    .map(|p| if p.parse::<u64>().is_ok() { "*" } else { p })
+                    .collect();
+                let family = format!("{family} {}", node.join("."));
                 let mut p = p.borrow_mut();
                 let e = p.entries.entry((phase.to_string(), family)).or_default();
                 e.0 += ms as f64;
