@@ -369,6 +369,7 @@ pub(crate) mod tests {
                         })
                         .collect(),
                     memory: Memory {
+                        device_in_use: None,
                         peak: 2_000_000_000,
                         weights: 1_192_099_840,
                         kv_cache: 469_762_048,

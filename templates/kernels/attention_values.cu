@@ -29,6 +29,19 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const int n = min(CHUNK, len - start);
     const int nsplit = (len + CHUNK - 1) / CHUNK;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+{% if vec8 %}
+    // This warp's value rows (every WARPS-th key of the split; 4 consecutive dims per lane),
+    // loaded first so that their latency overlaps the softmax below.
+    uint2 raw[D / 128][CHUNK / WARPS];
+#pragma unroll
+    for (int c = 0; c < D / 128; ++c)
+#pragma unroll
+        for (int b = 0; b < CHUNK / WARPS; ++b) {
+            const int j = warp + b * WARPS;
+            raw[c][b] = j < n ? *reinterpret_cast<const uint2*>(vc + ((size_t)(start + j) * KV_HEADS + kvh) * D + c * 128 + lane * 4)
+                              : make_uint2(0, 0);
+        }
+{% endif %}
     __shared__ float gm[GROUP], gl[GROUP];
     __shared__ float ps[GROUP][CHUNK];
     for (int g = warp; g < GROUP; g += WARPS) {
@@ -49,25 +62,27 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     }
     __syncthreads();
 {% if vec8 %}
-    // Each warp takes every WARPS-th key; each lane holds 4 consecutive dims of every head
-    // (8-byte value loads, a whole row per warp); the warps' sums are added in shared memory.
+    // P.V over the rows loaded above; the warps' sums are added in shared memory.
     __shared__ float red[WARPS][GROUP][D];
     float acc[GROUP][D / 32];
 #pragma unroll
     for (int g = 0; g < GROUP; ++g)
 #pragma unroll
         for (int e = 0; e < D / 32; ++e) acc[g][e] = 0.0f;
-    for (int j = warp; j < n; j += WARPS) {
-        const bf16* vrow = vc + ((size_t)(start + j) * KV_HEADS + kvh) * D;
 #pragma unroll
-        for (int c = 0; c < D / 128; ++c) {
-            const uint2 raw = *reinterpret_cast<const uint2*>(vrow + c * 128 + lane * 4);
-            const float f[4] = {__uint_as_float(raw.x << 16), __uint_as_float(raw.x & 0xffff0000u),
-                                __uint_as_float(raw.y << 16), __uint_as_float(raw.y & 0xffff0000u)};
+    for (int c = 0; c < D / 128; ++c) {
 #pragma unroll
-            for (int g = 0; g < GROUP; ++g)
+        for (int b = 0; b < CHUNK / WARPS; ++b) {
+            const int j = warp + b * WARPS;
+            if (j < n) {
+                const uint2 r = raw[c][b];
+                const float f[4] = {__uint_as_float(r.x << 16), __uint_as_float(r.x & 0xffff0000u),
+                                    __uint_as_float(r.y << 16), __uint_as_float(r.y & 0xffff0000u)};
 #pragma unroll
-                for (int e = 0; e < 4; ++e) acc[g][c * 4 + e] = fmaf(ps[g][j], f[e], acc[g][c * 4 + e]);
+                for (int g = 0; g < GROUP; ++g)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[g][c * 4 + e] = fmaf(ps[g][j], f[e], acc[g][c * 4 + e]);
+            }
         }
     }
 #pragma unroll

@@ -53,6 +53,8 @@ impl Default for GemvTuning {
         GemvTuning {
             warps: 8,
             tall_rows: 2,
+            // Enough that every warp gets one row group for all but the LM head, which loops
+            // (H100: 132 SMs).
             max_blocks: 32 * 132,
             max_unroll: 10,
         }
@@ -94,9 +96,6 @@ const WARPS: usize = 4;
 const ATTENTION_CHUNK: usize = 64;
 /// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
 const ATTENTION_SCORES_IN_SHARED: usize = 4096;
-/// Decode GEMV blocks: enough that every warp gets one row group for all but the LM head,
-/// which loops (H100: 132 SMs).
-
 /// What codegen makes: the artifact and the kernel sources it names.
 pub struct Compiled {
     pub artifact: Artifact,

@@ -9,9 +9,11 @@ pub fn inv_freq(theta: f64, d: usize) -> Vec<f32> {
         .collect()
 }
 
-/// sin and cos of an f32 angle: the same operations as `sincos_accurate` in pio.cuh.
+/// sin and cos of an f32 angle: the same operations as `sincos_accurate` in pio.cuh (the
+/// literals are the kernel's, digit for digit).
+#[allow(clippy::excessive_precision)]
 pub fn sincos_accurate(x: f32) -> (f32, f32) {
-    let k = (x * 0.636_619_77f32).round_ties_even();
+    let k = (x * std::f32::consts::FRAC_2_PI).round_ties_even();
     let mut r = (-k).mul_add(1.570_796_4, x);
     r = (-k).mul_add(-4.371_138_8e-8, r);
     r = (-k).mul_add(-1.715_124_5e-15, r);
