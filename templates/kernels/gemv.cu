@@ -87,10 +87,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     uint4 first[NR][UNROLL];
     load_batch(first, w, row0, lane * 8);
 {% endif %}
-{% if vec8 %}
-    // Weights do not depend on earlier kernels: this warp's first rows start streaming into L2
-    // while the previous kernel finishes (programmatic dependent launch) and the prologue runs.
-    if (lane < NR && row_ok(row0, lane)) prefetch_l2(w + (size_t)row_of(row0, lane) * K, K * 2);
+{% if l2_prefetch > 0 %}
+    // Weights do not depend on earlier kernels: the start of this warp's first rows streams
+    // into L2 while the previous kernel finishes (programmatic dependent launch) and the
+    // prologue runs. The amount is bounded so that every warp's share fits in L2 together.
+    if (lane < NR && row_ok(row0, lane)) prefetch_l2(w + (size_t)row_of(row0, lane) * K, {{ l2_prefetch }});
 {% endif %}
     pdl_wait();
     pdl_launch_dependents();

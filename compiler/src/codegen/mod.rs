@@ -94,6 +94,8 @@ impl GemvTuning {
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 const WARPS: usize = 4;
 const ATTENTION_CHUNK: usize = 64;
+/// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.
+const GEMV_L2_PREFETCH_BYTES: usize = 16 << 20;
 /// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
 const ATTENTION_SCORES_IN_SHARED: usize = 4096;
 /// What codegen makes: the artifact and the kernel sources it names.
@@ -864,6 +866,14 @@ impl Codegen<'_> {
             } else {
                 1
             };
+            let blocks = n.div_ceil(tune.warps * rows).min(tune.max_blocks);
+            // Rows that warps start on, and the L2 share each may prefetch.
+            let first_rows = n.min(blocks * tune.warps * rows) * if swiglu { 2 } else { 1 };
+            let l2_prefetch = if k % 8 == 0 {
+                (k * 2).min(GEMV_L2_PREFETCH_BYTES / first_rows / 16 * 16)
+            } else {
+                0
+            };
             let kname = self.kernel(
                 "gemv",
                 &Gemv {
@@ -880,9 +890,10 @@ impl Codegen<'_> {
                     unroll: k.div_ceil(256).clamp(1, tune.max_unroll),
                     rows,
                     prefetch: k % 8 == 0 && k <= 1024,
+                    l2_prefetch: if l2_prefetch >= 512 { l2_prefetch } else { 0 },
                 },
             );
-            let blocks = n.div_ceil(tune.warps * rows).min(tune.max_blocks) as u32;
+            let blocks = blocks as u32;
             steps.push(launch(
                 kname,
                 &name,
