@@ -20,15 +20,22 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const int* __restrict__ positions,
     float* __restrict__ scores, float* __restrict__ stats, int* __restrict__ done)
 {
+    const int kvh = blockIdx.x, split = blockIdx.y;
+    // Positions are written before the step's first kernel, and cache rows before the current
+    // position by earlier steps: both may be read before waiting for the previous kernel.
+    const int pos = positions[0];
+    const int len = pos + 1;
+    const int start = split * CHUNK;
+    const int n = min(CHUNK, len - start);
+{% if vec8 %}
+    for (int j = threadIdx.x; j < n; j += THREADS)
+        if (start + j < pos) prefetch_l2(kc + ((size_t)(start + j) * KV_HEADS + kvh) * D, D * 2);
+{% endif %}
     pdl_wait();
     pdl_launch_dependents();
-    const int kvh = blockIdx.x, split = blockIdx.y;
     // attention_values counts its finished blocks per kv head here.
     if (split == 0 && threadIdx.x == 0) done[kvh] = 0;
-    const int len = positions[0] + 1;
-    const int start = split * CHUNK;
     if (start >= len) return;
-    const int n = min(CHUNK, len - start);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     __shared__ float qs[GROUP][D];
     __shared__ float sc[GROUP][CHUNK];

@@ -20,27 +20,40 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const float* __restrict__ scores, const float* __restrict__ stats, float* part,
     int* done, bf16* __restrict__ out)
 {
-    pdl_wait();
-    pdl_launch_dependents();
     const int kvh = blockIdx.x, split = blockIdx.y;
-    const int len = positions[0] + 1;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    // Positions are written before the step's first kernel, and cache rows before the current
+    // position by earlier steps: both may be read before waiting for the previous kernel.
+    const int pos = positions[0];
+    const int len = pos + 1;
     const int start = split * CHUNK;
-    if (start >= len) return;
     const int n = min(CHUNK, len - start);
     const int nsplit = (len + CHUNK - 1) / CHUNK;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 {% if vec8 %}
     // This warp's value rows (every WARPS-th key of the split; 4 consecutive dims per lane),
-    // loaded first so that their latency overlaps the softmax below.
+    // loaded first so that their latency overlaps the wait and the softmax below.
     uint2 raw[D / 128][CHUNK / WARPS];
 #pragma unroll
     for (int c = 0; c < D / 128; ++c)
 #pragma unroll
         for (int b = 0; b < CHUNK / WARPS; ++b) {
             const int j = warp + b * WARPS;
-            raw[c][b] = j < n ? *reinterpret_cast<const uint2*>(vc + ((size_t)(start + j) * KV_HEADS + kvh) * D + c * 128 + lane * 4)
-                              : make_uint2(0, 0);
+            raw[c][b] = j < n && start + j < pos
+                ? *reinterpret_cast<const uint2*>(vc + ((size_t)(start + j) * KV_HEADS + kvh) * D + c * 128 + lane * 4)
+                : make_uint2(0, 0);
         }
+{% endif %}
+    pdl_wait();
+    pdl_launch_dependents();
+    if (start >= len) return;
+{% if vec8 %}
+    // The current position's row was written by the previous kernel.
+#pragma unroll
+    for (int c = 0; c < D / 128; ++c)
+#pragma unroll
+        for (int b = 0; b < CHUNK / WARPS; ++b)
+            if (start + warp + b * WARPS == pos)
+                raw[c][b] = *reinterpret_cast<const uint2*>(vc + ((size_t)pos * KV_HEADS + kvh) * D + c * 128 + lane * 4);
 {% endif %}
     __shared__ float gm[GROUP], gl[GROUP];
     __shared__ float ps[GROUP][CHUNK];
