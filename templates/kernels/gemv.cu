@@ -82,8 +82,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int row0 = (blockIdx.x * WARPS + warp) * ROWS;
 {% if prefetch %}
-    // The first batch of weights does not depend on x: start loading it before the prologue
-    // (for short rows, where the prologue's latency is a large part of the kernel).
+    // The first batch of weights does not depend on x: start loading it before waiting for
+    // the previous kernel and before the prologue (short rows, or rows read in one batch by
+    // one pass of the warps: where the prologue's latency is a large part of the kernel).
     uint4 first[NR][UNROLL];
     load_batch(first, w, row0, lane * 8);
 {% endif %}
@@ -112,7 +113,13 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     for (int i = threadIdx.x; i < K; i += WARPS * 32) xs[i] = f2bf(rbf(bf2f(xs[i]) * inv) * bf2f(norm_w[i]));
 {% endif %}
     __syncthreads();
+{% if single_pass %}
+    // Enough warps that each has at most one row group.
+    if (row0 < N) {
+        const int row = row0;
+{% else %}
     for (int row = row0; row < N; row += gridDim.x * WARPS * ROWS) {
+{% endif %}
         float acc[NR];
 #pragma unroll
         for (int r = 0; r < NR; ++r) acc[r] = 0.0f;

@@ -41,6 +41,8 @@ pub struct Gemv {
     /// Load the first weight batch before the RMSNorm prologue (short rows only: it costs
     /// registers).
     pub prefetch: bool,
+    /// Every warp has at most one row group (no loop over rows).
+    pub single_pass: bool,
     /// Bytes at the start of each of a warp's first rows to prefetch into L2 before waiting for
     /// the previous kernel (a multiple of 16; 0: none).
     pub l2_prefetch: usize,

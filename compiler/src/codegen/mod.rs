@@ -891,6 +891,8 @@ impl Codegen<'_> {
                 1
             };
             let blocks = n.div_ceil(tune.warps * rows).min(tune.max_blocks);
+            let single_pass = blocks * tune.warps * rows >= n;
+            let unroll = k.div_ceil(256).clamp(1, tune.max_unroll);
             // Rows that warps start on, and the L2 share each may prefetch.
             let first_rows = n.min(blocks * tune.warps * rows) * if swiglu { 2 } else { 1 };
             let l2_prefetch = if k % 8 == 0 {
@@ -911,9 +913,10 @@ impl Codegen<'_> {
                     residual: residual.is_some(),
                     swiglu,
                     vec8: k % 8 == 0,
-                    unroll: k.div_ceil(256).clamp(1, tune.max_unroll),
+                    unroll,
                     rows,
-                    prefetch: k % 8 == 0 && k <= 1024,
+                    prefetch: k % 8 == 0 && (k <= 1024 || (single_pass && k <= 256 * unroll)),
+                    single_pass,
                     l2_prefetch: if l2_prefetch >= 512 { l2_prefetch } else { 0 },
                 },
             );
