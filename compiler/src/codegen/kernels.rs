@@ -107,12 +107,6 @@ pub struct AttentionDecode {
     pub ctx: usize,
     /// D is a multiple of 8: 16-byte key loads.
     pub vec8: bool,
-    /// The layer's Q/K norm + RoPE and K/V cache writes run in this kernel.
-    pub fused: bool,
-    pub eps_q: CudaF32,
-    pub eps_k: CudaF32,
-    /// RoPE inverse frequencies (fused only).
-    pub inv_freq: Vec<CudaF32>,
 }
 
 #[derive(Template)]

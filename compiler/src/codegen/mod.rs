@@ -602,59 +602,35 @@ impl Codegen<'_> {
                             Dim::Fixed(splits as u32),
                             Dim::Fixed(1),
                         ];
-                        let prologue = take_attention_prologue(&mut steps, v(0), v(1), v(2));
-                        let mut ctx_a = AttentionDecode {
-                            name: PLACEHOLDER,
-                            doc: "split-K decode attention: scores".into(),
-                            heads,
-                            kv_heads,
-                            d,
-                            scale: CudaF32(*scale as f32),
-                            chunk: ATTENTION_CHUNK,
-                            splits,
-                            ctx,
-                            vec8: d % 8 == 0,
-                            fused: false,
-                            eps_q: CudaF32(0.0),
-                            eps_k: CudaF32(0.0),
-                            inv_freq: Vec::new(),
-                        };
-                        let tail = [
-                            PArg::Ptr(v(3)),
-                            PArg::Ptr(scores),
-                            PArg::Ptr(stats),
-                            PArg::Ptr(done),
-                        ];
-                        let args = match prologue {
-                            Some(p) => {
-                                ctx_a.fused = true;
-                                ctx_a.doc = format!(
-                                    "split-K decode attention: scores, with {}, {} and {}",
-                                    p.q.ctx.doc, p.k.ctx.doc, p.v.ctx.doc
-                                );
-                                ctx_a.eps_q = p.q.ctx.eps;
-                                ctx_a.eps_k = p.k.ctx.eps;
-                                ctx_a.inv_freq = p.q.ctx.inv_freq.clone();
-                                let mut args = vec![
-                                    PArg::Ptr(p.q.x),
-                                    PArg::Ptr(p.q.norm_w),
-                                    PArg::Ptr(p.k.x),
-                                    PArg::Ptr(p.k.norm_w),
-                                    PArg::Ptr(p.v.x),
-                                    PArg::Ptr(v(1)),
-                                    PArg::Ptr(v(2)),
-                                ];
-                                args.extend(tail);
-                                args
-                            }
-                            None => {
-                                let mut args = vec![PArg::Ptr(v(0)), PArg::Ptr(v(1))];
-                                args.extend(tail);
-                                args
-                            }
-                        };
-                        let k = self.kernel("attention_decode", &ctx_a);
-                        steps.push(launch(k, &name, grid, 128, args));
+                        let k = self.kernel(
+                            "attention_decode",
+                            &AttentionDecode {
+                                name: PLACEHOLDER,
+                                doc: "split-K decode attention: scores".into(),
+                                heads,
+                                kv_heads,
+                                d,
+                                scale: CudaF32(*scale as f32),
+                                chunk: ATTENTION_CHUNK,
+                                splits,
+                                ctx,
+                                vec8: d % 8 == 0,
+                            },
+                        );
+                        steps.push(launch(
+                            k,
+                            &name,
+                            grid,
+                            128,
+                            vec![
+                                PArg::Ptr(v(0)),
+                                PArg::Ptr(v(1)),
+                                PArg::Ptr(v(3)),
+                                PArg::Ptr(scores),
+                                PArg::Ptr(stats),
+                                PArg::Ptr(done),
+                            ],
+                        ));
                         let r = self.kernel(
                             "attention_values",
                             &AttentionValues {
@@ -1165,83 +1141,6 @@ impl Codegen<'_> {
         flush(self, &mut run, &mut out);
         out
     }
-}
-
-/// A pending per-head launch taken out of the list to run inside another kernel.
-struct TakenHeadOp {
-    x: Val,
-    norm_w: Val,
-    ctx: HeadOp,
-}
-
-/// The per-head ops a decode attention can run as its prologue.
-struct AttentionPrologue {
-    q: TakenHeadOp,
-    k: TakenHeadOp,
-    v: TakenHeadOp,
-}
-
-/// Takes the pending launches that make the attention's query (norm + RoPE) and write its key
-/// (norm + RoPE) and value caches, when all three are there with the same RoPE; otherwise
-/// leaves the list as it is.
-fn take_attention_prologue(
-    steps: &mut Vec<Pending>,
-    q: Val,
-    k_cache: Val,
-    v_cache: Val,
-) -> Option<AttentionPrologue> {
-    let find = |out: Val, norm: bool, rope: bool, to_cache: bool| {
-        steps.iter().rposition(|s| {
-            matches!(s, Pending::Kernel { head: Some(h), args, .. }
-                if same_ptr(&args[3], &PArg::Ptr(out))
-                    && h.norm == norm && h.rope == rope && h.to_cache == to_cache)
-        })
-    };
-    let (iq, ik, iv) = (
-        find(q, true, true, false)?,
-        find(k_cache, true, true, true)?,
-        find(v_cache, false, false, true)?,
-    );
-    let inv_freq = |i: usize| match &steps[i] {
-        Pending::Kernel { head: Some(h), .. } => Some(h.inv_freq.clone()),
-        _ => None,
-    };
-    if inv_freq(iq) != inv_freq(ik) {
-        return None;
-    }
-    let mut order = [iq, ik, iv];
-    order.sort_unstable();
-    let mut taken: Vec<(usize, TakenHeadOp)> = Vec::new();
-    for &i in order.iter().rev() {
-        let Pending::Kernel {
-            args,
-            head: Some(h),
-            ..
-        } = steps.remove(i)
-        else {
-            unreachable!("found above")
-        };
-        let (PArg::Ptr(x), PArg::Ptr(norm_w)) = (&args[0], &args[1]) else {
-            unreachable!("head ops take pointers")
-        };
-        taken.push((
-            i,
-            TakenHeadOp {
-                x: *x,
-                norm_w: *norm_w,
-                ctx: *h,
-            },
-        ));
-    }
-    let mut take = |i: usize| {
-        let at = taken.iter().position(|t| t.0 == i).expect("taken above");
-        taken.swap_remove(at).1
-    };
-    Some(AttentionPrologue {
-        q: take(iq),
-        k: take(ik),
-        v: take(iv),
-    })
 }
 
 fn same_ptr(a: &PArg, b: &PArg) -> bool {
