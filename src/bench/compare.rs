@@ -4,6 +4,19 @@ use std::fmt::Write;
 
 use super::report::BenchReport;
 
+/// Reports of the same engine (e.g. one HF transformers run per model) as one report each:
+/// the first report of an engine, with the models of the later ones appended (in order).
+pub fn merge_by_engine(reports: Vec<BenchReport>) -> Vec<BenchReport> {
+    let mut merged: Vec<BenchReport> = Vec::new();
+    for r in reports {
+        match merged.iter_mut().find(|m| m.engine == r.engine) {
+            Some(m) => m.models.extend(r.models),
+            None => merged.push(r),
+        }
+    }
+    merged
+}
+
 /// `ours / theirs`, or a dash when `theirs` is not a positive number.
 fn ratio(ours: f64, theirs: f64) -> String {
     if theirs > 0.0 && theirs.is_finite() && ours.is_finite() {
@@ -139,6 +152,45 @@ mod tests {
 
         let none = ratio_table(&ours, &sample_report("x", &["Other"], 1.0, None));
         assert!(none.contains("no model"));
+    }
+
+    #[test]
+    fn reports_of_one_engine_merge_in_order() {
+        let merged = merge_by_engine(vec![
+            sample_report("hf-transformers-eager", &["Qwen3-0.6B"], 48.0, None),
+            sample_report("hf-transformers-compile", &["Qwen3-0.6B"], 318.0, None),
+            sample_report(
+                "hf-transformers-eager",
+                &["Qwen3-4B-Instruct-2507"],
+                36.0,
+                None,
+            ),
+        ]);
+        let names: Vec<(String, Vec<String>)> = merged
+            .iter()
+            .map(|r| {
+                (
+                    r.engine.clone(),
+                    r.models.iter().map(|m| m.model.clone()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (
+                    "hf-transformers-eager".to_string(),
+                    vec![
+                        "Qwen3-0.6B".to_string(),
+                        "Qwen3-4B-Instruct-2507".to_string()
+                    ]
+                ),
+                (
+                    "hf-transformers-compile".to_string(),
+                    vec!["Qwen3-0.6B".to_string()]
+                ),
+            ]
+        );
     }
 
     /// The JSON serde writes for a report validates against `benches/bench-schema.json`, and the

@@ -73,6 +73,19 @@ enum Command {
     /// Benchmark one or more specs: compile, load, TTFT, prefill and decode speed, memory.
     /// Prints a markdown table; --json writes every figure with the machine and settings.
     Bench(BenchArgs),
+    /// Side by side from saved reports (no run): pio's JSON against others (e.g. HF transformers
+    /// from benches/reference/hf_bench.py; reports of one engine, one per model, are merged):
+    /// pio's markdown table, a ratio table per other engine, and plots with --plots.
+    Compare {
+        /// pio's report (pio bench --json).
+        ours: PathBuf,
+        /// Reports to compare against.
+        #[arg(required = true)]
+        others: Vec<PathBuf>,
+        /// Write decode.svg and prefill.svg with every report into this folder.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+    },
     /// Write a complete HF-layout directory of random weights for a spec.
     InitWeights {
         /// The variant spec (a path or a name in model-specs/).
@@ -184,6 +197,11 @@ fn run() -> Result<()> {
         Command::List { specs } => list(specs.unwrap_or_else(specs::specs_dir)),
         Command::Run(args) => run_model(args),
         Command::Bench(args) => bench(args),
+        Command::Compare {
+            ours,
+            others,
+            plots,
+        } => compare(&ours, &others, plots.as_deref()),
         Command::CheckKernels { dir, arch } => check_kernels(&dir, &arch),
         Command::Logits {
             spec,
@@ -245,16 +263,12 @@ fn bench(a: BenchArgs) -> Result<()> {
         .iter()
         .map(|s| specs::resolve_spec(s))
         .collect::<Result<Vec<_>>>()?;
-    let others: Vec<BenchReport> = a
-        .compare
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a bench report", p.display()))
-        })
-        .collect::<Result<_>>()?;
+    let others = pio::bench::compare::merge_by_engine(
+        a.compare
+            .iter()
+            .map(|p| read_report(p))
+            .collect::<Result<_>>()?,
+    );
     let opts = pio::bench::runner::BenchOptions {
         specs,
         weights: a.weights.iter().map(|w| weights_source(w, 0)).collect(),
@@ -284,6 +298,44 @@ fn bench(a: BenchArgs) -> Result<()> {
     if let Some(dir) = &a.plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut all: Vec<&BenchReport> = vec![&report];
+        all.extend(others.iter());
+        for f in pio::bench::plot::write_plots(&all, dir)? {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+fn read_report(path: &std::path::Path) -> Result<pio::bench::report::BenchReport> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a bench report", path.display()))
+}
+
+fn compare(
+    ours: &std::path::Path,
+    others: &[PathBuf],
+    plots: Option<&std::path::Path>,
+) -> Result<()> {
+    use pio::bench::report::BenchReport;
+    let ours = read_report(ours)?;
+    let others = pio::bench::compare::merge_by_engine(
+        others
+            .iter()
+            .map(|p| read_report(p))
+            .collect::<Result<_>>()?,
+    );
+    println!("{}", pio::bench::report::markdown(&ours));
+    for other in &others {
+        println!(
+            "pio vs {}:\n{}",
+            other.engine,
+            pio::bench::compare::ratio_table(&ours, other)
+        );
+    }
+    if let Some(dir) = plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut all: Vec<&BenchReport> = vec![&ours];
         all.extend(others.iter());
         for f in pio::bench::plot::write_plots(&all, dir)? {
             eprintln!("wrote {}", f.display());

@@ -52,11 +52,11 @@ impl Default for GemvTuning {
     fn default() -> Self {
         GemvTuning {
             warps: 8,
-            tall_rows: 2,
+            tall_rows: 1,
             // Enough that every warp gets one row group for all but the LM head, which loops
             // (H100: 132 SMs).
             max_blocks: 32 * 132,
-            max_unroll: 10,
+            max_unroll: 12,
         }
     }
 }
