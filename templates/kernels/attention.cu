@@ -5,8 +5,8 @@
 // (query head, tile of TQ tokens); each of its WARPS warps holds TQ / WARPS queries. Key and
 // value rows pass through shared memory in tiles of 32 keys (one per lane), shared by all the
 // tile's queries. The arithmetic is HF's bf16 eager attention: scores = bf16(bf16(q.k) * SCALE),
-// softmax in f32 rounded to bf16, P.V accumulated in f32 and rounded. Three passes over the keys
-// (scores recomputed): the softmax maximum, its sum, then the probabilities and P.V.
+// softmax in f32 rounded to bf16, P.V accumulated in f32 and rounded. Two passes over the keys:
+// the softmax maximum and sum (online), then the probabilities and P.V (scores recomputed).
 // (Decode uses attention_decode.cu and attention_values.cu.)
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
@@ -74,34 +74,33 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     int end = 0;
     for (int r = 0; r < TQ && t0 + r < tokens; ++r) end = max(end, positions[t0 + r] + 1);
 
-    // Pass 1: the maximum score of each query; pass 2: the sum of exp(s - max) (as torch's
-    // softmax computes it: the maximum first, then the terms, not an online rescaled sum).
-    float M[QPW], L[QPW];
+    // Pass 1: per lane, the maximum and the sum of exp(s - max) over the keys it scored.
+    float m[QPW], l[QPW];
 #pragma unroll
-    for (int i = 0; i < QPW; ++i) { M[i] = NEG_INF; L[i] = 0.0f; }
-    for (int pass = 0; pass < 2; ++pass) {
-        for (int kb = 0; kb < end; kb += KT) {
-            __syncthreads();
-            load_tile(ks, kc, kvh, kb, end);
-            __syncthreads();
-            const int key = kb + lane;
-#pragma unroll
-            for (int i = 0; i < QPW; ++i) {
-                if (key < len[i]) {
-                    const float s = dot_shared(qs[warp * QPW + i], ks[lane]);
-                    if (pass == 0) M[i] = fmaxf(M[i], s);
-                    else L[i] += __expf(s - M[i]);
-                }
-            }
-        }
+    for (int i = 0; i < QPW; ++i) { m[i] = NEG_INF; l[i] = 0.0f; }
+    for (int kb = 0; kb < end; kb += KT) {
+        __syncthreads();
+        load_tile(ks, kc, kvh, kb, end);
+        __syncthreads();
+        const int key = kb + lane;
 #pragma unroll
         for (int i = 0; i < QPW; ++i) {
-            if (pass == 0) M[i] = warp_max(M[i]);
-            else L[i] = warp_sum(L[i]);
+            if (key < len[i]) {
+                const float s = dot_shared(qs[warp * QPW + i], ks[lane]);
+                const float mn = fmaxf(m[i], s);
+                l[i] = l[i] * __expf(m[i] - mn) + __expf(s - mn);
+                m[i] = mn;
+            }
         }
     }
+    float M[QPW], L[QPW];
+#pragma unroll
+    for (int i = 0; i < QPW; ++i) {
+        M[i] = warp_max(m[i]);
+        L[i] = warp_sum(m[i] == NEG_INF ? 0.0f : l[i] * __expf(m[i] - M[i]));
+    }
 
-    // Pass 3: probabilities rounded to bf16, then P.V; each lane owns dims lane + 32 e.
+    // Pass 2: probabilities rounded to bf16, then P.V; each lane owns dims lane + 32 e.
     float acc[QPW][PER_LANE];
 #pragma unroll
     for (int i = 0; i < QPW; ++i)

@@ -97,7 +97,7 @@ const ATTENTION_CHUNK: usize = 64;
 /// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.
 const GEMV_L2_PREFETCH_BYTES: usize = 16 << 20;
 /// Query tokens per block of the prefill attention (WARPS warps, an equal share each).
-const PREFILL_QUERY_TILE: usize = 8;
+const PREFILL_QUERY_TILE: usize = 16;
 /// What codegen makes: the artifact and the kernel sources it names.
 pub struct Compiled {
     pub artifact: Artifact,
