@@ -118,8 +118,6 @@ pub struct Kernel {
 pub enum Dim {
     Fixed(u32),
     PerToken(u32),
-    /// One per tile of this many tokens (the last tile may be partial).
-    TokenTiles(u32),
 }
 
 impl Dim {
@@ -128,7 +126,6 @@ impl Dim {
         match self {
             Dim::Fixed(n) => n,
             Dim::PerToken(n) => n * tokens,
-            Dim::TokenTiles(n) => tokens.div_ceil(n.max(1)),
         }
     }
 }

@@ -88,10 +88,8 @@ pub struct Attention {
     pub warps: usize,
     pub scale: CudaF32,
     pub q_stride: usize,
-    /// Query tokens per block.
-    pub tq: usize,
-    /// D is a multiple of 4: 16-byte shared-memory reads.
-    pub vec4: bool,
+    /// Keys whose scores stay in shared memory (later ones are recomputed).
+    pub sc_max: usize,
 }
 
 #[derive(Template)]

@@ -96,8 +96,8 @@ const WARPS: usize = 4;
 const ATTENTION_CHUNK: usize = 64;
 /// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.
 const GEMV_L2_PREFETCH_BYTES: usize = 16 << 20;
-/// Query tokens per block of the prefill attention (WARPS warps, an equal share each).
-const PREFILL_QUERY_TILE: usize = 16;
+/// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
+const ATTENTION_SCORES_IN_SHARED: usize = 4096;
 /// What codegen makes: the artifact and the kernel sources it names.
 pub struct Compiled {
     pub artifact: Artifact,
@@ -571,13 +571,6 @@ impl Codegen<'_> {
                     let (heads, d) = (fixed(g, id, 2)?, fixed(g, id, 3)?);
                     let kv_heads = fixed(g, a[1], 2)?;
                     let splits = self.max_context.div_ceil(ATTENTION_CHUNK);
-                    // The prefill attention's shared tiles: TQ query rows and 32 key and value
-                    // rows of D + 4 floats.
-                    if (PREFILL_QUERY_TILE + 64) * (d + 4) * 4 > 48 * 1024 {
-                        return Err(err(format!(
-                            "'{name}': head_dim {d} is too large for the prefill attention kernel (at most 146)"
-                        )));
-                    }
                     let prefill_ctx = Attention {
                         name: PLACEHOLDER,
                         doc: "causal GQA attention (prefill)".into(),
@@ -587,8 +580,7 @@ impl Codegen<'_> {
                         warps: WARPS,
                         scale: CudaF32(*scale as f32),
                         q_stride: v(0).stride,
-                        tq: PREFILL_QUERY_TILE,
-                        vec4: d % 4 == 0,
+                        sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
                     };
                     if decode {
                         let ctx = self.max_context;
@@ -673,11 +665,7 @@ impl Codegen<'_> {
                         steps.push(launch(
                             k,
                             &name,
-                            [
-                                Dim::Fixed(heads as u32),
-                                Dim::TokenTiles(PREFILL_QUERY_TILE as u32),
-                                Dim::Fixed(1),
-                            ],
+                            [Dim::Fixed(heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
                             (WARPS * 32) as u32,
                             vec![
                                 PArg::Ptr(v(0)),
@@ -685,7 +673,6 @@ impl Codegen<'_> {
                                 PArg::Ptr(v(2)),
                                 PArg::Ptr(v(3)),
                                 PArg::Ptr(out),
-                                PArg::Tokens,
                             ],
                         ));
                     }
@@ -1105,7 +1092,7 @@ impl Codegen<'_> {
                 nodes.push(node);
                 ys.push(match grid[1] {
                     Dim::Fixed(y) => y,
-                    Dim::PerToken(y) | Dim::TokenTiles(y) => y,
+                    Dim::PerToken(y) => y,
                 });
             }
             let n = nodes.len();
@@ -1167,7 +1154,6 @@ pub fn listing(steps: &[Step]) -> String {
         Dim::Fixed(n) => n.to_string(),
         Dim::PerToken(1) => "T".into(),
         Dim::PerToken(n) => format!("{n}T"),
-        Dim::TokenTiles(n) => format!("T/{n}"),
     };
     let arg = |a: &Arg| match a {
         Arg::Ptr { region, offset } => format!("{region:?}+{offset}").to_lowercase(),
