@@ -102,3 +102,55 @@ fn bench_settings_that_cannot_fit_are_clear_errors() {
     ]);
     assert!(!ok && err.contains("3 --weights for 2 --spec"), "{err}");
 }
+
+/// `pio compare` on the reports behind BENCHMARKS.md (pio's and HF transformers' from
+/// benches/reference/hf_bench.py, one per model and mode): every report fits the schema, the
+/// HF reports merge per engine, and the ratio tables and plots come out.
+#[test]
+fn compare_saved_reports() {
+    let dir = "benches/results/h100-2026-11-26";
+    let reports: Vec<String> = [
+        "pio",
+        "hf-eager-qwen3-0.6b",
+        "hf-eager-qwen3-4b-instruct-2507",
+        "hf-compile-qwen3-0.6b",
+        "hf-compile-qwen3-4b-instruct-2507",
+    ]
+    .iter()
+    .map(|n| format!("{dir}/{n}.json"))
+    .collect();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("benches/bench-schema.json").unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for r in &reports {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{r}: {errors:?}");
+    }
+    let plots = tempfile::tempdir().unwrap();
+    let mut args = vec!["compare"];
+    args.extend(reports.iter().map(String::as_str));
+    args.extend(["--plots", plots.path().to_str().unwrap()]);
+    let (ok, out, err) = pio(&args);
+    assert!(ok, "{err}");
+    assert!(out.contains("pio vs hf-transformers-eager:"), "{out}");
+    assert!(out.contains("pio vs hf-transformers-compile:"), "{out}");
+    assert!(
+        out.contains(
+            "| Qwen3-4B-Instruct-2507 | decode at context | 128 | 267.5 | 204.1 | 1.31x |"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("| Qwen3-0.6B | decode at context | 16384 | 477.7 | 34.9 | 13.68x |"),
+        "{out}"
+    );
+    let svg = std::fs::read_to_string(plots.path().join("decode.svg")).unwrap();
+    assert!(svg.contains("Qwen3-4B-Instruct-2507 (hf-transformers-compile)"));
+
+    let (ok, _, err) = pio(&["compare", "no-such.json", &reports[1]]);
+    assert!(!ok);
+    assert!(err.contains("reading no-such.json"), "{err}");
+}
