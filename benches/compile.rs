@@ -11,6 +11,9 @@
 //! cargo bench --bench compile -- --quick    # a rough number, faster
 //! ```
 
+mod common;
+
+use common::root;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use pio_compiler::codegen::{generate, CodegenOptions};
 use pio_compiler::ir::Graph;
@@ -26,17 +29,6 @@ const SPECS: [&str; 3] = [
     "qwen3-0.6b.yaml",
     "qwen3-4b-instruct-2507.yaml",
 ];
-
-/// The workspace root: where this file was compiled, else the current directory (cargo runs
-/// benches from the package root, also when the binary was built elsewhere).
-fn root() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if built.join("model-specs").is_dir() {
-        built
-    } else {
-        PathBuf::from(".")
-    }
-}
 
 fn spec_path(name: &str) -> PathBuf {
     root().join("model-specs").join(name)

@@ -16,24 +16,15 @@
 //! cargo bench --bench cpu -- sampling       # one group
 //! ```
 
+mod common;
+
+use common::root;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pio::{Device, Model, WeightsSource};
 use pio_runtime::sampling::{Sampler, SamplingParams};
 use pio_runtime::tokenizer::Tokenizer;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The workspace root: where this file was compiled, else the current directory (cargo runs
-/// benches from the package root, also when the binary was built elsewhere).
-fn root() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if built.join("model-specs").is_dir() {
-        built
-    } else {
-        PathBuf::from(".")
-    }
-}
 
 /// A small deterministic generator (SplitMix64), so the benches need no extra dependency.
 struct SplitMix(u64);

@@ -18,13 +18,15 @@
 //! cargo bench --bench gpu
 //! ```
 
+mod common;
+
+use common::root;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pio::{Device, LoadOptions, Model, WeightsSource};
 use pio_runtime::cuda::device::{driver_present, Gpu};
 use pio_runtime::cuda::executor::CudaModel;
 use pio_runtime::sampling::SamplingParams;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const DEFAULT_SPEC: &str = "qwen3-0.6b.yaml";
@@ -32,17 +34,6 @@ const PROMPT_LEN: usize = 128;
 /// Most tokens generated after the prompt before the cache is reset.
 const GENERATED: usize = 256;
 const MAX_CONTEXT: usize = 4096;
-
-/// The workspace root: where this file was compiled, else the current directory (cargo runs
-/// benches from the package root, also when the binary was built elsewhere).
-fn root() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if built.join("model-specs").is_dir() {
-        built
-    } else {
-        PathBuf::from(".")
-    }
-}
 
 /// Whether a CUDA driver and a GPU are there (never panics).
 fn gpu_available() -> bool {

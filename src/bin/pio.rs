@@ -257,18 +257,12 @@ fn run() -> Result<()> {
 }
 
 fn bench(a: BenchArgs) -> Result<()> {
-    use pio::bench::report::{markdown, BenchReport};
     let specs = a
         .spec
         .iter()
         .map(|s| specs::resolve_spec(s))
         .collect::<Result<Vec<_>>>()?;
-    let others = pio::bench::compare::merge_by_engine(
-        a.compare
-            .iter()
-            .map(|p| read_report(p))
-            .collect::<Result<_>>()?,
-    );
+    let others = read_reports(&a.compare)?;
     let opts = pio::bench::runner::BenchOptions {
         specs,
         weights: a.weights.iter().map(|w| weights_source(w, 0)).collect(),
@@ -281,61 +275,56 @@ fn bench(a: BenchArgs) -> Result<()> {
         progress: true,
     };
     let report = pio::bench::runner::run(&opts)?;
-    println!("{}", markdown(&report));
-    for other in &others {
-        println!(
-            "pio vs {}:\n{}",
-            other.engine,
-            pio::bench::compare::ratio_table(&report, other)
-        );
-    }
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, format!("{text}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    if let Some(dir) = &a.plots {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut all: Vec<&BenchReport> = vec![&report];
-        all.extend(others.iter());
-        for f in pio::bench::plot::write_plots(&all, dir)? {
-            eprintln!("wrote {}", f.display());
-        }
-    }
-    Ok(())
+    show(&report, &others, a.plots.as_deref())
 }
 
-fn read_report(path: &std::path::Path) -> Result<pio::bench::report::BenchReport> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a bench report", path.display()))
-}
-
+/// `pio compare`: the same output as `pio bench` from a saved report.
 fn compare(
     ours: &std::path::Path,
     others: &[PathBuf],
     plots: Option<&std::path::Path>,
 ) -> Result<()> {
-    use pio::bench::report::BenchReport;
-    let ours = read_report(ours)?;
-    let others = pio::bench::compare::merge_by_engine(
-        others
-            .iter()
-            .map(|p| read_report(p))
-            .collect::<Result<_>>()?,
-    );
-    println!("{}", pio::bench::report::markdown(&ours));
-    for other in &others {
+    let ours = read_reports(&[ours.to_path_buf()])?.remove(0);
+    show(&ours, &read_reports(others)?, plots)
+}
+
+/// Reads bench reports (JSON); reports of one engine are merged into one.
+fn read_reports(paths: &[PathBuf]) -> Result<Vec<pio::bench::report::BenchReport>> {
+    let reports = paths
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a bench report", p.display()))
+        })
+        .collect::<Result<_>>()?;
+    Ok(pio::bench::compare::merge_by_engine(reports))
+}
+
+/// pio's markdown table, a ratio table against each other report, and the plots with all of them.
+fn show(
+    ours: &pio::bench::report::BenchReport,
+    others: &[pio::bench::report::BenchReport],
+    plots: Option<&std::path::Path>,
+) -> Result<()> {
+    println!("{}", pio::bench::report::markdown(ours));
+    for other in others {
         println!(
             "pio vs {}:\n{}",
             other.engine,
-            pio::bench::compare::ratio_table(&ours, other)
+            pio::bench::compare::ratio_table(ours, other)
         );
     }
     if let Some(dir) = plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut all: Vec<&BenchReport> = vec![&ours];
+        let mut all = vec![ours];
         all.extend(others.iter());
         for f in pio::bench::plot::write_plots(&all, dir)? {
             eprintln!("wrote {}", f.display());

@@ -1,5 +1,5 @@
-//! RoPE constants as HF transformers computes them, and the host replica of the kernels'
-//! `sincos_accurate` (templates/common/pio.cuh), so its constants are tested here.
+//! RoPE constants as HF transformers computes them; the tests hold a host replica of the
+//! kernels' `sincos_accurate` (templates/common/pio.cuh), so that its constants are tested.
 
 /// `1 / theta^(2i / d)` for `i < d / 2`, in f32 step by step as HF does it
 /// (`1.0 / (base ** (arange(0, d, 2).float() / d))`).
@@ -9,34 +9,34 @@ pub fn inv_freq(theta: f64, d: usize) -> Vec<f32> {
         .collect()
 }
 
-/// sin and cos of an f32 angle: the same operations as `sincos_accurate` in pio.cuh (the
-/// literals are the kernel's, digit for digit).
-#[allow(clippy::excessive_precision)]
-pub fn sincos_accurate(x: f32) -> (f32, f32) {
-    let k = (x * std::f32::consts::FRAC_2_PI).round_ties_even();
-    let mut r = (-k).mul_add(1.570_796_4, x);
-    r = (-k).mul_add(-4.371_138_8e-8, r);
-    r = (-k).mul_add(-1.715_124_5e-15, r);
-    let z = r * r;
-    let sr = (r * z).mul_add(
-        z.mul_add(z.mul_add(-1.951_529_6e-4, 8.332_161e-3), -1.666_665_5e-1),
-        r,
-    );
-    let cr = (z * z).mul_add(
-        z.mul_add(z.mul_add(2.443_315_7e-5, -1.388_731_6e-3), 4.166_664_6e-2),
-        (-0.5f32).mul_add(z, 1.0),
-    );
-    match (k as i64) & 3 {
-        0 => (sr, cr),
-        1 => (cr, -sr),
-        2 => (-sr, -cr),
-        _ => (-cr, sr),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sin and cos of an f32 angle: the same operations as `sincos_accurate` in pio.cuh (the
+    /// literals are the kernel's, digit for digit).
+    #[allow(clippy::excessive_precision)]
+    fn sincos_accurate(x: f32) -> (f32, f32) {
+        let k = (x * std::f32::consts::FRAC_2_PI).round_ties_even();
+        let mut r = (-k).mul_add(1.570_796_4, x);
+        r = (-k).mul_add(-4.371_138_8e-8, r);
+        r = (-k).mul_add(-1.715_124_5e-15, r);
+        let z = r * r;
+        let sr = (r * z).mul_add(
+            z.mul_add(z.mul_add(-1.951_529_6e-4, 8.332_161e-3), -1.666_665_5e-1),
+            r,
+        );
+        let cr = (z * z).mul_add(
+            z.mul_add(z.mul_add(2.443_315_7e-5, -1.388_731_6e-3), 4.166_664_6e-2),
+            (-0.5f32).mul_add(z, 1.0),
+        );
+        match (k as i64) & 3 {
+            0 => (sr, cr),
+            1 => (cr, -sr),
+            2 => (-sr, -cr),
+            _ => (-cr, sr),
+        }
+    }
 
     #[test]
     fn inv_freq_matches_hf_values() {

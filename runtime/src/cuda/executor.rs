@@ -564,11 +564,6 @@ impl CudaModel {
         }
     }
 
-    /// Whether kernels launch as programmatic dependent launches.
-    pub fn pdl(&self) -> bool {
-        self.pdl
-    }
-
     /// The logits of the last step's rows, as f32.
     pub fn logits(&self) -> Result<Vec<Vec<f32>>, CudaError> {
         let v = self.artifact.vocab_size;
