@@ -39,6 +39,8 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
         "model-specs/qwen3-tiny.yaml",
         "tests/specs/gpu/qwen3-odd50.yaml",
         "tests/specs/gpu/qwen3-odd3.yaml",
+        // Decode GEMV rows split over several warps (4,096 and 9,736 features).
+        "tests/specs/gpu/qwen3-wide.yaml",
         // Real 0.6B layer shapes (head_dim 128: the vector paths), two layers.
         "compiler/tests/specs/qwen3-0.6b-2layers.yaml",
     ] {
@@ -140,6 +142,50 @@ fn graph_replay_is_bitwise_equal_to_eager() {
         assert_eq!(bits(&eager), bits(&other), "graph {graph}, pdl {pdl}");
     }
     assert!(m.cuda().unwrap().model().graph_fallback.is_none());
+}
+
+/// Rewinding to a cached length and decoding again repeats the same tokens and logits bit for
+/// bit (what `pio bench` relies on to time decode repeats from one filled context); rewinding
+/// past the cache is an error.
+#[test]
+fn rewind_repeats_a_decode_bitwise() {
+    if !have_gpu() {
+        return;
+    }
+    let mut m = load(
+        "model-specs/qwen3-tiny.yaml",
+        Device::Cuda,
+        &LoadOptions::default(),
+    );
+    let cuda = m.cuda().unwrap().model();
+    cuda.reset().unwrap();
+    cuda.step(&PROMPT).unwrap();
+    let first = cuda
+        .sample(&pio_runtime::sampling::SamplingParams::greedy(), 0)
+        .unwrap();
+    let decode = |cuda: &mut pio_runtime::cuda::executor::CudaModel| {
+        let (mut tokens, mut bits) = (Vec::new(), Vec::new());
+        let mut next = first;
+        for _ in 0..6 {
+            cuda.step(&[next]).unwrap();
+            let row = cuda.logits().unwrap().remove(0);
+            bits.extend(row.iter().map(|x| x.to_bits()));
+            next = pio::model::argmax(&row);
+            tokens.push(next);
+        }
+        (tokens, bits)
+    };
+    let a = decode(cuda);
+    assert_eq!(cuda.cached_len(), PROMPT.len() + 6);
+    cuda.rewind(PROMPT.len(), first).unwrap();
+    let b = decode(cuda);
+    assert_eq!(a.0, b.0);
+    assert!(a.1 == b.1, "logits differ after the rewind");
+    let e = cuda
+        .rewind(PROMPT.len() + 7, first)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only 15 are cached"), "{e}");
 }
 
 /// Greedy generation sampled on the GPU follows the argmax of the GPU's own logits; top-k

@@ -25,6 +25,7 @@ fn every_kernel_compiles_for_sm_90() {
         "tests/specs/gpu/qwen3-odd50.yaml",
         "tests/specs/gpu/qwen3-odd3.yaml",
         "tests/specs/gpu/qwen3-long.yaml",
+        "tests/specs/gpu/qwen3-wide.yaml",
     ] {
         for no_fusion in [false, true] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();

@@ -14,9 +14,10 @@ JSON report of the same shape as pio's `BenchReport` (schema: benches/bench-sche
 What is measured (CUDA events, after warm-up; median/min/max over --repeats):
   * prefill, per prompt length P: a forward pass over P tokens into a fresh KV cache, then the
     greedy pick of the first token. TTFT = forward + pick; prefill tokens/s = P / forward time.
-  * decode, per context position C: fill the cache with C tokens (not timed), then time --gen
-    greedy single-token steps back to back; tokens/s = gen / elapsed. This is what `pio bench`
-    does (its "decode at context C" also covers positions C .. C+gen-1).
+  * decode, per context position C: fill the cache with C tokens once (not timed), then time
+    --gen greedy single-token steps back to back, each run going back to position C (static
+    cache: overwritten from C on; dynamic cache: cropped to C); tokens/s = gen / elapsed. This
+    is what `pio bench` does (its "decode at context C" also covers positions C .. C+gen-1).
   * peak memory (torch.cuda.max_memory_allocated over the whole run) and the weights' bytes.
 
 Modes:
@@ -182,7 +183,8 @@ class Runner:
 
     def decode(self, first_token, position, cache, steps):
         """`steps` greedy single-token steps from `position` on, feeding each picked token back;
-        everything stays on the GPU (no host sync inside the loop). Returns the last token."""
+        everything stays on the GPU (no host sync inside the loop). Returns the last token and
+        the cache."""
         token = first_token
         if self.compile:
             cache_position = torch.tensor([position], dtype=torch.long, device=self.device)
@@ -204,7 +206,7 @@ class Runner:
                 out = self.step(**kwargs)
                 cache = out.past_key_values
             token = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
-        return token
+        return token, cache
 
 
 def measure_prefill(r, p, warmup, repeats):
@@ -258,18 +260,22 @@ def measure_decode(r, c, warmup, repeats, floor, compile_times):
         torch.cuda.synchronize()
         compile_times.append(time.perf_counter() - t0)
 
+    # As `pio bench`: the cache is filled once, and every run goes back to position n (the
+    # static cache is overwritten from n on; the dynamic cache is cropped to n).
+    first, cache = fill()
     tps = []
     for i in range(warmup + repeats):
-        first, cache = fill()
+        if i > 0 and static_cache is None:
+            cache.crop(n)
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        r.decode(first, n, cache, gen)
+        _, cache = r.decode(first, n, cache, gen)
         end.record()
         end.synchronize()
-        del cache
         if i >= warmup:
             tps.append(gen / (start.elapsed_time(end) / 1e3))
+    del cache
     return {"context": c, "tokens_per_s": stat(tps), "bandwidth_floor_tokens_per_s": floor}
 
 

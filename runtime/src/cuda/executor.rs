@@ -249,6 +249,28 @@ impl CudaModel {
         self.gpu.sync()
     }
 
+    /// Goes back to the first `len` cached tokens, with `next` as the next decode step's input.
+    /// The cache keeps what it holds up to `len` (the next steps overwrite the rest): a decode
+    /// can be repeated from the same context without prefilling it again.
+    pub fn rewind(&mut self, len: usize, next: u32) -> Result<(), CudaError> {
+        if len > self.cached {
+            return Err(CudaError::Other(format!(
+                "cannot rewind to {len} tokens: only {} are cached",
+                self.cached
+            )));
+        }
+        if next as usize >= self.artifact.vocab_size {
+            return Err(CudaError::Other(format!(
+                "token id {next} is out of range for a vocabulary of {}",
+                self.artifact.vocab_size
+            )));
+        }
+        self.cached = len;
+        self.last_tokens = 0;
+        self.write_inputs(&[next], len)?;
+        self.gpu.sync()
+    }
+
     /// Marks tokens as seen (the prompt, for the repetition penalty).
     pub fn mark_seen(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
         let mut host = vec![0u8; self.artifact.vocab_size];
