@@ -932,11 +932,12 @@ impl Codegen<'_> {
             // read in one batch by one pass of the warps.
             let whole_slice = single_pass && kslice <= 256 * unroll;
             let prefetch = k % 8 == 0 && (k <= 1024 || whole_slice);
-            // Rows that warps start on, and the L2 share each may prefetch (none where the
-            // registers already hold the whole slice).
+            // Rows that warps start on, and the L2 share each may prefetch. (Also where the
+            // registers hold the whole slice: dropping it there cost 5% on the 0.6B and 4% on
+            // the 4B, H100, GPU_RESULTS.md.)
             let first_rows =
                 n.min(blocks * tune.warps / ksplit * rows) * if swiglu { 2 } else { 1 } * ksplit;
-            let l2_prefetch = if k % 8 == 0 && !(prefetch && whole_slice) {
+            let l2_prefetch = if k % 8 == 0 {
                 (kslice * 2).min(GEMV_L2_PREFETCH_BYTES / first_rows / 16 * 16)
             } else {
                 0
