@@ -39,7 +39,7 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
         "model-specs/qwen3-tiny.yaml",
         "tests/specs/gpu/qwen3-odd50.yaml",
         "tests/specs/gpu/qwen3-odd3.yaml",
-        // Decode GEMV rows split over several warps (4,096 and 9,736 features).
+        // Long decode GEMV rows (4,096 and 9,736 features) and 32 query heads.
         "tests/specs/gpu/qwen3-wide.yaml",
         // Real 0.6B layer shapes (head_dim 128: the vector paths), two layers.
         "compiler/tests/specs/qwen3-0.6b-2layers.yaml",

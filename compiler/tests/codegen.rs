@@ -177,55 +177,11 @@ fn gemv_tuning_parses_and_rejects_bad_settings() {
         ("rows=9", "GEMV setting 'rows=9' is out of range"),
         (
             "lanes=2",
-            "unknown GEMV setting 'lanes' (warps, rows, blocks, unroll, ksplit)",
+            "unknown GEMV setting 'lanes' (warps, rows, blocks, unroll)",
         ),
     ] {
         assert_eq!(GemvTuning::parse(bad).unwrap_err(), msg);
     }
-}
-
-#[test]
-fn long_gemv_rows_are_split_over_warps_whose_slices_fit_one_batch() {
-    use pio_compiler::codegen::{gemv_shape, GemvShape, GemvTuning};
-    let t = GemvTuning::default();
-    // Qwen3-4B: O projection (4,096 features) over 2 warps, down projection (9,728) over 4.
-    assert_eq!(
-        gemv_shape(&t, 4096, 2560, 1),
-        GemvShape {
-            blocks: 640,
-            single_pass: true,
-            ksplit: 2,
-            kslice: 2048,
-            unroll: 8
-        }
-    );
-    assert_eq!(
-        gemv_shape(&t, 9728, 2560, 1),
-        GemvShape {
-            blocks: 1280,
-            single_pass: true,
-            ksplit: 4,
-            kslice: 2560,
-            unroll: 10
-        }
-    );
-    // Rows that fit one batch (every Qwen3-0.6B GEMV, the 4B's 2,560-feature ones) stay whole.
-    for (k, n) in [(1024, 4096), (2048, 1024), (3072, 1024), (2560, 6144)] {
-        let s = gemv_shape(&t, k, n, 1);
-        assert_eq!((s.ksplit, s.kslice), (1, k), "k {k}");
-    }
-    // Switched off, and bounded by the block's warps.
-    let off = GemvTuning::parse("ksplit=1").unwrap();
-    assert_eq!(gemv_shape(&off, 9728, 2560, 1).ksplit, 1);
-    assert_eq!(gemv_shape(&off, 9728, 2560, 1).blocks, 320);
-    let two = GemvTuning::parse("warps=2").unwrap();
-    assert_eq!(gemv_shape(&two, 9728, 2560, 1).ksplit, 1);
-    assert_eq!(gemv_shape(&two, 4096, 2560, 1).ksplit, 2);
-    // Never when the warps would loop over rows (the LM head) or rows are grouped.
-    assert_eq!(gemv_shape(&t, 4096, 151_936, 1).ksplit, 1);
-    assert_eq!(gemv_shape(&t, 4096, 2560, 2).ksplit, 1);
-    // Not 16-byte rows: scalar loads, no split.
-    assert_eq!(gemv_shape(&t, 9731, 2560, 1).ksplit, 1);
 }
 
 #[test]

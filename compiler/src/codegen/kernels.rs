@@ -38,9 +38,6 @@ pub struct Gemv {
     pub unroll: usize,
     /// Output rows per warp iteration.
     pub rows: usize,
-    /// Warps per row group, each summing a slice of `kslice` features (1: a warp per row group).
-    pub ksplit: usize,
-    pub kslice: usize,
     /// Load the first weight batch before the RMSNorm prologue (short rows only: it costs
     /// registers).
     pub prefetch: bool,

@@ -46,10 +46,6 @@ pub struct GemvTuning {
     pub max_blocks: usize,
     /// Most 16-byte loads per lane and row issued before their FMAs.
     pub max_unroll: usize,
-    /// Most warps sharing one output row, each over a slice of K: rows longer than one batch of
-    /// loads (256 x `max_unroll` features) are split so that each warp's slice fits one batch,
-    /// which is then loaded before the wait for the previous kernel (1: never split).
-    pub max_ksplit: usize,
 }
 
 impl Default for GemvTuning {
@@ -61,14 +57,12 @@ impl Default for GemvTuning {
             // (H100: 132 SMs).
             max_blocks: 32 * 132,
             max_unroll: 12,
-            max_ksplit: 4,
         }
     }
 }
 
 impl GemvTuning {
-    /// Reads `warps=8,rows=2,blocks=4224,unroll=10,ksplit=4` (any subset; the rest stay
-    /// default).
+    /// Reads `warps=8,rows=2,blocks=4224,unroll=10` (any subset; the rest stay default).
     pub fn parse(text: &str) -> Result<GemvTuning, String> {
         let mut t = GemvTuning::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -83,66 +77,18 @@ impl GemvTuning {
                 "rows" if v <= 4 => t.tall_rows = v,
                 "blocks" => t.max_blocks = v,
                 "unroll" if v <= 16 => t.max_unroll = v,
-                "ksplit" if v <= 8 => t.max_ksplit = v,
-                "warps" | "rows" | "unroll" | "ksplit" => {
+                "warps" | "rows" | "unroll" => {
                     return Err(format!("GEMV setting '{key}={v}' is out of range"))
                 }
                 _ => {
                     return Err(format!(
-                        "unknown GEMV setting '{key}' (warps, rows, blocks, unroll, ksplit)"
+                        "unknown GEMV setting '{key}' (warps, rows, blocks, unroll)"
                     ))
                 }
             }
         }
         Ok(t)
     }
-}
-
-/// How a decode GEMV of `n` output rows of `k` features is spread over warps and blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GemvShape {
-    pub blocks: usize,
-    /// Every warp has at most one row group.
-    pub single_pass: bool,
-    /// Warps per row group and the features each sums.
-    pub ksplit: usize,
-    pub kslice: usize,
-    /// 16-byte loads per lane issued before their FMAs.
-    pub unroll: usize,
-}
-
-/// The launch shape of a decode GEMV: one warp per `rows` output rows, or, for rows longer than
-/// one batch of loads, 2 or 4 warps per row (a power of two dividing the block's warps, at most
-/// `max_ksplit`) whose slices fit one batch, when that still gives every warp one pass.
-pub fn gemv_shape(tune: &GemvTuning, k: usize, n: usize, rows: usize) -> GemvShape {
-    let batch = 256 * tune.max_unroll;
-    let plain = |ksplit: usize| {
-        let groups = tune.warps / ksplit;
-        let blocks = n.div_ceil(groups * rows).min(tune.max_blocks);
-        let kslice = if ksplit == 1 {
-            k
-        } else {
-            k.div_ceil(ksplit).div_ceil(256) * 256
-        };
-        GemvShape {
-            blocks,
-            single_pass: blocks * groups * rows >= n,
-            ksplit,
-            kslice,
-            unroll: kslice.div_ceil(256).clamp(1, tune.max_unroll),
-        }
-    };
-    if k % 8 == 0 && rows == 1 && k > batch {
-        let mut ksplit = 2;
-        while ksplit <= tune.max_ksplit.min(tune.warps) && tune.warps % ksplit == 0 {
-            let s = plain(ksplit);
-            if s.kslice <= batch && s.single_pass {
-                return s;
-            }
-            ksplit *= 2;
-        }
-    }
-    plain(1)
 }
 
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
@@ -920,25 +866,13 @@ impl Codegen<'_> {
             } else {
                 1
             };
-            let shape = gemv_shape(&tune, k, n, rows);
-            let (blocks, single_pass, ksplit, kslice, unroll) = (
-                shape.blocks,
-                shape.single_pass,
-                shape.ksplit,
-                shape.kslice,
-                shape.unroll,
-            );
-            // Load the first batch into registers before the wait: short rows, or rows (slices)
-            // read in one batch by one pass of the warps.
-            let whole_slice = single_pass && kslice <= 256 * unroll;
-            let prefetch = k % 8 == 0 && (k <= 1024 || whole_slice);
-            // Rows that warps start on, and the L2 share each may prefetch. (Also where the
-            // registers hold the whole slice: dropping it there cost 5% on the 0.6B and 4% on
-            // the 4B, H100, GPU_RESULTS.md.)
-            let first_rows =
-                n.min(blocks * tune.warps / ksplit * rows) * if swiglu { 2 } else { 1 } * ksplit;
+            let blocks = n.div_ceil(tune.warps * rows).min(tune.max_blocks);
+            let single_pass = blocks * tune.warps * rows >= n;
+            let unroll = k.div_ceil(256).clamp(1, tune.max_unroll);
+            // Rows that warps start on, and the L2 share each may prefetch.
+            let first_rows = n.min(blocks * tune.warps * rows) * if swiglu { 2 } else { 1 };
             let l2_prefetch = if k % 8 == 0 {
-                (kslice * 2).min(GEMV_L2_PREFETCH_BYTES / first_rows / 16 * 16)
+                (k * 2).min(GEMV_L2_PREFETCH_BYTES / first_rows / 16 * 16)
             } else {
                 0
             };
@@ -957,9 +891,7 @@ impl Codegen<'_> {
                     vec8: k % 8 == 0,
                     unroll,
                     rows,
-                    ksplit,
-                    kslice,
-                    prefetch,
+                    prefetch: k % 8 == 0 && (k <= 1024 || (single_pass && k <= 256 * unroll)),
                     single_pass,
                     l2_prefetch: if l2_prefetch >= 512 { l2_prefetch } else { 0 },
                 },
