@@ -66,6 +66,27 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+// Thread-block clusters (sm_90+): a barrier over every thread of the cluster (memory before it
+// is visible to the cluster after it), and a read of the float at p, an address in this block's
+// shared memory, from the same place in the shared memory of the cluster's block `rank`.
+__device__ __forceinline__ void cluster_sync() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ float ld_cluster(const float* p, unsigned rank) {
+#if __CUDA_ARCH__ >= 900
+    unsigned local = (unsigned)__cvta_generic_to_shared(p), remote;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+    return v;
+#else
+    return *p;
+#endif
+}
+
 // sin and cos of an f32 angle, accurate to about 1 ulp for |x| < 1e5 whatever the fast-math
 // setting (which turns sincosf into a hardware approximation that loses accuracy for large
 // angles): Cody-Waite reduction by pi/2 in three FMA steps, then minimax polynomials on

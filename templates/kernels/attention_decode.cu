@@ -4,7 +4,8 @@
 // ([ctx, KV_HEADS, D]), split-K: one block per (kv head, split of CHUNK keys) serves all GROUP
 // query heads of that kv head, so each key row is read once. Scores are HF's bf16 eager ones,
 // bf16(bf16(q.k) * SCALE); they go to scores[head, key], and each split's softmax state
-// (max, sum of exp(s - max)) to stats[head, split]. attention_values.cu does the rest.
+// (max, sum of exp(s - max)) to stats[head, split]. attention_values.cu does the rest. Contexts
+// of at most the cluster limit (on sm_90) are attention_cluster.cu's: this kernel returns.
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define GROUP (HEADS / KV_HEADS)
@@ -27,6 +28,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const int len = pos + 1;
     const int start = split * CHUNK;
     const int n = min(CHUNK, len - start);
+{% if cluster_limit > 0 %}
+#if __CUDA_ARCH__ >= 900
+    if (len <= {{ cluster_limit }}) {  // attention_cluster serves this context
+        pdl_wait();
+        pdl_launch_dependents();
+        return;
+    }
+#endif
+{% endif %}
 {% if vec8 %}
     for (int j = threadIdx.x; j < n; j += THREADS)
         if (start + j < pos) prefetch_l2(kc + ((size_t)(start + j) * KV_HEADS + kvh) * D, D * 2);

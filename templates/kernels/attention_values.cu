@@ -4,7 +4,8 @@
 // all splits from attention_decode's stats, P = bf16(exp(s - max) / sum) as HF's eager softmax
 // rounds it, and the split's P.V partial sums (f32) for the GROUP query heads, with value rows
 // read coalesced. The last block of a kv head to finish (counted in `done`) adds the partials in
-// split order and writes the bf16 output.
+// split order and writes the bf16 output. Contexts of at most the cluster limit (on sm_90) are
+// attention_cluster.cu's: this kernel returns.
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define GROUP (HEADS / KV_HEADS)
@@ -29,6 +30,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const int start = split * CHUNK;
     const int n = min(CHUNK, len - start);
     const int nsplit = (len + CHUNK - 1) / CHUNK;
+{% if cluster_limit > 0 %}
+#if __CUDA_ARCH__ >= 900
+    if (len <= {{ cluster_limit }}) {  // attention_cluster serves this context
+        pdl_wait();
+        pdl_launch_dependents();
+        return;
+    }
+#endif
+{% endif %}
 {% if vec8 %}
     // This warp's value rows (every WARPS-th key of the split; 4 consecutive dims per lane),
     // loaded first so that their latency overlaps the wait and the softmax below.

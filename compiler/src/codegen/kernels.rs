@@ -107,6 +107,8 @@ pub struct AttentionDecode {
     pub ctx: usize,
     /// D is a multiple of 8: 16-byte key loads.
     pub vec8: bool,
+    /// Contexts of at most this many tokens are attention_cluster's (0: none).
+    pub cluster_limit: usize,
 }
 
 #[derive(Template)]
@@ -122,6 +124,25 @@ pub struct AttentionValues {
     pub ctx: usize,
     /// D is a multiple of 128: value rows read in 128-wide column blocks.
     pub vec8: bool,
+    /// Contexts of at most this many tokens are attention_cluster's (0: none).
+    pub cluster_limit: usize,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/attention_cluster.cu", escape = "none")]
+pub struct AttentionCluster {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d: usize,
+    pub scale: CudaF32,
+    /// Blocks per cluster (one cluster per kv head).
+    pub cluster: usize,
+    /// Longest context served (a multiple of `cluster`).
+    pub limit: usize,
+    /// D is 128: half a warp per key row, a warp per value row.
+    pub vec: bool,
 }
 
 #[derive(Template)]

@@ -23,6 +23,10 @@ pub struct CodegenOptions {
     pub max_context: Option<usize>,
     /// Launch shape of the decode GEMVs.
     pub gemv: GemvTuning,
+    /// Decode contexts of at most this many tokens run attention as one kernel on a cluster of
+    /// blocks per kv head (sm_90+; longer ones, and older GPUs, use the split-K kernels). Capped
+    /// where the kernel's shared memory would not fit; 0 turns it off.
+    pub cluster_attention: usize,
 }
 
 impl Default for CodegenOptions {
@@ -31,6 +35,7 @@ impl Default for CodegenOptions {
             max_prefill: 512,
             max_context: None,
             gemv: GemvTuning::default(),
+            cluster_attention: DEFAULT_CLUSTER_ATTENTION,
         }
     }
 }
@@ -92,6 +97,32 @@ impl GemvTuning {
 }
 
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
+/// Longest decode context served by the cluster attention kernel by default.
+pub const DEFAULT_CLUSTER_ATTENTION: usize = 2048;
+/// Blocks per kv head in the cluster attention kernel (the portable cluster size).
+const ATTENTION_CLUSTER: usize = 8;
+/// Static shared memory a kernel may use.
+const STATIC_SHARED: usize = 48 << 10;
+
+/// The longest context the cluster attention kernel serves (0: none) for `group` query heads
+/// per kv head of `d` dims: at most `wanted` and the context bound, halved until the kernel's
+/// shared memory fits.
+pub fn cluster_attention_limit(wanted: usize, max_context: usize, group: usize, d: usize) -> usize {
+    let round = |n: usize| n.div_ceil(ATTENTION_CLUSTER) * ATTENTION_CLUSTER;
+    let mut limit = round(wanted.min(max_context));
+    // Queries, scores, softmax state, partial sums and (D = 128) the warps' sums, all f32.
+    let shared = |limit: usize| {
+        let red = if d == 128 { 4 * d } else { 0 };
+        4 * group * (d + limit / ATTENTION_CLUSTER + 4 + d + red)
+    };
+    while limit > 0 && shared(limit) > STATIC_SHARED {
+        limit = round(limit / 2);
+        if limit <= ATTENTION_CLUSTER {
+            return 0;
+        }
+    }
+    limit
+}
 const WARPS: usize = 4;
 const ATTENTION_CHUNK: usize = 64;
 /// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.
@@ -183,6 +214,7 @@ pub fn generate(
         kv: HashMap::new(),
         max_context,
         gemv: opts.gemv,
+        cluster_attention: opts.cluster_attention,
         io: art::Io {
             tokens: 0,
             positions: 0,
@@ -268,6 +300,7 @@ struct Codegen<'a> {
     kv: HashMap<(usize, crate::ir::CacheKind), u64>,
     max_context: usize,
     gemv: GemvTuning,
+    cluster_attention: usize,
     io: art::Io,
 }
 
@@ -602,6 +635,46 @@ impl Codegen<'_> {
                             Dim::Fixed(splits as u32),
                             Dim::Fixed(1),
                         ];
+                        let cluster_limit = cluster_attention_limit(
+                            self.cluster_attention,
+                            ctx,
+                            heads / kv_heads,
+                            d,
+                        );
+                        if cluster_limit > 0 {
+                            let c = self.kernel(
+                                "attention_cluster",
+                                &AttentionCluster {
+                                    name: PLACEHOLDER,
+                                    doc: "decode attention, one kernel, a cluster per kv head"
+                                        .into(),
+                                    heads,
+                                    kv_heads,
+                                    d,
+                                    scale: CudaF32(*scale as f32),
+                                    cluster: ATTENTION_CLUSTER,
+                                    limit: cluster_limit,
+                                    vec: d == 128,
+                                },
+                            );
+                            steps.push(launch(
+                                c,
+                                &name,
+                                [
+                                    Dim::Fixed(kv_heads as u32),
+                                    Dim::Fixed(ATTENTION_CLUSTER as u32),
+                                    Dim::Fixed(1),
+                                ],
+                                128,
+                                vec![
+                                    PArg::Ptr(v(0)),
+                                    PArg::Ptr(v(1)),
+                                    PArg::Ptr(v(2)),
+                                    PArg::Ptr(v(3)),
+                                    PArg::Ptr(out),
+                                ],
+                            ));
+                        }
                         let k = self.kernel(
                             "attention_decode",
                             &AttentionDecode {
@@ -615,6 +688,7 @@ impl Codegen<'_> {
                                 splits,
                                 ctx,
                                 vec8: d % 8 == 0,
+                                cluster_limit,
                             },
                         );
                         steps.push(launch(
@@ -643,6 +717,7 @@ impl Codegen<'_> {
                                 splits,
                                 ctx,
                                 vec8: d % 128 == 0,
+                                cluster_limit,
                             },
                         );
                         steps.push(launch(
