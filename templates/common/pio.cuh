@@ -80,7 +80,7 @@ __device__ __forceinline__ float ld_cluster(const float* p, unsigned rank) {
     unsigned local = (unsigned)__cvta_generic_to_shared(p), remote;
     float v;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
-    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote));
     return v;
 #else
     return *p;

@@ -222,9 +222,12 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     cluster_sync();
     for (int i = rank * THREADS + threadIdx.x; i < GROUP * D; i += CL * THREADS) {
         const int g = i / D, d = i % D;
+        float v[CL];
+#pragma unroll
+        for (int r = 0; r < CL; ++r) v[r] = ld_cluster(&part[g][d], r);
         float o = 0.0f;
 #pragma unroll
-        for (int r = 0; r < CL; ++r) o += ld_cluster(&part[g][d], r);
+        for (int r = 0; r < CL; ++r) o += v[r];
         out[(size_t)(kvh * GROUP + g) * D + d] = f2bf(o);
     }
     cluster_sync();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A/B decode speed on the same GPU in one call (GPU machine only): 128-token prompt, 256
-# generated tokens, greedy, context 4096, random weights. Each argument is a variant: a pio
+# generated tokens, greedy, context 4096 (MAX_CONTEXT), random weights. Each argument is a variant: a pio
 # binary, optionally preceded by environment settings; variants run in turn, ROUNDS times, so
 # that drifts hit all alike. Examples:
 #   ab_speed.sh target/ab/pio-old target/release/pio
@@ -13,7 +13,7 @@ for spec in ${SPECS:-qwen3-0.6b qwen3-4b-instruct-2507}; do
         for variant in "$@"; do
             # shellcheck disable=SC2086 # a variant is words: settings, then the binary
             tps=$(env $variant run --spec $spec --weights random --prompt "$P" --max-new-tokens 256 \
-                --ignore-eos --temperature 0 --device cuda --max-context 4096 2>&1 >/dev/null \
+                --ignore-eos --temperature 0 --device cuda --max-context ${MAX_CONTEXT:-4096} 2>&1 >/dev/null \
                 | grep -o "generated: 256 tokens, [0-9.]* tokens/s" | grep -o "[0-9.]* tokens/s")
             echo "$spec [$variant] round $round: $tps"
         done

@@ -641,40 +641,6 @@ impl Codegen<'_> {
                             heads / kv_heads,
                             d,
                         );
-                        if cluster_limit > 0 {
-                            let c = self.kernel(
-                                "attention_cluster",
-                                &AttentionCluster {
-                                    name: PLACEHOLDER,
-                                    doc: "decode attention, one kernel, a cluster per kv head"
-                                        .into(),
-                                    heads,
-                                    kv_heads,
-                                    d,
-                                    scale: CudaF32(*scale as f32),
-                                    cluster: ATTENTION_CLUSTER,
-                                    limit: cluster_limit,
-                                    vec: d == 128,
-                                },
-                            );
-                            steps.push(launch(
-                                c,
-                                &name,
-                                [
-                                    Dim::Fixed(kv_heads as u32),
-                                    Dim::Fixed(ATTENTION_CLUSTER as u32),
-                                    Dim::Fixed(1),
-                                ],
-                                128,
-                                vec![
-                                    PArg::Ptr(v(0)),
-                                    PArg::Ptr(v(1)),
-                                    PArg::Ptr(v(2)),
-                                    PArg::Ptr(v(3)),
-                                    PArg::Ptr(out),
-                                ],
-                            ));
-                        }
                         let k = self.kernel(
                             "attention_decode",
                             &AttentionDecode {
@@ -735,6 +701,42 @@ impl Codegen<'_> {
                                 PArg::Ptr(out),
                             ],
                         ));
+                        // Last, so that the O projection's GEMV, launched early, prefetches its
+                        // weights while the kernel serving short contexts runs.
+                        if cluster_limit > 0 {
+                            let c = self.kernel(
+                                "attention_cluster",
+                                &AttentionCluster {
+                                    name: PLACEHOLDER,
+                                    doc: "decode attention, one kernel, a cluster per kv head"
+                                        .into(),
+                                    heads,
+                                    kv_heads,
+                                    d,
+                                    scale: CudaF32(*scale as f32),
+                                    cluster: ATTENTION_CLUSTER,
+                                    limit: cluster_limit,
+                                    vec: d == 128,
+                                },
+                            );
+                            steps.push(launch(
+                                c,
+                                &name,
+                                [
+                                    Dim::Fixed(kv_heads as u32),
+                                    Dim::Fixed(ATTENTION_CLUSTER as u32),
+                                    Dim::Fixed(1),
+                                ],
+                                128,
+                                vec![
+                                    PArg::Ptr(v(0)),
+                                    PArg::Ptr(v(1)),
+                                    PArg::Ptr(v(2)),
+                                    PArg::Ptr(v(3)),
+                                    PArg::Ptr(out),
+                                ],
+                            ));
+                        }
                     } else {
                         let k = self.kernel("attention", &prefill_ctx);
                         steps.push(launch(
