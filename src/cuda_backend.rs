@@ -49,15 +49,6 @@ pub fn load(
                 }
                 Err(_) => GemvTuning::default(),
             },
-            // The same for the cluster attention's context limit (0: off).
-            cluster_attention: match std::env::var("PIO_CLUSTER_ATTENTION") {
-                Ok(t) => t.trim().parse().map_err(|_| {
-                    PioError::Device(format!(
-                        "PIO_CLUSTER_ATTENTION: '{t}' is not a number of tokens"
-                    ))
-                })?,
-                Err(_) => pio_compiler::codegen::DEFAULT_CLUSTER_ATTENTION,
-            },
         },
     )?;
     let sources: Vec<(String, String)> = compiled

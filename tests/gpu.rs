@@ -83,9 +83,9 @@ fn long_contexts_match_the_cpu_executor() {
     }
     for (spec, len) in [
         ("tests/specs/gpu/qwen3-odd50.yaml", 650),
-        // Decode in the cluster attention kernel, several value chunks per block.
+        // Decode attention with several rounds of key and value rows per block, scores in
+        // shared memory (1,500) and in the global scratch (4,200).
         ("tests/specs/gpu/qwen3-long.yaml", 1500),
-        // Past the cluster kernel's limit: the split-K kernels.
         ("tests/specs/gpu/qwen3-long.yaml", 4200),
     ] {
         let prompt: Vec<u32> = (0..len).map(|i| ((i * 7919 + 13) % 512) as u32).collect();

@@ -29,27 +29,17 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
         &CodegenOptions::default(),
         PassOptions::default(),
     );
-    // RMSNorm+QKV GEMV, the merged Q/K/V head ops, attention (one cluster kernel for contexts
-    // up to 2,048, scores + values past it; the kernels not serving a context return at once),
-    // O GEMV + residual, RMSNorm+gate/up+SwiGLU GEMV, down GEMV + residual.
-    assert_eq!(layer_launches(&a, 28), 8.0);
+    // RMSNorm+QKV GEMV, the merged Q/K/V head ops, attention (one kernel), O GEMV + residual,
+    // RMSNorm+gate/up+SwiGLU GEMV, down GEMV + residual.
+    assert_eq!(layer_launches(&a, 28), 6.0);
     assert!(
         a.decode.iter().all(|s| matches!(s, Step::Kernel(_))),
         "decode uses no GEMM"
     );
-    assert_eq!(a.decode.len(), 28 * 8 + 2);
+    assert_eq!(a.decode.len(), 28 * 6 + 2);
     // The same layer shape in every layer: each kernel is emitted once (the merged head-op
-    // kernel comes in two orders of its ops, hence 14 rather than 13).
-    assert_eq!(a.kernels.len(), 14);
-    let split_only = compile(
-        "qwen3-0.6b.yaml",
-        &CodegenOptions {
-            cluster_attention: 0,
-            ..CodegenOptions::default()
-        },
-        PassOptions::default(),
-    );
-    assert_eq!(layer_launches(&split_only, 28), 7.0);
+    // kernel comes in two orders of its ops, hence 12 rather than 11).
+    assert_eq!(a.kernels.len(), 12);
     let names: std::collections::HashSet<&str> =
         a.kernels.iter().map(|k| k.name.as_str()).collect();
     for s in a.decode.iter().chain(&a.prefill) {
@@ -195,19 +185,19 @@ fn gemv_tuning_parses_and_rejects_bad_settings() {
 }
 
 #[test]
-fn cluster_attention_limit_fits_shared_memory_and_the_context() {
-    use pio_compiler::codegen::cluster_attention_limit;
-    // Qwen3 (head_dim 128): 2 or 4 query heads per kv head.
-    assert_eq!(cluster_attention_limit(2048, 40_960, 4, 128), 2048);
-    assert_eq!(cluster_attention_limit(2048, 40_960, 2, 128), 2048);
-    // Never past the context bound (rounded up to the cluster's 8 blocks).
-    assert_eq!(cluster_attention_limit(2048, 300, 4, 128), 304);
-    assert_eq!(cluster_attention_limit(2048, 5, 1, 2), 8);
-    // Many query heads per kv head: halved until the scores fit in 48 KB with the rest.
-    assert_eq!(cluster_attention_limit(8192, 40_960, 8, 128), 4096);
-    // Too many to fit at all, and off.
-    assert_eq!(cluster_attention_limit(2048, 40_960, 16, 128), 0);
-    assert_eq!(cluster_attention_limit(0, 40_960, 4, 128), 0);
+fn decode_attention_fits_shared_memory() {
+    use pio_compiler::codegen::decode_attention_shape;
+    // Qwen3 (head_dim 128): 2 or 4 query heads per kv head, scores of up to 256 positions per
+    // block (8 blocks per kv head) in shared memory.
+    assert_eq!(decode_attention_shape(4, 128, 40_960), Some((true, 256)));
+    assert_eq!(decode_attention_shape(2, 128, 4096), Some((true, 256)));
+    // Short contexts need less; other head sizes take the scalar paths.
+    assert_eq!(decode_attention_shape(4, 128, 300), Some((true, 38)));
+    assert_eq!(decode_attention_shape(1, 10, 512), Some((false, 64)));
+    // Many query heads per kv head: the scalar path (no per-warp sums), then nothing.
+    assert_eq!(decode_attention_shape(8, 128, 40_960), Some((true, 256)));
+    assert_eq!(decode_attention_shape(16, 128, 40_960), Some((false, 256)));
+    assert_eq!(decode_attention_shape(64, 128, 40_960), None);
 }
 
 #[test]

@@ -44,10 +44,6 @@ struct Args {
     /// subset; a tuning knob, every setting computes the same).
     #[arg(long, value_name = "SETTINGS")]
     gemv: Option<String>,
-    /// Decode contexts of at most this many tokens run attention as one kernel on a cluster of
-    /// blocks per kv head (sm_90+); 0 turns it off
-    #[arg(long, value_name = "TOKENS", default_value_t = pio_compiler::codegen::DEFAULT_CLUSTER_ATTENTION)]
-    cluster_attention: usize,
 }
 
 fn main() {
@@ -84,7 +80,6 @@ fn run() -> Result<()> {
                 Some(t) => GemvTuning::parse(t).map_err(|e| anyhow::anyhow!("--gemv: {e}"))?,
                 None => GemvTuning::default(),
             },
-            cluster_attention: args.cluster_attention,
         },
     )?;
     let elapsed = start.elapsed();

@@ -66,12 +66,15 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// Thread-block clusters (sm_90+): a barrier over every thread of the cluster (memory before it
-// is visible to the cluster after it), and a read of the float at p, an address in this block's
-// shared memory, from the same place in the shared memory of the cluster's block `rank`.
+// Thread-block clusters (sm_90+; before that, a cluster is one block): a barrier over every
+// thread of the cluster (memory before it is visible to the cluster after it), and a read of
+// the float at p, an address in this block's shared memory, from the same place in the shared
+// memory of the cluster's block `rank`.
 __device__ __forceinline__ void cluster_sync() {
 #if __CUDA_ARCH__ >= 900
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#else
+    __syncthreads();  // no clusters: a cluster of one block
 #endif
 }
 

@@ -93,42 +93,6 @@ pub struct Attention {
 }
 
 #[derive(Template)]
-#[template(path = "kernels/attention_decode.cu", escape = "none")]
-pub struct AttentionDecode {
-    pub name: &'static str,
-    pub doc: String,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub d: usize,
-    pub scale: CudaF32,
-    pub chunk: usize,
-    pub splits: usize,
-    /// Row length of the scores scratch (the context bound).
-    pub ctx: usize,
-    /// D is a multiple of 8: 16-byte key loads.
-    pub vec8: bool,
-    /// Contexts of at most this many tokens are attention_cluster's (0: none).
-    pub cluster_limit: usize,
-}
-
-#[derive(Template)]
-#[template(path = "kernels/attention_values.cu", escape = "none")]
-pub struct AttentionValues {
-    pub name: &'static str,
-    pub doc: String,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub d: usize,
-    pub chunk: usize,
-    pub splits: usize,
-    pub ctx: usize,
-    /// D is a multiple of 128: value rows read in 128-wide column blocks.
-    pub vec8: bool,
-    /// Contexts of at most this many tokens are attention_cluster's (0: none).
-    pub cluster_limit: usize,
-}
-
-#[derive(Template)]
 #[template(path = "kernels/attention_cluster.cu", escape = "none")]
 pub struct AttentionCluster {
     pub name: &'static str,
@@ -139,8 +103,10 @@ pub struct AttentionCluster {
     pub scale: CudaF32,
     /// Blocks per cluster (one cluster per kv head).
     pub cluster: usize,
-    /// Longest context served (a multiple of `cluster`).
-    pub limit: usize,
+    /// Row length of the global scores scratch (the context bound).
+    pub ctx: usize,
+    /// Positions per block whose scores stay in shared memory.
+    pub sc_shared: usize,
     /// D is 128: half a warp per key row, a warp per value row.
     pub vec: bool,
 }

@@ -23,10 +23,6 @@ pub struct CodegenOptions {
     pub max_context: Option<usize>,
     /// Launch shape of the decode GEMVs.
     pub gemv: GemvTuning,
-    /// Decode contexts of at most this many tokens run attention as one kernel on a cluster of
-    /// blocks per kv head (sm_90+; longer ones, and older GPUs, use the split-K kernels). Capped
-    /// where the kernel's shared memory would not fit; 0 turns it off.
-    pub cluster_attention: usize,
 }
 
 impl Default for CodegenOptions {
@@ -35,7 +31,6 @@ impl Default for CodegenOptions {
             max_prefill: 512,
             max_context: None,
             gemv: GemvTuning::default(),
-            cluster_attention: DEFAULT_CLUSTER_ATTENTION,
         }
     }
 }
@@ -97,34 +92,38 @@ impl GemvTuning {
 }
 
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
-/// Longest decode context served by the cluster attention kernel by default.
-pub const DEFAULT_CLUSTER_ATTENTION: usize = 2048;
-/// Blocks per kv head in the cluster attention kernel (the portable cluster size).
+/// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).
 const ATTENTION_CLUSTER: usize = 8;
+/// Positions per block whose scores the decode attention keeps in shared memory, at most.
+const ATTENTION_SCORES_PER_BLOCK: usize = 256;
 /// Static shared memory a kernel may use.
 const STATIC_SHARED: usize = 48 << 10;
 
-/// The longest context the cluster attention kernel serves (0: none) for `group` query heads
-/// per kv head of `d` dims: at most `wanted` and the context bound, halved until the kernel's
-/// shared memory fits.
-pub fn cluster_attention_limit(wanted: usize, max_context: usize, group: usize, d: usize) -> usize {
-    let round = |n: usize| n.div_ceil(ATTENTION_CLUSTER) * ATTENTION_CLUSTER;
-    let mut limit = round(wanted.min(max_context));
-    // Queries, scores, softmax state, partial sums and (D = 128) the warps' sums, all f32.
-    let shared = |limit: usize| {
-        let red = if d == 128 { 4 * d } else { 0 };
-        4 * group * (d + limit / ATTENTION_CLUSTER + 4 + d + red)
-    };
-    while limit > 0 && shared(limit) > STATIC_SHARED {
-        limit = round(limit / 2);
-        if limit <= ATTENTION_CLUSTER {
-            return 0;
+/// How the decode attention kernel is built for `group` query heads per kv head of `d` dims:
+/// (whether it takes the vector paths (d = 128), positions per block whose scores stay in
+/// shared memory), so that its static shared memory fits; None when nothing fits.
+pub fn decode_attention_shape(group: usize, d: usize, max_context: usize) -> Option<(bool, usize)> {
+    let per_block = max_context
+        .div_ceil(ATTENTION_CLUSTER)
+        .clamp(1, ATTENTION_SCORES_PER_BLOCK);
+    // Queries, scores, softmax state, partial sums and (vector path) the warps' sums, all f32.
+    let shared =
+        |vec: bool, sc: usize| 4 * group * (2 * d + sc + 4 + if vec { WARPS * d } else { 0 });
+    let fit = |vec: bool| {
+        let mut sc = per_block;
+        while shared(vec, sc) > STATIC_SHARED && sc > 1 {
+            sc /= 2;
         }
+        (shared(vec, sc) <= STATIC_SHARED).then_some((vec, sc))
+    };
+    if d == 128 {
+        fit(true).or_else(|| fit(false))
+    } else {
+        fit(false)
     }
-    limit
 }
+
 const WARPS: usize = 4;
-const ATTENTION_CHUNK: usize = 64;
 /// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.
 const GEMV_L2_PREFETCH_BYTES: usize = 16 << 20;
 /// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
@@ -214,7 +213,6 @@ pub fn generate(
         kv: HashMap::new(),
         max_context,
         gemv: opts.gemv,
-        cluster_attention: opts.cluster_attention,
         io: art::Io {
             tokens: 0,
             positions: 0,
@@ -300,7 +298,6 @@ struct Codegen<'a> {
     kv: HashMap<(usize, crate::ir::CacheKind), u64>,
     max_context: usize,
     gemv: GemvTuning,
-    cluster_attention: usize,
     io: art::Io,
 }
 
@@ -603,7 +600,6 @@ impl Codegen<'_> {
                     let out = out_val(&mut bufs);
                     let (heads, d) = (fixed(g, id, 2)?, fixed(g, id, 3)?);
                     let kv_heads = fixed(g, a[1], 2)?;
-                    let splits = self.max_context.div_ceil(ATTENTION_CHUNK);
                     let prefill_ctx = Attention {
                         name: PLACEHOLDER,
                         doc: "causal GQA attention (prefill)".into(),
@@ -627,116 +623,45 @@ impl Codegen<'_> {
                             stride: 0,
                         };
                         let scores = scratch(heads * ctx * 4, "scores");
-                        let stats = scratch(heads * splits * 2 * 4, "stats");
-                        let part = scratch(heads * splits * d * 4, "partials");
-                        let done = scratch(kv_heads * 4, "done");
-                        let grid = [
-                            Dim::Fixed(kv_heads as u32),
-                            Dim::Fixed(splits as u32),
-                            Dim::Fixed(1),
-                        ];
-                        let cluster_limit = cluster_attention_limit(
-                            self.cluster_attention,
-                            ctx,
-                            heads / kv_heads,
-                            d,
-                        );
+                        let group = heads / kv_heads;
+                        let (vec, sc_shared) = decode_attention_shape(group, d, ctx).ok_or_else(|| {
+                            err(format!(
+                                "'{name}': decode attention with {group} query heads per kv head of {d} dims does not fit in shared memory"
+                            ))
+                        })?;
                         let k = self.kernel(
-                            "attention_decode",
-                            &AttentionDecode {
+                            "attention_cluster",
+                            &AttentionCluster {
                                 name: PLACEHOLDER,
-                                doc: "split-K decode attention: scores".into(),
+                                doc: "decode attention, a cluster of blocks per kv head".into(),
                                 heads,
                                 kv_heads,
                                 d,
                                 scale: CudaF32(*scale as f32),
-                                chunk: ATTENTION_CHUNK,
-                                splits,
+                                cluster: ATTENTION_CLUSTER,
                                 ctx,
-                                vec8: d % 8 == 0,
-                                cluster_limit,
+                                sc_shared,
+                                vec,
                             },
                         );
                         steps.push(launch(
                             k,
                             &name,
-                            grid,
+                            [
+                                Dim::Fixed(kv_heads as u32),
+                                Dim::Fixed(ATTENTION_CLUSTER as u32),
+                                Dim::Fixed(1),
+                            ],
                             128,
                             vec![
                                 PArg::Ptr(v(0)),
                                 PArg::Ptr(v(1)),
-                                PArg::Ptr(v(3)),
-                                PArg::Ptr(scores),
-                                PArg::Ptr(stats),
-                                PArg::Ptr(done),
-                            ],
-                        ));
-                        let r = self.kernel(
-                            "attention_values",
-                            &AttentionValues {
-                                name: PLACEHOLDER,
-                                doc: "split-K decode attention: softmax and values".into(),
-                                heads,
-                                kv_heads,
-                                d,
-                                chunk: ATTENTION_CHUNK,
-                                splits,
-                                ctx,
-                                vec8: d % 128 == 0,
-                                cluster_limit,
-                            },
-                        );
-                        steps.push(launch(
-                            r,
-                            &name,
-                            grid,
-                            128,
-                            vec![
                                 PArg::Ptr(v(2)),
                                 PArg::Ptr(v(3)),
                                 PArg::Ptr(scores),
-                                PArg::Ptr(stats),
-                                PArg::Ptr(part),
-                                PArg::Ptr(done),
                                 PArg::Ptr(out),
                             ],
                         ));
-                        // Last, so that the O projection's GEMV, launched early, prefetches its
-                        // weights while the kernel serving short contexts runs.
-                        if cluster_limit > 0 {
-                            let c = self.kernel(
-                                "attention_cluster",
-                                &AttentionCluster {
-                                    name: PLACEHOLDER,
-                                    doc: "decode attention, one kernel, a cluster per kv head"
-                                        .into(),
-                                    heads,
-                                    kv_heads,
-                                    d,
-                                    scale: CudaF32(*scale as f32),
-                                    cluster: ATTENTION_CLUSTER,
-                                    limit: cluster_limit,
-                                    vec: d == 128,
-                                },
-                            );
-                            steps.push(launch(
-                                c,
-                                &name,
-                                [
-                                    Dim::Fixed(kv_heads as u32),
-                                    Dim::Fixed(ATTENTION_CLUSTER as u32),
-                                    Dim::Fixed(1),
-                                ],
-                                128,
-                                vec![
-                                    PArg::Ptr(v(0)),
-                                    PArg::Ptr(v(1)),
-                                    PArg::Ptr(v(2)),
-                                    PArg::Ptr(v(3)),
-                                    PArg::Ptr(out),
-                                ],
-                            ));
-                        }
                     } else {
                         let k = self.kernel("attention", &prefill_ctx);
                         steps.push(launch(
