@@ -1,24 +1,26 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
 // Decode attention of one query token against the layer's KV cache ([ctx, KV_HEADS, D]) in one
-// kernel: a thread-block cluster of CL blocks per kv head (sm_90), each block owning a
-// contiguous range of positions and serving all GROUP query heads of its kv head (each key and
-// value row is read once). Every block computes its scores, rounded as HF's bf16 eager
+// kernel. The context is cut into spans of at most SPAN = CL * PER positions, one per thread-
+// block cluster of CL blocks (sm_90); each block owns a contiguous range of at most PER
+// positions of its cluster's span and serves all GROUP query heads of its kv head (each key
+// and value row is read once). Every block computes its scores, rounded as HF's bf16 eager
 // attention rounds them, bf16(bf16(q.k) * SCALE), and its softmax state (max, sum of
-// exp(s - max)); the blocks read each other's states through distributed shared memory, so that
-// every block rounds P = bf16(exp(s - max) / sum) with the global max and sum, as HF's eager
-// softmax does; each block sums P.V (f32) over its positions, and the cluster adds the blocks'
-// sums in position order. Scores stay in shared memory for ranges of up to SC_SHARED positions
-// per block, else in the global `scores` scratch ([HEADS, CTX]). Without clusters (before
-// sm_90) the first block of each kv head does it all.
+// exp(s - max)); the blocks of a cluster read each other's states through distributed shared
+// memory, so that every block rounds P = bf16(exp(s - max) / sum) with the span's max and sum;
+// each block sums P.V (f32) over its positions, and the cluster adds the blocks' sums in
+// position order. A context of one span (at most SPAN tokens) is exactly HF's eager attention
+// and written at once; longer ones write each span's output and softmax state, and the last
+// cluster to finish (counted in `count`, which returns to 0) weighs the spans' outputs by their
+// share of the softmax sum. Without clusters (before sm_90) a cluster is one block.
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define GROUP (HEADS / KV_HEADS)
 #define D {{ d }}
 #define SCALE {{ scale }}
 #define CL {{ cluster }}
-#define CTX {{ ctx }}
-#define SC_SHARED {{ sc_shared }}
+#define PER {{ per_block }}
+#define SPANS {{ spans }}
 #define THREADS 128
 #define WARPS (THREADS / 32)
 // Key rows per round of loads (half a warp per row, 8 rows per warp and load batch) and value
@@ -33,6 +35,9 @@
 #define NB 1
 #define CLUSTER_DIMS
 #endif
+#define SPAN (NB * PER)
+// Spans the scratch has room for: every block may be one (before sm_90).
+#define SPAN_SLOTS (CL * SPANS)
 
 __device__ __forceinline__ const bf16* cache_row(const bf16* c, int p, int kvh) {
     return c + ((size_t)p * KV_HEADS + kvh) * D;
@@ -55,22 +60,33 @@ __device__ __forceinline__ void load_values(uint2 (&raw)[VROWS / WARPS], const b
 
 extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
-    const int* __restrict__ positions, float* __restrict__ scores, bf16* __restrict__ out)
+    const int* __restrict__ positions, float* __restrict__ span_out, float* __restrict__ span_state,
+    unsigned* __restrict__ count, bf16* __restrict__ out)
 {
-    const int kvh = blockIdx.x, rank = blockIdx.y;  // grid.y == CL: the rank in the cluster
-    if (rank >= NB) {
+    // grid.y == CL * SPANS: the cluster is the span, the rank the block within it (without
+    // clusters, every block is a span).
+    const int kvh = blockIdx.x;
+#if __CUDA_ARCH__ >= 900
+    const int span = blockIdx.y / CL, rank = blockIdx.y % CL;
+#else
+    const int span = blockIdx.y, rank = 0;
+#endif
+    // Positions are written before the step's first kernel.
+    const int pos = positions[0];
+    const int len = pos + 1;
+    const int spans = (len + SPAN - 1) / SPAN;
+    if (span >= spans) {  // the same for every block of a cluster
         pdl_wait();
         pdl_launch_dependents();
         return;
     }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    // Positions are written before the step's first kernel, and cache rows before the current
-    // position by earlier steps: both may be read before waiting for the previous kernel.
-    const int pos = positions[0];
-    const int len = pos + 1;
-    const int per = (len + NB - 1) / NB;
-    const int start = rank * per;
-    const int n = max(0, min(per, len - start));
+    const int span_start = span * SPAN, span_len = min(SPAN, len - span_start);
+    const int per = (span_len + NB - 1) / NB;
+    const int start = span_start + rank * per;
+    const int n = max(0, min(per, span_len - rank * per));
+    // Cache rows before the current position were written by earlier steps: they may be read
+    // before waiting for the previous kernel.
 {% if vec %}
     for (int j = threadIdx.x; j < min(n, KROWS); j += THREADS)
         if (start + j < pos) prefetch_l2(cache_row(kc, start + j, kvh), D * 2);
@@ -82,15 +98,11 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     pdl_launch_dependents();
 
     __shared__ float qs[GROUP][D];
-    __shared__ float sc_shared[GROUP][SC_SHARED];
+    __shared__ float sc[GROUP][PER];
     __shared__ float st[GROUP][2];
     __shared__ float gm[GROUP], gl[GROUP];
     __shared__ float part[GROUP][D];
-    // Row g of this block's scores: shared memory, or its range of the global scratch.
-    const bool in_shared = n <= SC_SHARED;
-    float* const sc0 = in_shared ? &sc_shared[0][0] : scores + (size_t)(kvh * GROUP) * CTX + start;
-    const int sc_stride = in_shared ? SC_SHARED : CTX;
-#define SC(g, j) sc0[(g) * sc_stride + (j)]
+#define SC(g, j) sc[g][j]
     for (int i = threadIdx.x; i < GROUP * D; i += THREADS)
         qs[i / D][i % D] = bf2f(q[(size_t)(kvh * GROUP) * D + i]);
     __syncthreads();
@@ -231,7 +243,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 #undef SC
 
     // The cluster adds the blocks' sums in rank (= position) order, each block a share of the
-    // outputs; no block leaves while another may still read its shared memory.
+    // outputs: the output itself for a one-span context, else the span's output and (rank 0)
+    // its softmax state.
     cluster_sync();
     for (int i = rank * THREADS + threadIdx.x; i < GROUP * D; i += NB * THREADS) {
         const int g = i / D, d = i % D;
@@ -241,7 +254,38 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
         float o = 0.0f;
 #pragma unroll
         for (int r = 0; r < NB; ++r) o += v[r];
-        out[(size_t)(kvh * GROUP + g) * D + d] = f2bf(o);
+        if (spans == 1)
+            out[(size_t)(kvh * GROUP + g) * D + d] = f2bf(o);
+        else
+            span_out[((size_t)(kvh * SPAN_SLOTS + span) * GROUP + g) * D + d] = o;
     }
+    if (spans > 1 && rank == 0 && threadIdx.x < GROUP) {
+        float* sst = span_state + ((size_t)(kvh * SPAN_SLOTS + span) * GROUP + threadIdx.x) * 2;
+        sst[0] = gm[threadIdx.x];
+        sst[1] = gl[threadIdx.x];
+    }
+    __threadfence();
+    // No block leaves while another may still read its shared memory.
     cluster_sync();
+    if (spans == 1 || rank != 0) return;
+    // The last span to finish adds the spans' outputs, each weighed by its share of the sum.
+    __shared__ bool last;
+    if (threadIdx.x == 0) last = atomicInc(&count[kvh], spans - 1) == (unsigned)(spans - 1);
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
+        const int g = i / D, d = i % D;
+        float mx = NEG_INF;
+        for (int c = 0; c < spans; ++c)
+            mx = fmaxf(mx, __ldcg(span_state + ((size_t)(kvh * SPAN_SLOTS + c) * GROUP + g) * 2));
+        float sum = 0.0f, o = 0.0f;
+        for (int c = 0; c < spans; ++c) {
+            const float* sst = span_state + ((size_t)(kvh * SPAN_SLOTS + c) * GROUP + g) * 2;
+            const float w = __ldcg(sst + 1) * __expf(__ldcg(sst) - mx);
+            sum += w;
+            o = fmaf(w, __ldcg(span_out + ((size_t)(kvh * SPAN_SLOTS + c) * GROUP + g) * D + d), o);
+        }
+        out[(size_t)(kvh * GROUP + g) * D + d] = f2bf(o / sum);
+    }
 }

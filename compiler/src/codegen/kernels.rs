@@ -103,10 +103,10 @@ pub struct AttentionCluster {
     pub scale: CudaF32,
     /// Blocks per cluster (one cluster per kv head).
     pub cluster: usize,
-    /// Row length of the global scores scratch (the context bound).
-    pub ctx: usize,
-    /// Positions per block whose scores stay in shared memory.
-    pub sc_shared: usize,
+    /// Positions per block at most (their scores stay in shared memory).
+    pub per_block: usize,
+    /// Spans of `cluster * per_block` positions that cover the context bound.
+    pub spans: usize,
     /// D is 128: half a warp per key row, a warp per value row.
     pub vec: bool,
 }

@@ -94,13 +94,14 @@ impl GemvTuning {
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 /// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).
 const ATTENTION_CLUSTER: usize = 8;
-/// Positions per block whose scores the decode attention keeps in shared memory, at most.
-const ATTENTION_SCORES_PER_BLOCK: usize = 256;
+/// Positions per block of the decode attention, at most: a cluster spans 8 x 128 = 1,024
+/// positions (longer contexts take several clusters per kv head).
+const ATTENTION_SCORES_PER_BLOCK: usize = 128;
 /// Static shared memory a kernel may use.
 const STATIC_SHARED: usize = 48 << 10;
 
 /// How the decode attention kernel is built for `group` query heads per kv head of `d` dims:
-/// (whether it takes the vector paths (d = 128), positions per block whose scores stay in
+/// (whether it takes the vector paths (d = 128), positions per block, whose scores it keeps in
 /// shared memory), so that its static shared memory fits; None when nothing fits.
 pub fn decode_attention_shape(group: usize, d: usize, max_context: usize) -> Option<(bool, usize)> {
     let per_block = max_context
@@ -211,6 +212,7 @@ pub fn generate(
         kernels: BTreeMap::new(),
         weights: HashMap::new(),
         kv: HashMap::new(),
+        attention_counts: HashMap::new(),
         max_context,
         gemv: opts.gemv,
         io: art::Io {
@@ -296,6 +298,8 @@ struct Codegen<'a> {
     kernels: BTreeMap<String, KernelSource>,
     weights: HashMap<NodeId, u64>,
     kv: HashMap<(usize, crate::ir::CacheKind), u64>,
+    /// Offset in the KV region of each layer's attention span count, by its K cache's offset.
+    attention_counts: HashMap<u64, u64>,
     max_context: usize,
     gemv: GemvTuning,
     io: art::Io,
@@ -394,6 +398,12 @@ impl Codegen<'_> {
             });
             self.kv.insert((layer, cache), off);
             off += bytes.div_ceil(memory::ALIGN) * memory::ALIGN;
+            if cache == crate::ir::CacheKind::K {
+                // The decode attention's per-kv-head count of finished spans (it returns to 0
+                // after every step; the region is zeroed at load), keyed by the K cache.
+                self.attention_counts.insert(self.kv[&(layer, cache)], off);
+                off += (kvh as u64 * 4).div_ceil(memory::ALIGN) * memory::ALIGN;
+            }
         }
         Ok((entries, off))
     }
@@ -622,13 +632,23 @@ impl Codegen<'_> {
                             offset: 0,
                             stride: 0,
                         };
-                        let scores = scratch(heads * ctx * 4, "scores");
                         let group = heads / kv_heads;
-                        let (vec, sc_shared) = decode_attention_shape(group, d, ctx).ok_or_else(|| {
+                        let (vec, per_block) = decode_attention_shape(group, d, ctx).ok_or_else(|| {
                             err(format!(
                                 "'{name}': decode attention with {group} query heads per kv head of {d} dims does not fit in shared memory"
                             ))
                         })?;
+                        let spans = ctx.div_ceil(ATTENTION_CLUSTER * per_block);
+                        let slots = ATTENTION_CLUSTER * spans;
+                        let span_out = scratch(heads * slots * d * 4, "span_out");
+                        let span_state = scratch(heads * slots * 2 * 4, "span_state");
+                        let count = Val {
+                            place: Place::Region(Region::Kv),
+                            offset: *self.attention_counts.get(&v(1).offset).ok_or_else(|| {
+                                err(format!("'{name}': its keys are not a layer's K cache"))
+                            })?,
+                            stride: 0,
+                        };
                         let k = self.kernel(
                             "attention_cluster",
                             &AttentionCluster {
@@ -639,8 +659,8 @@ impl Codegen<'_> {
                                 d,
                                 scale: CudaF32(*scale as f32),
                                 cluster: ATTENTION_CLUSTER,
-                                ctx,
-                                sc_shared,
+                                per_block,
+                                spans,
                                 vec,
                             },
                         );
@@ -649,7 +669,7 @@ impl Codegen<'_> {
                             &name,
                             [
                                 Dim::Fixed(kv_heads as u32),
-                                Dim::Fixed(ATTENTION_CLUSTER as u32),
+                                Dim::Fixed(slots as u32),
                                 Dim::Fixed(1),
                             ],
                             128,
@@ -658,7 +678,9 @@ impl Codegen<'_> {
                                 PArg::Ptr(v(1)),
                                 PArg::Ptr(v(2)),
                                 PArg::Ptr(v(3)),
-                                PArg::Ptr(scores),
+                                PArg::Ptr(span_out),
+                                PArg::Ptr(span_state),
+                                PArg::Ptr(count),
                                 PArg::Ptr(out),
                             ],
                         ));

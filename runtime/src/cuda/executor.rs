@@ -132,6 +132,11 @@ impl CudaModel {
             gpu.alloc(r.io, "inputs and logits")?,
             gpu.alloc(r.arena, "the activation arena")?,
         ];
+        // The KV region also holds the decode attention's span counts, which start at 0.
+        // SAFETY: the region is r.kv bytes long.
+        drv("clear the KV cache", unsafe {
+            result::memset_d8_async(regions[1].ptr, 0, r.kv as usize, gpu.stream)
+        })?;
         // Weights: one staging buffer per weight, uploaded at its offset.
         let total: u64 = artifact.weights.iter().map(|w| w.bytes).sum();
         let mut done = 0u64;
