@@ -75,7 +75,7 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
 }
 
 /// Long prompts (chunked prefill, past the prefill attention's shared-memory score limit) and
-/// decode steps over many attention splits, against the CPU executor.
+/// decode steps over many attention spans, against the CPU executor.
 #[test]
 fn long_contexts_match_the_cpu_executor() {
     if !have_gpu() {
@@ -83,8 +83,8 @@ fn long_contexts_match_the_cpu_executor() {
     }
     for (spec, len) in [
         ("tests/specs/gpu/qwen3-odd50.yaml", 650),
-        // Decode attention with several rounds of key and value rows per block, scores in
-        // shared memory (1,500) and in the global scratch (4,200).
+        // Decode attention over several 512-position spans (a cluster each), their outputs
+        // weighed by the last span to finish.
         ("tests/specs/gpu/qwen3-long.yaml", 1500),
         ("tests/specs/gpu/qwen3-long.yaml", 4200),
     ] {

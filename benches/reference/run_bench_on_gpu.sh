@@ -17,7 +17,7 @@ export PIO_CACHE_DIR=/tmp/pio-kernel-cache PYTHONUNBUFFERED=1
 STAGES=" ${STAGES:-pio hf-eager hf-compile compare} "
 stage() { [[ "$STAGES" == *" $1 "* ]]; }
 PROMPTS=${PROMPTS:-128,2048}
-GEN=${GEN:-128}
+GEN=${GEN:-64}
 CONTEXTS=${CONTEXTS:-128,1024,4096,16384}
 REPEATS=${REPEATS:-3}
 HF_REPEATS=${HF_REPEATS:-2}

@@ -187,16 +187,16 @@ fn gemv_tuning_parses_and_rejects_bad_settings() {
 #[test]
 fn decode_attention_fits_shared_memory() {
     use pio_compiler::codegen::decode_attention_shape;
-    // Qwen3 (head_dim 128): 2 or 4 query heads per kv head, up to 128 positions per block
-    // (a cluster of 8 blocks spans 1,024), their scores in shared memory.
-    assert_eq!(decode_attention_shape(4, 128, 40_960), Some((true, 128)));
-    assert_eq!(decode_attention_shape(2, 128, 4096), Some((true, 128)));
+    // Qwen3 (head_dim 128): 2 or 4 query heads per kv head, up to 64 positions per block (a
+    // cluster of 8 blocks spans 512), their scores in shared memory.
+    assert_eq!(decode_attention_shape(4, 128, 40_960), Some((true, 64)));
+    assert_eq!(decode_attention_shape(2, 128, 4096), Some((true, 64)));
     // Short contexts need less; other head sizes take the scalar paths.
     assert_eq!(decode_attention_shape(4, 128, 300), Some((true, 38)));
-    assert_eq!(decode_attention_shape(1, 10, 512), Some((false, 64)));
+    assert_eq!(decode_attention_shape(1, 10, 100), Some((false, 13)));
     // Many query heads per kv head: the scalar path (no per-warp sums), then nothing.
-    assert_eq!(decode_attention_shape(8, 128, 40_960), Some((true, 128)));
-    assert_eq!(decode_attention_shape(16, 128, 40_960), Some((false, 128)));
+    assert_eq!(decode_attention_shape(8, 128, 40_960), Some((true, 64)));
+    assert_eq!(decode_attention_shape(16, 128, 40_960), Some((false, 64)));
     assert_eq!(decode_attention_shape(64, 128, 40_960), None);
 }
 

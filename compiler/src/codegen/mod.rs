@@ -94,9 +94,9 @@ impl GemvTuning {
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 /// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).
 const ATTENTION_CLUSTER: usize = 8;
-/// Positions per block of the decode attention, at most: a cluster spans 8 x 128 = 1,024
-/// positions (longer contexts take several clusters per kv head).
-const ATTENTION_SCORES_PER_BLOCK: usize = 128;
+/// Positions per block of the decode attention, at most: a cluster spans 8 x 64 = 512
+/// positions (longer contexts take several clusters per kv head; 128 was slower at 1,024).
+const ATTENTION_SCORES_PER_BLOCK: usize = 64;
 /// Static shared memory a kernel may use.
 const STATIC_SHARED: usize = 48 << 10;
 
