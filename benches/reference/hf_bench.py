@@ -15,8 +15,8 @@ What is measured (CUDA events, after warm-up; median/min/max over --repeats):
   * prefill, per prompt length P: a forward pass over P tokens into a fresh KV cache, then the
     greedy pick of the first token. TTFT = forward + pick; prefill tokens/s = P / forward time.
   * decode, per context position C: fill the cache with C tokens once (not timed), then time
-    --gen greedy single-token steps back to back, each run going back to position C (static
-    cache: overwritten from C on; dynamic cache: cropped to C); tokens/s = gen / elapsed. This
+    --gen greedy single-token steps back to back, each run going back to position C (dynamic
+    cache: cropped to C; static cache: filled again); tokens/s = gen / elapsed. This
     is what `pio bench` does (its "decode at context C" also covers positions C .. C+gen-1).
   * peak memory (torch.cuda.max_memory_allocated over the whole run) and the weights' bytes.
 
@@ -261,12 +261,16 @@ def measure_decode(r, c, warmup, repeats, floor, compile_times):
         compile_times.append(time.perf_counter() - t0)
 
     # As `pio bench`: the cache is filled once, and every run goes back to position n (the
-    # static cache is overwritten from n on; the dynamic cache is cropped to n).
+    # dynamic cache is cropped to n). The static cache keeps its own count of what it holds,
+    # so it is filled again for every run.
     first, cache = fill()
     tps = []
     for i in range(warmup + repeats):
-        if i > 0 and static_cache is None:
-            cache.crop(n)
+        if i > 0:
+            if static_cache is None:
+                cache.crop(n)
+            else:
+                first, cache = fill()
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()

@@ -274,6 +274,36 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     __syncthreads();
     if (!last) return;
     __threadfence();
+#if __CUDA_ARCH__ >= 900
+    // Each span's weight: its share of the softmax sum (a warp per query head), then the
+    // weighted sum of the spans' outputs, their loads independent of each other.
+    __shared__ float weight[GROUP][SPANS];
+    for (int g = warp; g < GROUP; g += WARPS) {
+        float mx = NEG_INF;
+        for (int c = lane; c < spans; c += 32)
+            mx = fmaxf(mx, __ldcg(span_state + ((size_t)(kvh * SPAN_SLOTS + c) * GROUP + g) * 2));
+        mx = warp_max(mx);
+        float sum = 0.0f;
+        for (int c = lane; c < spans; c += 32) {
+            const float* sst = span_state + ((size_t)(kvh * SPAN_SLOTS + c) * GROUP + g) * 2;
+            const float w = __ldcg(sst + 1) * __expf(__ldcg(sst) - mx);
+            weight[g][c] = w;
+            sum += w;
+        }
+        sum = warp_sum(sum);
+        for (int c = lane; c < spans; c += 32) weight[g][c] /= sum;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
+        const int g = i / D, d = i % D;
+        const float* so = span_out + ((size_t)(kvh * SPAN_SLOTS) * GROUP + g) * D + d;
+        float o = 0.0f;
+#pragma unroll 8
+        for (int c = 0; c < spans; ++c) o = fmaf(weight[g][c], __ldcg(so + (size_t)c * GROUP * D), o);
+        out[(size_t)(kvh * GROUP + g) * D + d] = f2bf(o);
+    }
+#else
+    // Every block is a span here (up to CL * SPANS of them): the weights on the fly.
     for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
         const int g = i / D, d = i % D;
         float mx = NEG_INF;
@@ -288,4 +318,5 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
         }
         out[(size_t)(kvh * GROUP + g) * D + d] = f2bf(o / sum);
     }
+#endif
 }

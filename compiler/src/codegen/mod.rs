@@ -107,9 +107,12 @@ pub fn decode_attention_shape(group: usize, d: usize, max_context: usize) -> Opt
     let per_block = max_context
         .div_ceil(ATTENTION_CLUSTER)
         .clamp(1, ATTENTION_SCORES_PER_BLOCK);
-    // Queries, scores, softmax state, partial sums and (vector path) the warps' sums, all f32.
-    let shared =
-        |vec: bool, sc: usize| 4 * group * (2 * d + sc + 4 + if vec { WARPS * d } else { 0 });
+    // Queries, scores, softmax state, partial sums, the spans' weights and (vector path) the
+    // warps' sums, all f32.
+    let shared = |vec: bool, sc: usize| {
+        let spans = max_context.div_ceil(ATTENTION_CLUSTER * sc);
+        4 * group * (2 * d + sc + 4 + spans + if vec { WARPS * d } else { 0 })
+    };
     let fit = |vec: bool| {
         let mut sc = per_block;
         while shared(vec, sc) > STATIC_SHARED && sc > 1 {
