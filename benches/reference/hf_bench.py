@@ -70,6 +70,7 @@ def parse_args():
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--attn", default="sdpa", help="attn_implementation passed to from_pretrained")
     p.add_argument("--json", required=True, help="where to write the report")
+    p.add_argument("--commit", help="the pio commit to report (default: what git says here)")
     a = p.parse_args()
     if a.repeats < 1 or a.gen < 1 or not a.prompt_len or not a.context:
         p.error("needs --repeats >= 1, --gen >= 1, and at least one prompt length and context")
@@ -324,7 +325,7 @@ def main():
             "device": torch.cuda.get_device_name(device),
             "driver": driver_version(),
             "cuda": f"CUDA {torch.version.cuda} (torch {torch.__version__}, transformers {transformers.__version__})",
-            "commit": git_commit(),
+            "commit": args.commit or git_commit(),
             "date": datetime.date.today().isoformat(),
             "copy_bandwidth_bytes_per_s": bandwidth,
         },

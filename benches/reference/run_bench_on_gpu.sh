@@ -6,8 +6,11 @@
 #
 # Build here first (the GPU machine has no cargo): cargo build --release; then through the device
 # tool: command "bash benches/reference/run_bench_on_gpu.sh", carry ["target/release/pio"].
-# STAGES picks what runs (default "pio hf-eager hf-compile compare"); a later call can run the
-# remaining stages if it is given the earlier JSON files in $RESULTS (default: $OUT).
+# The whole script took 9 min 10 s on an H100 (2026-11-26, BENCHMARKS.md): one device call. The
+# device tool returns only a few files per call, so point OUT at a scratch folder and tar it into
+# the tool's $OUT (BENCHMARKS.md shows the command). STAGES picks what runs (default "pio hf-eager
+# hf-compile compare"); a later call can run the remaining stages if it is given the earlier JSON
+# files in $RESULTS (default: $OUT).
 set -uo pipefail
 OUT=${OUT:-/tmp/pio-bench}
 RESULTS=${RESULTS:-$OUT}
@@ -38,11 +41,15 @@ if stage pio; then
         --json "$OUT/pio.json" > "$OUT/pio.md" 2> "$OUT/pio.log" || status=1
     cat "$OUT/pio.md"
 fi
+# The commit pio's report names (git may not know it in the GPU machine's copy of the tree).
+COMMIT=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['machine']['commit'] or '')" \
+    "$RESULTS/pio.json" 2>/dev/null)
 for mode in eager compile; do
     stage hf-$mode || continue
     for spec in $SPECS; do
         timed python3 benches/reference/hf_bench.py --weights /tmp/pio-w-$spec --model-name ${NAME[$spec]} \
             --prompt-len $PROMPTS --gen $GEN --context $CONTEXTS --repeats $HF_REPEATS --mode $mode \
+            ${COMMIT:+--commit $COMMIT} \
             --json "$OUT/hf-$mode-$spec.json" > "$OUT/hf-$mode-$spec.log" 2>&1 || { status=1; tail -5 "$OUT/hf-$mode-$spec.log"; }
     done
 done
