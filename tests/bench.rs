@@ -103,9 +103,9 @@ fn bench_settings_that_cannot_fit_are_clear_errors() {
     assert!(!ok && err.contains("3 --weights for 2 --spec"), "{err}");
 }
 
-/// `pio compare` on the reports behind BENCHMARKS.md (pio's and HF transformers' from
-/// benches/reference/hf_bench.py, one per model and mode): every report fits the schema, the
-/// HF reports merge per engine, and the ratio tables and plots come out.
+/// `pio compare` on saved H100 reports (pio's and HF transformers' from
+/// benches/reference/hf_bench.py, one per model and mode): every saved report fits the schema,
+/// the HF reports merge per engine, and the ratio tables and plots come out.
 #[test]
 fn compare_saved_reports() {
     let dir = "benches/results/h100-2026-11-26";
@@ -123,7 +123,18 @@ fn compare_saved_reports() {
         serde_json::from_str(&std::fs::read_to_string("benches/bench-schema.json").unwrap())
             .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    for r in &reports {
+    // Every saved report, of every run, fits the schema.
+    let mut saved = Vec::new();
+    for run in std::fs::read_dir("benches/results").unwrap() {
+        for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                saved.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(saved.len() >= 10, "{saved:?}");
+    for r in saved.iter().chain(&reports) {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();
         let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
