@@ -26,6 +26,15 @@ fn load(spec: &str, device: Device, opts: &LoadOptions) -> Model {
     .unwrap()
 }
 
+/// The tiny spec on the GPU, default options.
+fn tiny_on_gpu() -> Model {
+    load(
+        "model-specs/qwen3-tiny.yaml",
+        Device::Cuda,
+        &LoadOptions::default(),
+    )
+}
+
 const PROMPT: [u32; 9] = [9, 72, 300, 17, 255, 480, 101, 33, 7];
 
 /// CUDA (bf16, fused kernels) against the CPU executor (f32, unfused) on the same weights:
@@ -120,11 +129,7 @@ fn graph_replay_is_bitwise_equal_to_eager() {
     if !have_gpu() {
         return;
     }
-    let mut m = load(
-        "model-specs/qwen3-tiny.yaml",
-        Device::Cuda,
-        &LoadOptions::default(),
-    );
+    let mut m = tiny_on_gpu();
     let mut run = |graph: bool, pdl: bool| {
         let cuda = m.cuda().unwrap().model();
         cuda.set_graph(graph);
@@ -155,11 +160,7 @@ fn rewind_repeats_a_decode_bitwise() {
     if !have_gpu() {
         return;
     }
-    let mut m = load(
-        "model-specs/qwen3-tiny.yaml",
-        Device::Cuda,
-        &LoadOptions::default(),
-    );
+    let mut m = tiny_on_gpu();
     let cuda = m.cuda().unwrap().model();
     cuda.reset().unwrap();
     cuda.step(&PROMPT).unwrap();
@@ -198,11 +199,7 @@ fn gpu_sampling() {
     if !have_gpu() {
         return;
     }
-    let mut m = load(
-        "model-specs/qwen3-tiny.yaml",
-        Device::Cuda,
-        &LoadOptions::default(),
-    );
+    let mut m = tiny_on_gpu();
     let (_, greedy_ids) = m.greedy_logits(&PROMPT, 8).unwrap();
     let mut opts = m.generate_options(8, Some(pio_runtime::sampling::SamplingParams::greedy()));
     opts.eos_token_ids.clear();

@@ -123,7 +123,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
             let (mut ttft, mut tps) = (Vec::new(), Vec::new());
             for r in 0..o.warmup + o.repeats {
                 let t0 = Instant::now();
-                let prefill_s = first_token(&mut model, &ids, &greedy)?;
+                let (prefill_s, _) = first_token(&mut model, &ids, &greedy)?;
                 let total = t0.elapsed().as_secs_f64();
                 if r >= o.warmup {
                     ttft.push(total * 1e3);
@@ -145,28 +145,22 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
         for &c in &o.contexts {
             let ids = tokens(c.max(1));
             let mut tps = Vec::new();
-            // On the GPU the cache is filled once per context and every run rewinds to it (the
-            // runs overwrite only the positions after it); the CPU refills it.
-            let first = match model.cuda() {
-                Some(cuda) => {
-                    let m = cuda.model();
-                    m.reset()?;
-                    m.step(&ids)?;
-                    Some(m.sample(&greedy, 0)?)
-                }
-                None => None,
-            };
+            // The cache is filled once per context. On the GPU every run rewinds to it (the runs
+            // overwrite only the positions after it); the CPU fills it again.
+            let (_, first) = first_token(&mut model, &ids, &greedy)?;
             for r in 0..o.warmup + o.repeats {
-                let secs = match (model.cuda(), first) {
-                    (Some(cuda), Some(first)) => {
+                let secs = match model.cuda() {
+                    Some(cuda) => {
                         let m = cuda.model();
                         m.rewind(ids.len(), first)?;
                         m.timed_decode(o.gen, &greedy)? / 1e3
                     }
-                    _ => {
-                        first_token(&mut model, &ids, &greedy)?;
+                    None => {
+                        if r > 0 {
+                            first_token(&mut model, &ids, &greedy)?;
+                        }
                         let t = Instant::now();
-                        let mut next = 100u32;
+                        let mut next = first;
                         for _ in 0..o.gen {
                             let row = model.step_logits(&[next])?.pop().unwrap_or_default();
                             next = crate::model::argmax(&row);
@@ -275,22 +269,27 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
     })
 }
 
-/// Prefills `ids` on an empty cache and picks the first token; returns the prefill seconds.
-fn first_token(model: &mut Model, ids: &[u32], greedy: &SamplingParams) -> Result<f64, PioError> {
+/// Prefills `ids` on an empty cache and picks the first token (greedy); returns the seconds
+/// that took and the token.
+fn first_token(
+    model: &mut Model,
+    ids: &[u32],
+    greedy: &SamplingParams,
+) -> Result<(f64, u32), PioError> {
     let t = Instant::now();
-    match model.cuda() {
+    let token = match model.cuda() {
         Some(c) => {
             let m = c.model();
             m.reset()?;
             m.step(ids)?;
-            m.sample(greedy, 0)?;
+            m.sample(greedy, 0)?
         }
         None => {
             let rows = model.prefill_logits(ids)?;
-            let _ = crate::model::argmax(rows.last().map(Vec::as_slice).unwrap_or(&[]));
+            crate::model::argmax(rows.last().map(Vec::as_slice).unwrap_or(&[]))
         }
-    }
-    Ok(t.elapsed().as_secs_f64())
+    };
+    Ok((t.elapsed().as_secs_f64(), token))
 }
 
 /// Bytes of weights as the device holds them.

@@ -21,7 +21,7 @@
 #define CL {{ cluster }}
 #define PER {{ per_block }}
 #define SPANS {{ spans }}
-#define THREADS 128
+#define THREADS {{ threads }}
 #define WARPS (THREADS / 32)
 // Key rows per round of loads (half a warp per row, 8 rows per warp and load batch) and value
 // rows per round (a warp per row, 4 dims per lane).
@@ -102,7 +102,6 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     __shared__ float st[GROUP][2];
     __shared__ float gm[GROUP], gl[GROUP];
     __shared__ float part[GROUP][D];
-#define SC(g, j) sc[g][j]
     for (int i = threadIdx.x; i < GROUP * D; i += THREADS)
         qs[i / D][i % D] = bf2f(q[(size_t)(kvh * GROUP) * D + i]);
     __syncthreads();
@@ -140,7 +139,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
                     for (int e = 0; e < 8; ++e) s = fmaf(qv[g][e], f[e], s);
 #pragma unroll
                     for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-                    if (l16 == 0 && r < n) SC(g, r) = rbf(rbf(s) * SCALE);
+                    if (l16 == 0 && r < n) sc[g][r] = rbf(rbf(s) * SCALE);
                 }
             }
         }
@@ -151,7 +150,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
         const bf16* krow = cache_row(kc, start + j, kvh);
         float s = 0.0f;
         for (int k = 0; k < D; ++k) s = fmaf(qs[g][k], bf2f(krow[k]), s);
-        SC(g, j) = rbf(rbf(s) * SCALE);
+        sc[g][j] = rbf(rbf(s) * SCALE);
     }
 {% endif %}
     __syncthreads();
@@ -159,10 +158,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     // This block's softmax state, then the cluster's.
     for (int g = warp; g < GROUP; g += WARPS) {
         float m = NEG_INF;
-        for (int j = lane; j < n; j += 32) m = fmaxf(m, SC(g, j));
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[g][j]);
         m = warp_max(m);
         float l = 0.0f;
-        for (int j = lane; j < n; j += 32) l += __expf(SC(g, j) - m);
+        for (int j = lane; j < n; j += 32) l += __expf(sc[g][j] - m);
         l = warp_sum(l);
         if (lane == 0) {
             st[g][0] = m;
@@ -183,7 +182,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     __syncthreads();
     for (int p = threadIdx.x; p < n * GROUP; p += THREADS) {
         const int j = p / GROUP, g = p % GROUP;
-        SC(g, j) = rbf(__fdiv_rn(__expf(SC(g, j) - gm[g]), gl[g]));
+        sc[g][j] = rbf(__fdiv_rn(__expf(sc[g][j] - gm[g]), gl[g]));
     }
     __syncthreads();
 
@@ -215,7 +214,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
                     for (int g = 0; g < GROUP; ++g)
 #pragma unroll
-                        for (int e = 0; e < 4; ++e) acc[g][e] = fmaf(SC(g, j), f[e], acc[g][e]);
+                        for (int e = 0; e < 4; ++e) acc[g][e] = fmaf(sc[g][j], f[e], acc[g][e]);
                 }
             }
         }
@@ -236,11 +235,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
         const int g = i / D, d = i % D;
         float o = 0.0f;
-        for (int j = 0; j < n; ++j) o = fmaf(SC(g, j), bf2f(cache_row(vc, start + j, kvh)[d]), o);
+        for (int j = 0; j < n; ++j) o = fmaf(sc[g][j], bf2f(cache_row(vc, start + j, kvh)[d]), o);
         part[g][d] = o;
     }
 {% endif %}
-#undef SC
 
     // The cluster adds the blocks' sums in rank (= position) order, each block a share of the
     // outputs: the output itself for a one-span context, else the span's output and (rank 0)

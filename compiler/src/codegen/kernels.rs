@@ -109,6 +109,8 @@ pub struct AttentionCluster {
     pub spans: usize,
     /// D is 128: half a warp per key row, a warp per value row.
     pub vec: bool,
+    /// Threads per block.
+    pub threads: usize,
 }
 
 #[derive(Template)]

@@ -97,6 +97,8 @@ const ATTENTION_CLUSTER: usize = 8;
 /// Positions per block of the decode attention, at most: a cluster spans 8 x 64 = 512
 /// positions (longer contexts take several clusters per kv head; 128 was slower at 1,024).
 const ATTENTION_SCORES_PER_BLOCK: usize = 64;
+/// Threads per block of the decode attention.
+const ATTENTION_THREADS: usize = 128;
 /// Static shared memory a kernel may use.
 const STATIC_SHARED: usize = 48 << 10;
 
@@ -111,7 +113,7 @@ pub fn decode_attention_shape(group: usize, d: usize, max_context: usize) -> Opt
     // warps' sums, all f32.
     let shared = |vec: bool, sc: usize| {
         let spans = max_context.div_ceil(ATTENTION_CLUSTER * sc);
-        4 * group * (2 * d + sc + 4 + spans + if vec { WARPS * d } else { 0 })
+        4 * group * (2 * d + sc + 4 + spans + if vec { ATTENTION_THREADS / 32 * d } else { 0 })
     };
     let fit = |vec: bool| {
         let mut sc = per_block;
@@ -665,6 +667,7 @@ impl Codegen<'_> {
                                 per_block,
                                 spans,
                                 vec,
+                                threads: ATTENTION_THREADS,
                             },
                         );
                         steps.push(launch(
@@ -675,7 +678,7 @@ impl Codegen<'_> {
                                 Dim::Fixed(slots as u32),
                                 Dim::Fixed(1),
                             ],
-                            128,
+                            ATTENTION_THREADS as u32,
                             vec![
                                 PArg::Ptr(v(0)),
                                 PArg::Ptr(v(1)),

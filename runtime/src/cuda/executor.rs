@@ -264,16 +264,25 @@ impl CudaModel {
                 self.cached
             )));
         }
-        if next as usize >= self.artifact.vocab_size {
-            return Err(CudaError::Other(format!(
-                "token id {next} is out of range for a vocabulary of {}",
-                self.artifact.vocab_size
-            )));
-        }
+        self.check_tokens(&[next])?;
         self.cached = len;
         self.last_tokens = 0;
         self.write_inputs(&[next], len)?;
         self.gpu.sync()
+    }
+
+    /// Every token id is inside the vocabulary.
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), CudaError> {
+        match tokens
+            .iter()
+            .find(|&&t| t as usize >= self.artifact.vocab_size)
+        {
+            Some(bad) => Err(CudaError::Other(format!(
+                "token id {bad} is out of range for a vocabulary of {}",
+                self.artifact.vocab_size
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Marks tokens as seen (the prompt, for the repetition penalty).
@@ -503,15 +512,7 @@ impl CudaModel {
                 self.artifact.max_context
             )));
         }
-        if let Some(&bad) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.artifact.vocab_size)
-        {
-            return Err(CudaError::Other(format!(
-                "token id {bad} is out of range for a vocabulary of {}",
-                self.artifact.vocab_size
-            )));
-        }
+        self.check_tokens(tokens)?;
         if tokens.len() == 1 {
             self.write_inputs(tokens, self.cached)?;
             self.decode_launch()?;
