@@ -5,7 +5,7 @@ use crate::error::PioError;
 use crate::model::{tied_names, weight_specs, LoadOptions, WeightsSource};
 use half::bf16;
 use pio_artifact::WeightEntry;
-use pio_compiler::codegen::{generate, CodegenOptions, GemvTuning};
+use pio_compiler::codegen::{generate, CodegenOptions, GemvTuning, ATTENTION_SPANS};
 use pio_compiler::ir::Graph;
 use pio_compiler::pass::{default_pipeline, PassOptions};
 use pio_compiler::spec::ModelSpec;
@@ -49,6 +49,7 @@ pub fn load(
                 }
                 Err(_) => GemvTuning::default(),
             },
+            attention_spans: attention_spans(opts)?,
         },
     )?;
     let sources: Vec<(String, String)> = compiled
@@ -240,4 +241,16 @@ impl Forward for CudaBackend {
         let logits = self.model.logits()?.pop().unwrap_or_default();
         Ok(sampler.sample(&logits, context, generated)?)
     }
+}
+
+/// The decode attention's spans per kv head: the load option, else `$PIO_DECODE_SPANS` (a
+/// developer knob, like `PIO_GEMV`), else the default.
+fn attention_spans(opts: &LoadOptions) -> Result<usize, PioError> {
+    let (n, from) = match (opts.attention_spans, std::env::var("PIO_DECODE_SPANS")) {
+        (Some(n), _) => (Some(n), "the load option attention_spans".to_string()),
+        (None, Ok(t)) => (t.parse().ok(), format!("PIO_DECODE_SPANS '{t}'")),
+        (None, Err(_)) => return Ok(ATTENTION_SPANS),
+    };
+    n.filter(|n| (1..=1024).contains(n))
+        .ok_or_else(|| PioError::Device(format!("{from}: spans per kv head must be 1 to 1024")))
 }

@@ -90,18 +90,21 @@ fn long_contexts_match_the_cpu_executor() {
     if !have_gpu() {
         return;
     }
-    for (spec, len) in [
-        ("tests/specs/gpu/qwen3-odd50.yaml", 650),
+    for (spec, len, spans) in [
+        ("tests/specs/gpu/qwen3-odd50.yaml", 650, None),
         // Decode attention over several 512-position spans (a cluster each), their outputs
-        // weighed by the last span to finish.
-        ("tests/specs/gpu/qwen3-long.yaml", 1500),
-        ("tests/specs/gpu/qwen3-long.yaml", 4200),
+        // weighed by the last span to finish; past 8 spans, 8 longer ones (528 positions); with
+        // at most 2 spans, 2,100 positions each (263 per block, several rounds of loads).
+        ("tests/specs/gpu/qwen3-long.yaml", 1500, None),
+        ("tests/specs/gpu/qwen3-long.yaml", 4200, None),
+        ("tests/specs/gpu/qwen3-long.yaml", 4200, Some(2)),
     ] {
         let prompt: Vec<u32> = (0..len).map(|i| ((i * 7919 + 13) % 512) as u32).collect();
         let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
         let (expected, generated) = cpu.greedy_logits(&prompt, 4).unwrap();
         let opts = LoadOptions {
             max_prefill: Some(1024),
+            attention_spans: spans,
             ..Default::default()
         };
         let mut gpu = load(spec, Device::Cuda, &opts);
@@ -118,7 +121,7 @@ fn long_contexts_match_the_cpu_executor() {
                 skip + i
             );
         }
-        eprintln!("{spec}: {} rows checked", rows.len());
+        eprintln!("{spec} (spans {spans:?}): {} rows checked", rows.len());
     }
 }
 
@@ -265,5 +268,22 @@ fn out_of_memory_and_long_prompts_are_clear_errors() {
     assert_eq!(
         e,
         "the prompt has 20 tokens but the model's context holds at most 16"
+    );
+    let opts = LoadOptions {
+        attention_spans: Some(0),
+        ..Default::default()
+    };
+    let e = Model::load_with(
+        Path::new("model-specs/qwen3-tiny.yaml"),
+        &WeightsSource::Random { seed: 1 },
+        Device::Cuda,
+        &opts,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.ends_with("the load option attention_spans: spans per kv head must be 1 to 1024"),
+        "{e}"
     );
 }

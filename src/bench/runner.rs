@@ -71,6 +71,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
             max_prefill: Some(max_prompt.clamp(1, 2048)),
             progress: false,
             kernel_cache: Some(cache.clone()),
+            ..Default::default()
         };
         let t = Instant::now();
         let mut model = Model::load_with(spec, &weights, o.device, &opts)?;

@@ -44,6 +44,11 @@ struct Args {
     /// subset; a tuning knob, every setting computes the same).
     #[arg(long, value_name = "SETTINGS")]
     gemv: Option<String>,
+    /// Spans (thread-block clusters) per kv head of the decode attention, at most; longer
+    /// contexts take longer spans (a tuning knob, like --gemv).
+    #[arg(long, value_name = "N", default_value_t = pio_compiler::codegen::ATTENTION_SPANS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    attention_spans: u32,
 }
 
 fn main() {
@@ -80,6 +85,7 @@ fn run() -> Result<()> {
                 Some(t) => GemvTuning::parse(t).map_err(|e| anyhow::anyhow!("--gemv: {e}"))?,
                 None => GemvTuning::default(),
             },
+            attention_spans: args.attention_spans as usize,
         },
     )?;
     let elapsed = start.elapsed();

@@ -1,15 +1,15 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
 // Decode attention of one query token against the layer's KV cache ([ctx, KV_HEADS, D]) in one
-// kernel. The context is cut into spans of at most SPAN = CL * PER positions, one per thread-
-// block cluster of CL blocks (sm_90); each block owns a contiguous range of at most PER
-// positions of its cluster's span and serves all GROUP query heads of its kv head (each key
-// and value row is read once). Every block computes its scores, rounded as HF's bf16 eager
+// kernel. The context is cut into spans, one per thread-block cluster of CL blocks (sm_90):
+// spans of CL * PER_MIN positions while there are at most SPANS of them, else SPANS equal
+// spans. Each block owns a contiguous range of its cluster's span (at most PER positions) and
+// serves all GROUP query heads of its kv head (each key and value row is read once). Every block computes its scores, rounded as HF's bf16 eager
 // attention rounds them, bf16(bf16(q.k) * SCALE), and its softmax state (max, sum of
 // exp(s - max)); the blocks of a cluster read each other's states through distributed shared
 // memory, so that every block rounds P = bf16(exp(s - max) / sum) with the span's max and sum;
 // each block sums P.V (f32) over its positions, and the cluster adds the blocks' sums in
-// position order. A context of one span (at most SPAN tokens) is exactly HF's eager attention
+// position order. A context of one span (at most CL * PER_MIN tokens) is exactly HF's eager attention
 // and written at once; longer ones write each span's output and softmax state, and the last
 // cluster to finish (counted in `count`, which returns to 0) weighs the spans' outputs by their
 // share of the softmax sum. Without clusters (before sm_90) a cluster is one block.
@@ -20,6 +20,7 @@
 #define SCALE {{ scale }}
 #define CL {{ cluster }}
 #define PER {{ per_block }}
+#define PER_MIN {{ per_min }}
 #define SPANS {{ spans }}
 #define THREADS {{ threads }}
 #define WARPS (THREADS / 32)
@@ -35,8 +36,9 @@
 #define NB 1
 #define CLUSTER_DIMS
 #endif
-#define SPAN (NB * PER)
-// Spans the scratch has room for: every block may be one (before sm_90).
+// Spans per kv head, at most: without clusters every block is one.
+#define SLOTS (CL * SPANS / NB)
+// Spans the scratch has room for.
 #define SPAN_SLOTS (CL * SPANS)
 
 __device__ __forceinline__ const bf16* cache_row(const bf16* c, int p, int kvh) {
@@ -74,14 +76,16 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     // Positions are written before the step's first kernel.
     const int pos = positions[0];
     const int len = pos + 1;
-    const int spans = (len + SPAN - 1) / SPAN;
+    const int spans = min(SLOTS, (len + NB * PER_MIN - 1) / (NB * PER_MIN));
     if (span >= spans) {  // the same for every block of a cluster
         pdl_wait();
         pdl_launch_dependents();
         return;
     }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int span_start = span * SPAN, span_len = min(SPAN, len - span_start);
+    // Positions per span, a multiple of NB (a span may be empty: its state weighs nothing).
+    const int span_size = NB * ((len + spans * NB - 1) / (spans * NB));
+    const int span_start = span * span_size, span_len = max(0, min(span_size, len - span_start));
     const int per = (span_len + NB - 1) / NB;
     const int start = span_start + rank * per;
     const int n = max(0, min(per, span_len - rank * per));
@@ -265,12 +269,18 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     __threadfence();
     // No block leaves while another may still read its shared memory.
     cluster_sync();
-    if (spans == 1 || rank != 0) return;
-    // The last span to finish adds the spans' outputs, each weighed by its share of the sum.
-    __shared__ bool last;
-    if (threadIdx.x == 0) last = atomicInc(&count[kvh], spans - 1) == (unsigned)(spans - 1);
-    __syncthreads();
-    if (!last) return;
+    if (spans == 1) return;
+    // The last span to finish adds the spans' outputs, each weighed by its share of the sum:
+    // rank 0 counts the span done (all its blocks' outputs are visible), then every block of
+    // the last cluster takes a share of the outputs.
+    __shared__ float last;
+    if (rank == 0 && threadIdx.x == 0)
+        last = atomicInc(&count[kvh], spans - 1) == (unsigned)(spans - 1) ? 1.0f : 0.0f;
+    cluster_sync();
+    const bool is_last = ld_cluster(&last, 0) != 0.0f;
+    // Rank 0's shared memory stays until every block has read it.
+    cluster_sync();
+    if (!is_last) return;
     __threadfence();
 #if __CUDA_ARCH__ >= 900
     // Each span's weight: its share of the softmax sum (a warp per query head), then the
@@ -292,7 +302,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
         for (int c = lane; c < spans; c += 32) weight[g][c] /= sum;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
+    for (int i = rank * THREADS + threadIdx.x; i < GROUP * D; i += NB * THREADS) {
         const int g = i / D, d = i % D;
         const float* so = span_out + ((size_t)(kvh * SPAN_SLOTS) * GROUP + g) * D + d;
         float o = 0.0f;

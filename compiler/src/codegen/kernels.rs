@@ -105,7 +105,9 @@ pub struct AttentionCluster {
     pub cluster: usize,
     /// Positions per block at most (their scores stay in shared memory).
     pub per_block: usize,
-    /// Spans of `cluster * per_block` positions that cover the context bound.
+    /// Positions per block of the shortest spans.
+    pub per_min: usize,
+    /// Spans (clusters) per kv head at most.
     pub spans: usize,
     /// D is 128: half a warp per key row, a warp per value row.
     pub vec: bool,

@@ -23,6 +23,8 @@ pub struct CodegenOptions {
     pub max_context: Option<usize>,
     /// Launch shape of the decode GEMVs.
     pub gemv: GemvTuning,
+    /// Spans per kv head of the decode attention, at most (a tuning knob).
+    pub attention_spans: usize,
 }
 
 impl Default for CodegenOptions {
@@ -31,6 +33,7 @@ impl Default for CodegenOptions {
             max_prefill: 512,
             max_context: None,
             gemv: GemvTuning::default(),
+            attention_spans: ATTENTION_SPANS,
         }
     }
 }
@@ -94,33 +97,61 @@ impl GemvTuning {
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 /// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).
 const ATTENTION_CLUSTER: usize = 8;
-/// Positions per block of the decode attention, at most: a cluster spans 8 x 64 = 512
-/// positions (longer contexts take several clusters per kv head; 128 was slower at 1,024).
+/// Positions per block of the decode attention's shortest spans: a cluster spans 8 x 64 = 512
+/// positions (128 was slower at 1,024).
 const ATTENTION_SCORES_PER_BLOCK: usize = 64;
+/// Spans (clusters) per kv head of the decode attention at most, by default: longer contexts
+/// take longer spans (H100, 0.6B / 4B decode tokens/s at 4,096 and 16,384 positions: 8 spans
+/// 731 / 227 and 446 / 167; 4 spans 802 / 235 and 492 / 175; 2 spans 712 / 219 and 346 / 135).
+pub const ATTENTION_SPANS: usize = 4;
 /// Threads per block of the decode attention.
 const ATTENTION_THREADS: usize = 128;
 /// Static shared memory a kernel may use.
 const STATIC_SHARED: usize = 48 << 10;
 
-/// How the decode attention kernel is built for `group` query heads per kv head of `d` dims:
-/// (whether it takes the vector paths (d = 128), positions per block, whose scores it keeps in
-/// shared memory), so that its static shared memory fits; None when nothing fits.
-pub fn decode_attention_shape(group: usize, d: usize, max_context: usize) -> Option<(bool, usize)> {
-    let per_block = max_context
-        .div_ceil(ATTENTION_CLUSTER)
-        .clamp(1, ATTENTION_SCORES_PER_BLOCK);
+/// How the decode attention kernel is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeAttentionShape {
+    /// The vector paths (d = 128): half a warp per key row, a warp per value row.
+    pub vec: bool,
+    /// Positions per block at most; their scores stay in shared memory.
+    pub per_block: usize,
+    /// Spans (clusters of blocks) per kv head at most.
+    pub spans: usize,
+}
+
+/// The decode attention for `group` query heads per kv head of `d` dims and a KV cache of
+/// `max_context` positions, with at most `spans` spans per kv head (more where the scores of
+/// fewer would not fit the static shared memory); None when nothing fits.
+pub fn decode_attention_shape(
+    group: usize,
+    d: usize,
+    max_context: usize,
+    spans: usize,
+) -> Option<DecodeAttentionShape> {
     // Queries, scores, softmax state, partial sums, the spans' weights and (vector path) the
     // warps' sums, all f32.
-    let shared = |vec: bool, sc: usize| {
-        let spans = max_context.div_ceil(ATTENTION_CLUSTER * sc);
-        4 * group * (2 * d + sc + 4 + spans + if vec { ATTENTION_THREADS / 32 * d } else { 0 })
+    let shared = |vec: bool, per: usize, spans: usize| {
+        4 * group * (2 * d + per + 4 + spans + if vec { ATTENTION_THREADS / 32 * d } else { 0 })
     };
     let fit = |vec: bool| {
-        let mut sc = per_block;
-        while shared(vec, sc) > STATIC_SHARED && sc > 1 {
-            sc /= 2;
+        let mut spans = max_context
+            .div_ceil(ATTENTION_CLUSTER * ATTENTION_SCORES_PER_BLOCK)
+            .clamp(1, spans.max(1));
+        loop {
+            let per_block = max_context.div_ceil(ATTENTION_CLUSTER * spans).max(1);
+            if shared(vec, per_block, spans) <= STATIC_SHARED {
+                return Some(DecodeAttentionShape {
+                    vec,
+                    per_block,
+                    spans,
+                });
+            }
+            if per_block == 1 {
+                return None;
+            }
+            spans *= 2;
         }
-        (shared(vec, sc) <= STATIC_SHARED).then_some((vec, sc))
     };
     if d == 128 {
         fit(true).or_else(|| fit(false))
@@ -220,6 +251,7 @@ pub fn generate(
         attention_counts: HashMap::new(),
         max_context,
         gemv: opts.gemv,
+        attention_spans: opts.attention_spans,
         io: art::Io {
             tokens: 0,
             positions: 0,
@@ -307,6 +339,7 @@ struct Codegen<'a> {
     attention_counts: HashMap<u64, u64>,
     max_context: usize,
     gemv: GemvTuning,
+    attention_spans: usize,
     io: art::Io,
 }
 
@@ -638,13 +671,13 @@ impl Codegen<'_> {
                             stride: 0,
                         };
                         let group = heads / kv_heads;
-                        let (vec, per_block) = decode_attention_shape(group, d, ctx).ok_or_else(|| {
-                            err(format!(
-                                "'{name}': decode attention with {group} query heads per kv head of {d} dims does not fit in shared memory"
-                            ))
-                        })?;
-                        let spans = ctx.div_ceil(ATTENTION_CLUSTER * per_block);
-                        let slots = ATTENTION_CLUSTER * spans;
+                        let shape = decode_attention_shape(group, d, ctx, self.attention_spans)
+                            .ok_or_else(|| {
+                                err(format!(
+                                    "'{name}': decode attention with {group} query heads per kv head of {d} dims does not fit in shared memory"
+                                ))
+                            })?;
+                        let slots = ATTENTION_CLUSTER * shape.spans;
                         let span_out = scratch(heads * slots * d * 4, "span_out");
                         let span_state = scratch(heads * slots * 2 * 4, "span_state");
                         let count = Val {
@@ -664,9 +697,10 @@ impl Codegen<'_> {
                                 d,
                                 scale: CudaF32(*scale as f32),
                                 cluster: ATTENTION_CLUSTER,
-                                per_block,
-                                spans,
-                                vec,
+                                per_block: shape.per_block,
+                                per_min: shape.per_block.min(ATTENTION_SCORES_PER_BLOCK),
+                                spans: shape.spans,
+                                vec: shape.vec,
                                 threads: ATTENTION_THREADS,
                             },
                         );
