@@ -112,12 +112,14 @@ pub struct Kernel {
     pub source_hash: String,
 }
 
-/// A grid or GEMM dimension: fixed, or proportional to the step's token count.
+/// A grid or GEMM dimension: fixed, proportional to the step's token count, or its number of
+/// tiles of so many tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dim {
     Fixed(u32),
     PerToken(u32),
+    TokenTiles(u32),
 }
 
 impl Dim {
@@ -126,6 +128,7 @@ impl Dim {
         match self {
             Dim::Fixed(n) => n,
             Dim::PerToken(n) => n * tokens,
+            Dim::TokenTiles(n) => tokens.div_ceil(n.max(1)),
         }
     }
 }

@@ -93,6 +93,19 @@ pub struct Attention {
 }
 
 #[derive(Template)]
+#[template(path = "kernels/attention_mma.cu", escape = "none")]
+pub struct AttentionMma {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    /// A multiple of 16, at most 128.
+    pub d: usize,
+    pub scale: CudaF32,
+    pub q_stride: usize,
+}
+
+#[derive(Template)]
 #[template(path = "kernels/attention_cluster.cu", escape = "none")]
 pub struct AttentionCluster {
     pub name: &'static str,

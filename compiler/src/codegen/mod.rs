@@ -163,6 +163,9 @@ pub fn decode_attention_shape(
 const WARPS: usize = 4;
 /// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.
 const GEMV_L2_PREFETCH_BYTES: usize = 16 << 20;
+/// Tokens per block of the tensor-core prefill attention (BQ in attention_mma.cu), and its threads.
+const PREFILL_ATTENTION_TOKENS: u32 = 64;
+const PREFILL_ATTENTION_THREADS: u32 = 128;
 /// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
 const ATTENTION_SCORES_IN_SHARED: usize = 4096;
 /// What codegen makes: the artifact and the kernel sources it names.
@@ -724,6 +727,38 @@ impl Codegen<'_> {
                                 PArg::Ptr(out),
                             ],
                         ));
+                    } else if d % 16 == 0 && d <= 128 {
+                        // Tensor cores: a block per query head and 64 tokens.
+                        let k = self.kernel(
+                            "attention_mma",
+                            &AttentionMma {
+                                name: PLACEHOLDER,
+                                doc: "causal GQA attention (prefill, tensor cores)".into(),
+                                heads,
+                                kv_heads,
+                                d,
+                                scale: CudaF32(*scale as f32),
+                                q_stride: v(0).stride,
+                            },
+                        );
+                        steps.push(launch(
+                            k,
+                            &name,
+                            [
+                                Dim::Fixed(heads as u32),
+                                Dim::TokenTiles(PREFILL_ATTENTION_TOKENS),
+                                Dim::Fixed(1),
+                            ],
+                            PREFILL_ATTENTION_THREADS,
+                            vec![
+                                PArg::Ptr(v(0)),
+                                PArg::Ptr(v(1)),
+                                PArg::Ptr(v(2)),
+                                PArg::Ptr(v(3)),
+                                PArg::Ptr(out),
+                                PArg::Tokens,
+                            ],
+                        ));
                     } else {
                         let k = self.kernel("attention", &prefill_ctx);
                         steps.push(launch(
@@ -1155,8 +1190,7 @@ impl Codegen<'_> {
                 args.extend(a);
                 nodes.push(node);
                 ys.push(match grid[1] {
-                    Dim::Fixed(y) => y,
-                    Dim::PerToken(y) => y,
+                    Dim::Fixed(y) | Dim::PerToken(y) | Dim::TokenTiles(y) => y,
                 });
             }
             let n = nodes.len();
@@ -1218,6 +1252,7 @@ pub fn listing(steps: &[Step]) -> String {
         Dim::Fixed(n) => n.to_string(),
         Dim::PerToken(1) => "T".into(),
         Dim::PerToken(n) => format!("{n}T"),
+        Dim::TokenTiles(n) => format!("T/{n}"),
     };
     let arg = |a: &Arg| match a {
         Arg::Ptr { region, offset } => format!("{region:?}+{offset}").to_lowercase(),
