@@ -92,6 +92,8 @@ fn long_contexts_match_the_cpu_executor() {
     }
     for (spec, len, spans) in [
         ("tests/specs/gpu/qwen3-odd50.yaml", 650, None),
+        // Tensor-core prefill attention: 12 tiles of 64 tokens and one of 15, in one step.
+        ("tests/specs/gpu/qwen3-long.yaml", 783, None),
         // Decode attention over several 512-position spans (a cluster each), their outputs
         // weighed by the last span to finish; past 8 spans, 8 longer ones (528 positions); with
         // at most 2 spans, 2,100 positions each (263 per block, several rounds of loads).

@@ -5,7 +5,8 @@
 // warps over keys. The arithmetic is HF's bf16 eager attention: scores = bf16(bf16(q.k) * SCALE),
 // softmax in f32 rounded to bf16, then P.V accumulated in f32 and rounded. Three passes over the
 // keys (max, sum, P.V); scores of the first SC_MAX keys are kept in shared memory, later ones
-// are recomputed. (Decode uses attention_decode.cu and attention_values.cu.)
+// are recomputed. Used for head sizes that are not a multiple of 16; the others prefill on tensor
+// cores (attention_mma.cu). Decode uses attention_cluster.cu.
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define D {{ d }}

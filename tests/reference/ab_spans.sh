@@ -10,6 +10,6 @@ for spec in ${SPECS:-qwen3-0.6b qwen3-4b-instruct-2507}; do
         read -r spans bin <<< "$variant"
         echo "== $spec: $bin, spans $spans"
         PIO_DECODE_SPANS=$spans $bin bench --spec $spec --device cuda --weights random --prompt-len 128 \
-            --gen 64 --context ${CONTEXTS:-4096,16384} --repeats 2 2>&1 | grep -E "^\| Qwen3.*\| [0-9]+ \| [0-9.]+ \| [0-9]+ \|$"
+            --gen 64 --context ${CONTEXTS:-4096,16384} --repeats 2 2>&1 | grep -E "^\| Qwen3.*\| [0-9]+ \| [0-9.]+( \([^)]*\))? \| [0-9]+ \|$"
     done
 done
