@@ -190,10 +190,14 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
                 if machine.copy_bandwidth_bytes_per_s.is_none() {
                     machine.copy_bandwidth_bytes_per_s = Some(m.copy_bandwidth()?);
                     machine.device = m.gpu().name.clone();
-                    machine.driver = m.gpu().driver_version();
-                    machine.cuda = pio_runtime::cuda::nvrtc::version()
+                    machine.driver = m.gpu().driver_release();
+                    let nvrtc = pio_runtime::cuda::nvrtc::version()
                         .ok()
                         .map(|(a, b)| format!("NVRTC {a}.{b}"));
+                    machine.cuda = match (m.gpu().driver_version(), nvrtc) {
+                        (Some(c), Some(n)) => Some(format!("CUDA {c} ({n})")),
+                        (c, n) => c.map(|c| format!("CUDA {c}")).or(n),
+                    };
                 }
                 let (free, total) = m.gpu().memory();
                 let workspace = m.workspace_bytes();

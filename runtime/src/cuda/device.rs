@@ -34,6 +34,18 @@ pub(crate) fn drv<T>(what: &str, r: Result<T, result::DriverError>) -> Result<T,
     })
 }
 
+/// The release in the text of /proc/driver/nvidia/version: the first version number after
+/// "Kernel Module" ("... Open Kernel Module for x86_64  580.159.04  Release Build ...").
+pub fn driver_release_from(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
+    let is_release = |w: &str| {
+        w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.') && !w.starts_with('.')
+    };
+    let mut words = line.split_whitespace();
+    words.find(|&w| w == "Module")?;
+    words.find(|&w| is_release(w)).map(str::to_string)
+}
+
 /// Whether a CUDA driver library can be loaded (never panics).
 pub fn driver_present() -> bool {
     // SAFETY: only tries to dlopen the library.
@@ -100,6 +112,12 @@ impl Gpu {
             total_memory,
             stream,
         })
+    }
+
+    /// The NVIDIA driver's release, e.g. "580.159.04" (Linux: from /proc/driver/nvidia/version).
+    pub fn driver_release(&self) -> Option<String> {
+        let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
+        driver_release_from(&text)
     }
 
     /// The driver's CUDA version, e.g. "13.0".
