@@ -163,7 +163,11 @@ pub fn load(
 /// Compiles a spec's kernels (passes, codegen, NVRTC through the cache at `cache`): what a
 /// load does before the weights, for timing a warm cache.
 pub fn compile_kernels(spec: &ModelSpec, cache: &std::path::Path) -> Result<usize, PioError> {
-    let gpu_arch = pio_runtime::cuda::device::Gpu::open()?.arch;
+    let gpu_arch = pio_runtime::cuda::nvrtc::target_arch(
+        &pio_runtime::cuda::device::Gpu::open()?.arch,
+        std::env::var("PIO_NVRTC_ARCH").ok().as_deref(),
+    )
+    .map_err(PioError::Device)?;
     let mut g = pio_compiler::lower::lower(spec)?;
     default_pipeline(PassOptions::default())?.run(&mut g)?;
     let compiled = generate(&g, spec, &CodegenOptions::default())?;

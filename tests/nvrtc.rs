@@ -47,7 +47,7 @@ fn every_kernel_compiles_for_sm_90() {
         .compile_all(&sources, &options)
         .unwrap();
     assert_eq!(compiled.len(), sources.len());
-    assert!(compiled.iter().all(|c| !c.cubin.is_empty()));
+    assert!(compiled.iter().all(|c| !c.image.is_empty()));
     eprintln!(
         "{} kernels compiled with NVRTC {:?}",
         compiled.len(),

@@ -465,7 +465,7 @@ fn check_kernels(dir: &std::path::Path, arch: &str) -> Result<()> {
         println!(
             "ok  {:<32} {:>7} bytes  {}",
             c.name,
-            c.cubin.len(),
+            c.image.len(),
             usage.join(" | ")
         );
     }

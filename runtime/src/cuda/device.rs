@@ -196,10 +196,11 @@ impl Gpu {
     }
 
     /// Loads a CUBIN and returns the named function.
-    pub fn load_function(&self, cubin: &[u8], name: &str) -> Result<sys::CUfunction, CudaError> {
-        // SAFETY: the image is a CUBIN produced by NVRTC; the module is kept for the process.
+    pub fn load_function(&self, image: &[u8], name: &str) -> Result<sys::CUfunction, CudaError> {
+        // SAFETY: the image is a CUBIN or NUL-terminated PTX produced by NVRTC; the module is
+        // kept for the process.
         let module = drv(&format!("loading kernel {name}"), unsafe {
-            result::module::load_data(cubin.as_ptr() as *const c_void)
+            result::module::load_data(image.as_ptr() as *const c_void)
         })?;
         let cname =
             std::ffi::CString::new(name).map_err(|_| CudaError::Other("bad kernel name".into()))?;

@@ -4,7 +4,7 @@
 //! fallback that says why). Sampling runs on the GPU.
 
 use super::device::{drv, launch, CudaError, DeviceBuffer, Gpu};
-use super::nvrtc::{options_for, KernelCache};
+use super::nvrtc::{arch_number, options_for, target_arch, KernelCache};
 use crate::sampling::SamplingParams;
 use cudarc::cublas::{result as blas, sys as blas_sys};
 use cudarc::driver::{result, sys};
@@ -113,16 +113,18 @@ impl CudaModel {
     ) -> Result<CudaModel, CudaError> {
         let mut sources = kernel_sources.to_vec();
         sources.push(("pio_sampler".into(), include_str!("sample.cu").to_string()));
-        let options = options_for(&gpu.arch, &artifact.nvrtc_options);
+        let arch = target_arch(&gpu.arch, std::env::var("PIO_NVRTC_ARCH").ok().as_deref())
+            .map_err(CudaError::Other)?;
+        let options = options_for(&arch, &artifact.nvrtc_options);
         let compiled = cache.compile_all(&sources, &options)?;
         let mut funcs = HashMap::new();
         for c in &compiled {
             if c.name == "pio_sampler" {
                 for f in ["pio_topk_partial", "pio_sample_final"] {
-                    funcs.insert(f.to_string(), gpu.load_function(&c.cubin, f)?);
+                    funcs.insert(f.to_string(), gpu.load_function(&c.image, f)?);
                 }
             } else {
-                funcs.insert(c.name.clone(), gpu.load_function(&c.cubin, &c.name)?);
+                funcs.insert(c.name.clone(), gpu.load_function(&c.image, &c.name)?);
             }
         }
         let r = &artifact.regions;
@@ -186,7 +188,10 @@ impl CudaModel {
             )));
         }
         let use_graph = std::env::var_os("PIO_NO_CUDA_GRAPH").is_none();
-        let pdl = gpu.major >= 9 && std::env::var_os("PIO_NO_PDL").is_none();
+        // Kernels compiled for an older architecture have no griddepcontrol: no PDL.
+        let pdl = gpu.major >= 9
+            && arch_number(&arch).is_some_and(|n| n >= 90)
+            && std::env::var_os("PIO_NO_PDL").is_none();
         let mut m = CudaModel {
             gpu,
             artifact,

@@ -47,15 +47,25 @@ pub fn version() -> Result<(i32, i32), NvrtcError> {
 #[derive(Clone, Debug)]
 pub struct Compiled {
     pub name: String,
-    pub cubin: Vec<u8>,
+    /// What the driver loads: CUBIN for a real architecture (`sm_XY`), NUL-terminated PTX for a
+    /// virtual one (`compute_XY`, compiled for the GPU by the driver at load).
+    pub image: Vec<u8>,
     /// NVRTC's log (ptxas resource usage when `--ptxas-options=-v` is given).
     pub log: String,
     /// Whether it came from the disk cache.
     pub cached: bool,
 }
 
-/// Compiles `source` to CUBIN. `source_path` is named in errors (where the source was saved).
-pub fn compile_cubin(
+/// Whether the options target a virtual architecture (`compute_XY`): NVRTC makes PTX then.
+fn targets_ptx(options: &[String]) -> bool {
+    options
+        .iter()
+        .any(|o| o.starts_with("--gpu-architecture=compute_"))
+}
+
+/// Compiles `source` to CUBIN, or to PTX for a virtual architecture. `source_path` is named in
+/// errors (where the source was saved).
+pub fn compile_image(
     name: &str,
     source: &str,
     options: &[String],
@@ -80,6 +90,19 @@ pub fn compile_cubin(
             log: log.clone(),
             source_path: source_path.display().to_string(),
         }),
+        Ok(()) if targets_ptx(options) => {
+            let mut size = 0usize;
+            // SAFETY: prog compiled successfully; the buffer has the size NVRTC reports (the
+            // PTX and its NUL).
+            unsafe { sys::nvrtcGetPTXSize(prog, &mut size) }
+                .result()
+                .map_err(api)?;
+            let mut ptx = vec![0u8; size];
+            unsafe { sys::nvrtcGetPTX(prog, ptx.as_mut_ptr().cast()) }
+                .result()
+                .map_err(api)?;
+            Ok((ptx, log))
+        }
         Ok(()) => {
             let mut size = 0usize;
             // SAFETY: prog compiled successfully; the buffer has the size NVRTC reports.
@@ -107,14 +130,46 @@ fn c_chars_to_string(v: &[std::ffi::c_char]) -> String {
     String::from_utf8_lossy(&bytes).trim().to_string()
 }
 
-/// The options for an architecture: `--gpu-architecture=sm_XY` plus the artifact's options.
+/// The options for an architecture: `--gpu-architecture=sm_XY` (or `compute_XY`) plus the
+/// artifact's options (ptxas options only where ptxas runs: not for PTX).
 pub fn options_for(arch: &str, base: &[String]) -> Vec<String> {
     let mut o = vec![format!("--gpu-architecture={arch}")];
-    o.extend(base.iter().cloned());
+    let ptx = arch.starts_with("compute_");
+    o.extend(
+        base.iter()
+            .filter(|b| !(ptx && b.starts_with("--ptxas-options")))
+            .cloned(),
+    );
     o
 }
 
-/// A folder of compiled kernels, keyed by everything that changes the CUBIN.
+/// The number of `sm_90` or `compute_80` (90, 80).
+pub fn arch_number(arch: &str) -> Option<u32> {
+    let n = arch
+        .strip_prefix("sm_")
+        .or_else(|| arch.strip_prefix("compute_"))?;
+    n.parse().ok().filter(|&n| (10..1000).contains(&n))
+}
+
+/// What the kernels are compiled for on a GPU of architecture `gpu_arch` (`sm_90`): the GPU's
+/// own, or `requested` (from `PIO_NVRTC_ARCH`, a developer knob): the GPU's own `sm_XY`, or
+/// `compute_XY` no newer than the GPU, as PTX that the driver compiles at load. That runs the
+/// code paths of older GPUs (no clusters, no PDL before sm_90) on this one.
+pub fn target_arch(gpu_arch: &str, requested: Option<&str>) -> Result<String, String> {
+    let Some(req) = requested else {
+        return Ok(gpu_arch.to_string());
+    };
+    let (gpu, want) = (arch_number(gpu_arch), arch_number(req));
+    match (gpu, want) {
+        (Some(g), Some(w)) if req.starts_with("compute_") && w <= g => Ok(req.to_string()),
+        _ if req == gpu_arch => Ok(req.to_string()),
+        _ => Err(format!(
+            "PIO_NVRTC_ARCH '{req}': expected {gpu_arch} or compute_XY no newer than it"
+        )),
+    }
+}
+
+/// A folder of compiled kernels, keyed by everything that changes the CUBIN (or PTX).
 pub struct KernelCache {
     dir: PathBuf,
 }
@@ -196,12 +251,13 @@ impl KernelCache {
         version: (i32, i32),
     ) -> Result<Compiled, NvrtcError> {
         let key = Self::key(source, options, version);
-        let path = self.dir.join(format!("{name}-{key}.cubin"));
-        if let Ok(cubin) = std::fs::read(&path) {
-            if !cubin.is_empty() {
+        let ext = if targets_ptx(options) { "ptx" } else { "cubin" };
+        let path = self.dir.join(format!("{name}-{key}.{ext}"));
+        if let Ok(image) = std::fs::read(&path) {
+            if !image.is_empty() {
                 return Ok(Compiled {
                     name: name.to_string(),
-                    cubin,
+                    image,
                     log: String::new(),
                     cached: true,
                 });
@@ -209,14 +265,14 @@ impl KernelCache {
         }
         let src_path = self.dir.join(format!("{name}.cu"));
         let _ = std::fs::write(&src_path, source);
-        let (cubin, log) = compile_cubin(name, source, options, &src_path)?;
+        let (image, log) = compile_image(name, source, options, &src_path)?;
         let tmp = self.dir.join(format!(".{name}-{key}.tmp"));
-        if std::fs::write(&tmp, &cubin).is_ok() {
+        if std::fs::write(&tmp, &image).is_ok() {
             let _ = std::fs::rename(&tmp, &path);
         }
         Ok(Compiled {
             name: name.to_string(),
-            cubin,
+            image,
             log,
             cached: false,
         })
