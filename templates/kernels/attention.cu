@@ -1,7 +1,7 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
 // Prefill attention: causal grouped-query attention over the layer's KV cache
-// ([ctx, KV_HEADS, D]); a query at position p sees keys 0..=p. One block per (query head, token),
+// ([KV_HEADS, CTX, D]); a query at position p sees keys 0..=p. One block per (query head, token),
 // warps over keys. The arithmetic is HF's bf16 eager attention: scores = bf16(bf16(q.k) * SCALE),
 // softmax in f32 rounded to bf16, then P.V accumulated in f32 and rounded. Three passes over the
 // keys (max, sum, P.V); scores of the first SC_MAX keys are kept in shared memory, later ones
@@ -13,6 +13,7 @@
 #define WARPS {{ warps }}
 #define SCALE {{ scale }}
 #define Q_STRIDE {{ q_stride }}
+#define CTX {{ ctx }}
 #define SC_MAX {{ sc_max }}
 #define PER_LANE ((D + 31) / 32)
 
@@ -60,12 +61,12 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
         qv[j] = i < D ? bf2f(qrow[i]) : 0.0f;
         acc[j] = 0.0f;
     }
-    const bf16* kbase = kc + (size_t)kvh * D;
-    const bf16* vbase = vc + (size_t)kvh * D;
+    const bf16* kbase = kc + (size_t)kvh * CTX * D;
+    const bf16* vbase = vc + (size_t)kvh * CTX * D;
     // Pass 1: scores and their maximum.
     float m = NEG_INF;
     for (int key = warp; key < len; key += WARPS) {
-        const float s = score(qv, kbase + (size_t)key * KV_HEADS * D, lane);
+        const float s = score(qv, kbase + (size_t)key * D, lane);
         if (key < SC_MAX && lane == 0) sc[key] = s;
         m = fmaxf(m, s);
     }
@@ -73,15 +74,15 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
     // Pass 2: the softmax denominator.
     float l = 0.0f;
     for (int key = warp; key < len; key += WARPS) {
-        const float s = key < SC_MAX ? sc[key] : score(qv, kbase + (size_t)key * KV_HEADS * D, lane);
+        const float s = key < SC_MAX ? sc[key] : score(qv, kbase + (size_t)key * D, lane);
         l += __expf(s - M);
     }
     const float L = block_reduce(l, false, red);
     // Pass 3: P.V with P rounded to bf16.
     for (int key = warp; key < len; key += WARPS) {
-        const float s = key < SC_MAX ? sc[key] : score(qv, kbase + (size_t)key * KV_HEADS * D, lane);
+        const float s = key < SC_MAX ? sc[key] : score(qv, kbase + (size_t)key * D, lane);
         const float p = rbf(__fdiv_rn(__expf(s - M), L));
-        const bf16* vrow = vbase + (size_t)key * KV_HEADS * D;
+        const bf16* vrow = vbase + (size_t)key * D;
 #pragma unroll
         for (int j = 0; j < PER_LANE; ++j) {
             int i = lane + 32 * j;

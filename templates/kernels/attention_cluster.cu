@@ -1,6 +1,6 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
-// Decode attention of one query token against the layer's KV cache ([ctx, KV_HEADS, D]) in one
+// Decode attention of one query token against the layer's KV cache ([KV_HEADS, CTX, D]) in one
 // kernel. The context is cut into spans, one per thread-block cluster of CL blocks (sm_90):
 // spans of CL * PER_MIN positions while there are at most SPANS of them, else SPANS equal
 // spans. Each block owns a contiguous range of its cluster's span (at most PER positions) and
@@ -18,6 +18,7 @@
 #define GROUP (HEADS / KV_HEADS)
 #define D {{ d }}
 #define SCALE {{ scale }}
+#define CTX {{ ctx }}
 #define CL {{ cluster }}
 #define PER {{ per_block }}
 #define PER_MIN {{ per_min }}
@@ -42,7 +43,7 @@
 #define SPAN_SLOTS (CL * SPANS)
 
 __device__ __forceinline__ const bf16* cache_row(const bf16* c, int p, int kvh) {
-    return c + ((size_t)p * KV_HEADS + kvh) * D;
+    return c + ((size_t)kvh * CTX + p) * D;
 }
 
 {% if vec %}

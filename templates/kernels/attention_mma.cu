@@ -1,7 +1,7 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
 // Prefill attention on tensor cores (sm_80+): causal grouped-query attention of a step's tokens
-// over the layer's KV cache ([ctx, KV_HEADS, D]); a query at position p sees keys 0..=p. A block
+// over the layer's KV cache ([KV_HEADS, CTX, D]); a query at position p sees keys 0..=p. A block
 // takes BQ = 64 tokens of one query head, a warp 16 of them, and walks the keys in tiles of
 // BK = 64 staged in shared memory. The arithmetic is HF's bf16 eager attention: scores
 // s = bf16(bf16(q.k) * SCALE) (q.k on tensor cores, f32 accumulation); a first pass finds each
@@ -12,6 +12,7 @@
 #define D {{ d }}
 #define SCALE {{ scale }}
 #define Q_STRIDE {{ q_stride }}
+#define CTX {{ ctx }}
 #define BQ 64
 #define BK 64
 #define THREADS 128
@@ -67,7 +68,7 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ ca
     for (int i = threadIdx.x; i < BK * CHUNKS; i += THREADS) {
         const int r = i / CHUNKS, c = i % CHUNKS;
         const bool valid = k0 + r < kv_len;
-        const bf16* src = cache + ((size_t)(valid ? k0 + r : 0) * KV_HEADS + kvh) * D + c * 8;
+        const bf16* src = cache + ((size_t)kvh * CTX + (valid ? k0 + r : 0)) * D + c * 8;
         cp_async16(dst + r * LDS + c * 8, src, valid);
     }
 }

@@ -2,7 +2,7 @@
 // {{ doc }}
 // Per-head work on [tokens, HEADS, D] rows: optional RMSNorm over D (then * w), optional
 // rotate-half RoPE at the token's position, written either to out [tokens, HEADS, D] or into
-// the layer's KV cache at the token's position ([ctx, HEADS, D]). One warp per (token, head).
+// the layer's KV cache at the token's position ([HEADS, CTX, D]). One warp per (token, head).
 #define HEADS {{ heads }}
 #define D {{ d }}
 #define WARPS {{ warps }}
@@ -28,7 +28,7 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
     const bf16* src = x + (size_t)t * IN_STRIDE + (size_t)head * D;
     const int pos = positions[t];
 {% if to_cache %}
-    bf16* dst = out + ((size_t)pos * HEADS + head) * D;
+    bf16* dst = out + ((size_t)head * {{ ctx }} + pos) * D;
 {% else %}
     bf16* dst = out + ((size_t)t * HEADS + head) * D;
 {% endif %}

@@ -79,7 +79,8 @@ pub struct WeightPart {
     pub rows: usize,
 }
 
-/// One layer's K or V cache: `[max_batch, max_context, kv_heads, head_dim]`.
+/// One layer's K or V cache: `[max_batch, kv_heads, max_context, head_dim]` (each kv head's rows
+/// contiguous).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KvEntry {
     pub layer: usize,

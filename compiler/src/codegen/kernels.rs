@@ -65,6 +65,8 @@ pub struct HeadOp {
     pub norm: bool,
     pub rope: bool,
     pub to_cache: bool,
+    /// Positions the KV cache holds ([HEADS, ctx, D]; with `to_cache`).
+    pub ctx: usize,
 }
 
 #[derive(Template)]
@@ -90,6 +92,8 @@ pub struct Attention {
     pub q_stride: usize,
     /// Keys whose scores stay in shared memory (later ones are recomputed).
     pub sc_max: usize,
+    /// Positions the KV cache holds ([KV_HEADS, ctx, D]).
+    pub ctx: usize,
 }
 
 #[derive(Template)]
@@ -103,6 +107,8 @@ pub struct AttentionMma {
     pub d: usize,
     pub scale: CudaF32,
     pub q_stride: usize,
+    /// Positions the KV cache holds ([KV_HEADS, ctx, D]).
+    pub ctx: usize,
 }
 
 #[derive(Template)]
@@ -114,6 +120,8 @@ pub struct AttentionCluster {
     pub kv_heads: usize,
     pub d: usize,
     pub scale: CudaF32,
+    /// Positions the KV cache holds ([KV_HEADS, ctx, D]).
+    pub ctx: usize,
     /// Blocks per cluster (one cluster per kv head).
     pub cluster: usize,
     /// Positions per block at most (their scores stay in shared memory).

@@ -428,7 +428,8 @@ impl Codegen<'_> {
                 continue;
             };
             let (kvh, d) = (fixed(self.g, id, 2)?, fixed(self.g, id, 3)?);
-            let shape = vec![1, self.max_context, kvh, d];
+            // [batch, kv head, position, dim]: each kv head's rows are contiguous.
+            let shape = vec![1, kvh, self.max_context, d];
             let bytes = (shape.iter().product::<usize>() * n.ty.dtype.size()) as u64;
             entries.push(art::KvEntry {
                 layer,
@@ -661,6 +662,7 @@ impl Codegen<'_> {
                         scale: CudaF32(*scale as f32),
                         q_stride: v(0).stride,
                         sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
+                        ctx: self.max_context,
                     };
                     if decode {
                         let ctx = self.max_context;
@@ -699,6 +701,7 @@ impl Codegen<'_> {
                                 kv_heads,
                                 d,
                                 scale: CudaF32(*scale as f32),
+                                ctx,
                                 cluster: ATTENTION_CLUSTER,
                                 per_block: shape.per_block,
                                 per_min: shape.per_block.min(ATTENTION_SCORES_PER_BLOCK),
@@ -739,6 +742,7 @@ impl Codegen<'_> {
                                 d,
                                 scale: CudaF32(*scale as f32),
                                 q_stride: v(0).stride,
+                                ctx: self.max_context,
                             },
                         );
                         steps.push(launch(
@@ -1131,6 +1135,7 @@ impl Codegen<'_> {
             norm: norm.is_some(),
             rope: rope.is_some(),
             to_cache: cache_positions.is_some(),
+            ctx: self.max_context,
         };
         let k = self.kernel("head_op", &ctx);
         let mut step = launch(
