@@ -4,15 +4,17 @@
 // kernel. The context is cut into spans, one per thread-block cluster of CL blocks (sm_90):
 // spans of CL * PER_MIN positions while there are at most SPANS of them, else SPANS equal
 // spans. Each block owns a contiguous range of its cluster's span (at most PER positions) and
-// serves all GROUP query heads of its kv head (each key and value row is read once). Every block computes its scores, rounded as HF's bf16 eager
-// attention rounds them, bf16(bf16(q.k) * SCALE), and its softmax state (max, sum of
-// exp(s - max)); the blocks of a cluster read each other's states through distributed shared
-// memory, so that every block rounds P = bf16(exp(s - max) / sum) with the span's max and sum;
-// each block sums P.V (f32) over its positions, and the cluster adds the blocks' sums in
-// position order. A context of one span (at most CL * PER_MIN tokens) is exactly HF's eager attention
-// and written at once; longer ones write each span's output and softmax state, and the last
-// cluster to finish (counted in `count`, which returns to 0) weighs the spans' outputs by their
-// share of the softmax sum. Without clusters (before sm_90) a cluster is one block.
+// serves all GROUP query heads of its kv head (each key and value row is read once). Every
+// block computes its scores, rounded as HF's bf16 eager attention rounds them,
+// bf16(bf16(q.k) * SCALE), and its softmax state (max, sum of exp(s - max)); the blocks of a
+// cluster read each other's states through distributed shared memory, so that every block
+// rounds P = bf16(exp(s - max) / sum) with the span's max and sum; each block sums P.V (f32)
+// over its positions, and the cluster adds the blocks' sums in position order. A context of one
+// span (at most CL * PER_MIN tokens) is exactly HF's eager attention and written at once;
+// longer ones write each span's output and softmax state, and the last cluster to finish
+// (counted in `count`, which returns to 0) weighs the spans' outputs by their share of the
+// softmax sum, its blocks sharing the outputs. Without clusters (before sm_90) a cluster is one
+// block.
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define GROUP (HEADS / KV_HEADS)
