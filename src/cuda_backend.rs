@@ -5,7 +5,9 @@ use crate::error::PioError;
 use crate::model::{tied_names, weight_specs, LoadOptions, WeightsSource};
 use half::bf16;
 use pio_artifact::WeightEntry;
-use pio_compiler::codegen::{generate, CodegenOptions, GemvTuning, ATTENTION_SPANS};
+use pio_compiler::codegen::{
+    generate, CodegenOptions, GemvTuning, ATTENTION_SPANS, MAX_ATTENTION_SPANS,
+};
 use pio_compiler::ir::Graph;
 use pio_compiler::pass::{default_pipeline, PassOptions};
 use pio_compiler::spec::ModelSpec;
@@ -163,9 +165,8 @@ pub fn load(
 /// Compiles a spec's kernels (passes, codegen, NVRTC through the cache at `cache`): what a
 /// load does before the weights, for timing a warm cache.
 pub fn compile_kernels(spec: &ModelSpec, cache: &std::path::Path) -> Result<usize, PioError> {
-    let gpu_arch = pio_runtime::cuda::nvrtc::target_arch(
+    let gpu_arch = pio_runtime::cuda::nvrtc::target_arch_from_env(
         &pio_runtime::cuda::device::Gpu::open()?.arch,
-        std::env::var("PIO_NVRTC_ARCH").ok().as_deref(),
     )
     .map_err(PioError::Device)?;
     let mut g = pio_compiler::lower::lower(spec)?;
@@ -255,6 +256,10 @@ fn attention_spans(opts: &LoadOptions) -> Result<usize, PioError> {
         (None, Ok(t)) => (t.parse().ok(), format!("PIO_DECODE_SPANS '{t}'")),
         (None, Err(_)) => return Ok(ATTENTION_SPANS),
     };
-    n.filter(|n| (1..=1024).contains(n))
-        .ok_or_else(|| PioError::Device(format!("{from}: spans per kv head must be 1 to 1024")))
+    n.filter(|n| (1..=MAX_ATTENTION_SPANS).contains(n))
+        .ok_or_else(|| {
+            PioError::Device(format!(
+                "{from}: spans per kv head must be 1 to {MAX_ATTENTION_SPANS}"
+            ))
+        })
 }

@@ -1,4 +1,5 @@
-//! Every generated kernel (and the runtime's sampler) compiles with NVRTC for sm_90. Needs only
+//! Every generated kernel (and the runtime's sampler) compiles with NVRTC for sm_90 (CUBIN), and
+//! for compute_80 (PTX, what `PIO_NVRTC_ARCH=compute_80` loads). Needs only
 //! CUDA's NVRTC library, no GPU: .ci/run installs it from PyPI (nvidia-cuda-nvrtc) so CI checks
 //! the kernels on every change. Without the library the test says it was skipped.
 
@@ -8,7 +9,7 @@ use pio_runtime::cuda::nvrtc;
 use std::path::Path;
 
 #[test]
-fn every_kernel_compiles_for_sm_90() {
+fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
     if !nvrtc::available() {
         eprintln!("skipped: libnvrtc not found (.ci/run installs it)");
         return;
@@ -17,7 +18,7 @@ fn every_kernel_compiles_for_sm_90() {
         "pio_sampler".to_string(),
         include_str!("../runtime/src/cuda/sample.cu").to_string(),
     )];
-    let mut options = Vec::new();
+    let mut base = Vec::new();
     for spec in [
         "model-specs/qwen3-tiny.yaml",
         "model-specs/qwen3-0.6b.yaml",
@@ -36,18 +37,32 @@ fn every_kernel_compiles_for_sm_90() {
             };
             default_pipeline(opts).unwrap().run(&mut g).unwrap();
             let c = generate(&g, &s, &CodegenOptions::default()).unwrap();
-            options = nvrtc::options_for("sm_90", &c.artifact.nvrtc_options);
+            base = c.artifact.nvrtc_options;
             sources.extend(c.kernels.into_iter().map(|k| (k.name, k.source)));
         }
     }
     sources.sort();
     sources.dedup();
     let dir = tempfile::tempdir().unwrap();
-    let compiled = nvrtc::KernelCache::new(dir.path().to_path_buf())
-        .compile_all(&sources, &options)
+    let cache = nvrtc::KernelCache::new(dir.path().to_path_buf());
+    let compiled = cache
+        .compile_all(&sources, &nvrtc::options_for("sm_90", &base))
         .unwrap();
     assert_eq!(compiled.len(), sources.len());
-    assert!(compiled.iter().all(|c| !c.image.is_empty()));
+    assert!(compiled.iter().all(|c| c.image.starts_with(b"\x7fELF")));
+    // PTX: text for the driver to compile, NUL-terminated.
+    let ptx = cache
+        .compile_all(&sources, &nvrtc::options_for("compute_80", &base))
+        .unwrap();
+    assert_eq!(ptx.len(), sources.len());
+    for c in &ptx {
+        let text = String::from_utf8_lossy(&c.image);
+        assert!(
+            c.image.ends_with(&[0]) && text.contains(".target sm_80"),
+            "{}",
+            c.name
+        );
+    }
     eprintln!(
         "{} kernels compiled with NVRTC {:?}",
         compiled.len(),

@@ -187,44 +187,38 @@ fn gemv_tuning_parses_and_rejects_bad_settings() {
 #[test]
 fn decode_attention_fits_shared_memory() {
     use pio_compiler::codegen::{decode_attention_shape, DecodeAttentionShape, ATTENTION_SPANS};
-    let shape = |vec, per_block, spans| {
-        Some(DecodeAttentionShape {
+    // (query heads per kv head, head dim, context bound, spans at most) -> (vector path,
+    // positions per block, spans), or None.
+    let cases = [
+        // Qwen3 (head_dim 128), 2 or 4 query heads per kv head: spans of 8 blocks of 64
+        // positions while at most 8 (by default 4) spans cover the context bound, else that many
+        // longer spans, the scores of a block's positions in shared memory.
+        ((2, 128, 4096, ATTENTION_SPANS), Some((true, 128, 4))),
+        ((2, 128, 4096, 8), Some((true, 64, 8))),
+        ((4, 128, 40_960, 8), Some((true, 640, 8))),
+        ((4, 128, 40_960, 80), Some((true, 64, 80))),
+        ((2, 128, 1000, 8), Some((true, 63, 2))),
+        // Short contexts take one span.
+        ((4, 128, 300, 8), Some((true, 38, 1))),
+        ((1, 10, 100, 8), Some((false, 13, 1))),
+        // Many query heads per kv head: the scalar path (no per-warp sums) with more spans where
+        // the scores of fewer would not fit, then nothing.
+        ((8, 128, 40_960, 8), Some((true, 640, 8))),
+        ((16, 128, 40_960, 8), Some((false, 320, 16))),
+        ((64, 128, 40_960, 8), None),
+    ];
+    for ((group, d, ctx, spans), expected) in cases {
+        let expected = expected.map(|(vec, per_block, spans)| DecodeAttentionShape {
             vec,
             per_block,
             spans,
-        })
-    };
-    // Qwen3 (head_dim 128), 2 or 4 query heads per kv head: spans of 8 blocks of 64 positions
-    // while at most 8 (by default 4) spans cover the context bound, else that many longer
-    // spans, the scores of a block's positions in shared memory.
-    assert_eq!(
-        decode_attention_shape(2, 128, 4096, ATTENTION_SPANS),
-        shape(true, 128, 4)
-    );
-    assert_eq!(decode_attention_shape(2, 128, 4096, 8), shape(true, 64, 8));
-    assert_eq!(
-        decode_attention_shape(4, 128, 40_960, 8),
-        shape(true, 640, 8)
-    );
-    assert_eq!(
-        decode_attention_shape(4, 128, 40_960, 80),
-        shape(true, 64, 80)
-    );
-    assert_eq!(decode_attention_shape(2, 128, 1000, 8), shape(true, 63, 2));
-    // Short contexts take one span.
-    assert_eq!(decode_attention_shape(4, 128, 300, 8), shape(true, 38, 1));
-    assert_eq!(decode_attention_shape(1, 10, 100, 8), shape(false, 13, 1));
-    // Many query heads per kv head: the scalar path (no per-warp sums) with more spans where the
-    // scores of fewer would not fit, then nothing.
-    assert_eq!(
-        decode_attention_shape(8, 128, 40_960, 8),
-        shape(true, 640, 8)
-    );
-    assert_eq!(
-        decode_attention_shape(16, 128, 40_960, 8),
-        shape(false, 320, 16)
-    );
-    assert_eq!(decode_attention_shape(64, 128, 40_960, 8), None);
+        });
+        assert_eq!(
+            decode_attention_shape(group, d, ctx, spans),
+            expected,
+            "group {group}, d {d}, context {ctx}, spans {spans}"
+        );
+    }
 }
 
 #[test]

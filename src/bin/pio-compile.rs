@@ -47,7 +47,8 @@ struct Args {
     /// Spans (thread-block clusters) per kv head of the decode attention, at most; longer
     /// contexts take longer spans (a tuning knob, like --gemv).
     #[arg(long, value_name = "N", default_value_t = pio_compiler::codegen::ATTENTION_SPANS as u32,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+          value_parser = clap::value_parser!(u32)
+              .range(1..=pio_compiler::codegen::MAX_ATTENTION_SPANS as i64))]
     attention_spans: u32,
 }
 

@@ -104,6 +104,8 @@ const ATTENTION_SCORES_PER_BLOCK: usize = 64;
 /// take longer spans (H100, 0.6B / 4B decode tokens/s at 4,096 and 16,384 positions: 8 spans
 /// 731 / 227 and 446 / 167; 4 spans 802 / 235 and 492 / 175; 2 spans 712 / 219 and 346 / 135).
 pub const ATTENTION_SPANS: usize = 4;
+/// The most spans per kv head a front end accepts for the decode attention.
+pub const MAX_ATTENTION_SPANS: usize = 1024;
 /// Threads per block of the decode attention.
 const ATTENTION_THREADS: usize = 128;
 /// Static shared memory a kernel may use.

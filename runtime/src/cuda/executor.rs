@@ -4,7 +4,7 @@
 //! fallback that says why). Sampling runs on the GPU.
 
 use super::device::{drv, launch, CudaError, DeviceBuffer, Gpu};
-use super::nvrtc::{arch_number, options_for, target_arch, KernelCache};
+use super::nvrtc::{arch_number, options_for, target_arch_from_env, KernelCache};
 use crate::sampling::SamplingParams;
 use cudarc::cublas::{result as blas, sys as blas_sys};
 use cudarc::driver::{result, sys};
@@ -113,8 +113,7 @@ impl CudaModel {
     ) -> Result<CudaModel, CudaError> {
         let mut sources = kernel_sources.to_vec();
         sources.push(("pio_sampler".into(), include_str!("sample.cu").to_string()));
-        let arch = target_arch(&gpu.arch, std::env::var("PIO_NVRTC_ARCH").ok().as_deref())
-            .map_err(CudaError::Other)?;
+        let arch = target_arch_from_env(&gpu.arch).map_err(CudaError::Other)?;
         let options = options_for(&arch, &artifact.nvrtc_options);
         let compiled = cache.compile_all(&sources, &options)?;
         let mut funcs = HashMap::new();
@@ -188,10 +187,9 @@ impl CudaModel {
             )));
         }
         let use_graph = std::env::var_os("PIO_NO_CUDA_GRAPH").is_none();
-        // Kernels compiled for an older architecture have no griddepcontrol: no PDL.
-        let pdl = gpu.major >= 9
-            && arch_number(&arch).is_some_and(|n| n >= 90)
-            && std::env::var_os("PIO_NO_PDL").is_none();
+        // PDL from sm_90 on; kernels compiled for an older architecture have no griddepcontrol.
+        let pdl =
+            arch_number(&arch).is_some_and(|n| n >= 90) && std::env::var_os("PIO_NO_PDL").is_none();
         let mut m = CudaModel {
             gpu,
             artifact,

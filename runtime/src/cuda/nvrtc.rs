@@ -90,30 +90,24 @@ pub fn compile_image(
             log: log.clone(),
             source_path: source_path.display().to_string(),
         }),
-        Ok(()) if targets_ptx(options) => {
-            let mut size = 0usize;
-            // SAFETY: prog compiled successfully; the buffer has the size NVRTC reports (the
-            // PTX and its NUL).
-            unsafe { sys::nvrtcGetPTXSize(prog, &mut size) }
-                .result()
-                .map_err(api)?;
-            let mut ptx = vec![0u8; size];
-            unsafe { sys::nvrtcGetPTX(prog, ptx.as_mut_ptr().cast()) }
-                .result()
-                .map_err(api)?;
-            Ok((ptx, log))
-        }
         Ok(()) => {
+            // PTX for a virtual architecture, else CUBIN: the same two calls either way.
+            type SizeFn = unsafe fn(sys::nvrtcProgram, *mut usize) -> sys::nvrtcResult;
+            type GetFn = unsafe fn(sys::nvrtcProgram, *mut std::ffi::c_char) -> sys::nvrtcResult;
+            let (size_of, get): (SizeFn, GetFn) = if targets_ptx(options) {
+                (sys::nvrtcGetPTXSize, sys::nvrtcGetPTX)
+            } else {
+                (sys::nvrtcGetCUBINSize, sys::nvrtcGetCUBIN)
+            };
             let mut size = 0usize;
-            // SAFETY: prog compiled successfully; the buffer has the size NVRTC reports.
-            unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) }
+            // SAFETY: prog compiled successfully; the buffer has the size NVRTC reports (PTX
+            // includes its NUL).
+            unsafe { size_of(prog, &mut size) }.result().map_err(api)?;
+            let mut image = vec![0u8; size];
+            unsafe { get(prog, image.as_mut_ptr().cast()) }
                 .result()
                 .map_err(api)?;
-            let mut cubin = vec![0u8; size];
-            unsafe { sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()) }
-                .result()
-                .map_err(api)?;
-            Ok((cubin, log))
+            Ok((image, log))
         }
     };
     // SAFETY: created above, not destroyed before.
@@ -167,6 +161,12 @@ pub fn target_arch(gpu_arch: &str, requested: Option<&str>) -> Result<String, St
             "PIO_NVRTC_ARCH '{req}': expected {gpu_arch} or compute_XY no newer than it"
         )),
     }
+}
+
+/// [`target_arch`] for this GPU with `PIO_NVRTC_ARCH` as the request: what the runtime compiles
+/// for.
+pub fn target_arch_from_env(gpu_arch: &str) -> Result<String, String> {
+    target_arch(gpu_arch, std::env::var("PIO_NVRTC_ARCH").ok().as_deref())
 }
 
 /// A folder of compiled kernels, keyed by everything that changes the CUBIN (or PTX).
