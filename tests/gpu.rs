@@ -83,8 +83,8 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
     }
 }
 
-/// Long prompts (chunked prefill, past the prefill attention's shared-memory score limit) and
-/// decode steps over many attention spans, against the CPU executor.
+/// Long prompts (chunked prefill; head_dim 10 through the scalar prefill attention, 128 through
+/// the tensor-core one) and decode steps over many attention spans, against the CPU executor.
 #[test]
 fn long_contexts_match_the_cpu_executor() {
     if !have_gpu() {
@@ -95,8 +95,9 @@ fn long_contexts_match_the_cpu_executor() {
         // Tensor-core prefill attention: 12 tiles of 64 tokens and one of 15, in one step.
         ("tests/specs/gpu/qwen3-long.yaml", 783, None),
         // Decode attention over several 512-position spans (a cluster each), their outputs
-        // weighed by the last span to finish; past 8 spans, 8 longer ones (528 positions); with
-        // at most 2 spans, 2,100 positions each (263 per block, several rounds of loads).
+        // weighed by the last span to finish; past the default 4 spans, 4 longer ones (1,050
+        // positions, 132 per block); with at most 2 spans, 2,100 positions each (263 per block,
+        // several rounds of loads).
         ("tests/specs/gpu/qwen3-long.yaml", 1500, None),
         ("tests/specs/gpu/qwen3-long.yaml", 4200, None),
         ("tests/specs/gpu/qwen3-long.yaml", 4200, Some(2)),
