@@ -38,7 +38,7 @@ fn tiny_on_gpu() -> Model {
 const PROMPT: [u32; 9] = [9, 72, 300, 17, 255, 480, 101, 33, 7];
 
 /// CUDA (bf16, fused kernels) against the CPU executor (f32, unfused) on the same weights:
-/// a prefill (also chunked) and decode steps through the CUDA graph.
+/// a prefill (also chunked) and decode steps through the CUDA graph, or as one-token prefills.
 #[test]
 fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
     if !have_gpu() {
@@ -55,12 +55,16 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
     ] {
         let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
         let (expected, generated) = cpu.greedy_logits(&PROMPT, 6).unwrap();
-        for max_prefill in [None, Some(4)] {
+        // The decode steps also run as one-token prefill steps (cuBLAS GEMMs with one row, the
+        // tensor-core attention with one query), as `pio logits --step-path prefill` runs them.
+        for (max_prefill, steps_as_prefill) in [(None, false), (Some(4), false), (None, true)] {
             let opts = LoadOptions {
                 max_prefill,
                 ..Default::default()
             };
             let mut gpu = load(spec, Device::Cuda, &opts);
+            let cuda = gpu.cuda().unwrap().model();
+            cuda.set_single_tokens_as_prefill(steps_as_prefill);
             let mut rows = gpu.prefill_logits(&PROMPT).unwrap();
             if max_prefill.is_some() {
                 // Chunked prefill only returns the last chunk's rows.
@@ -76,8 +80,9 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
             assert_eq!(rows.len(), expected.len());
             for (i, (g, c)) in rows.iter().zip(&expected).enumerate() {
                 let e = rel_l2(g, c);
-                eprintln!("{spec} max_prefill={max_prefill:?} row {i}: rel L2 {e:.2e}");
-                assert!(e <= 1e-2, "{spec} row {i}: relative L2 {e:.3e} > 1e-2");
+                let at = format!("{spec} max_prefill={max_prefill:?} steps_as_prefill={steps_as_prefill} row {i}");
+                eprintln!("{at}: rel L2 {e:.2e}");
+                assert!(e <= 1e-2, "{at}: relative L2 {e:.3e} > 1e-2");
             }
         }
     }
@@ -101,6 +106,10 @@ fn long_contexts_match_the_cpu_executor() {
         ("tests/specs/gpu/qwen3-long.yaml", 1500, None),
         ("tests/specs/gpu/qwen3-long.yaml", 4200, None),
         ("tests/specs/gpu/qwen3-long.yaml", 4200, Some(2)),
+        // 3 and 8 query heads per kv head in the decode attention's tensor-core tiles, over
+        // three spans.
+        ("tests/specs/gpu/qwen3-group3.yaml", 1100, None),
+        ("tests/specs/gpu/qwen3-group8.yaml", 1100, None),
     ] {
         let prompt: Vec<u32> = (0..len).map(|i| ((i * 7919 + 13) % 512) as u32).collect();
         let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());

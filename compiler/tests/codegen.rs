@@ -187,7 +187,7 @@ fn gemv_tuning_parses_and_rejects_bad_settings() {
 #[test]
 fn decode_attention_fits_shared_memory() {
     use pio_compiler::codegen::{decode_attention_shape, DecodeAttentionShape, ATTENTION_SPANS};
-    // (query heads per kv head, head dim, context bound, spans at most) -> (vector path,
+    // (query heads per kv head, head dim, context bound, spans at most) -> (tensor-core path,
     // positions per block, spans), or None.
     let cases = [
         // Qwen3 (head_dim 128), 2 or 4 query heads per kv head: spans of 8 blocks of 64
@@ -201,9 +201,11 @@ fn decode_attention_fits_shared_memory() {
         // Short contexts take one span.
         ((4, 128, 300, 8), Some((true, 38, 1))),
         ((1, 10, 100, 8), Some((false, 13, 1))),
-        // Many query heads per kv head: the scalar path (no per-warp sums) with more spans where
-        // the scores of fewer would not fit, then nothing.
+        // Many query heads per kv head: the tensor-core path takes at most 8 (the columns of an
+        // mma tile), then the scalar path (no per-warp sums), with more spans where the scores
+        // of fewer would not fit, then nothing.
         ((8, 128, 40_960, 8), Some((true, 640, 8))),
+        ((12, 128, 4096, ATTENTION_SPANS), Some((false, 128, 4))),
         ((16, 128, 40_960, 8), Some((false, 320, 16))),
         ((64, 128, 40_960, 8), None),
     ];

@@ -1,7 +1,7 @@
 //! `pio`: list models, run them, write random-weight checkpoints.
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use pio::runtime::chat::{ChatOptions, Message};
 use pio::runtime::sampling::SamplingParams;
 use pio::{Device, Model, WeightsSource};
@@ -20,6 +20,13 @@ mod specs;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The launch list that runs single teacher-forced tokens (`pio logits --step-path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StepPath {
+    Decode,
+    Prefill,
 }
 
 #[derive(Subcommand)]
@@ -50,6 +57,11 @@ enum Command {
         /// greedy steps); their logits are appended.
         #[arg(long, value_delimiter = ',')]
         forced_ids: Vec<u32>,
+        /// Which launch list runs each single decode token on the GPU: `decode` (the GEMVs
+        /// and the CUDA graph, as generation does) or `prefill` (cuBLAS GEMMs and the prefill
+        /// attention; a parity diagnostic).
+        #[arg(long, value_enum, default_value_t = StepPath::Decode)]
+        step_path: StepPath,
         /// KV-cache length on the GPU.
         #[arg(long)]
         max_context: Option<usize>,
@@ -209,6 +221,7 @@ fn run() -> Result<()> {
             ids,
             decode_steps,
             forced_ids,
+            step_path,
             max_context,
             output,
             seed,
@@ -222,6 +235,12 @@ fn run() -> Result<()> {
             let mut model =
                 Model::load_with(&spec, &weights_source(&weights, seed), device, &opts)?;
             eprintln!("device: {}", model.device_name());
+            if step_path == StepPath::Prefill {
+                let gpu = model
+                    .cuda()
+                    .ok_or_else(|| anyhow::anyhow!("--step-path prefill needs --device cuda"))?;
+                gpu.model().set_single_tokens_as_prefill(true);
+            }
             let (rows, generated) = if forced_ids.is_empty() {
                 model.greedy_logits(&ids, decode_steps)?
             } else {

@@ -38,6 +38,24 @@ __device__ __forceinline__ void unpack8(uint4 v, float* f) {
 
 #define NEG_INF __int_as_float(0xff800000)
 
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
+    return (u32)f2bf(lo) | ((u32)f2bf(hi) << 16);
+}
+
+__device__ __forceinline__ u32 ld_u32(const bf16* p) { return *reinterpret_cast<const u32*>(p); }
+
+// c += a (16x16, row-major) * b (16x8, column-major), bf16 in, f32 accumulation (sm_80+; only
+// kernels that call it need it). Fragments (g = lane / 4, t = lane % 4): a[0] holds row g,
+// k = 2t + {0, 1}; a[1] row g + 8; a[2] row g, k + 8; a[3] row g + 8, k + 8; b0 holds k = 2t +
+// {0, 1} of column g, b1 k + 8; c[0..1] row g, columns 2t + {0, 1}; c[2..3] row g + 8.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 { %0,%1,%2,%3}, { %4,%5,%6,%7}, "
+        "{ %8,%9}, { %0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
 // Programmatic dependent launch (sm_90+): a kernel launched with the programmatic-serialization

@@ -14,7 +14,9 @@
 // longer ones write each span's output and softmax state, and the last cluster to finish
 // (counted in `count`, which returns to 0) weighs the spans' outputs by their share of the
 // softmax sum, its blocks sharing the outputs. Without clusters (before sm_90) a cluster is one
-// block.
+// block. With D = 128 and at most 8 query heads per kv head, q.k and P.V run on tensor cores
+// (mma.sync m16n8k16, bf16 in, f32 accumulation; sm_80+), each warp loading its key and value
+// rows from global memory straight into the fragments; otherwise in scalar f32.
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define GROUP (HEADS / KV_HEADS)
@@ -27,10 +29,9 @@
 #define SPANS {{ spans }}
 #define THREADS {{ threads }}
 #define WARPS (THREADS / 32)
-// Key rows per round of loads (half a warp per row, 8 rows per warp and load batch) and value
-// rows per round (a warp per row, 4 dims per lane).
-#define KROWS (WARPS * 2 * 8)
-#define VROWS (WARPS * 16)
+// Tensor-core path (D = 128, GROUP <= 8): key and value rows per warp and round of loads.
+#define KW 32
+#define VW 32
 
 #if __CUDA_ARCH__ >= 900
 #define NB CL
@@ -49,20 +50,10 @@ __device__ __forceinline__ const bf16* cache_row(const bf16* c, int p, int kvh) 
 }
 
 {% if vec %}
-// Value rows start + c0 + warp + b * WARPS (b < VROWS / WARPS) of this block, 4 dims per lane;
-// zero past the block's n rows and from position `upto` on.
-__device__ __forceinline__ void load_values(uint2 (&raw)[VROWS / WARPS], const bf16* vc, int kvh,
-                                            int start, int c0, int n, int upto, int warp, int lane) {
-#pragma unroll
-    for (int b = 0; b < VROWS / WARPS; ++b) {
-        const int j = c0 + warp + b * WARPS;
-        raw[b] = j < n && start + j < upto
-            ? *reinterpret_cast<const uint2*>(cache_row(vc, start + j, kvh) + lane * 4)
-            : make_uint2(0, 0);
-    }
-}
+#if __CUDA_ARCH__ < 800
+#error "the tensor-core decode attention needs sm_80 or later"
+#endif
 {% endif %}
-
 extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
     const int* __restrict__ positions, float* __restrict__ span_out, float* __restrict__ span_state,
@@ -95,63 +86,80 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     // Cache rows before the current position were written by earlier steps: they may be read
     // before waiting for the previous kernel.
 {% if vec %}
-    for (int j = threadIdx.x; j < min(n, KROWS); j += THREADS)
-        if (start + j < pos) prefetch_l2(cache_row(kc, start + j, kvh), D * 2);
-    // The first value rows go straight into registers.
-    uint2 raw[VROWS / WARPS];
-    load_values(raw, vc, kvh, start, 0, n, pos, warp, lane);
+    // mma fragment coordinates.
+    const int quad = lane & 3, grp = lane >> 2;
+    // Each warp's first key rows start streaming into L2 (one bulk prefetch per warp).
+    if (lane == 0 && warp * KW < n) {
+        const int rows = min(KW, min(n, pos - start) - warp * KW);
+        if (rows > 0) prefetch_l2(cache_row(kc, start + warp * KW, kvh), rows * D * 2);
+    }
 {% endif %}
     pdl_wait();
     pdl_launch_dependents();
 
-    __shared__ float qs[GROUP][D];
     __shared__ float sc[GROUP][PER];
     __shared__ float st[GROUP][2];
     __shared__ float gm[GROUP], gl[GROUP];
     __shared__ float part[GROUP][D];
-    for (int i = threadIdx.x; i < GROUP * D; i += THREADS)
-        qs[i / D][i % D] = bf2f(q[(size_t)(kvh * GROUP) * D + i]);
-    __syncthreads();
 
     // Scores.
 {% if vec %}
     {
-        // Half a warp per key row, 8 dims per lane; KROWS rows per round, their loads first.
-        const int sub = lane >> 4, l16 = lane & 15;
-        float qv[GROUP][8];
+        // On tensor cores: a warp takes 16 key rows at a time as the A operand (rows = keys,
+        // k = dims) and q as the B operand (columns = query heads, zero from GROUP on). A lane
+        // loads 16 bytes of rows grp and grp + 8 per 32 dims; A and B take the dims in the same
+        // order, 32 c + 8 quad + 4 s + {0, 1} (k = 2 quad + {0, 1}) and + {2, 3} (k + 8) in
+        // step s of chunk c, which leaves every dot product as it is.
+        u32 qb[D / 32][2][2];
+        const bf16* qrow = q + (size_t)(kvh * GROUP + min(grp, GROUP - 1)) * D + quad * 8;
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g)
+        for (int c = 0; c < D / 32; ++c)
 #pragma unroll
-            for (int e = 0; e < 8; ++e) qv[g][e] = qs[g][l16 * 8 + e];
-        for (int r0 = 0; r0 < n; r0 += KROWS) {
-            uint4 kr[8];
-#pragma unroll
-            for (int u = 0; u < 8; ++u) {
-                const int r = r0 + (u * WARPS + warp) * 2 + sub;
-                kr[u] = r < n ? *reinterpret_cast<const uint4*>(cache_row(kc, start + r, kvh) + l16 * 8)
-                              : make_uint4(0, 0, 0, 0);
+            for (int s = 0; s < 2; ++s) {
+                qb[c][s][0] = grp < GROUP ? ld_u32(qrow + c * 32 + s * 4) : 0u;
+                qb[c][s][1] = grp < GROUP ? ld_u32(qrow + c * 32 + s * 4 + 2) : 0u;
             }
-            // The next round streams into L2 meanwhile.
-            for (int j = r0 + KROWS + threadIdx.x; j < min(n, r0 + 2 * KROWS); j += THREADS)
-                prefetch_l2(cache_row(kc, start + j, kvh), D * 2);
+        for (int r0 = warp * KW; r0 < n; r0 += WARPS * KW) {
+            uint4 kr[KW / 16][2][D / 32];
 #pragma unroll
-            for (int u = 0; u < 8; ++u) {
-                const int r = r0 + (u * WARPS + warp) * 2 + sub;
-                float f[8];
-                unpack8(kr[u], f);
+            for (int t = 0; t < KW / 16; ++t)
 #pragma unroll
-                for (int g = 0; g < GROUP; ++g) {
-                    float s = 0.0f;
+                for (int h = 0; h < 2; ++h) {
+                    const int r = r0 + 16 * t + 8 * h + grp;
+                    const bf16* row = cache_row(kc, start + min(r, n - 1), kvh) + quad * 8;
 #pragma unroll
-                    for (int e = 0; e < 8; ++e) s = fmaf(qv[g][e], f[e], s);
+                    for (int c = 0; c < D / 32; ++c)
+                        kr[t][h][c] = r < n ? *reinterpret_cast<const uint4*>(row + c * 32)
+                                            : make_uint4(0, 0, 0, 0);
+                }
+            // The warp's next rows stream into L2 meanwhile.
+            if (lane == 0 && r0 + WARPS * KW < n)
+                prefetch_l2(cache_row(kc, start + r0 + WARPS * KW, kvh),
+                            min(KW, n - r0 - WARPS * KW) * D * 2);
 #pragma unroll
-                    for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-                    if (l16 == 0 && r < n) sc[g][r] = rbf(rbf(s) * SCALE);
+            for (int t = 0; t < KW / 16; ++t) {
+                float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int c = 0; c < D / 32; ++c) {
+                    const u32 a0[4] = {kr[t][0][c].x, kr[t][1][c].x, kr[t][0][c].y, kr[t][1][c].y};
+                    const u32 a1[4] = {kr[t][0][c].z, kr[t][1][c].z, kr[t][0][c].w, kr[t][1][c].w};
+                    mma_bf16(acc, a0, qb[c][0][0], qb[c][0][1]);
+                    mma_bf16(acc, a1, qb[c][1][0], qb[c][1][1]);
+                }
+                // acc[0..1]: key r0 + 16 t + grp, heads 2 quad + {0, 1}; acc[2..3]: key + 8.
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int r = r0 + 16 * t + grp + (e >> 1) * 8, g = 2 * quad + (e & 1);
+                    if (g < GROUP && r < n) sc[g][r] = rbf(rbf(acc[e]) * SCALE);
                 }
             }
         }
     }
 {% else %}
+    __shared__ float qs[GROUP][D];
+    for (int i = threadIdx.x; i < GROUP * D; i += THREADS)
+        qs[i / D][i % D] = bf2f(q[(size_t)(kvh * GROUP) * D + i]);
+    __syncthreads();
     for (int p = threadIdx.x; p < n * GROUP; p += THREADS) {
         const int j = p / GROUP, g = p % GROUP;
         const bf16* krow = cache_row(kc, start + j, kvh);
@@ -196,39 +204,64 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     // P.V over this block's positions.
 {% if vec %}
     {
+        // On tensor cores: P as the A operand (rows = query heads, zero from GROUP on; k =
+        // keys), values as the B operand (k = keys, columns = dims). A lane loads 8 bytes (4 dims)
+        // of keys 2 quad + {0, 1} and + 8 per 32 dims and pairs two keys' values of a dim with a
+        // byte permute: column grp of tile (c, t) is dim 32 c + 4 grp + t.
         __shared__ float red[WARPS][GROUP][D];
-        float acc[GROUP][4];
+        float acc[D / 32][4][4];
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g)
+        for (int c = 0; c < D / 32; ++c)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[g][e] = 0.0f;
-        // The current position's row was written by the previous kernel.
+            for (int t = 0; t < 4; ++t)
 #pragma unroll
-        for (int b = 0; b < VROWS / WARPS; ++b)
-            if (warp + b * WARPS < n && start + warp + b * WARPS == pos)
-                raw[b] = *reinterpret_cast<const uint2*>(cache_row(vc, pos, kvh) + lane * 4);
-        for (int c0 = 0; c0 < n; c0 += VROWS) {
-            if (c0 > 0) load_values(raw, vc, kvh, start, c0, n, len, warp, lane);
-            for (int j = c0 + VROWS + threadIdx.x; j < min(n, c0 + 2 * VROWS); j += THREADS)
-                prefetch_l2(cache_row(vc, start + j, kvh), D * 2);
+                for (int e = 0; e < 4; ++e) acc[c][t][e] = 0.0f;
+        const int gp = min(grp, GROUP - 1);
+        for (int k0 = warp * VW; k0 < n; k0 += WARPS * VW) {
+            uint2 vr[VW / 16][4][D / 32];
 #pragma unroll
-            for (int b = 0; b < VROWS / WARPS; ++b) {
-                const int j = c0 + warp + b * WARPS;
-                if (j < n) {
-                    const uint2 r = raw[b];
-                    const float f[4] = {__uint_as_float(r.x << 16), __uint_as_float(r.x & 0xffff0000u),
-                                        __uint_as_float(r.y << 16), __uint_as_float(r.y & 0xffff0000u)};
+            for (int t = 0; t < VW / 16; ++t)
 #pragma unroll
-                    for (int g = 0; g < GROUP; ++g)
+                for (int h = 0; h < 4; ++h) {
+                    const int r = k0 + 16 * t + 2 * quad + (h & 1) + (h >> 1) * 8;
+                    const bf16* row = cache_row(vc, start + min(r, n - 1), kvh) + grp * 4;
 #pragma unroll
-                        for (int e = 0; e < 4; ++e) acc[g][e] = fmaf(sc[g][j], f[e], acc[g][e]);
+                    for (int c = 0; c < D / 32; ++c)
+                        vr[t][h][c] = r < n ? *reinterpret_cast<const uint2*>(row + c * 32)
+                                            : make_uint2(0, 0);
+                }
+            if (lane == 0 && k0 + WARPS * VW < n)
+                prefetch_l2(cache_row(vc, start + k0 + WARPS * VW, kvh),
+                            min(VW, n - k0 - WARPS * VW) * D * 2);
+#pragma unroll
+            for (int t = 0; t < VW / 16; ++t) {
+                const int ka = k0 + 16 * t + 2 * quad, kb = ka + 8;
+                const bool on = grp < GROUP;
+                const u32 pa[4] = {
+                    on ? pack_bf16(ka < n ? sc[gp][ka] : 0.0f, ka + 1 < n ? sc[gp][ka + 1] : 0.0f) : 0u, 0u,
+                    on ? pack_bf16(kb < n ? sc[gp][kb] : 0.0f, kb + 1 < n ? sc[gp][kb + 1] : 0.0f) : 0u, 0u};
+#pragma unroll
+                for (int c = 0; c < D / 32; ++c) {
+                    const u32 lo[4] = {vr[t][0][c].x, vr[t][1][c].x, vr[t][2][c].x, vr[t][3][c].x};
+                    const u32 hi[4] = {vr[t][0][c].y, vr[t][1][c].y, vr[t][2][c].y, vr[t][3][c].y};
+#pragma unroll
+                    for (int d = 0; d < 4; ++d) {
+                        const u32* w = d < 2 ? lo : hi;
+                        const unsigned sel = (d & 1) ? 0x7632u : 0x5410u;
+                        mma_bf16(acc[c][d], pa, __byte_perm(w[0], w[1], sel), __byte_perm(w[2], w[3], sel));
+                    }
                 }
             }
         }
+        // acc[c][d][0..1]: head grp, dims 32 c + 4 (2 quad + {0, 1}) + d.
+        if (grp < GROUP)
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g)
+            for (int c = 0; c < D / 32; ++c)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) red[warp][g][lane * 4 + e] = acc[g][e];
+                for (int d = 0; d < 4; ++d) {
+                    red[warp][grp][32 * c + 8 * quad + d] = acc[c][d][0];
+                    red[warp][grp][32 * c + 8 * quad + 4 + d] = acc[c][d][1];
+                }
         __syncthreads();
         for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
             const int g = i / D, d = i % D;

@@ -4,6 +4,8 @@ written by `pio init-weights` (GPU machine only).
 
 A prompt of 128 tokens of real text, then 128 teacher-forced decode steps: the same tokens are
 fed to both, one at a time after the prompt (pio through its CUDA graph, HF through its KV cache).
+The same steps through pio's prefill path (cuBLAS GEMMs, as HF computes them) are reported too:
+they separate the decode GEMVs' summation order from every other difference.
 At every position:
   pio's relative L2 error against HF-float32 <= 1.5 x HF-bf16's own error against HF-float32,
   and pio's top-1 token agrees with HF-bf16's at >= 95% of positions.
@@ -84,11 +86,17 @@ def main():
     wdir = a.weights or os.path.join(work, "weights")
     if not a.weights:
         subprocess.run([a.pio, "init-weights", a.spec, "-o", wdir, "--seed", str(a.seed)], check=True)
-    npy = os.path.join(work, "pio.npy")
-    subprocess.run([a.pio, "logits", "--spec", a.spec, "--weights", wdir, "--device", "cuda",
-                    "--ids", ",".join(map(str, prompt)), "--forced-ids", ",".join(map(str, forced)),
-                    "--max-context", "1024", "-o", npy], check=True)
-    ours = np.load(npy).astype(np.float64)
+    def pio_logits(step_path):
+        npy = os.path.join(work, f"pio-{step_path}.npy")
+        subprocess.run([a.pio, "logits", "--spec", a.spec, "--weights", wdir, "--device", "cuda",
+                        "--ids", ",".join(map(str, prompt)), "--forced-ids", ",".join(map(str, forced)),
+                        "--step-path", step_path, "--max-context", "1024", "-o", npy], check=True)
+        return np.load(npy).astype(np.float64)
+
+    # The bar is on the decode path (GEMVs, as generation runs). The same steps through the
+    # prefill path (cuBLAS GEMMs, as HF runs them) separate the GEMVs' summation order from
+    # everything else.
+    ours, ours_gemm = pio_logits("decode"), pio_logits("prefill")
 
     torch.backends.cuda.matmul.allow_tf32 = False
     x = torch.tensor([ids], device="cuda")
@@ -137,6 +145,12 @@ def main():
         "hf_bf16_eager_vs_sdpa_top1": top1_agreement(b16, sdpa),
         "hf_bf16_decode_vs_one_forward_top1": top1_agreement(b16, one),
         "pio_vs_hf_bf16_one_forward_top1": top1_agreement(ours, one),
+        "top1_agreement_prompt_rows": top1_agreement(ours[:a.prompt], b16[:a.prompt]),
+        "top1_agreement_decode_rows": top1_agreement(ours[a.prompt:], b16[a.prompt:]),
+        "prefill_path_top1_agreement": top1_agreement(ours_gemm, b16),
+        "prefill_path_top1_agreement_decode_rows": top1_agreement(ours_gemm[a.prompt:], b16[a.prompt:]),
+        "prefill_path_vs_hf_bf16_median": float(np.median([rel_l2(ours_gemm[i], b16[i]) for i in range(len(f32))])),
+        "prefill_path_vs_f32_worst_ratio": max(rel_l2(ours_gemm[i], f32[i]) / rel_l2(b16[i], f32[i]) for i in range(len(f32))),
         "hf_bf16_positions_with_tied_top": ties_at_top(b16),
         "pio_top1_among_hf_bf16_tied_top": tied_ok,
     }

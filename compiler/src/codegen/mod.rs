@@ -114,7 +114,8 @@ const STATIC_SHARED: usize = 48 << 10;
 /// How the decode attention kernel is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeAttentionShape {
-    /// The vector paths (d = 128): half a warp per key row, a warp per value row.
+    /// The tensor-core paths (d = 128, at most 8 query heads per kv head): q.k and P.V with
+    /// `mma.sync`, key and value rows loaded straight into the fragments.
     pub vec: bool,
     /// Positions per block at most; their scores stay in shared memory.
     pub per_block: usize,
@@ -155,7 +156,7 @@ pub fn decode_attention_shape(
             spans *= 2;
         }
     };
-    if d == 128 {
+    if d == 128 && group <= 8 {
         fit(true).or_else(|| fit(false))
     } else {
         fit(false)

@@ -45,6 +45,9 @@ pub struct CudaModel {
     /// Why the decode step runs eagerly, if it does.
     pub graph_fallback: Option<String>,
     use_graph: bool,
+    /// Single tokens run through the prefill launch list (cuBLAS GEMMs) instead of the decode
+    /// list: a diagnostic for parity checks, off by default.
+    single_tokens_as_prefill: bool,
     /// Launch kernels as programmatic dependent launches (Hopper and later; `PIO_NO_PDL` turns
     /// it off).
     pdl: bool,
@@ -200,6 +203,7 @@ impl CudaModel {
             graph: None,
             graph_fallback: (!use_graph).then(|| "PIO_NO_CUDA_GRAPH is set".to_string()),
             use_graph,
+            single_tokens_as_prefill: false,
             pdl,
             sampler,
             cached: 0,
@@ -502,7 +506,8 @@ impl CudaModel {
     }
 
     /// Runs `tokens` at the positions after the cached ones: prefill in chunks of at most
-    /// `max_prefill` tokens, a single token through the decode launch list (CUDA graph).
+    /// `max_prefill` tokens, a single token through the decode launch list (CUDA graph) unless
+    /// [`Self::set_single_tokens_as_prefill`] says otherwise.
     pub fn step(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
         if tokens.is_empty() {
             return Err(CudaError::Other("a step needs at least one token".into()));
@@ -516,7 +521,7 @@ impl CudaModel {
             )));
         }
         self.check_tokens(tokens)?;
-        if tokens.len() == 1 {
+        if tokens.len() == 1 && !self.single_tokens_as_prefill {
             self.write_inputs(tokens, self.cached)?;
             self.decode_launch()?;
             self.cached += 1;
@@ -579,6 +584,13 @@ impl CudaModel {
     /// Turns the CUDA graph off or on (for the graph-vs-eager check).
     pub fn set_graph(&mut self, on: bool) {
         self.use_graph = on;
+    }
+
+    /// Runs single tokens through the prefill launch list (cuBLAS GEMMs, the tensor-core
+    /// attention) instead of the decode list. Slower; for parity checks that separate the
+    /// decode GEMVs' summation order from everything else.
+    pub fn set_single_tokens_as_prefill(&mut self, on: bool) {
+        self.single_tokens_as_prefill = on;
     }
 
     /// Turns programmatic dependent launch off or on (on Hopper and later only); the decode
