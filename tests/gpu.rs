@@ -100,8 +100,8 @@ fn long_contexts_match_the_cpu_executor() {
         // Tensor-core prefill attention: 12 tiles of 64 tokens and one of 15, in one step.
         ("tests/specs/gpu/qwen3-long.yaml", 783, None),
         // Decode attention over several 512-position spans (a cluster each), their outputs
-        // weighed by the last span to finish; past the default 4 spans, 4 longer ones (1,050
-        // positions, 132 per block); with at most 2 spans, 2,100 positions each (263 per block,
+        // weighed by the last span to finish; past the default 5 spans, 5 longer ones (848
+        // positions, 106 per block); with at most 2 spans, 2,104 positions each (263 per block,
         // several rounds of loads).
         ("tests/specs/gpu/qwen3-long.yaml", 1500, None),
         ("tests/specs/gpu/qwen3-long.yaml", 4200, None),

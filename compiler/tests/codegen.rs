@@ -191,9 +191,9 @@ fn decode_attention_fits_shared_memory() {
     // positions per block, spans), or None.
     let cases = [
         // Qwen3 (head_dim 128), 2 or 4 query heads per kv head: spans of 8 blocks of 64
-        // positions while at most 8 (by default 4) spans cover the context bound, else that many
+        // positions while at most 8 (by default 5) spans cover the context bound, else that many
         // longer spans, the scores of a block's positions in shared memory.
-        ((2, 128, 4096, ATTENTION_SPANS), Some((true, 128, 4))),
+        ((2, 128, 4096, ATTENTION_SPANS), Some((true, 103, 5))),
         ((2, 128, 4096, 8), Some((true, 64, 8))),
         ((4, 128, 40_960, 8), Some((true, 640, 8))),
         ((4, 128, 40_960, 80), Some((true, 64, 80))),
@@ -205,7 +205,7 @@ fn decode_attention_fits_shared_memory() {
         // mma tile), then the scalar path (no per-warp sums), with more spans where the scores
         // of fewer would not fit, then nothing.
         ((8, 128, 40_960, 8), Some((true, 640, 8))),
-        ((12, 128, 4096, ATTENTION_SPANS), Some((false, 128, 4))),
+        ((12, 128, 4096, ATTENTION_SPANS), Some((false, 103, 5))),
         ((16, 128, 40_960, 8), Some((false, 320, 16))),
         ((64, 128, 40_960, 8), None),
     ];

@@ -30,8 +30,10 @@
 #define THREADS {{ threads }}
 #define WARPS (THREADS / 32)
 // Tensor-core path (D = 128, GROUP <= 8): key and value rows per warp and round of loads.
-#define KW 32
-#define VW 32
+#define KW {{ rows_per_warp }}
+#define VW {{ rows_per_warp }}
+// Rounds of rows each warp streams into L2 ahead of its loads.
+#define AHEAD {{ prefetch_rounds }}
 
 #if __CUDA_ARCH__ >= 900
 #define NB CL
@@ -88,10 +90,15 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 {% if vec %}
     // mma fragment coordinates.
     const int quad = lane & 3, grp = lane >> 2;
-    // Each warp's first key rows start streaming into L2 (one bulk prefetch per warp).
-    if (lane == 0 && warp * KW < n) {
-        const int rows = min(KW, min(n, pos - start) - warp * KW);
-        if (rows > 0) prefetch_l2(cache_row(kc, start + warp * KW, kvh), rows * D * 2);
+    // Each warp's first AHEAD rounds of key rows start streaming into L2 (a bulk prefetch each;
+    // rows before the current position only, which the previous kernel does not write).
+    if (lane == 0) {
+        const int m = min(n, pos - start);
+#pragma unroll
+        for (int a = 0; a < AHEAD; ++a) {
+            const int r = warp * KW + a * WARPS * KW;
+            if (r < m) prefetch_l2(cache_row(kc, start + r, kvh), min(KW, m - r) * D * 2);
+        }
     }
 {% endif %}
     pdl_wait();
@@ -133,9 +140,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
                                             : make_uint4(0, 0, 0, 0);
                 }
             // The warp's next rows stream into L2 meanwhile.
-            if (lane == 0 && r0 + WARPS * KW < n)
-                prefetch_l2(cache_row(kc, start + r0 + WARPS * KW, kvh),
-                            min(KW, n - r0 - WARPS * KW) * D * 2);
+            if (lane == 0 && r0 + AHEAD * WARPS * KW < n)
+                prefetch_l2(cache_row(kc, start + r0 + AHEAD * WARPS * KW, kvh),
+                            min(KW, n - r0 - AHEAD * WARPS * KW) * D * 2);
 #pragma unroll
             for (int t = 0; t < KW / 16; ++t) {
                 float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -230,9 +237,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
                         vr[t][h][c] = r < n ? *reinterpret_cast<const uint2*>(row + c * 32)
                                             : make_uint2(0, 0);
                 }
-            if (lane == 0 && k0 + WARPS * VW < n)
-                prefetch_l2(cache_row(vc, start + k0 + WARPS * VW, kvh),
-                            min(VW, n - k0 - WARPS * VW) * D * 2);
+            if (lane == 0 && k0 + AHEAD * WARPS * VW < n)
+                prefetch_l2(cache_row(vc, start + k0 + AHEAD * WARPS * VW, kvh),
+                            min(VW, n - k0 - AHEAD * WARPS * VW) * D * 2);
 #pragma unroll
             for (int t = 0; t < VW / 16; ++t) {
                 const int ka = k0 + 16 * t + 2 * quad, kb = ka + 8;

@@ -130,10 +130,14 @@ pub struct AttentionCluster {
     pub per_min: usize,
     /// Spans (clusters) per kv head at most.
     pub spans: usize,
-    /// D is 128: half a warp per key row, a warp per value row.
+    /// The tensor-core paths (D = 128, at most 8 query heads per kv head).
     pub vec: bool,
     /// Threads per block.
     pub threads: usize,
+    /// Key (and value) rows a warp loads per round on the tensor-core paths (a multiple of 16).
+    pub rows_per_warp: usize,
+    /// Rounds of rows a warp streams into L2 ahead of its loads.
+    pub prefetch_rounds: usize,
 }
 
 #[derive(Template)]

@@ -101,13 +101,18 @@ const ATTENTION_CLUSTER: usize = 8;
 /// positions (128 was slower at 1,024).
 const ATTENTION_SCORES_PER_BLOCK: usize = 64;
 /// Spans (clusters) per kv head of the decode attention at most, by default: longer contexts
-/// take longer spans (H100, 0.6B / 4B decode tokens/s at 4,096 and 16,384 positions: 8 spans
-/// 731 / 227 and 446 / 167; 4 spans 802 / 235 and 492 / 175; 2 spans 712 / 219 and 346 / 135).
-pub const ATTENTION_SPANS: usize = 4;
+/// take longer spans. H100, tensor-core kernel, 0.6B / 4B decode tokens/s at 4,096 and 16,384
+/// positions (two calls): 8 spans 807 / 244 and 561 / 205; 6 spans 803 / 245 and 551 / 201;
+/// 5 spans 949-948 / 256 and 609-617 / 216-217; 4 spans 868-876 / 256 and 589-594 / 214-215.
+pub const ATTENTION_SPANS: usize = 5;
 /// The most spans per kv head a front end accepts for the decode attention.
 pub const MAX_ATTENTION_SPANS: usize = 1024;
 /// Threads per block of the decode attention.
 const ATTENTION_THREADS: usize = 128;
+/// Key (and value) rows a warp of the decode attention loads per round (tensor-core paths).
+const ATTENTION_ROWS_PER_WARP: usize = 32;
+/// Rounds of rows a warp of the decode attention streams into L2 ahead of its loads.
+const ATTENTION_PREFETCH_ROUNDS: usize = 1;
 /// Static shared memory a kernel may use.
 const STATIC_SHARED: usize = 48 << 10;
 
@@ -711,6 +716,8 @@ impl Codegen<'_> {
                                 spans: shape.spans,
                                 vec: shape.vec,
                                 threads: ATTENTION_THREADS,
+                                rows_per_warp: ATTENTION_ROWS_PER_WARP,
+                                prefetch_rounds: ATTENTION_PREFETCH_ROUNDS,
                             },
                         );
                         steps.push(launch(
