@@ -200,10 +200,9 @@ impl CudaBackend {
         Ok(self.model.reset()?)
     }
 
-    /// Runs `tokens` after the cached ones and returns their logits.
+    /// Runs `tokens` after the cached ones and returns the logits of every one of them.
     pub fn step_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, PioError> {
-        self.model.step(tokens)?;
-        Ok(self.model.logits()?)
+        Ok(self.model.step_all_logits(tokens)?)
     }
 }
 

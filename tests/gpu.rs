@@ -65,15 +65,8 @@ fn cuda_matches_the_cpu_executor_on_tiny_and_odd_sizes() {
             let mut gpu = load(spec, Device::Cuda, &opts);
             let cuda = gpu.cuda().unwrap().model();
             cuda.set_single_tokens_as_prefill(steps_as_prefill);
+            // Every prompt row's logits, also from a prefill in chunks of 4.
             let mut rows = gpu.prefill_logits(&PROMPT).unwrap();
-            if max_prefill.is_some() {
-                // Chunked prefill only returns the last chunk's rows.
-                rows = expected[..PROMPT.len() - rows.len()]
-                    .iter()
-                    .cloned()
-                    .chain(rows)
-                    .collect();
-            }
             for &t in &generated {
                 rows.extend(gpu.step_logits(&[t]).unwrap());
             }
@@ -95,21 +88,22 @@ fn long_contexts_match_the_cpu_executor() {
     if !have_gpu() {
         return;
     }
-    for (spec, len, spans) in [
-        ("tests/specs/gpu/qwen3-odd50.yaml", 650, None),
+    for (spec, len, spans, every_row) in [
+        // Every prompt row's logits (prefill steps of 128 tokens, the rows the io region holds).
+        ("tests/specs/gpu/qwen3-odd50.yaml", 650, None, true),
         // Tensor-core prefill attention: 12 tiles of 64 tokens and one of 15, in one step.
-        ("tests/specs/gpu/qwen3-long.yaml", 783, None),
+        ("tests/specs/gpu/qwen3-long.yaml", 783, None, false),
         // Decode attention over several 512-position spans (a cluster each), their outputs
         // weighed by the last span to finish; past the default 5 spans, 5 longer ones (848
         // positions, 106 per block); with at most 2 spans, 2,104 positions each (263 per block,
         // several rounds of loads).
-        ("tests/specs/gpu/qwen3-long.yaml", 1500, None),
-        ("tests/specs/gpu/qwen3-long.yaml", 4200, None),
-        ("tests/specs/gpu/qwen3-long.yaml", 4200, Some(2)),
+        ("tests/specs/gpu/qwen3-long.yaml", 1500, None, false),
+        ("tests/specs/gpu/qwen3-long.yaml", 4200, None, false),
+        ("tests/specs/gpu/qwen3-long.yaml", 4200, Some(2), false),
         // 3 and 8 query heads per kv head in the decode attention's tensor-core tiles, over
         // three spans.
-        ("tests/specs/gpu/qwen3-group3.yaml", 1100, None),
-        ("tests/specs/gpu/qwen3-group8.yaml", 1100, None),
+        ("tests/specs/gpu/qwen3-group3.yaml", 1100, None, false),
+        ("tests/specs/gpu/qwen3-group8.yaml", 1100, None, false),
     ] {
         let prompt: Vec<u32> = (0..len).map(|i| ((i * 7919 + 13) % 512) as u32).collect();
         let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
@@ -120,10 +114,20 @@ fn long_contexts_match_the_cpu_executor() {
             ..Default::default()
         };
         let mut gpu = load(spec, Device::Cuda, &opts);
-        let mut rows = gpu.prefill_logits(&prompt).unwrap();
+        let mut rows = if every_row {
+            gpu.prefill_logits(&prompt).unwrap()
+        } else {
+            // As generation runs a prompt: steps of up to 1,024 tokens, the logits GEMM on the
+            // last row alone.
+            let cuda = gpu.cuda().unwrap().model();
+            cuda.step(&prompt).unwrap();
+            cuda.logits().unwrap()
+        };
         for &t in &generated {
             rows.extend(gpu.step_logits(&[t]).unwrap());
         }
+        let want = if every_row { len } else { 1 } + generated.len();
+        assert_eq!(rows.len(), want, "{spec}: rows of logits");
         let skip = expected.len() - rows.len();
         for (i, (g, c)) in rows.iter().zip(&expected[skip..]).enumerate() {
             let e = rel_l2(g, c);

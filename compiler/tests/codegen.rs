@@ -116,6 +116,52 @@ fn regions_and_offsets_are_consistent() {
 }
 
 #[test]
+fn the_io_region_holds_a_bounded_number_of_logits_rows() {
+    // (spec, max prefill, fusion) -> rows of logits the io region holds.
+    for (file, max_prefill, fusion, rows) in [
+        ("qwen3-0.6b.yaml", 512, true, 128),
+        ("qwen3-0.6b.yaml", 2048, true, 128),
+        ("qwen3-0.6b.yaml", 2048, false, 128),
+        ("qwen3-tiny.yaml", 64, true, 64),
+    ] {
+        let a = compile(
+            file,
+            &CodegenOptions {
+                max_prefill,
+                ..Default::default()
+            },
+            PassOptions {
+                no_fusion: !fusion,
+                ..PassOptions::default()
+            },
+        );
+        assert_eq!(a.io.logits_rows, rows, "{file} at {max_prefill}");
+        let logits_bytes = (rows * a.vocab_size * 2) as u64;
+        assert!(a.io.logits + logits_bytes <= a.regions.io);
+        assert!(a.regions.io < a.io.logits + logits_bytes + 256);
+        // One prefill GEMM writes the logits, marked so that generation computes the last row
+        // alone; it writes at the logits' offset, and nothing else in the prefill writes there.
+        let marked: Vec<_> = a
+            .prefill
+            .iter()
+            .filter_map(|s| match s {
+                Step::Gemm(g) if g.logits => Some(g),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(marked.len(), 1, "{file}");
+        assert_eq!(
+            marked[0].c,
+            Arg::Ptr {
+                region: Region::Io,
+                offset: a.io.logits
+            }
+        );
+        assert_eq!(marked[0].n as usize, a.vocab_size);
+    }
+}
+
+#[test]
 fn bad_codegen_options_are_errors() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-specs");
     let spec = pio_compiler::spec::load(&root.join("qwen3-tiny.yaml")).unwrap();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -97,9 +97,13 @@ pub struct Io {
     pub tokens: u64,
     /// i32 absolute positions, `max_prefill` of them.
     pub positions: u64,
-    /// Logits, `[max_prefill, vocab]` in `dtype`.
+    /// Logits, `[logits_rows, vocab]` in `dtype`.
     pub logits: u64,
     pub logits_dtype: String,
+    /// Rows of logits the region holds. A prefill step whose logits GEMM is marked
+    /// ([`Gemm::logits`]) writes the last row only, or every row when the caller asks for every
+    /// row's logits (then a step takes at most this many tokens); otherwise `max_prefill`.
+    pub logits_rows: usize,
 }
 
 /// One generated kernel.
@@ -181,6 +185,10 @@ pub struct Gemm {
     pub c: Arg,
     pub ldc: u32,
     pub beta: f32,
+    /// This GEMM writes the step's logits (at row 0 of the io region's logits): the executor
+    /// computes the last of the step's rows only (from A's last row), unless the caller asks
+    /// for every row's logits.
+    pub logits: bool,
 }
 
 /// What the memory planner did, per phase.

@@ -107,6 +107,10 @@ const ATTENTION_SCORES_PER_BLOCK: usize = 64;
 pub const ATTENTION_SPANS: usize = 5;
 /// The most spans per kv head a front end accepts for the decode attention.
 pub const MAX_ATTENTION_SPANS: usize = 1024;
+/// Rows of logits the io region holds for callers that want every prompt row's logits (parity
+/// checks, `pio logits`): 128 x 151,936 bf16 = 39 MB, where `max_prefill` rows took 156 MB at
+/// 512 and 622 MB at 2,048.
+const LOGITS_ROWS: usize = 128;
 /// Threads per block of the decode attention.
 const ATTENTION_THREADS: usize = 128;
 /// Key (and value) rows a warp of the decode attention loads per round (tensor-core paths).
@@ -222,6 +226,8 @@ enum Pending {
         c: Val,
         ldc: u32,
         beta: f32,
+        /// Writes the step's logits (see `art::Gemm::logits`).
+        logits: bool,
     },
 }
 
@@ -268,6 +274,7 @@ pub fn generate(
             positions: 0,
             logits: 0,
             logits_dtype: "bf16".into(),
+            logits_rows: 0,
         },
     };
     let (weights, weights_bytes) = cg.layout_weights(&order)?;
@@ -277,10 +284,21 @@ pub fn generate(
     let mp = opts.max_prefill as u64;
     cg.io.positions = align(4 * mp);
     cg.io.logits = cg.io.positions + align(4 * mp);
-    let io_bytes = cg.io.logits + align(2 * mp * vocab as u64);
 
     let (decode, decode_plan) = cg.phase(&order, 1)?;
     let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill)?;
+    // Generation needs the last row's logits only: a marked logits GEMM computes just that, and
+    // the region keeps LOGITS_ROWS rows for callers that want every row (their prefill steps
+    // take that many tokens at most). Logits written some other way take every prefill row.
+    let marked = prefill
+        .iter()
+        .any(|s| matches!(s, Step::Gemm(g) if g.logits));
+    cg.io.logits_rows = if marked {
+        LOGITS_ROWS.min(opts.max_prefill)
+    } else {
+        opts.max_prefill
+    };
+    let io_bytes = cg.io.logits + align(2 * cg.io.logits_rows as u64 * vocab as u64);
     let arena = decode_plan.arena_bytes.max(prefill_plan.arena_bytes);
     let used: std::collections::HashSet<&str> = decode
         .iter()
@@ -892,6 +910,7 @@ impl Codegen<'_> {
                     c,
                     ldc,
                     beta,
+                    logits,
                 } => Step::Gemm(art::Gemm {
                     node,
                     m: Dim::PerToken(1),
@@ -903,6 +922,7 @@ impl Codegen<'_> {
                     c: resolve(&c),
                     ldc,
                     beta,
+                    logits,
                 }),
             })
             .collect();
@@ -1062,6 +1082,8 @@ impl Codegen<'_> {
             c,
             ldc: rows as u32,
             beta: if residual.is_some() { 1.0 } else { 0.0 },
+            // The logits' rows come from this GEMM alone (no residual copy, no epilogue).
+            logits: feeds_output && residual.is_none() && !swiglu,
         });
         if swiglu {
             let half = rows / 2;

@@ -53,8 +53,14 @@ pub struct CudaModel {
     pdl: bool,
     sampler: SamplerKernels,
     cached: usize,
-    /// Tokens in the last step (the rows of logits it wrote).
-    last_tokens: usize,
+    /// Rows of logits the last step left in the io region (its last token's row is the last).
+    logit_rows: usize,
+    /// The prefill's logits GEMM computes every row of the step (for `step_all_logits`), not
+    /// just the last.
+    logits_all_rows: std::cell::Cell<bool>,
+    /// The prefill's logits come from a marked GEMM (`Gemm::logits`), which can compute the
+    /// last row alone.
+    logits_gemm: bool,
     /// With `PIO_PROFILE` set: GPU time per kernel family and phase (decode runs eagerly).
     profile: Option<std::cell::RefCell<Profile>>,
 }
@@ -190,6 +196,10 @@ impl CudaModel {
             )));
         }
         let use_graph = std::env::var_os("PIO_NO_CUDA_GRAPH").is_none();
+        let logits_gemm = artifact
+            .prefill
+            .iter()
+            .any(|s| matches!(s, Step::Gemm(g) if g.logits));
         // PDL from sm_90 on; kernels compiled for an older architecture have no griddepcontrol.
         let pdl =
             arch_number(&arch).is_some_and(|n| n >= 90) && std::env::var_os("PIO_NO_PDL").is_none();
@@ -207,7 +217,9 @@ impl CudaModel {
             pdl,
             sampler,
             cached: 0,
-            last_tokens: 0,
+            logit_rows: 0,
+            logits_all_rows: std::cell::Cell::new(false),
+            logits_gemm,
             profile: std::env::var_os("PIO_PROFILE").map(|_| Default::default()),
         };
         m.reset()?;
@@ -245,7 +257,7 @@ impl CudaModel {
     /// Forgets the sequence (cache contents are overwritten by the next steps).
     pub fn reset(&mut self) -> Result<(), CudaError> {
         self.cached = 0;
-        self.last_tokens = 0;
+        self.logit_rows = 0;
         let v = self.artifact.vocab_size;
         // SAFETY: both buffers are v (resp. 4v) bytes long.
         unsafe {
@@ -273,7 +285,7 @@ impl CudaModel {
         }
         self.check_tokens(&[next])?;
         self.cached = len;
-        self.last_tokens = 0;
+        self.logit_rows = 0;
         self.write_inputs(&[next], len)?;
         self.gpu.sync()
     }
@@ -471,8 +483,13 @@ impl CudaModel {
                 g.node
             ))),
         };
-        let (a, b, c) = (ptr(&g.a)?, ptr(&g.b)?, ptr(&g.c)?);
-        let m = g.m.eval(tokens);
+        let (mut a, b, c) = (ptr(&g.a)?, ptr(&g.b)?, ptr(&g.c)?);
+        let mut m = g.m.eval(tokens);
+        if g.logits && !self.logits_all_rows.get() && m > 1 {
+            // Generation wants the last row's logits only: A's last row, C's first.
+            a += (m as u64 - 1) * g.lda as u64 * 2;
+            m = 1;
+        }
         let (alpha, beta) = (1.0f32, g.beta);
         // Row-major C[m,n] = A[m,k] · B[n,k]ᵀ is column-major Cᵀ[n,m] = B · Aᵀ.
         // SAFETY: pointers are inside our regions with the shapes the artifact gives.
@@ -507,8 +524,57 @@ impl CudaModel {
 
     /// Runs `tokens` at the positions after the cached ones: prefill in chunks of at most
     /// `max_prefill` tokens, a single token through the decode launch list (CUDA graph) unless
-    /// [`Self::set_single_tokens_as_prefill`] says otherwise.
+    /// [`Self::set_single_tokens_as_prefill`] says otherwise. Only the last token's logits are
+    /// computed (where the artifact's logits GEMM allows it); [`Self::step_all_logits`] gives
+    /// every row's.
     pub fn step(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
+        self.check_step(tokens)?;
+        if tokens.len() == 1 && !self.single_tokens_as_prefill {
+            self.write_inputs(tokens, self.cached)?;
+            self.decode_launch()?;
+            self.cached += 1;
+            self.logit_rows = 1;
+            // No sync: reading the logits or the sampled token waits for the step.
+            return Ok(());
+        }
+        for chunk in tokens.chunks(self.artifact.max_prefill) {
+            self.prefill_chunk(chunk)?;
+        }
+        self.gpu.sync()
+    }
+
+    /// Runs `tokens` as [`Self::step`] does and returns the logits of every one of them (as
+    /// f32). Prefill steps then take at most `io.logits_rows` tokens each, the rows the io
+    /// region holds.
+    pub fn step_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, CudaError> {
+        self.check_step(tokens)?;
+        if tokens.len() == 1 && !self.single_tokens_as_prefill {
+            self.step(tokens)?;
+            return self.logits();
+        }
+        let per = if self.logits_gemm {
+            self.artifact.max_prefill.min(self.artifact.io.logits_rows)
+        } else {
+            self.artifact.max_prefill
+        };
+        let mut rows = Vec::with_capacity(tokens.len());
+        self.logits_all_rows.set(true);
+        let mut done = Ok(());
+        for chunk in tokens.chunks(per.max(1)) {
+            done = self.prefill_chunk(chunk).and_then(|()| {
+                rows.extend(self.logits()?);
+                Ok(())
+            });
+            if done.is_err() {
+                break;
+            }
+        }
+        self.logits_all_rows.set(false);
+        done.map(|()| rows)
+    }
+
+    /// The step fits the context and its token ids the vocabulary.
+    fn check_step(&self, tokens: &[u32]) -> Result<(), CudaError> {
         if tokens.is_empty() {
             return Err(CudaError::Other("a step needs at least one token".into()));
         }
@@ -520,22 +586,20 @@ impl CudaModel {
                 self.artifact.max_context
             )));
         }
-        self.check_tokens(tokens)?;
-        if tokens.len() == 1 && !self.single_tokens_as_prefill {
-            self.write_inputs(tokens, self.cached)?;
-            self.decode_launch()?;
-            self.cached += 1;
-            self.last_tokens = 1;
-            // No sync: reading the logits or the sampled token waits for the step.
-            return Ok(());
-        }
-        for chunk in tokens.chunks(self.artifact.max_prefill) {
-            self.write_inputs(chunk, self.cached)?;
-            self.run_steps(&self.artifact.prefill, chunk.len() as u32)?;
-            self.cached += chunk.len();
-            self.last_tokens = chunk.len();
-        }
-        self.gpu.sync()
+        self.check_tokens(tokens)
+    }
+
+    /// One prefill launch list run over `chunk` (at most `max_prefill` tokens).
+    fn prefill_chunk(&mut self, chunk: &[u32]) -> Result<(), CudaError> {
+        self.write_inputs(chunk, self.cached)?;
+        self.run_steps(&self.artifact.prefill, chunk.len() as u32)?;
+        self.cached += chunk.len();
+        self.logit_rows = if self.logits_all_rows.get() || !self.logits_gemm {
+            chunk.len()
+        } else {
+            1
+        };
+        Ok(())
     }
 
     /// One decode step with the inputs already in device memory: graph replay, else eager.
@@ -610,7 +674,7 @@ impl CudaModel {
     /// The logits of the last step's rows, as f32.
     pub fn logits(&self) -> Result<Vec<Vec<f32>>, CudaError> {
         let v = self.artifact.vocab_size;
-        let rows = self.last_tokens;
+        let rows = self.logit_rows;
         let mut raw = vec![0u8; rows * v * 2];
         self.gpu
             .download(&mut raw, self.addr(Region::Io, self.artifact.io.logits))?;
@@ -645,7 +709,7 @@ impl CudaModel {
             p.top_k.clamp(1, GPU_MAX_TOP_K)
         };
         let row = self.addr(Region::Io, self.artifact.io.logits)
-            + ((self.last_tokens.max(1) - 1) * v * 2) as u64;
+            + ((self.logit_rows.max(1) - 1) * v * 2) as u64;
         let blocks = v.div_ceil(SLICE);
         let s = &self.sampler;
         let (mut logits, mut vocab, mut kk) = (row, v as i32, k as i32);
@@ -742,7 +806,7 @@ impl CudaModel {
             self.gpu.upload_async(positions, p_bytes)?;
             self.decode_launch()?;
             self.cached += 1;
-            self.last_tokens = 1;
+            self.logit_rows = 1;
             self.enqueue_sample(p, i as u64)?;
         }
         let ms = unsafe {
