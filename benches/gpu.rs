@@ -3,7 +3,7 @@
 //!
 //! The model is Qwen3-0.6B with random weights (bf16), KV cache of 4,096 tokens
 //! (`$PIO_BENCH_GPU_SPEC` names another spec in `model-specs/`, e.g.
-//! `qwen3-4b-instruct-2507.yaml`). Loading compiles the model (passes, codegen, NVRTC with the
+//! `qwen3-4b-instruct-2507`, with or without `.yaml`). Loading compiles the model (passes, codegen, NVRTC with the
 //! disk cache) and fills the weights, which takes a while before the first bench.
 //!
 //! - `gpu/decode_step/<spec>`: one token through the decode launch list (CUDA-graph replay),
@@ -59,8 +59,9 @@ fn bench_gpu(c: &mut Criterion) {
         return;
     }
     let spec_name = std::env::var("PIO_BENCH_GPU_SPEC").unwrap_or_else(|_| DEFAULT_SPEC.into());
-    let path = root().join("model-specs").join(&spec_name);
+    // A file in model-specs/, with or without its .yaml.
     let short = spec_name.trim_end_matches(".yaml").to_string();
+    let path = root().join("model-specs").join(format!("{short}.yaml"));
     let opts = LoadOptions {
         max_context: Some(MAX_CONTEXT),
         ..LoadOptions::default()
@@ -72,7 +73,13 @@ fn bench_gpu(c: &mut Criterion) {
         Device::Cuda,
         &opts,
     )
-    .unwrap_or_else(|e| panic!("cannot load {} on the GPU: {e}", path.display()));
+    .unwrap_or_else(|e| {
+        eprintln!(
+            "gpu benches: cannot load {} on the GPU: {e}",
+            path.display()
+        );
+        std::process::exit(2)
+    });
     let vocab = model.spec().int("vocab_size").expect("vocab_size") as u32;
     let device = model.device_name();
     println!(
