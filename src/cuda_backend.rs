@@ -38,22 +38,7 @@ pub fn load(
     let started = std::time::Instant::now();
     let mut optimized = graph.clone();
     default_pipeline(PassOptions::default())?.run(&mut optimized)?;
-    let compiled = generate(
-        &optimized,
-        spec,
-        &CodegenOptions {
-            max_prefill: opts.max_prefill.unwrap_or(512),
-            max_context: opts.max_context,
-            // A developer knob for tuning the decode GEMVs' launch shape (README).
-            gemv: match std::env::var("PIO_GEMV") {
-                Ok(t) => {
-                    GemvTuning::parse(&t).map_err(|e| PioError::Device(format!("PIO_GEMV: {e}")))?
-                }
-                Err(_) => GemvTuning::default(),
-            },
-            attention_spans: attention_spans(opts)?,
-        },
-    )?;
+    let compiled = generate(&optimized, spec, &codegen_options(opts)?)?;
     let sources: Vec<(String, String)> = compiled
         .kernels
         .iter()
@@ -162,16 +147,35 @@ pub fn load(
     })
 }
 
-/// Compiles a spec's kernels (passes, codegen, NVRTC through the cache at `cache`): what a
-/// load does before the weights, for timing a warm cache.
-pub fn compile_kernels(spec: &ModelSpec, cache: &std::path::Path) -> Result<usize, PioError> {
-    let gpu_arch = pio_runtime::cuda::nvrtc::target_arch_from_env(
-        &pio_runtime::cuda::device::Gpu::open()?.arch,
-    )
-    .map_err(PioError::Device)?;
+/// How a load with `opts` compiles the model.
+fn codegen_options(opts: &LoadOptions) -> Result<CodegenOptions, PioError> {
+    Ok(CodegenOptions {
+        max_prefill: opts.max_prefill.unwrap_or(512),
+        max_context: opts.max_context,
+        // A developer knob for tuning the decode GEMVs' launch shape (README).
+        gemv: match std::env::var("PIO_GEMV") {
+            Ok(t) => {
+                GemvTuning::parse(&t).map_err(|e| PioError::Device(format!("PIO_GEMV: {e}")))?
+            }
+            Err(_) => GemvTuning::default(),
+        },
+        attention_spans: attention_spans(opts)?,
+    })
+}
+
+/// Compiles a spec's kernels as a load with `opts` does on a GPU of `gpu_arch` (passes, codegen,
+/// NVRTC through the cache at `cache`): the same kernels, for timing a warm cache.
+pub fn compile_kernels(
+    spec: &ModelSpec,
+    opts: &LoadOptions,
+    gpu_arch: &str,
+    cache: &std::path::Path,
+) -> Result<usize, PioError> {
+    let gpu_arch =
+        pio_runtime::cuda::nvrtc::target_arch_from_env(gpu_arch).map_err(PioError::Device)?;
     let mut g = pio_compiler::lower::lower(spec)?;
     default_pipeline(PassOptions::default())?.run(&mut g)?;
-    let compiled = generate(&g, spec, &CodegenOptions::default())?;
+    let compiled = generate(&g, spec, &codegen_options(opts)?)?;
     let sources: Vec<(String, String)> = compiled
         .kernels
         .iter()

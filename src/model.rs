@@ -60,8 +60,9 @@ pub struct LoadOptions {
     /// Folder of compiled kernels (default: `$PIO_CACHE_DIR` or `~/.cache/pio/kernels`).
     pub kernel_cache: Option<PathBuf>,
     /// Tuning: spans (thread-block clusters) per kv head of the GPU decode attention, at most;
-    /// longer contexts take longer spans (default: `$PIO_DECODE_SPANS`, else 8). Every setting
-    /// computes the same up to f32 summation order.
+    /// longer contexts take longer spans (default: `$PIO_DECODE_SPANS`, else
+    /// `pio_compiler::codegen::ATTENTION_SPANS`, 5). Every setting computes the same up to f32
+    /// summation order.
     pub attention_spans: Option<usize>,
 }
 

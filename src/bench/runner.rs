@@ -100,9 +100,10 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
         let (compile_cold_s, load_s, compile_warm_s) = match model.cuda() {
             Some(c) => {
                 let (cold, load) = (c.compile_s, c.load_s);
+                let arch = c.model().gpu().arch.clone();
                 // Warm: the same compile again, every kernel now in the cache.
                 let t = Instant::now();
-                let _ = crate::cuda_backend::compile_kernels(model.spec(), &cache)?;
+                let _ = crate::cuda_backend::compile_kernels(model.spec(), &opts, &arch, &cache)?;
                 (cold, load, t.elapsed().as_secs_f64())
             }
             None => {

@@ -30,8 +30,7 @@
 #define THREADS {{ threads }}
 #define WARPS (THREADS / 32)
 // Tensor-core path (D = 128, GROUP <= 8): key and value rows per warp and round of loads.
-#define KW {{ rows_per_warp }}
-#define VW {{ rows_per_warp }}
+#define RW {{ rows_per_warp }}
 // Rounds of rows each warp streams into L2 ahead of its loads.
 #define AHEAD {{ prefetch_rounds }}
 
@@ -96,8 +95,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
         const int m = min(n, pos - start);
 #pragma unroll
         for (int a = 0; a < AHEAD; ++a) {
-            const int r = warp * KW + a * WARPS * KW;
-            if (r < m) prefetch_l2(cache_row(kc, start + r, kvh), min(KW, m - r) * D * 2);
+            const int r = warp * RW + a * WARPS * RW;
+            if (r < m) prefetch_l2(cache_row(kc, start + r, kvh), min(RW, m - r) * D * 2);
         }
     }
 {% endif %}
@@ -126,10 +125,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
                 qb[c][s][0] = grp < GROUP ? ld_u32(qrow + c * 32 + s * 4) : 0u;
                 qb[c][s][1] = grp < GROUP ? ld_u32(qrow + c * 32 + s * 4 + 2) : 0u;
             }
-        for (int r0 = warp * KW; r0 < n; r0 += WARPS * KW) {
-            uint4 kr[KW / 16][2][D / 32];
+        for (int r0 = warp * RW; r0 < n; r0 += WARPS * RW) {
+            uint4 kr[RW / 16][2][D / 32];
 #pragma unroll
-            for (int t = 0; t < KW / 16; ++t)
+            for (int t = 0; t < RW / 16; ++t)
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     const int r = r0 + 16 * t + 8 * h + grp;
@@ -140,11 +139,11 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
                                             : make_uint4(0, 0, 0, 0);
                 }
             // The warp's next rows stream into L2 meanwhile.
-            if (lane == 0 && r0 + AHEAD * WARPS * KW < n)
-                prefetch_l2(cache_row(kc, start + r0 + AHEAD * WARPS * KW, kvh),
-                            min(KW, n - r0 - AHEAD * WARPS * KW) * D * 2);
+            if (lane == 0 && r0 + AHEAD * WARPS * RW < n)
+                prefetch_l2(cache_row(kc, start + r0 + AHEAD * WARPS * RW, kvh),
+                            min(RW, n - r0 - AHEAD * WARPS * RW) * D * 2);
 #pragma unroll
-            for (int t = 0; t < KW / 16; ++t) {
+            for (int t = 0; t < RW / 16; ++t) {
                 float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
                 for (int c = 0; c < D / 32; ++c) {
@@ -224,10 +223,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[c][t][e] = 0.0f;
         const int gp = min(grp, GROUP - 1);
-        for (int k0 = warp * VW; k0 < n; k0 += WARPS * VW) {
-            uint2 vr[VW / 16][4][D / 32];
+        for (int k0 = warp * RW; k0 < n; k0 += WARPS * RW) {
+            uint2 vr[RW / 16][4][D / 32];
 #pragma unroll
-            for (int t = 0; t < VW / 16; ++t)
+            for (int t = 0; t < RW / 16; ++t)
 #pragma unroll
                 for (int h = 0; h < 4; ++h) {
                     const int r = k0 + 16 * t + 2 * quad + (h & 1) + (h >> 1) * 8;
@@ -237,11 +236,11 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
                         vr[t][h][c] = r < n ? *reinterpret_cast<const uint2*>(row + c * 32)
                                             : make_uint2(0, 0);
                 }
-            if (lane == 0 && k0 + AHEAD * WARPS * VW < n)
-                prefetch_l2(cache_row(vc, start + k0 + AHEAD * WARPS * VW, kvh),
-                            min(VW, n - k0 - AHEAD * WARPS * VW) * D * 2);
+            if (lane == 0 && k0 + AHEAD * WARPS * RW < n)
+                prefetch_l2(cache_row(vc, start + k0 + AHEAD * WARPS * RW, kvh),
+                            min(RW, n - k0 - AHEAD * WARPS * RW) * D * 2);
 #pragma unroll
-            for (int t = 0; t < VW / 16; ++t) {
+            for (int t = 0; t < RW / 16; ++t) {
                 const int ka = k0 + 16 * t + 2 * quad, kb = ka + 8;
                 const bool on = grp < GROUP;
                 const u32 pa[4] = {

@@ -58,6 +58,18 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ ca
     }
 }
 
+// Stages key tile `tile` (and, when vs is given, the value tile) for the whole block: waits for
+// every thread to be done with the previous tile first, and for the copies after.
+__device__ __forceinline__ void stage_tile(bf16* ks, bf16* vs, const bf16* __restrict__ kc,
+                                           const bf16* __restrict__ vc, int tile, int kv_len,
+                                           int kvh) {
+    __syncthreads();
+    load_tile(ks, kc, tile * BK, kv_len, kvh);
+    if (vs) load_tile(vs, vc, tile * BK, kv_len, kvh);
+    cp_async_wait_all();
+    __syncthreads();
+}
+
 // The rounded, masked scores of this warp's 16 rows against the BK keys in ks: s[j] holds keys
 // k0 + 8j + 2 * (lane % 4) + {0, 1} of rows lane / 4 (s[j][0..1]) and lane / 4 + 8 (s[j][2..3]).
 __device__ __forceinline__ void scores(float (&s)[BK / 8][4], const u32 (&qa)[D / 16][4],
@@ -125,10 +137,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     // Pass 1: each row's max and sum of exp(s - max), over the 4 lanes that share the row.
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
     for (int tile = 0; tile < tiles; ++tile) {
-        __syncthreads();
-        load_tile(ks, kc, tile * BK, kv_len, kvh);
-        cp_async_wait_all();
-        __syncthreads();
+        stage_tile(ks, nullptr, kc, vc, tile, kv_len, kvh);
         if (tile * BK >= warp_keys) continue;
         float s[BK / 8][4];
         scores(s, qa, ks, tile * BK, p0, p1, lane);
@@ -169,11 +178,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
     for (int tile = 0; tile < tiles; ++tile) {
-        __syncthreads();
-        load_tile(ks, kc, tile * BK, kv_len, kvh);
-        load_tile(vs, vc, tile * BK, kv_len, kvh);
-        cp_async_wait_all();
-        __syncthreads();
+        stage_tile(ks, vs, kc, vc, tile, kv_len, kvh);
         if (tile * BK >= warp_keys) continue;
         float s[BK / 8][4];
         scores(s, qa, ks, tile * BK, p0, p1, lane);

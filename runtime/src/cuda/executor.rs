@@ -552,15 +552,10 @@ impl CudaModel {
             self.step(tokens)?;
             return self.logits();
         }
-        let per = if self.logits_gemm {
-            self.artifact.max_prefill.min(self.artifact.io.logits_rows)
-        } else {
-            self.artifact.max_prefill
-        };
         let mut rows = Vec::with_capacity(tokens.len());
         self.logits_all_rows.set(true);
         let mut done = Ok(());
-        for chunk in tokens.chunks(per.max(1)) {
+        for chunk in tokens.chunks(self.artifact.io.logits_rows.max(1)) {
             done = self.prefill_chunk(chunk).and_then(|()| {
                 rows.extend(self.logits()?);
                 Ok(())
