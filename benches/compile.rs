@@ -55,9 +55,7 @@ fn optimize(graph: &mut Graph) {
 /// The whole spec-to-artifact path; returns the artifact's JSON.
 fn spec_to_artifact(name: &str) -> Vec<u8> {
     let spec = load(name);
-    let mut graph = pio_compiler::lower::lower(&spec).expect("lower");
-    optimize(&mut graph);
-    let compiled = generate(&graph, &spec, &CodegenOptions::default()).expect("codegen");
+    let compiled = pio_compiler::compile(&spec, &Default::default()).expect("compile");
     serde_json::to_vec_pretty(&compiled.artifact).expect("artifact json")
 }
 
@@ -87,7 +85,20 @@ fn bench_stages(c: &mut Criterion) {
         let lowered = pio_compiler::lower::lower(&spec).expect("lower");
         let mut optimized = lowered.clone();
         optimize(&mut optimized);
-        let compiled = generate(&optimized, &spec, &CodegenOptions::default()).expect("codegen");
+        let info = pio_compiler::compile::model_info(&spec, &lowered).expect("model info");
+        let reference = pio_artifact::Attachment::new(
+            "reference-graph.json",
+            pio_compiler::ir::serial::to_json(&lowered).into_bytes(),
+        );
+        let codegen = || {
+            generate(
+                &optimized,
+                &CodegenOptions::default(),
+                info.clone(),
+                reference.clone(),
+            )
+        };
+        let artifact = codegen().expect("codegen");
 
         group.bench_function(format!("load/{s}"), |b| b.iter(|| load(black_box(name))));
         group.bench_function(format!("lower/{s}"), |b| {
@@ -103,11 +114,9 @@ fn bench_stages(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
-        group.bench_function(format!("codegen/{s}"), |b| {
-            b.iter(|| generate(black_box(&optimized), &spec, &CodegenOptions::default()))
-        });
+        group.bench_function(format!("codegen/{s}"), |b| b.iter(|| black_box(codegen())));
         group.bench_function(format!("artifact_json/{s}"), |b| {
-            b.iter(|| serde_json::to_vec_pretty(black_box(&compiled.artifact)).expect("json"))
+            b.iter(|| serde_json::to_vec_pretty(black_box(&artifact)).expect("json"))
         });
     }
     group.finish();

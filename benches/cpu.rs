@@ -71,7 +71,7 @@ fn tiny_model() -> Model {
 
 fn bench_cpu_executor(c: &mut Criterion) {
     let mut model = tiny_model();
-    let vocab = model.spec().int("vocab_size").expect("vocab_size") as u32;
+    let vocab = model.info().vocab_size as u32;
     let mut rng = SplitMix(1);
     let prompt: Vec<u32> = (0..PROMPT_LEN).map(|_| rng.below(vocab)).collect();
     let long: Vec<u32> = (0..64).map(|_| rng.below(vocab)).collect();

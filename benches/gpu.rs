@@ -80,7 +80,7 @@ fn bench_gpu(c: &mut Criterion) {
         );
         std::process::exit(2)
     });
-    let vocab = model.spec().int("vocab_size").expect("vocab_size") as u32;
+    let vocab = model.info().vocab_size as u32;
     let device = model.device_name();
     println!(
         "gpu benches: {short} (random weights) on {device}, loaded in {:.1} s",

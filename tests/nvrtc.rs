@@ -3,8 +3,7 @@
 //! CUDA's NVRTC library, no GPU: .ci/run installs it from PyPI (nvidia-cuda-nvrtc) so CI checks
 //! the kernels on every change. Without the library the test says it was skipped.
 
-use pio_compiler::codegen::{generate, CodegenOptions};
-use pio_compiler::pass::{default_pipeline, PassOptions};
+use pio_compiler::pass::PassOptions;
 use pio_runtime::cuda::nvrtc;
 use std::path::Path;
 
@@ -30,15 +29,16 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
     ] {
         for no_fusion in [false, true] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();
-            let mut g = pio_compiler::lower::lower(&s).unwrap();
-            let opts = PassOptions {
-                no_fusion,
-                ..PassOptions::default()
+            let opts = pio_compiler::CompileOptions {
+                passes: PassOptions {
+                    no_fusion,
+                    ..PassOptions::default()
+                },
+                ..Default::default()
             };
-            default_pipeline(opts).unwrap().run(&mut g).unwrap();
-            let c = generate(&g, &s, &CodegenOptions::default()).unwrap();
-            base = c.artifact.nvrtc_options;
-            sources.extend(c.kernels.into_iter().map(|k| (k.name, k.source)));
+            let a = pio_compiler::compile(&s, &opts).unwrap().artifact;
+            base = a.nvrtc_options;
+            sources.extend(a.kernels.into_iter().map(|k| (k.name, k.source)));
         }
     }
     sources.sort();

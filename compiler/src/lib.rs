@@ -11,6 +11,7 @@
 //! ```
 
 pub mod codegen;
+pub mod compile;
 pub mod error;
 pub mod fusion;
 pub mod interp;
@@ -22,4 +23,5 @@ pub mod pass;
 pub mod spec;
 pub mod summary;
 
+pub use compile::{compile, CompileOptions, Compiled};
 pub use error::{CompileError, IrError, Loc, SpecError, SpecErrors};

@@ -65,7 +65,7 @@ pub fn lower(spec: &ModelSpec) -> Result<Graph, SpecErrors> {
         let id = l.g.add(
             Node {
                 name: i.name.clone(),
-                op: Op::Input,
+                op: Op::Input(i.role),
                 ty: TensorType::new(i.dtype, shape),
             },
             &[],
@@ -128,7 +128,8 @@ pub fn lower(spec: &ModelSpec) -> Result<Graph, SpecErrors> {
         }
     }
     l.ops(&f.epilogue, None, "", &mut scope);
-    for (name, tensor, loc) in &f.outputs {
+    for (role, tensor, loc) in &f.outputs {
+        let name = &role.name().to_string();
         let path = format!("outputs.{name}");
         let Some(&src) = scope.get(tensor) else {
             if !l.failed.contains(tensor) {
@@ -143,7 +144,7 @@ pub fn lower(spec: &ModelSpec) -> Result<Graph, SpecErrors> {
         l.g.add(
             Node {
                 name: name.clone(),
-                op: Op::Output,
+                op: Op::Output(*role),
                 ty,
             },
             &[src],
@@ -623,7 +624,7 @@ impl Lowerer<'_> {
         let ids: Vec<NodeId> = self.g.ids().collect();
         for id in ids {
             let n = self.g.node(id);
-            if matches!(n.op, Op::Output) || !self.g.users(id).is_empty() {
+            if matches!(n.op, Op::Output(_)) || !self.g.users(id).is_empty() {
                 continue;
             }
             let Some((loc, path)) = self.origin.get(&id).cloned() else {
@@ -634,7 +635,7 @@ impl Lowerer<'_> {
             }
             let what = match n.op {
                 Op::Weight(_) => "weight is never used",
-                Op::Input => "input is never used",
+                Op::Input(_) => "input is never used",
                 _ => "tensor is computed but never used (dangling output)",
             };
             self.r.err(loc, &path, what);

@@ -47,7 +47,7 @@ pub fn summarize(g: &Graph) -> Summary {
         params,
         weight_bytes,
         kv_bytes_per_token: kv,
-        max_context: g.dim_bound(crate::ir::infer::CTX),
+        max_context: g.context_bound(),
     }
 }
 

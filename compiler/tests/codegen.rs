@@ -3,14 +3,27 @@
 use pio_artifact::{Arg, Artifact, Region, Step};
 use pio_compiler::codegen::{generate, CodegenOptions};
 use pio_compiler::pass::{default_pipeline, PassOptions};
+use pio_compiler::CompileOptions;
 use std::path::Path;
 
 fn compile(file: &str, opts: &CodegenOptions, pass_opts: PassOptions) -> Artifact {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-specs");
     let spec = pio_compiler::spec::load(&root.join(file)).unwrap();
-    let mut g = pio_compiler::lower::lower(&spec).unwrap();
-    default_pipeline(pass_opts).unwrap().run(&mut g).unwrap();
-    generate(&g, &spec, opts).unwrap().artifact
+    let opts = CompileOptions {
+        passes: pass_opts,
+        codegen: opts.clone(),
+    };
+    pio_compiler::compile(&spec, &opts).unwrap().artifact
+}
+
+/// Model info and reference graph for calling codegen directly.
+fn extras(
+    spec: &pio_compiler::spec::ModelSpec,
+    g: &pio_compiler::ir::Graph,
+) -> (pio_artifact::ModelInfo, pio_artifact::Attachment) {
+    let info = pio_compiler::compile::model_info(spec, g).unwrap();
+    let graph = pio_artifact::Attachment::new("reference-graph.json", b"{}".to_vec());
+    (info, graph)
 }
 
 fn layer_launches(a: &Artifact, layers: usize) -> f64 {
@@ -108,11 +121,14 @@ fn regions_and_offsets_are_consistent() {
         }
     }
     assert!(a.memory.prefill_arena_bytes < a.memory.prefill_activation_bytes_unplanned);
-    // The artifact survives a JSON round trip (the runtime reads it without the compiler).
+    // The artifact survives a round trip through its folder (the runtime reads it without the
+    // compiler), kernel sources and attachments included.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("artifact.json");
-    std::fs::write(&path, serde_json::to_string(&a).unwrap()).unwrap();
-    assert_eq!(Artifact::read(&path).unwrap(), a);
+    a.write_dir(dir.path()).unwrap();
+    let back = Artifact::load_dir(dir.path()).unwrap();
+    assert_eq!(back, a);
+    assert!(back.kernels.iter().all(|k| !k.source.is_empty()));
+    assert!(!back.reference_graph.data.is_empty());
 }
 
 #[test]
@@ -136,7 +152,7 @@ fn the_io_region_holds_a_bounded_number_of_logits_rows() {
             },
         );
         assert_eq!(a.io.logits_rows, rows, "{file} at {max_prefill}");
-        let logits_bytes = (rows * a.vocab_size * 2) as u64;
+        let logits_bytes = (rows * a.model.vocab_size * 2) as u64;
         assert!(a.io.logits + logits_bytes <= a.regions.io);
         assert!(a.regions.io < a.io.logits + logits_bytes + 256);
         // One prefill GEMM writes the logits, marked so that generation computes the last row
@@ -157,7 +173,7 @@ fn the_io_region_holds_a_bounded_number_of_logits_rows() {
                 offset: a.io.logits
             }
         );
-        assert_eq!(marked[0].n as usize, a.vocab_size);
+        assert_eq!(marked[0].n as usize, a.model.vocab_size);
     }
 }
 
@@ -171,14 +187,16 @@ fn bad_codegen_options_are_errors() {
         .unwrap()
         .run(&mut g)
         .unwrap();
+    let (info, graph) = extras(&spec, &lowered);
     let e = generate(
         &g,
-        &spec,
         &CodegenOptions {
             max_prefill: 16,
             max_context: Some(100_000),
             ..Default::default()
         },
+        info.clone(),
+        graph.clone(),
     )
     .err()
     .unwrap();
@@ -188,17 +206,18 @@ fn bad_codegen_options_are_errors() {
     );
     let e = generate(
         &g,
-        &spec,
         &CodegenOptions {
             max_prefill: 0,
             max_context: None,
             ..Default::default()
         },
+        info.clone(),
+        graph.clone(),
     )
     .err()
     .unwrap();
     assert!(e.to_string().contains("max prefill"));
-    let e = generate(&lowered, &spec, &CodegenOptions::default())
+    let e = generate(&lowered, &CodegenOptions::default(), info, graph)
         .err()
         .unwrap();
     assert!(

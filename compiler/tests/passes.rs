@@ -110,7 +110,13 @@ fn canonicalize_golden() {
         &[12],
         &[r2],
     );
-    node(&mut g, "out", Op::Output, &[12], &[full]);
+    node(
+        &mut g,
+        "out",
+        Op::Output(OutputRole::Logits),
+        &[12],
+        &[full],
+    );
     golden("canonicalize", &g, &run(&pass::Canonicalize, &g));
 }
 
@@ -121,7 +127,7 @@ fn cse_golden() {
     let s1 = node(&mut g, "s1", Op::Silu, &[4], &[a]);
     let s2 = node(&mut g, "s2", Op::Silu, &[4], &[a]);
     let m = node(&mut g, "m", Op::Mul, &[4], &[s1, s2]);
-    node(&mut g, "out", Op::Output, &[4], &[m]);
+    node(&mut g, "out", Op::Output(OutputRole::Logits), &[4], &[m]);
     golden("cse", &g, &run(&pass::Cse, &g));
 }
 
@@ -133,7 +139,7 @@ fn dce_golden() {
     let dead = node(&mut g, "dead", Op::Silu, &[4], &[b]);
     node(&mut g, "dead2", Op::Mul, &[4], &[dead, dead]);
     let s = node(&mut g, "s", Op::Silu, &[4], &[a]);
-    node(&mut g, "out", Op::Output, &[4], &[s]);
+    node(&mut g, "out", Op::Output(OutputRole::Logits), &[4], &[s]);
     golden("dce", &g, &run(&pass::Dce::named("dce"), &g));
 }
 

@@ -53,10 +53,10 @@ fn run(g: Graph, vocab_limit: u32) -> Vec<Vec<f32>> {
         .iter()
         .map(|t| t % vocab_limit)
         .collect();
-    let logits = &ex.step(&prompt).unwrap()["logits"];
+    let logits = &ex.step(&prompt).unwrap()[&pio_compiler::ir::OutputRole::Logits];
     rows.extend(logits.rows().map(<[f32]>::to_vec));
     for t in [97u32, 9, 323] {
-        let logits = &ex.step(&[t % vocab_limit]).unwrap()["logits"];
+        let logits = &ex.step(&[t % vocab_limit]).unwrap()[&pio_compiler::ir::OutputRole::Logits];
         rows.extend(logits.rows().map(<[f32]>::to_vec));
     }
     rows

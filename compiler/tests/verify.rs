@@ -33,7 +33,7 @@ fn small() -> (Graph, NodeId, NodeId, NodeId) {
     let mut g = Graph::new("t", vec![]);
     let a = g.add(weight("a", &[4]), &[]);
     let s = g.add(node("s", Op::Silu, &[4]), &[a]);
-    let o = g.add(node("out", Op::Output, &[4]), &[s]);
+    let o = g.add(node("out", Op::Output(OutputRole::Logits), &[4]), &[s]);
     (g, a, s, o)
 }
 
@@ -64,7 +64,7 @@ fn cycle() {
 fn wrong_arity() {
     let (mut g, a, _, _) = small();
     let bad = g.add(node("bad", Op::Add, &[4]), &[a]);
-    g.add(node("o2", Op::Output, &[4]), &[bad]);
+    g.add(node("o2", Op::Output(OutputRole::Logits), &[4]), &[bad]);
     assert!(problems(&g)
         .contains("node 'bad' (add): expects 2 operand(s) in slots 0..2, has slots [0]"));
 }
@@ -86,13 +86,13 @@ fn dtype_mismatch() {
     let b = g.add(
         Node {
             name: "b".into(),
-            op: Op::Input,
+            op: Op::Input(InputRole::TokenIds),
             ty: ty(DType::I32, &[4]),
         },
         &[],
     );
     let m = g.add(node("m", Op::Mul, &[4]), &[a, b]);
-    g.add(node("o2", Op::Output, &[4]), &[m]);
+    g.add(node("o2", Op::Output(OutputRole::Logits), &[4]), &[m]);
     let e = problems(&g);
     assert!(
         e.contains("node 'm' (mul): mul: operand types differ: f32[4] vs i32[4]"),
@@ -118,7 +118,7 @@ fn one_checkpoint_tensor_bound_twice() {
     }
     let b = g.add(w, &[]);
     let m = g.add(node("m", Op::Mul, &[4]), &[s, b]);
-    g.add(node("o2", Op::Output, &[4]), &[m]);
+    g.add(node("o2", Op::Output(OutputRole::Logits), &[4]), &[m]);
     let e = problems(&g);
     assert!(
         e.contains("checkpoint tensor 'a.weight' is also bound by 'a'"),
@@ -137,7 +137,7 @@ fn dangling_value() {
 fn duplicate_names() {
     let (mut g, a, _, _) = small();
     let s2 = g.add(node("s", Op::Silu, &[4]), &[a]);
-    g.add(node("o2", Op::Output, &[4]), &[s2]);
+    g.add(node("o2", Op::Output(OutputRole::Logits), &[4]), &[s2]);
     assert!(problems(&g).contains("node name 's' is used 2 times"));
 }
 
@@ -147,12 +147,12 @@ fn undeclared_symbolic_dim() {
     let i = g.add(
         Node {
             name: "x".into(),
-            op: Op::Input,
+            op: Op::Input(InputRole::TokenIds),
             ty: TensorType::new(DType::F32, Shape(vec![Dim::Sym("seq".into())])),
         },
         &[],
     );
-    let o = node("out", Op::Output, &[1]);
+    let o = node("out", Op::Output(OutputRole::Logits), &[1]);
     let o = Node {
         ty: g.node(i).ty.clone(),
         ..o
@@ -170,7 +170,7 @@ fn no_outputs_and_output_feeding_a_node() {
 
     let (mut g, _, _, o) = small();
     let s2 = g.add(node("s2", Op::Silu, &[4]), &[o]);
-    g.add(node("o2", Op::Output, &[4]), &[s2]);
+    g.add(node("o2", Op::Output(OutputRole::Logits), &[4]), &[s2]);
     assert!(problems(&g).contains("node 'out' (output): an output must not feed other nodes"));
 }
 

@@ -195,8 +195,39 @@ impl ChatTemplate {
             path: path.to_path_buf(),
             source,
         })?;
+        let jinja_path = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("chat_template.jinja");
+        let jinja = if jinja_path.is_file() {
+            Some(
+                std::fs::read_to_string(&jinja_path).map_err(|source| ChatError::Io {
+                    path: jinja_path.clone(),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
+        Self::from_config_text(&text, path, jinja)
+    }
+
+    /// [`Self::from_tokenizer_config`] from a tokenizer_config.json already read (an artifact
+    /// carries one); `label` names it in messages.
+    pub fn from_tokenizer_config_bytes(bytes: &[u8], label: &str) -> Result<Self, ChatError> {
+        let path = Path::new(label);
+        let text = std::str::from_utf8(bytes).map_err(|e| ChatError::Config {
+            path: path.to_path_buf(),
+            message: format!("not UTF-8: {e}"),
+        })?;
+        Self::from_config_text(text, path, None)
+    }
+
+    /// The template of a tokenizer_config.json's text, or of `jinja` when a
+    /// `chat_template.jinja` stands beside it.
+    fn from_config_text(text: &str, path: &Path, jinja: Option<String>) -> Result<Self, ChatError> {
         let config: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ChatError::Config {
+            serde_json::from_str(text).map_err(|e| ChatError::Config {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
@@ -204,22 +235,13 @@ impl ChatTemplate {
             path: path.to_path_buf(),
             message: "not a JSON object".to_string(),
         })?;
-
-        let jinja_path = path
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join("chat_template.jinja");
-        let source = if jinja_path.is_file() {
-            std::fs::read_to_string(&jinja_path).map_err(|source| ChatError::Io {
-                path: jinja_path.clone(),
-                source,
-            })?
-        } else {
-            template_from_config(object.get("chat_template")).ok_or_else(|| {
+        let source = match jinja {
+            Some(source) => source,
+            None => template_from_config(object.get("chat_template")).ok_or_else(|| {
                 ChatError::MissingTemplate {
                     path: path.to_path_buf(),
                 }
-            })?
+            })?,
         };
 
         let mut template = Self::from_source(source)?;

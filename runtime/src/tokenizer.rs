@@ -93,6 +93,17 @@ impl Tokenizer {
         Ok(Self { inner })
     }
 
+    /// A tokenizer from tokenizer.json's bytes (an artifact carries them); `label` names them
+    /// in messages.
+    pub fn from_bytes(bytes: &[u8], label: &str) -> Result<Self, TokenizerError> {
+        let inner =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Invalid {
+                path: label.into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self { inner })
+    }
+
     /// Wraps an already built `tokenizers::Tokenizer`.
     pub fn from_inner(inner: tokenizers::Tokenizer) -> Self {
         Self { inner }

@@ -4,16 +4,30 @@
 //! clock around synchronized steps. Warm-up runs are not counted.
 
 use super::report::*;
-use crate::error::PioError;
-use crate::model::{Device, LoadOptions, Model, WeightsSource};
+use crate::{Device, LoadOptions, Model, PioError, WeightsSource};
 use pio_runtime::sampling::SamplingParams;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// A model to measure: a spec (compiled as a load does) or a `pio-compile` output folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    Spec(PathBuf),
+    Artifact(PathBuf),
+}
+
+impl ModelSource {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            ModelSource::Spec(p) | ModelSource::Artifact(p) => p,
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
-    pub specs: Vec<PathBuf>,
+    pub specs: Vec<ModelSource>,
     /// One source for every spec, or one per spec.
     pub weights: Vec<WeightsSource>,
     pub prompt_lens: Vec<usize>,
@@ -66,24 +80,30 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
         let cache =
             std::env::temp_dir().join(format!("pio-bench-cache-{}-{i}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache);
-        let opts = LoadOptions {
-            max_context: Some(max_ctx.max(max_prompt + 1)),
-            max_prefill: Some(max_prompt.clamp(1, 2048)),
+        let mut opts = LoadOptions {
             progress: false,
             kernel_cache: Some(cache.clone()),
             ..Default::default()
         };
-        let t = Instant::now();
-        let mut model = Model::load_with(spec, &weights, o.device, &opts)?;
-        let first_load = t.elapsed().as_secs_f64();
-        let name = model.spec().name().to_string();
+        let mut model = match spec {
+            ModelSource::Spec(path) => {
+                // As long a cache as the runs need, within the spec's bound (runs that do not
+                // fit are refused below).
+                let bound = pio_compiler::spec::load(path)?
+                    .context_bound()
+                    .unwrap_or(usize::MAX);
+                opts.max_context = Some(max_ctx.max(max_prompt + 1).min(bound));
+                opts.max_prefill = Some(max_prompt.clamp(1, 2048));
+                Model::load_with(path, &weights, o.device, &opts)?
+            }
+            // An artifact's context and prefill sizes are what pio-compile gave it.
+            ModelSource::Artifact(dir) => Model::load_artifact(dir, &weights, o.device, &opts)?,
+        };
+        let name = model.info().name.clone();
         if let Some(b) = &bar {
             b.set_message(name.clone());
         }
-        let bound = match model.cuda() {
-            Some(c) => c.model().context_bound(),
-            None => model.spec().int("max_context").unwrap_or(0) as usize,
-        };
+        let bound = model.context_bound();
         for &c in &o.contexts {
             if c + o.gen > bound {
                 return Err(PioError::Device(format!(
@@ -97,23 +117,25 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
                 "bench: prompt length {p} must be between 1 and {name}'s context of {bound}"
             )));
         }
-        let (compile_cold_s, load_s, compile_warm_s) = match model.cuda() {
-            Some(c) => {
-                let (cold, load) = (c.compile_s, c.load_s);
-                let arch = c.model().gpu().arch.clone();
-                // Warm: the same compile again, every kernel now in the cache.
-                let t = Instant::now();
-                let _ = crate::cuda_backend::compile_kernels(model.spec(), &opts, &arch, &cache)?;
-                (cold, load, t.elapsed().as_secs_f64())
-            }
-            None => {
-                let t = Instant::now();
-                let s = pio_compiler::spec::load(spec)?;
-                let _ = pio_compiler::lower::lower(&s)?;
-                let c = t.elapsed().as_secs_f64();
-                (c, first_load - c, c)
-            }
-        };
+        let timings = model.timings().clone();
+        let compile_cold_s = timings.compile_s + timings.nvrtc_s;
+        // Warm: the same compile again (the spec compile when there is one), every kernel now in
+        // the cache.
+        let t = Instant::now();
+        if let ModelSource::Spec(path) = spec {
+            let s = pio_compiler::spec::load(path)?;
+            let compile_opts = pio_compiler::CompileOptions {
+                codegen: opts.codegen_options()?,
+                ..Default::default()
+            };
+            pio_compiler::compile(&s, &compile_opts)?;
+        }
+        if let Some(c) = model.cuda() {
+            let arch = c.model().gpu().arch.clone();
+            crate::cuda::compile_kernels(&c.model().artifact, &arch, &cache)?;
+        }
+        let compile_warm_s = t.elapsed().as_secs_f64();
+        let load_s = timings.weights_s;
         let _ = std::fs::remove_dir_all(&cache);
         let tokens =
             |n: usize| -> Vec<u32> { (0..n).map(|i| 100 + ((i * 7919) % 400) as u32).collect() };
@@ -165,7 +187,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
                         let mut next = first;
                         for _ in 0..o.gen {
                             let row = model.step_logits(&[next])?.pop().unwrap_or_default();
-                            next = crate::model::argmax(&row);
+                            next = crate::argmax(&row);
                         }
                         t.elapsed().as_secs_f64()
                     }
@@ -225,15 +247,11 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
                 d.bandwidth_floor_tokens_per_s = Some(bw / weight_bytes as f64);
             }
         }
-        let summary_params = {
-            let g = pio_compiler::lower::lower(model.spec())?;
-            pio_compiler::summary::summarize(&g)
-        };
         models.push(ModelBench {
             model: name,
-            spec: spec.display().to_string(),
-            params: summary_params.params,
-            weight_bytes: summary_params.weight_bytes,
+            spec: spec.path().display().to_string(),
+            params: model.param_count(),
+            weight_bytes: model.weight_bytes(),
             compile_cold_s,
             compile_warm_s,
             load_s,
@@ -292,7 +310,7 @@ fn first_token(
         }
         None => {
             let rows = model.prefill_logits(ids)?;
-            crate::model::argmax(rows.last().map(Vec::as_slice).unwrap_or(&[]))
+            crate::argmax(rows.last().map(Vec::as_slice).unwrap_or(&[]))
         }
     };
     Ok((t.elapsed().as_secs_f64(), token))
@@ -302,11 +320,8 @@ fn first_token(
 fn model_weight_bytes(model: &mut Model) -> u64 {
     match model.cuda() {
         Some(c) => c.model().artifact.regions.weights,
-        None => {
-            let g = pio_compiler::lower::lower(model.spec()).ok();
-            // The CPU executor holds f32: twice the bf16 bytes.
-            g.map_or(0, |g| 2 * pio_compiler::summary::summarize(&g).weight_bytes)
-        }
+        // The CPU executor holds f32: twice the bf16 bytes.
+        None => 2 * model.weight_bytes(),
     }
 }
 

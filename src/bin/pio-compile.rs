@@ -3,8 +3,10 @@
 
 use anyhow::Result;
 use clap::Parser;
-use pio_compiler::pass::{default_pipeline, PassOptions};
+use pio_compiler::codegen::{CodegenOptions, GemvTuning};
+use pio_compiler::pass::PassOptions;
 use pio_compiler::summary::{bytes_human, thousands};
+use pio_compiler::CompileOptions;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -59,27 +61,19 @@ fn main() {
     }
 }
 
-use pio_compiler::codegen::GemvTuning;
-
 fn run() -> Result<()> {
     let args = Args::parse();
     let path = specs::resolve_spec(&args.spec)?;
     let start = Instant::now();
     let spec = pio_compiler::spec::load(&path)?;
-    let mut graph = pio_compiler::lower::lower(&spec)?;
-    let manager = default_pipeline(PassOptions {
-        disabled: args.disable_pass.clone(),
-        no_fusion: args.no_fusion,
-        dump_after: args.dump_ir_after.clone(),
-        ..PassOptions::default()
-    })?;
-    let before = graph.clone();
-    let report = manager.run(&mut graph)?;
-    let summary = pio_compiler::summary::summarize(&before);
-    let compiled = pio_compiler::codegen::generate(
-        &graph,
-        &spec,
-        &pio_compiler::codegen::CodegenOptions {
+    let opts = CompileOptions {
+        passes: PassOptions {
+            disabled: args.disable_pass.clone(),
+            no_fusion: args.no_fusion,
+            dump_after: args.dump_ir_after.clone(),
+            ..PassOptions::default()
+        },
+        codegen: CodegenOptions {
             max_prefill: args.max_prefill,
             max_context: args.max_context,
             gemv: match &args.gemv {
@@ -88,17 +82,20 @@ fn run() -> Result<()> {
             },
             attention_spans: args.attention_spans as usize,
         },
-    )?;
+    };
+    let compiled = pio_compiler::compile(&spec, &opts)?;
     let elapsed = start.elapsed();
+    let (before, graph, report) = (&compiled.lowered, &compiled.optimized, &compiled.report);
+    let summary = pio_compiler::summary::summarize(before);
 
     use pio_compiler::ir::{dot::to_dot, print::print};
     use pio_compiler::output::{prepare_dir, write_file};
     let dir = &args.output;
     prepare_dir(dir, args.force)?;
-    write_file(dir, "ir-before.txt", print(&before).as_bytes())?;
-    write_file(dir, "ir-before.dot", to_dot(&before).as_bytes())?;
-    write_file(dir, "ir-after.txt", print(&graph).as_bytes())?;
-    write_file(dir, "ir-after.dot", to_dot(&graph).as_bytes())?;
+    write_file(dir, "ir-before.txt", print(before).as_bytes())?;
+    write_file(dir, "ir-before.dot", to_dot(before).as_bytes())?;
+    write_file(dir, "ir-after.txt", print(graph).as_bytes())?;
+    write_file(dir, "ir-after.dot", to_dot(graph).as_bytes())?;
     for (pass, text) in &report.dumps {
         write_file(dir, &format!("ir-after-{pass}.txt"), text.as_bytes())?;
     }
@@ -111,14 +108,8 @@ fn run() -> Result<()> {
         std::fs::remove_dir_all(&kernels_dir)
             .map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", kernels_dir.display()))?;
     }
-    for k in &compiled.kernels {
-        write_file(dir, &format!("kernels/{}.cu", k.name), k.source.as_bytes())?;
-    }
-    write_file(
-        dir,
-        "artifact.json",
-        serde_json::to_string_pretty(a)?.as_bytes(),
-    )?;
+    a.write_dir(dir)?;
+    // Readable views of what artifact.json holds.
     write_file(
         dir,
         "launches-decode.txt",
@@ -173,6 +164,10 @@ fn run() -> Result<()> {
         thousands(summary.params),
         dir.display(),
         elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "run it: pio run --artifact {} --weights random   (or --weights an HF checkpoint folder)",
+        dir.display()
     );
     Ok(())
 }

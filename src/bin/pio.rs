@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pio::runtime::chat::{ChatOptions, Message};
 use pio::runtime::sampling::SamplingParams;
-use pio::{Device, Model, WeightsSource};
+use pio::{Device, LoadOptions, Model, WeightsSource};
 use pio_compiler::summary::{bytes_human, thousands};
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,8 +42,8 @@ enum Command {
     /// Logits for given token ids: a prefill, then greedy decode steps; written as .npy
     /// (one row per position), generated ids printed. For parity checks against references.
     Logits {
-        #[arg(long, default_value = "qwen3-tiny")]
-        spec: String,
+        #[command(flatten)]
+        model: ModelArgs,
         /// An HF model directory, or `random`.
         #[arg(long, default_value = "random")]
         weights: String,
@@ -115,9 +115,14 @@ enum Command {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Specs to measure (repeatable; a path or a name in model-specs/).
-    #[arg(long, default_value = "qwen3-tiny")]
+    /// Specs to measure (repeatable; a path or a name in model-specs/; default qwen3-tiny when
+    /// no --artifact is given either).
+    #[arg(long)]
     spec: Vec<String>,
+    /// pio-compile output folders to measure (repeatable), after the specs: their context and
+    /// prefill sizes are what pio-compile gave them.
+    #[arg(long, value_name = "DIR")]
+    artifact: Vec<PathBuf>,
     /// `random`, or HF directories: one for every spec, or one per spec (repeatable).
     #[arg(long, default_value = "random")]
     weights: Vec<String>,
@@ -150,10 +155,33 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+struct ModelArgs {
+    /// The variant spec (a path or a name in model-specs/), compiled at load [default:
+    /// qwen3-tiny].
+    #[arg(long, conflicts_with = "artifact")]
+    spec: Option<String>,
+    /// A folder written by pio-compile: runs that compiled graph, no spec and no compiler pass.
+    #[arg(long, value_name = "DIR")]
+    artifact: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// Loads the model these arguments name.
+    fn load(&self, weights: &WeightsSource, device: Device, opts: &LoadOptions) -> Result<Model> {
+        Ok(match &self.artifact {
+            Some(dir) => Model::load_artifact(dir, weights, device, opts)?,
+            None => {
+                let spec = specs::resolve_spec(self.spec.as_deref().unwrap_or("qwen3-tiny"))?;
+                Model::load_with(&spec, weights, device, opts)?
+            }
+        })
+    }
+}
+
+#[derive(Args)]
 struct RunArgs {
-    /// The variant spec (a path or a name in model-specs/).
-    #[arg(long, default_value = "qwen3-tiny")]
-    spec: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// An HF model directory, or `random` for seeded random weights of the real shapes.
     #[arg(long, default_value = "random")]
     weights: String,
@@ -216,7 +244,7 @@ fn run() -> Result<()> {
         } => compare(&ours, &others, plots.as_deref()),
         Command::CheckKernels { dir, arch } => check_kernels(&dir, &arch),
         Command::Logits {
-            spec,
+            model,
             weights,
             ids,
             decode_steps,
@@ -227,13 +255,11 @@ fn run() -> Result<()> {
             seed,
             device,
         } => {
-            let spec = specs::resolve_spec(&spec)?;
-            let opts = pio::LoadOptions {
+            let opts = LoadOptions {
                 max_context,
                 ..Default::default()
             };
-            let mut model =
-                Model::load_with(&spec, &weights_source(&weights, seed), device, &opts)?;
+            let mut model = model.load(&WeightsSource::from_arg(&weights, seed), device, &opts)?;
             eprintln!("device: {}", model.device_name());
             if step_path == StepPath::Prefill {
                 let gpu = model
@@ -276,15 +302,24 @@ fn run() -> Result<()> {
 }
 
 fn bench(a: BenchArgs) -> Result<()> {
-    let specs = a
+    use pio::bench::runner::ModelSource;
+    let mut specs = a
         .spec
         .iter()
-        .map(|s| specs::resolve_spec(s))
+        .map(|s| specs::resolve_spec(s).map(ModelSource::Spec))
         .collect::<Result<Vec<_>>>()?;
+    specs.extend(a.artifact.iter().cloned().map(ModelSource::Artifact));
+    if specs.is_empty() {
+        specs.push(ModelSource::Spec(specs::resolve_spec("qwen3-tiny")?));
+    }
     let others = read_reports(&a.compare)?;
     let opts = pio::bench::runner::BenchOptions {
         specs,
-        weights: a.weights.iter().map(|w| weights_source(w, 0)).collect(),
+        weights: a
+            .weights
+            .iter()
+            .map(|w| WeightsSource::from_arg(w, 0))
+            .collect(),
         prompt_lens: a.prompt_len,
         gen: a.gen,
         contexts: a.context,
@@ -352,26 +387,18 @@ fn show(
     Ok(())
 }
 
-fn weights_source(arg: &str, seed: u64) -> WeightsSource {
-    if arg == "random" {
-        WeightsSource::Random { seed }
-    } else {
-        WeightsSource::Dir(PathBuf::from(arg))
-    }
-}
-
 fn run_model(a: RunArgs) -> Result<()> {
-    let spec = specs::resolve_spec(&a.spec)?;
-    let opts = pio::LoadOptions {
+    let opts = LoadOptions {
         max_context: a.max_context,
         progress: true,
         ..Default::default()
     };
-    let mut model = Model::load_with(&spec, &weights_source(&a.weights, a.seed), a.device, &opts)?;
+    let weights = WeightsSource::from_arg(&a.weights, a.seed);
+    let mut model = a.model.load(&weights, a.device, &opts)?;
     if model.has_random_weights() {
         eprintln!(
             "note: {} runs with random weights: the output is gibberish",
-            model.spec().name()
+            model.info().name
         );
     }
     let text = if a.chat {
@@ -380,7 +407,7 @@ fn run_model(a: RunArgs) -> Result<()> {
             msgs.push(Message::system(s.clone()));
         }
         msgs.push(Message::user(a.prompt.clone()));
-        let thinking = model.spec().variant.manifest.thinking;
+        let thinking = model.info().thinking;
         if a.no_think && !thinking {
             eprintln!("note: --no-think has no effect: this model never thinks");
         }
@@ -452,7 +479,7 @@ fn run_model(a: RunArgs) -> Result<()> {
 
 fn check_kernels(dir: &std::path::Path, arch: &str) -> Result<()> {
     use pio::runtime::cuda::nvrtc;
-    let artifact = pio_artifact::Artifact::read(&dir.join("artifact.json"))?;
+    let artifact = pio_artifact::Artifact::load_dir(dir)?;
     let mut base = artifact.nvrtc_options.clone();
     base.push("--ptxas-options=-v".into());
     let options = nvrtc::options_for(arch, &base);
@@ -461,13 +488,8 @@ fn check_kernels(dir: &std::path::Path, arch: &str) -> Result<()> {
     let kernels: Vec<(String, String)> = artifact
         .kernels
         .iter()
-        .map(|k| {
-            let path = dir.join(&k.file);
-            std::fs::read_to_string(&path)
-                .map(|src| (k.name.clone(), src))
-                .with_context(|| format!("reading {}", path.display()))
-        })
-        .collect::<Result<_>>()?;
+        .map(|k| (k.name.clone(), k.source.clone()))
+        .collect();
     let scratch = std::env::temp_dir().join(format!("pio-check-kernels-{}", std::process::id()));
     let cache = nvrtc::KernelCache::new(scratch.clone());
     let start = std::time::Instant::now();

@@ -5,6 +5,7 @@
 //! emitted and compiled once.
 
 use askama::Template;
+use pio_artifact::KernelFamily;
 use std::fmt;
 
 /// An f32 written as a CUDA literal that reads back to the same value.
@@ -176,37 +177,39 @@ pub struct Elementwise {
 /// A rendered kernel: its final name and source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelSource {
-    pub family: &'static str,
+    pub family: KernelFamily,
     pub name: String,
     pub source: String,
-    pub hash: String,
 }
 
 /// Renders a template context into a named kernel.
-pub fn render(family: &'static str, t: &impl Template) -> KernelSource {
+pub fn render(family: KernelFamily, t: &impl Template) -> KernelSource {
     let text = t
         .render()
         .expect("kernel templates render from plain values");
-    let hash = format!("{:016x}", fnv1a(text.as_bytes()));
+    let hash = pio_artifact::hash_hex(text.as_bytes());
     let name = format!("{family}_{}", &hash[..12]);
     KernelSource {
         family,
         source: text.replace(NAME, &name),
         name,
-        hash,
+    }
+}
+
+impl KernelSource {
+    /// The artifact's entry for this kernel (its source in `kernels/NAME.cu`).
+    pub fn into_artifact(self) -> pio_artifact::Kernel {
+        pio_artifact::Kernel {
+            file: format!("kernels/{}.cu", self.name),
+            source_hash: pio_artifact::hash_hex(self.source.as_bytes()),
+            name: self.name,
+            family: self.family,
+            source: self.source,
+        }
     }
 }
 
 pub const PLACEHOLDER: &str = NAME;
-
-/// FNV-1a, 64 bits: a stable hash (std's hasher may change between Rust versions).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
-    for &b in bytes {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    h
-}
 
 #[cfg(test)]
 mod tests {
@@ -230,9 +233,9 @@ mod tests {
             vec8: true,
         };
         let (a, b, c) = (
-            render("embed", &make(64)),
-            render("embed", &make(64)),
-            render("embed", &make(128)),
+            render(KernelFamily::Embed, &make(64)),
+            render(KernelFamily::Embed, &make(64)),
+            render(KernelFamily::Embed, &make(128)),
         );
         assert_eq!(a, b);
         assert_ne!(a.name, c.name);

@@ -6,12 +6,11 @@
 pub mod kernels;
 
 use crate::error::CompileError;
-use crate::ir::infer::CTX;
-use crate::ir::{Dim as IrDim, Graph, Init, NodeId, Op};
+use crate::ir::{Dim as IrDim, Graph, InputRole, NodeId, Op};
 use crate::memory::{self, BufReq};
 use kernels::*;
 pub mod rope;
-use pio_artifact::{self as art, Arg, Artifact, Dim, Region, Step};
+use pio_artifact::{self as art, Arg, Artifact, DType, Dim, KernelFamily, Region, Step};
 use std::collections::{BTreeMap, HashMap};
 
 /// Codegen settings.
@@ -30,7 +29,7 @@ pub struct CodegenOptions {
 impl Default for CodegenOptions {
     fn default() -> Self {
         CodegenOptions {
-            max_prefill: 512,
+            max_prefill: DEFAULT_PREFILL,
             max_context: None,
             gemv: GemvTuning::default(),
             attention_spans: ATTENTION_SPANS,
@@ -94,7 +93,10 @@ impl GemvTuning {
     }
 }
 
+/// The KV-cache length when none is asked for: the spec's bound, at most this.
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
+/// Most tokens per prefill step when none is asked for.
+pub const DEFAULT_PREFILL: usize = 512;
 /// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).
 const ATTENTION_CLUSTER: usize = 8;
 /// Positions per block of the decode attention's shortest spans: a cluster spans 8 x 64 = 512
@@ -180,12 +182,6 @@ const PREFILL_ATTENTION_TOKENS: u32 = 64;
 const PREFILL_ATTENTION_THREADS: u32 = 128;
 /// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
 const ATTENTION_SCORES_IN_SHARED: usize = 4096;
-/// What codegen makes: the artifact and the kernel sources it names.
-pub struct Compiled {
-    pub artifact: Artifact,
-    pub kernels: Vec<KernelSource>,
-}
-
 fn err(msg: impl Into<String>) -> CompileError {
     CompileError::Options(format!("codegen: {}", msg.into()))
 }
@@ -236,25 +232,28 @@ enum PArg {
     Tokens,
 }
 
-/// Generates the artifact for an optimized graph.
+/// Generates the artifact for an optimized graph. Everything codegen needs comes from the IR
+/// (roles, shapes, dims); `model` and `reference_graph` are carried into the artifact as they
+/// are.
 pub fn generate(
     g: &Graph,
-    spec: &crate::spec::ModelSpec,
     opts: &CodegenOptions,
-) -> Result<Compiled, CompileError> {
+    model: art::ModelInfo,
+    reference_graph: art::Attachment,
+) -> Result<Artifact, CompileError> {
     let order = g
         .topo_order()
         .map_err(|c| err(format!("cycle through {}", c.join(", "))))?;
     let bound = g
-        .dim_bound(CTX)
-        .ok_or_else(|| err("the graph declares no 'ctx' dim"))?;
+        .context_bound()
+        .ok_or_else(|| err("the graph declares no context dim ('ctx' under dims)"))?;
     let max_context = opts.max_context.unwrap_or(bound.min(DEFAULT_CONTEXT_CAP));
     if max_context == 0 || max_context > bound {
         return Err(err(format!(
             "max context {max_context} must be between 1 and the spec's bound {bound}"
         )));
     }
-    if g.dim_bound("batch").unwrap_or(1) != 1 {
+    if g.batch_bound() != 1 {
         return Err(err("only max_batch 1 is supported so far"));
     }
     if opts.max_prefill == 0 || opts.max_prefill > 65_535 {
@@ -273,13 +272,15 @@ pub fn generate(
             tokens: 0,
             positions: 0,
             logits: 0,
-            logits_dtype: "bf16".into(),
+            logits_dtype: DType::BF16,
             logits_rows: 0,
         },
     };
     let (weights, weights_bytes) = cg.layout_weights(&order)?;
     let (kv_caches, kv_bytes) = cg.layout_kv(&order)?;
-    let vocab = spec.int("vocab_size").unwrap_or(0) as usize;
+    let vocab = g.vocab_size().ok_or_else(|| {
+        err("the graph has no logits output with a fixed last dim (the vocabulary)")
+    })?;
     let align = |n: u64| n.div_ceil(memory::ALIGN) * memory::ALIGN;
     let mp = opts.max_prefill as u64;
     cg.io.positions = align(4 * mp);
@@ -308,21 +309,19 @@ pub fn generate(
             Step::Gemm(_) => None,
         })
         .collect();
-    let kernels: Vec<KernelSource> = cg
+    let kernels: Vec<art::Kernel> = cg
         .kernels
         .into_values()
         .filter(|k| used.contains(k.name.as_str()))
+        .map(KernelSource::into_artifact)
         .collect();
-    let artifact = Artifact {
+    Ok(Artifact {
         format_version: art::FORMAT_VERSION,
-        model: spec.name().to_string(),
-        spec_file: spec.variant.file.display().to_string(),
-        dtype: "bf16".into(),
+        model,
+        dtype: DType::BF16,
         max_batch: 1,
         max_prefill: opts.max_prefill,
         max_context,
-        vocab_size: vocab,
-        eos_token_ids: spec.variant.manifest.eos_token_ids.clone(),
         regions: art::Regions {
             weights: weights_bytes,
             kv: kv_bytes,
@@ -332,15 +331,7 @@ pub fn generate(
         weights,
         kv_caches,
         io: cg.io,
-        kernels: kernels
-            .iter()
-            .map(|k| art::Kernel {
-                name: k.name.clone(),
-                family: k.family.to_string(),
-                file: format!("kernels/{}.cu", k.name),
-                source_hash: k.hash.clone(),
-            })
-            .collect(),
+        kernels,
         decode,
         prefill,
         nvrtc_options: vec![
@@ -355,8 +346,8 @@ pub fn generate(
             prefill_arena_bytes: prefill_plan.arena_bytes,
             alignment: memory::ALIGN,
         },
-    };
-    Ok(Compiled { artifact, kernels })
+        reference_graph,
+    })
 }
 
 struct Codegen<'a> {
@@ -426,13 +417,10 @@ impl Codegen<'_> {
                 parts,
                 tied: b.tied.clone(),
                 shape,
-                dtype: n.ty.dtype.name().into(),
+                dtype: n.ty.dtype,
                 offset: off,
                 bytes,
-                init: match b.init {
-                    Init::Ones => "ones".into(),
-                    Init::Normal { std } => format!("normal:{std}"),
-                },
+                init: b.init,
             });
             self.weights.insert(id, off);
             off += bytes.div_ceil(memory::ALIGN) * memory::ALIGN;
@@ -459,7 +447,7 @@ impl Codegen<'_> {
             let bytes = (shape.iter().product::<usize>() * n.ty.dtype.size()) as u64;
             entries.push(art::KvEntry {
                 layer,
-                cache: cache.to_string(),
+                cache,
                 shape,
                 offset: off,
                 bytes,
@@ -476,7 +464,7 @@ impl Codegen<'_> {
         Ok((entries, off))
     }
 
-    fn kernel(&mut self, family: &'static str, t: &impl askama::Template) -> String {
+    fn kernel(&mut self, family: KernelFamily, t: &impl askama::Template) -> String {
         let k = render(family, t);
         let name = k.name.clone();
         self.kernels.entry(name.clone()).or_insert(k);
@@ -523,7 +511,7 @@ impl Codegen<'_> {
             let feeds_output = g
                 .users(id)
                 .iter()
-                .any(|&u| matches!(g.node(u).op, Op::Output));
+                .any(|&u| matches!(g.node(u).op, Op::Output(_)));
             // The value's own storage (for ops that make a new value).
             let out_val = |bufs: &mut Vec<(u64, String)>| -> Val {
                 if feeds_output {
@@ -543,11 +531,10 @@ impl Codegen<'_> {
             };
             let v = |i: usize| vals[&a[i]];
             let val = match &node.op {
-                Op::Input => {
-                    let offset = match node.name.as_str() {
-                        "tokens" => self.io.tokens,
-                        "positions" => self.io.positions,
-                        other => return Err(err(format!("unknown graph input '{other}'"))),
+                Op::Input(role) => {
+                    let offset = match role {
+                        InputRole::TokenIds => self.io.tokens,
+                        InputRole::Positions => self.io.positions,
                     };
                     Val {
                         place: Place::Region(Region::Io),
@@ -565,7 +552,7 @@ impl Codegen<'_> {
                     offset: v(0).offset + *start as u64 * 2,
                     ..v(0)
                 },
-                Op::Output => {
+                Op::Output(_) => {
                     if v(0).place != Place::Region(Region::Io) {
                         return Err(err(format!("output '{name}' is not in the io region")));
                     }
@@ -575,7 +562,7 @@ impl Codegen<'_> {
                     let out = out_val(&mut bufs);
                     let dim = last(g, id);
                     let k = self.kernel(
-                        "embed",
+                        KernelFamily::Embed,
                         &Embed {
                             name: PLACEHOLDER,
                             doc: "embedding lookup".into(),
@@ -719,7 +706,7 @@ impl Codegen<'_> {
                             stride: 0,
                         };
                         let k = self.kernel(
-                            "attention_cluster",
+                            KernelFamily::AttentionCluster,
                             &AttentionCluster {
                                 name: PLACEHOLDER,
                                 doc: "decode attention, a cluster of blocks per kv head".into(),
@@ -761,7 +748,7 @@ impl Codegen<'_> {
                     } else if d % 16 == 0 && d <= 128 {
                         // Tensor cores: a block per query head and 64 tokens.
                         let k = self.kernel(
-                            "attention_mma",
+                            KernelFamily::AttentionMma,
                             &AttentionMma {
                                 name: PLACEHOLDER,
                                 doc: "causal GQA attention (prefill, tensor cores)".into(),
@@ -792,7 +779,7 @@ impl Codegen<'_> {
                             ],
                         ));
                     } else {
-                        let k = self.kernel("attention", &prefill_ctx);
+                        let k = self.kernel(KernelFamily::Attention, &prefill_ctx);
                         steps.push(launch(
                             k,
                             &name,
@@ -1010,7 +997,7 @@ impl Codegen<'_> {
                 0
             };
             let kname = self.kernel(
-                "gemv",
+                KernelFamily::Gemv,
                 &Gemv {
                     name: PLACEHOLDER,
                     doc: node.op.name().into(),
@@ -1101,7 +1088,7 @@ impl Codegen<'_> {
 
     fn rmsnorm_kernel(&mut self, dim: usize, eps: f64, in_stride: usize) -> String {
         self.kernel(
-            "rmsnorm",
+            KernelFamily::RmsNorm,
             &RmsNorm {
                 name: PLACEHOLDER,
                 doc: "RMSNorm".into(),
@@ -1121,7 +1108,7 @@ impl Codegen<'_> {
         expr: &'static str,
     ) -> String {
         self.kernel(
-            "elementwise",
+            KernelFamily::Elementwise,
             &Elementwise {
                 name: PLACEHOLDER,
                 doc: format!("elementwise: {expr}"),
@@ -1169,7 +1156,7 @@ impl Codegen<'_> {
             to_cache: cache_positions.is_some(),
             ctx: self.max_context,
         };
-        let k = self.kernel("head_op", &ctx);
+        let k = self.kernel(KernelFamily::HeadOp, &ctx);
         let mut step = launch(
             k,
             &name,
@@ -1232,7 +1219,7 @@ impl Codegen<'_> {
             }
             let n = nodes.len();
             let k = this.kernel(
-                "head_ops",
+                KernelFamily::HeadOps,
                 &HeadOps {
                     name: PLACEHOLDER,
                     doc: format!("{n} per-head ops in one launch"),

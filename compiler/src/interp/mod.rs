@@ -8,7 +8,7 @@
 
 mod kernels;
 
-use crate::ir::{CacheKind, Graph, NodeId, Op};
+use crate::ir::{CacheKind, Graph, InputRole, NodeId, Op, OutputRole};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -53,8 +53,6 @@ pub enum InterpError {
     },
     #[error("a step needs at least one token")]
     EmptyStep,
-    #[error("the graph has no input named '{0}'")]
-    MissingInput(String),
     #[error("the IR is not runnable: {0}")]
     Graph(String),
 }
@@ -121,7 +119,7 @@ impl CpuExecutor {
                 weights.insert(id, Arc::new(Tensor::new(shape, data)));
             }
         }
-        let ctx_bound = graph.dim_bound(crate::ir::infer::CTX).unwrap_or(usize::MAX);
+        let ctx_bound = graph.context_bound().unwrap_or(usize::MAX);
         Ok(CpuExecutor {
             graph,
             order,
@@ -142,9 +140,22 @@ impl CpuExecutor {
         self.cached_len
     }
 
-    /// The context bound (the `ctx` dim's upper bound).
+    /// The context bound (the `ctx` dim's upper bound, or what [`Self::set_context_bound`] set).
     pub fn context_bound(&self) -> usize {
         self.ctx_bound
+    }
+
+    /// Bounds the KV cache at `n` tokens (at most the graph's own bound), as a compiled
+    /// artifact's `max_context` bounds the GPU's.
+    pub fn set_context_bound(&mut self, n: usize) -> Result<(), InterpError> {
+        let graph_bound = self.graph.context_bound().unwrap_or(usize::MAX);
+        if n == 0 || n > graph_bound {
+            return Err(InterpError::Graph(format!(
+                "context {n} must be between 1 and the graph's bound {graph_bound}"
+            )));
+        }
+        self.ctx_bound = n;
+        Ok(())
     }
 
     /// Forgets the KV cache (a new sequence starts at position 0).
@@ -154,8 +165,8 @@ impl CpuExecutor {
     }
 
     /// Runs one step on `tokens` at positions `cached_len..cached_len + tokens.len()` and
-    /// returns every graph output by name (logits are `[1, seq, vocab]`).
-    pub fn step(&mut self, tokens: &[u32]) -> Result<HashMap<String, Tensor>, InterpError> {
+    /// returns every graph output by role (logits are `[1, seq, vocab]`).
+    pub fn step(&mut self, tokens: &[u32]) -> Result<HashMap<OutputRole, Tensor>, InterpError> {
         let seq = tokens.len();
         if seq == 0 {
             return Err(InterpError::EmptyStep);
@@ -187,13 +198,12 @@ impl CpuExecutor {
                 .collect();
             let out_shape = node.ty.shape.concrete(&dims);
             let value: Tensor = match &node.op {
-                Op::Input => match node.name.as_str() {
-                    "tokens" => Tensor::new(out_shape, tokens.iter().map(|&t| t as f32).collect()),
-                    "positions" => {
-                        Tensor::new(out_shape, positions.iter().map(|&p| p as f32).collect())
-                    }
-                    other => return Err(InterpError::MissingInput(other.to_string())),
-                },
+                Op::Input(InputRole::TokenIds) => {
+                    Tensor::new(out_shape, tokens.iter().map(|&t| t as f32).collect())
+                }
+                Op::Input(InputRole::Positions) => {
+                    Tensor::new(out_shape, positions.iter().map(|&p| p as f32).collect())
+                }
                 Op::Weight(_) => {
                     values.insert(id, self.weights[&id].clone());
                     continue;
@@ -271,8 +281,8 @@ impl CpuExecutor {
                 Op::Mul => kernels::zip(&args[0], &args[1], |a, b| a * b),
                 Op::Add => kernels::zip(&args[0], &args[1], |a, b| a + b),
                 Op::Reshape { .. } => Tensor::new(out_shape, args[0].data.clone()),
-                Op::Output => {
-                    outputs.insert(node.name.clone(), (*args[0]).clone());
+                Op::Output(role) => {
+                    outputs.insert(*role, (*args[0]).clone());
                     continue;
                 }
             };

@@ -18,7 +18,7 @@ pub fn to_dot(g: &Graph) -> String {
         let n = g.node(id);
         let (shape, color) = match n.op {
             Op::Weight(_) => ("box", "lightgoldenrod1"),
-            Op::Input | Op::Output => ("ellipse", "lightblue"),
+            Op::Input(_) | Op::Output(_) => ("ellipse", "lightblue"),
             _ => ("box", "white"),
         };
         let _ = writeln!(

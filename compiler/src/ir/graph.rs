@@ -1,7 +1,8 @@
 //! The IR graph: a petgraph `StableDiGraph` of [`Node`]s whose edges carry the operand slot.
 
-use super::op::Op;
-use super::types::{SymDim, TensorType};
+use super::infer::{BATCH, CTX};
+use super::op::{InputRole, Op, OutputRole};
+use super::types::{Dim, SymDim, TensorType};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -13,7 +14,7 @@ pub type NodeId = NodeIndex<u32>;
 
 /// One value of the graph: the op that makes it, its result type and a readable name
 /// (`layers.3.q`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     pub name: String,
     pub op: Op,
@@ -139,8 +140,39 @@ impl Graph {
     /// Output nodes, in insertion order.
     pub fn outputs(&self) -> Vec<NodeId> {
         self.ids()
-            .filter(|&n| matches!(self.g[n].op, Op::Output))
+            .filter(|&n| matches!(self.g[n].op, Op::Output(_)))
             .collect()
+    }
+
+    /// The input of a role, if the graph has one.
+    pub fn input(&self, role: InputRole) -> Option<NodeId> {
+        self.ids()
+            .find(|&n| matches!(self.g[n].op, Op::Input(r) if r == role))
+    }
+
+    /// The output of a role, if the graph has one.
+    pub fn output(&self, role: OutputRole) -> Option<NodeId> {
+        self.ids()
+            .find(|&n| matches!(self.g[n].op, Op::Output(r) if r == role))
+    }
+
+    /// Width of the logits: the last dim of the logits output (the LM head's rows).
+    pub fn vocab_size(&self) -> Option<usize> {
+        let id = self.output(OutputRole::Logits)?;
+        match self.g[id].ty.shape.last() {
+            Some(Dim::Fixed(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The bound of the KV cache's sequence axis (the IR's context dim, [`CTX`]).
+    pub fn context_bound(&self) -> Option<usize> {
+        self.dim_bound(CTX)
+    }
+
+    /// The bound of the batch axis (1 when the graph declares none).
+    pub fn batch_bound(&self) -> usize {
+        self.dim_bound(BATCH).unwrap_or(1)
     }
 
     /// Finds a node by name.

@@ -4,8 +4,13 @@
 use super::op::Op;
 use super::types::{DType, Dim, Shape, TensorType};
 
-/// The symbolic dimension of a KV cache's sequence axis.
+/// The IR's symbolic dimension of a KV cache's sequence axis: tokens cached after the step.
+/// A spec that appends to a cache declares it under `dims` (lowering checks, with the line).
 pub const CTX: &str = "ctx";
+/// The IR's symbolic dimension of sequences in a step.
+pub const BATCH: &str = "batch";
+/// The IR's symbolic dimension of new tokens in a step.
+pub const SEQ: &str = "seq";
 
 /// Infers the result type of `op` applied to `args`. Leaves (inputs, weights) carry declared
 /// types and are not inferred: they return `Ok(None)`.
@@ -50,7 +55,7 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
         }
     };
     let ty = match op {
-        Op::Input | Op::Weight(_) => unreachable!("leaves return early"),
+        Op::Input(_) | Op::Weight(_) => unreachable!("leaves return early"),
         Op::Embed => {
             let (table, ids) = (args[0], args[1]);
             float(0, "the table")?;
@@ -204,7 +209,7 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
             }
             TensorType::new(x.dtype, shape.clone())
         }
-        Op::Output => args[0].clone(),
+        Op::Output(_) => args[0].clone(),
         Op::KvWrite { .. } => {
             let (x, pos) = (args[0], args[1]);
             float(0, "the input")?;
@@ -322,7 +327,10 @@ mod tests {
 
     #[test]
     fn leaves_are_not_inferred() {
-        assert_eq!(infer(&Op::Input, &[]), Ok(None));
+        assert_eq!(
+            infer(&Op::Input(crate::ir::InputRole::TokenIds), &[]),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -488,7 +496,7 @@ mod tests {
     #[test]
     fn output_and_arity() {
         let a = t(F32, &["3"]);
-        assert_eq!(ok(Op::Output, &[&a]), a);
+        assert_eq!(ok(Op::Output(crate::ir::OutputRole::Logits), &[&a]), a);
         assert_eq!(err(Op::Add, &[&a]), "add takes 2 operand(s), got 1");
     }
 }

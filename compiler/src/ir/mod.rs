@@ -6,9 +6,10 @@ pub mod graph;
 pub mod infer;
 pub mod op;
 pub mod print;
+pub mod serial;
 pub mod types;
 pub mod verify;
 
 pub use graph::{Graph, Node, NodeId};
-pub use op::{CacheKind, Init, Op, WeightBinding};
+pub use op::{CacheKind, Init, InputRole, Op, OutputRole, WeightBinding};
 pub use types::{DType, Dim, Shape, SymDim, TensorType};

@@ -1,35 +1,61 @@
 //! The closed set of IR operations.
 
 use super::types::Shape;
-use std::fmt;
+use serde::{Deserialize, Serialize};
 
-/// How a weight is initialised when random weights are asked for.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Init {
-    /// Normal(0, std).
-    Normal { std: f64 },
-    /// All ones (norm weights).
-    Ones,
+pub use pio_artifact::{CacheKind, Init};
+
+/// What a graph input carries (codegen and the executors find the step's inputs by role).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputRole {
+    /// The step's token ids, i32 `[batch, seq]`.
+    TokenIds,
+    /// Each new token's absolute position, i32 `[batch, seq]`.
+    Positions,
 }
 
-/// Which half of a layer's KV cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CacheKind {
-    K,
-    V,
+impl InputRole {
+    pub const ALL: [InputRole; 2] = [InputRole::TokenIds, InputRole::Positions];
+
+    /// The spelling in specs (`role: token_ids`).
+    pub fn name(self) -> &'static str {
+        match self {
+            InputRole::TokenIds => "token_ids",
+            InputRole::Positions => "positions",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<InputRole> {
+        InputRole::ALL.into_iter().find(|r| r.name() == s)
+    }
 }
 
-impl fmt::Display for CacheKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CacheKind::K => "k",
-            CacheKind::V => "v",
-        })
+/// What a graph output is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputRole {
+    /// Next-token logits `[batch, seq, vocab]`.
+    Logits,
+}
+
+impl OutputRole {
+    pub const ALL: [OutputRole; 1] = [OutputRole::Logits];
+
+    /// The spelling in specs (the key under `outputs:`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputRole::Logits => "logits",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutputRole> {
+        OutputRole::ALL.into_iter().find(|r| r.name() == s)
     }
 }
 
 /// Where a weight comes from in an HF checkpoint.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightBinding {
     /// The safetensors tensor name, e.g. `model.layers.3.self_attn.q_proj.weight`; for a
     /// concatenated weight, a readable label of its parts.
@@ -44,10 +70,11 @@ pub struct WeightBinding {
 }
 
 /// One IR operation. The operands are the node's incoming edges, in slot order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// A runtime input (token ids, positions).
-    Input,
+    Input(InputRole),
     /// A model weight bound to a checkpoint tensor.
     Weight(WeightBinding),
     /// `out[b, s, :] = table[ids[b, s], :]`; operands (table, ids).
@@ -78,7 +105,7 @@ pub enum Op {
     /// Same data, new shape.
     Reshape { shape: Shape },
     /// A graph output.
-    Output,
+    Output(OutputRole),
 
     // ---- Ops made by passes (never written in specs) ----
     /// The KV-cache pass's form of `KvAppend`: writes this step's rows in place into the
@@ -112,7 +139,7 @@ impl Op {
     /// The op's name as written in specs and in the IR text.
     pub fn name(&self) -> &'static str {
         match self {
-            Op::Input => "input",
+            Op::Input(_) => "input",
             Op::Weight(_) => "weight",
             Op::Embed => "embed",
             Op::Linear => "linear",
@@ -125,7 +152,7 @@ impl Op {
             Op::Mul => "mul",
             Op::Add => "add",
             Op::Reshape { .. } => "reshape",
-            Op::Output => "output",
+            Op::Output(_) => "output",
             Op::KvWrite { .. } => "kv_write",
             Op::Slice { .. } => "slice",
             Op::NormLinear { .. } => "norm_linear",
@@ -140,8 +167,8 @@ impl Op {
     /// Number of operands.
     pub fn arity(&self) -> usize {
         match self {
-            Op::Input | Op::Weight(_) => 0,
-            Op::Silu | Op::Reshape { .. } | Op::Output | Op::KvAppend { .. } => 1,
+            Op::Input(_) | Op::Weight(_) => 0,
+            Op::Silu | Op::Reshape { .. } | Op::Output(_) | Op::KvAppend { .. } => 1,
             Op::Embed | Op::Linear | Op::MatMul | Op::RmsNorm { .. } | Op::Rope { .. } => 2,
             Op::Mul | Op::Add => 2,
             Op::Attention { .. } => 4,
@@ -154,7 +181,7 @@ impl Op {
 
     /// Ops with no operands: their type is declared, not inferred.
     pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Input | Op::Weight(_))
+        matches!(self, Op::Input(_) | Op::Weight(_))
     }
 
     /// Ops whose result is a view of an operand (or of the KV cache): no storage of their own.

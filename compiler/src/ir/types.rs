@@ -1,59 +1,14 @@
 //! Element types, dimensions and tensor types of the IR.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Element type of a tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DType {
-    F32,
-    BF16,
-    F16,
-    I32,
-}
-
-impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 | DType::I32 => 4,
-            DType::BF16 | DType::F16 => 2,
-        }
-    }
-
-    pub fn is_float(self) -> bool {
-        !matches!(self, DType::I32)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::BF16 => "bf16",
-            DType::F16 => "f16",
-            DType::I32 => "i32",
-        }
-    }
-
-    /// Parses the spelling used in specs.
-    pub fn parse(s: &str) -> Option<DType> {
-        Some(match s {
-            "f32" => DType::F32,
-            "bf16" => DType::BF16,
-            "f16" => DType::F16,
-            "i32" => DType::I32,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use pio_artifact::DType;
 
 /// One dimension: a number known at compile time, or a symbolic dimension (`batch`, `seq`,
 /// `ctx`) whose upper bound the graph declares.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Dim {
     Fixed(usize),
     Sym(String),
@@ -69,7 +24,7 @@ impl fmt::Display for Dim {
 }
 
 /// A shape, outermost dimension first.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Shape(pub Vec<Dim>);
 
 impl Shape {
@@ -152,7 +107,7 @@ impl fmt::Display for Shape {
 }
 
 /// Type of a value in the graph.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TensorType {
     pub dtype: DType,
     pub shape: Shape,
@@ -171,7 +126,7 @@ impl fmt::Display for TensorType {
 }
 
 /// A symbolic dimension and its declared upper bound (`seq <= max_context`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SymDim {
     pub name: String,
     pub bound: usize,

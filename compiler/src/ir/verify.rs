@@ -70,10 +70,10 @@ pub fn verify(g: &Graph, pass: Option<&str>) -> Result<(), IrError> {
             Ok(_) => {}
             Err(e) => problems.push(format!("{at}: {e}")),
         }
-        if !matches!(n.op, Op::Output) && g.users(id).is_empty() {
+        if !matches!(n.op, Op::Output(_)) && g.users(id).is_empty() {
             problems.push(format!("{at}: value is never used"));
         }
-        if matches!(n.op, Op::Output) && !g.users(id).is_empty() {
+        if matches!(n.op, Op::Output(_)) && !g.users(id).is_empty() {
             problems.push(format!("{at}: an output must not feed other nodes"));
         }
     }

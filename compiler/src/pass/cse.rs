@@ -28,7 +28,7 @@ impl Pass for Cse {
         let mut changed = false;
         for id in order {
             let op = &g.node(id).op;
-            if matches!(op, Op::Input | Op::Output | Op::KvAppend { .. })
+            if matches!(op, Op::Input(_) | Op::Output(_) | Op::KvAppend { .. })
                 || op.writes_cache().is_some()
             {
                 continue;

@@ -28,7 +28,7 @@ impl Pass for Dce {
                 .ids()
                 .filter(|&id| {
                     let op = &g.node(id).op;
-                    !matches!(op, Op::Output | Op::KvAppend { .. })
+                    !matches!(op, Op::Output(_) | Op::KvAppend { .. })
                         && op.writes_cache().is_none()
                         && g.users(id).is_empty()
                 })

@@ -5,7 +5,7 @@
 
 use super::Pass;
 use crate::error::CompileError;
-use crate::ir::{Graph, Op};
+use crate::ir::{Graph, InputRole, Op};
 
 pub struct KvCache;
 
@@ -22,8 +22,8 @@ impl Pass for KvCache {
         if appends.is_empty() {
             return Ok(false);
         }
-        let positions = g.find("positions").ok_or_else(|| {
-            CompileError::Options("kv-cache: the graph has no 'positions' input".into())
+        let positions = g.input(InputRole::Positions).ok_or_else(|| {
+            CompileError::Options("kv-cache: the graph has no input of role positions".into())
         })?;
         for id in appends {
             let Op::KvAppend { layer, cache } = g.node(id).op else {

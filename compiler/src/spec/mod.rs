@@ -39,6 +39,16 @@ impl ModelSpec {
         self.hyper.get(name).and_then(|v| v.as_int())
     }
 
+    /// The bound of the context dim (`ctx` under dims), as the lowered graph will have it.
+    pub fn context_bound(&self) -> Option<usize> {
+        let d = self
+            .family
+            .dims
+            .iter()
+            .find(|d| d.name == crate::ir::infer::CTX)?;
+        self.int(&d.bound).and_then(|b| usize::try_from(b).ok())
+    }
+
     /// A hyperparameter as a float.
     pub fn float(&self, name: &str) -> Option<f64> {
         self.hyper.get(name).map(|v| v.as_f64())

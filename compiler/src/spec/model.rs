@@ -64,6 +64,7 @@ pub struct DimDecl {
 #[derive(Clone, Debug)]
 pub struct InputDecl {
     pub name: String,
+    pub role: crate::ir::InputRole,
     pub dtype: DType,
     pub shape: Y,
     pub loc: Loc,
@@ -130,7 +131,8 @@ pub struct Family {
     pub prologue: Vec<OpDecl>,
     pub layers: Option<LayersDecl>,
     pub epilogue: Vec<OpDecl>,
-    pub outputs: Vec<(String, String, Loc)>,
+    /// Each output's role (its key), the tensor it returns, and where.
+    pub outputs: Vec<(crate::ir::OutputRole, String, Loc)>,
 }
 
 /// Default sampling parameters of a model (generation_config.json's).

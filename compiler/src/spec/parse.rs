@@ -216,7 +216,23 @@ fn parse_inputs(r: &mut Reader, y: &Y) -> Vec<InputDecl> {
     for (k, v) in map {
         let path = join("inputs", &k.name);
         let Some(m) = r.map(v, &path) else { continue };
-        r.only_keys(m, &path, &["dtype", "shape"]);
+        r.only_keys(m, &path, &["dtype", "shape", "role"]);
+        let role = r.required(m, "role", &path, v.loc).and_then(|y| {
+            let parsed = y.as_str().and_then(crate::ir::InputRole::parse);
+            if parsed.is_none() {
+                let roles: Vec<&str> = crate::ir::InputRole::ALL.iter().map(|r| r.name()).collect();
+                r.err(
+                    y.loc,
+                    &path,
+                    format!(
+                        "unknown input role {} (expected {})",
+                        y.describe(),
+                        roles.join(" or ")
+                    ),
+                );
+            }
+            parsed
+        });
         let dtype = r.required(m, "dtype", &path, v.loc).and_then(|d| {
             let parsed = d.as_str().and_then(DType::parse);
             if parsed.is_none() {
@@ -232,9 +248,10 @@ fn parse_inputs(r: &mut Reader, y: &Y) -> Vec<InputDecl> {
             parsed
         });
         let shape = r.required(m, "shape", &path, v.loc).cloned();
-        if let (Some(dtype), Some(shape)) = (dtype, shape) {
+        if let (Some(dtype), Some(shape), Some(role)) = (dtype, shape, role) {
             out.push(InputDecl {
                 name: k.name.clone(),
+                role,
                 dtype,
                 shape,
                 loc: k.loc,
@@ -372,14 +389,31 @@ fn parse_layers(r: &mut Reader, y: &Y) -> Option<LayersDecl> {
     })
 }
 
-fn parse_outputs(r: &mut Reader, y: &Y) -> Vec<(String, String, Loc)> {
+fn parse_outputs(r: &mut Reader, y: &Y) -> Vec<(crate::ir::OutputRole, String, Loc)> {
     let Some(map) = r.map(y, "outputs") else {
         return Vec::new();
     };
     map.iter()
         .filter_map(|(k, v)| {
-            let t = r.ident(v, &join("outputs", &k.name))?;
-            Some((k.name.clone(), t, v.loc))
+            let path = join("outputs", &k.name);
+            let Some(role) = crate::ir::OutputRole::parse(&k.name) else {
+                let roles: Vec<&str> = crate::ir::OutputRole::ALL
+                    .iter()
+                    .map(|r| r.name())
+                    .collect();
+                r.err(
+                    k.loc,
+                    &path,
+                    format!(
+                        "unknown output '{}' (an output is named by its role: {})",
+                        k.name,
+                        roles.join(", ")
+                    ),
+                );
+                return None;
+            };
+            let t = r.ident(v, &path)?;
+            Some((role, t, v.loc))
         })
         .collect()
 }

@@ -115,12 +115,15 @@ impl CudaModel {
     pub fn new(
         gpu: Gpu,
         artifact: Artifact,
-        kernel_sources: &[(String, String)],
         cache: &KernelCache,
         mut fill: impl FnMut(&WeightEntry, &mut [u8]) -> Result<(), String>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<CudaModel, CudaError> {
-        let mut sources = kernel_sources.to_vec();
+        let mut sources: Vec<(String, String)> = artifact
+            .kernels
+            .iter()
+            .map(|k| (k.name.clone(), k.source.clone()))
+            .collect();
         sources.push(("pio_sampler".into(), include_str!("sample.cu").to_string()));
         let arch = target_arch_from_env(&gpu.arch).map_err(CudaError::Other)?;
         let options = options_for(&arch, &artifact.nvrtc_options);
@@ -179,7 +182,7 @@ impl CudaModel {
                 message: e.to_string(),
             })?;
         }
-        let vocab = artifact.vocab_size;
+        let vocab = artifact.model.vocab_size;
         let blocks = vocab.div_ceil(SLICE);
         let sampler = SamplerKernels {
             partial: funcs["pio_topk_partial"],
@@ -258,7 +261,7 @@ impl CudaModel {
     pub fn reset(&mut self) -> Result<(), CudaError> {
         self.cached = 0;
         self.logit_rows = 0;
-        let v = self.artifact.vocab_size;
+        let v = self.artifact.model.vocab_size;
         // SAFETY: both buffers are v (resp. 4v) bytes long.
         unsafe {
             drv(
@@ -294,11 +297,11 @@ impl CudaModel {
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), CudaError> {
         match tokens
             .iter()
-            .find(|&&t| t as usize >= self.artifact.vocab_size)
+            .find(|&&t| t as usize >= self.artifact.model.vocab_size)
         {
             Some(bad) => Err(CudaError::Other(format!(
                 "token id {bad} is out of range for a vocabulary of {}",
-                self.artifact.vocab_size
+                self.artifact.model.vocab_size
             ))),
             None => Ok(()),
         }
@@ -306,7 +309,7 @@ impl CudaModel {
 
     /// Marks tokens as seen (the prompt, for the repetition penalty).
     pub fn mark_seen(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
-        let mut host = vec![0u8; self.artifact.vocab_size];
+        let mut host = vec![0u8; self.artifact.model.vocab_size];
         self.gpu.download(&mut host, self.sampler.seen.ptr)?;
         for &t in tokens {
             if let Some(x) = host.get_mut(t as usize) {
@@ -668,7 +671,7 @@ impl CudaModel {
 
     /// The logits of the last step's rows, as f32.
     pub fn logits(&self) -> Result<Vec<Vec<f32>>, CudaError> {
-        let v = self.artifact.vocab_size;
+        let v = self.artifact.model.vocab_size;
         let rows = self.logit_rows;
         let mut raw = vec![0u8; rows * v * 2];
         self.gpu
@@ -697,7 +700,7 @@ impl CudaModel {
     /// Queues the sampler kernels (the token lands in the next step's input and in the sampler's
     /// output buffer) without waiting for them.
     fn enqueue_sample(&mut self, p: &SamplingParams, step: u64) -> Result<(), CudaError> {
-        let v = self.artifact.vocab_size;
+        let v = self.artifact.model.vocab_size;
         let k = if p.temperature == 0.0 {
             1
         } else {

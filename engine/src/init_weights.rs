@@ -2,7 +2,7 @@
 //! both pio and HF transformers.
 
 use crate::error::PioError;
-use crate::model::weight_specs;
+use crate::weights::weight_specs;
 use pio_runtime::weights::{write_random_hf_dir, WriteOptions, WriteSummary};
 use serde_json::Value;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! The library's error type.
+//! The engine's error type.
 
 use std::path::PathBuf;
 
@@ -9,6 +9,10 @@ pub enum PioError {
     Spec(#[from] pio_compiler::SpecErrors),
     #[error(transparent)]
     Ir(#[from] pio_compiler::IrError),
+    #[error(transparent)]
+    Compile(#[from] pio_compiler::CompileError),
+    #[error(transparent)]
+    Artifact(#[from] pio_artifact::ArtifactError),
     #[error(transparent)]
     Weights(#[from] pio_runtime::weights::WeightsError),
     #[error(transparent)]
@@ -21,12 +25,14 @@ pub enum PioError {
     Generate(#[from] pio_runtime::generate::GenerateError),
     #[error(transparent)]
     Sampling(#[from] pio_runtime::sampling::SamplingError),
+    /// A device that cannot be used as asked (no driver, no GPU, a path it lacks).
     #[error("{0}")]
     Device(String),
     #[error(transparent)]
     Cuda(#[from] pio_runtime::cuda::device::CudaError),
-    #[error(transparent)]
-    Compile(#[from] pio_compiler::CompileError),
+    /// Load settings that do not fit the model or the artifact.
+    #[error("{0}")]
+    Options(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 }

@@ -1,0 +1,194 @@
+//! The artifact: everything the runtime needs to run a compiled model, typed and
+//! self-contained, with no petgraph and no askama. `pio-compile` writes it with
+//! [`Artifact::write_dir`] as `artifact.json` next to `kernels/*.cu`, the tokenizer files and the
+//! reference graph; [`Artifact::load_dir`] reads it back and checks it. The runtime re-derives
+//! nothing: if it had to scan a launch list or split a name to learn something, a field here
+//! would be missing.
+//!
+//! Memory is four regions, each one device allocation: `weights` (every weight, concatenated
+//! ones already joined), `kv` (one static buffer per layer and cache), `io` (token ids,
+//! positions, logits) and `arena` (activations, planned). A buffer argument is a region and a
+//! byte offset. Prefill launches are sized for `max_prefill` tokens; their grids and GEMM
+//! shapes scale with the actual number of tokens (`Dim::PerToken`).
+
+mod check;
+mod dir;
+mod model;
+mod steps;
+mod types;
+
+pub use dir::{ArtifactError, ARTIFACT_FILE};
+pub use model::{Attachment, ModelInfo, SamplingDefaults};
+pub use steps::{Arg, Dim, Gemm, Launch, Step};
+pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this format; the runtime refuses other versions.
+pub const FORMAT_VERSION: u32 = 3;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub format_version: u32,
+    pub model: ModelInfo,
+    /// Activation dtype of the kernels.
+    pub dtype: DType,
+    /// Sequences one step takes.
+    pub max_batch: usize,
+    /// Most tokens one prefill step takes (longer prompts are prefilled in chunks).
+    pub max_prefill: usize,
+    /// Most tokens the KV cache holds.
+    pub max_context: usize,
+    pub regions: Regions,
+    pub weights: Vec<WeightEntry>,
+    pub kv_caches: Vec<KvEntry>,
+    pub io: Io,
+    pub kernels: Vec<Kernel>,
+    pub decode: Vec<Step>,
+    pub prefill: Vec<Step>,
+    /// NVRTC options the kernels are written for (the runtime adds the GPU's own arch).
+    pub nvrtc_options: Vec<String>,
+    pub memory: MemoryReport,
+    /// The lowered graph before any pass, as the compiler's IR JSON: what the CPU reference
+    /// executor runs (the oracle of every fused kernel).
+    pub reference_graph: Attachment,
+}
+
+impl Artifact {
+    /// The launch list of a phase.
+    pub fn steps(&self, phase: Phase) -> &[Step] {
+        match phase {
+            Phase::Decode => &self.decode,
+            Phase::Prefill => &self.prefill,
+        }
+    }
+
+    /// The kernel a launch names.
+    pub fn kernel(&self, name: &str) -> Option<&Kernel> {
+        self.kernels.iter().find(|k| k.name == name)
+    }
+
+    /// Whether the prefill's logits come from a marked GEMM ([`Gemm::logits`]), which can
+    /// compute the last row alone.
+    pub fn prefill_logits_gemm(&self) -> bool {
+        self.prefill
+            .iter()
+            .any(|s| matches!(s, Step::Gemm(g) if g.logits))
+    }
+
+    /// Bytes of device memory the four regions take.
+    pub fn device_bytes(&self) -> u64 {
+        let r = &self.regions;
+        r.weights + r.kv + r.io + r.arena
+    }
+}
+
+/// Bytes of each region.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Regions {
+    pub weights: u64,
+    pub kv: u64,
+    pub io: u64,
+    pub arena: u64,
+}
+
+impl Regions {
+    pub fn size(&self, r: Region) -> u64 {
+        match r {
+            Region::Weights => self.weights,
+            Region::Kv => self.kv,
+            Region::Io => self.io,
+            Region::Arena => self.arena,
+        }
+    }
+}
+
+/// A weight in the weights region; `parts` are the checkpoint tensors concatenated along the
+/// first axis (one part for a plain weight).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightEntry {
+    /// The IR node's name.
+    pub name: String,
+    pub parts: Vec<WeightPart>,
+    /// Checkpoint names that alias this tensor (tied embeddings).
+    pub tied: Vec<String>,
+    pub shape: Vec<usize>,
+    /// Element type on the device.
+    pub dtype: DType,
+    pub offset: u64,
+    pub bytes: u64,
+    /// How random weights are made.
+    pub init: Init,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightPart {
+    pub hf_name: String,
+    pub rows: usize,
+}
+
+/// One layer's K or V cache: `[max_batch, kv_heads, max_context, head_dim]` (each kv head's rows
+/// contiguous).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KvEntry {
+    pub layer: usize,
+    pub cache: CacheKind,
+    pub shape: Vec<usize>,
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+/// Where the step's inputs and outputs live in the io region.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Io {
+    /// i32 token ids, `max_prefill` of them.
+    pub tokens: u64,
+    /// i32 absolute positions, `max_prefill` of them.
+    pub positions: u64,
+    /// Logits, `[logits_rows, vocab]` in `logits_dtype`.
+    pub logits: u64,
+    pub logits_dtype: DType,
+    /// Rows of logits the region holds. A prefill step whose logits GEMM is marked
+    /// ([`Gemm::logits`]) writes the last row only, or every row when the caller asks for every
+    /// row's logits (then a step takes at most this many tokens); otherwise `max_prefill`.
+    pub logits_rows: usize,
+}
+
+/// One generated kernel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Kernel {
+    /// The `extern "C"` name: family and a hash of the template's output.
+    pub name: String,
+    pub family: KernelFamily,
+    /// Path relative to the artifact folder.
+    pub file: String,
+    /// FNV-1a (64 bits, hex) of `source`.
+    pub source_hash: String,
+    /// The CUDA source (not in artifact.json: written to and read from `file`).
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// What the memory planner did, per phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub decode_activation_bytes_unplanned: u64,
+    pub decode_arena_bytes: u64,
+    pub prefill_activation_bytes_unplanned: u64,
+    pub prefill_arena_bytes: u64,
+    pub alignment: u64,
+}
+
+/// FNV-1a, 64 bits: a stable hash (std's hasher may change between Rust versions).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf29ce484222325u64;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// [`fnv1a`] as 16 hex digits.
+pub fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a(bytes))
+}

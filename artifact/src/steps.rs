@@ -1,0 +1,90 @@
+//! Launch lists: kernel launches and cuBLAS GEMMs with every argument resolved to a region and
+//! byte offset, and grids that scale with the step's token count.
+
+use crate::types::Region;
+use serde::{Deserialize, Serialize};
+
+/// A grid or GEMM dimension: fixed, proportional to the step's token count, or its number of
+/// tiles of so many tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dim {
+    Fixed(u32),
+    PerToken(u32),
+    TokenTiles(u32),
+}
+
+impl Dim {
+    /// The value for a step of `tokens` tokens.
+    pub fn eval(self, tokens: u32) -> u32 {
+        match self {
+            Dim::Fixed(n) => n,
+            Dim::PerToken(n) => n * tokens,
+            Dim::TokenTiles(n) => tokens.div_ceil(n.max(1)),
+        }
+    }
+}
+
+/// A kernel argument.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arg {
+    /// A device pointer: region base + byte offset.
+    Ptr {
+        region: Region,
+        offset: u64,
+    },
+    /// The step's token count as an i32 (prefill; 1 in decode).
+    Tokens,
+    I32(i32),
+}
+
+/// One step of a launch list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Kernel(Launch),
+    /// Row-major `C[m, n] = A[m, k] · B[n, k]ᵀ + beta · C` (B is an HF `[out, in]` weight) in
+    /// bf16 with f32 accumulation, through cuBLAS.
+    Gemm(Gemm),
+}
+
+impl Step {
+    /// The IR node the step computes (for messages and profiles).
+    pub fn node(&self) -> &str {
+        match self {
+            Step::Kernel(l) => &l.node,
+            Step::Gemm(g) => &g.node,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Launch {
+    /// The `extern "C"` name of one of the artifact's kernels.
+    pub kernel: String,
+    /// The IR node this launch computes (for messages and profiles).
+    pub node: String,
+    pub grid: [Dim; 3],
+    pub block: [u32; 3],
+    pub shared_bytes: u32,
+    pub args: Vec<Arg>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gemm {
+    pub node: String,
+    pub m: Dim,
+    pub n: u32,
+    pub k: u32,
+    pub a: Arg,
+    pub lda: u32,
+    pub b: Arg,
+    pub c: Arg,
+    pub ldc: u32,
+    pub beta: f32,
+    /// This GEMM writes the step's logits (at row 0 of the io region's logits): the executor
+    /// computes the last of the step's rows only (from A's last row), unless the caller asks
+    /// for every row's logits.
+    pub logits: bool,
+}

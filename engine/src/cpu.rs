@@ -1,0 +1,81 @@
+//! The CPU backend: the artifact's reference graph (the lowered IR, before any pass) run by the
+//! compiler's f32 reference executor, with the same weights.
+
+use crate::error::PioError;
+use crate::options::WeightsSource;
+use crate::weights::{artifact_tied_names, artifact_weight_specs};
+use pio_artifact::Artifact;
+use pio_compiler::interp::CpuExecutor;
+use pio_compiler::ir::OutputRole;
+use pio_runtime::generate::{BoxError, Forward};
+use pio_runtime::weights::{self, WeightDir};
+
+/// The CPU reference executor as a model.
+pub struct CpuBackend(CpuExecutor);
+
+impl CpuBackend {
+    /// Builds the executor from the artifact's reference graph, its KV cache bounded by the
+    /// artifact's context, with the weights of `source`.
+    pub fn load(a: &Artifact, source: &WeightsSource) -> Result<CpuBackend, PioError> {
+        let text = a.reference_graph.text().map_err(|e| PioError::File {
+            path: a.reference_graph.file.clone().into(),
+            message: format!("not UTF-8: {e}"),
+        })?;
+        let graph = pio_compiler::ir::serial::from_json(text)?;
+        let specs = artifact_weight_specs(a);
+        let mut exec = match source {
+            WeightsSource::Random { seed } => {
+                let mut load = |name: &str, _: &[usize]| {
+                    let s = specs
+                        .iter()
+                        .find(|s| s.name == name)
+                        .ok_or_else(|| format!("the artifact has no weight {name}"))?;
+                    Ok(weights::random_tensor_f32(*seed, s))
+                };
+                CpuExecutor::new(graph, &mut load)?
+            }
+            WeightsSource::Dir(dir) => {
+                weights::check_config(&dir.join("config.json"), &a.model.hf_config)?;
+                let tied = artifact_tied_names(a);
+                let tied: Vec<&str> = tied.iter().map(String::as_str).collect();
+                let wd = WeightDir::open_with(dir, &specs, &tied)?;
+                let mut load =
+                    |name: &str, _: &[usize]| wd.tensor_f32(name).map_err(|e| e.to_string());
+                CpuExecutor::new(graph, &mut load)?
+            }
+        };
+        exec.set_context_bound(a.max_context)?;
+        Ok(CpuBackend(exec))
+    }
+
+    pub fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    /// Runs `tokens` after the cached ones and returns every one of their logits rows.
+    pub fn step_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, PioError> {
+        let out = self.0.step(tokens)?;
+        let logits = out
+            .get(&OutputRole::Logits)
+            .ok_or_else(|| PioError::Device("the reference graph has no logits output".into()))?;
+        Ok(logits.rows().map(<[f32]>::to_vec).collect())
+    }
+}
+
+impl Forward for CpuBackend {
+    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BoxError> {
+        Ok(self.step_logits(tokens)?.pop().unwrap_or_default())
+    }
+
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    fn cached_len(&self) -> usize {
+        self.0.cached_len()
+    }
+
+    fn context_bound(&self) -> usize {
+        self.0.context_bound()
+    }
+}

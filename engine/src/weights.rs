@@ -1,0 +1,121 @@
+//! The checkpoint tensors a model needs, from its artifact, and how their bytes are made: read
+//! from a weights directory (converted to bf16 where the checkpoint holds another dtype) or
+//! drawn at random, seeded.
+
+use crate::error::PioError;
+use crate::options::WeightsSource;
+use half::bf16;
+use pio_artifact::{Artifact, DType, Init, WeightEntry};
+use pio_compiler::ir::{Graph, Op};
+use pio_runtime::weights::{self, WeightDir, WeightInit, WeightSpec};
+
+fn weight_init(init: Init) -> WeightInit {
+    match init {
+        Init::Ones => WeightInit::Ones,
+        Init::Normal { std } => WeightInit::Normal { std: std as f32 },
+    }
+}
+
+/// The checkpoint tensors an artifact's weights are made of (tied names excluded).
+pub fn artifact_weight_specs(a: &Artifact) -> Vec<WeightSpec> {
+    a.weights
+        .iter()
+        .flat_map(|w| {
+            w.parts.iter().map(|p| {
+                let mut shape = vec![p.rows];
+                shape.extend(&w.shape[1..]);
+                WeightSpec {
+                    name: p.hf_name.clone(),
+                    shape,
+                    init: weight_init(w.init),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Checkpoint names an artifact does not store separately (tied to another tensor).
+pub fn artifact_tied_names(a: &Artifact) -> Vec<String> {
+    a.weights.iter().flat_map(|w| w.tied.clone()).collect()
+}
+
+/// The checkpoint tensors a graph needs (tied names excluded).
+pub fn weight_specs(g: &Graph) -> Vec<WeightSpec> {
+    g.ids()
+        .filter_map(|id| {
+            let n = g.node(id);
+            let Op::Weight(b) = &n.op else { return None };
+            let shape = n.ty.shape.as_fixed()?;
+            Some(WeightSpec {
+                name: b.hf_name.clone(),
+                shape,
+                init: weight_init(b.init),
+            })
+        })
+        .collect()
+}
+
+/// Opens a weights directory for an artifact: config.json agrees with the model, and every
+/// tensor is present with its shape (all problems reported at once).
+pub fn open_dir(a: &Artifact, dir: &std::path::Path) -> Result<WeightDir, PioError> {
+    weights::check_config(&dir.join("config.json"), &a.model.hf_config)?;
+    let tied = artifact_tied_names(a);
+    let tied: Vec<&str> = tied.iter().map(String::as_str).collect();
+    Ok(WeightDir::open_with(dir, &artifact_weight_specs(a), &tied)?)
+}
+
+/// Fills one artifact weight's device bytes (bf16, its parts concatenated along the first axis)
+/// from the checkpoint or from the seeded random source.
+pub fn fill_bf16(
+    w: &WeightEntry,
+    out: &mut [u8],
+    dir: Option<&WeightDir>,
+    source: &WeightsSource,
+) -> Result<(), String> {
+    if w.dtype != DType::BF16 {
+        return Err(format!(
+            "the artifact stores it as {}; this runtime uploads bf16 weights only",
+            w.dtype
+        ));
+    }
+    let seed = match source {
+        WeightsSource::Random { seed } => *seed,
+        WeightsSource::Dir(_) => 0,
+    };
+    let cols: usize = w.shape[1..].iter().product();
+    let mut at = 0usize;
+    for part in &w.parts {
+        let n = part.rows * cols;
+        let dst = out
+            .get_mut(at..at + 2 * n)
+            .ok_or_else(|| format!("its parts need more than its {} bytes", w.bytes))?;
+        match dir {
+            Some(wd) => {
+                let (dtype, bytes) = wd.tensor_bytes(&part.hf_name).map_err(|e| e.to_string())?;
+                if dtype == weights::DType::BF16 {
+                    dst.copy_from_slice(bytes);
+                } else {
+                    let f = wd.tensor_f32(&part.hf_name).map_err(|e| e.to_string())?;
+                    for (d, v) in dst.chunks_mut(2).zip(f) {
+                        d.copy_from_slice(&bf16::from_f32(v).to_le_bytes());
+                    }
+                }
+            }
+            None => {
+                let mut shape = vec![part.rows];
+                shape.extend(&w.shape[1..]);
+                let spec = WeightSpec {
+                    name: part.hf_name.clone(),
+                    shape,
+                    init: weight_init(w.init),
+                };
+                let values = weights::random_tensor_bf16(seed, &spec);
+                for (d, v) in dst.chunks_mut(2).zip(values) {
+                    d.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        at += 2 * n;
+    }
+    Ok(())
+}
