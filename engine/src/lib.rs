@@ -47,3 +47,11 @@ pub use options::{Device, LoadOptions, WeightsSource};
 pub use pio_artifact as artifact;
 pub use pio_compiler as compiler;
 pub use pio_runtime as runtime;
+
+/// A model moves to the thread that drives it (an engine or server thread): checked at
+/// compile time.
+#[allow(dead_code)]
+fn model_is_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Model>();
+}

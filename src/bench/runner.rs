@@ -177,7 +177,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
                     Some(cuda) => {
                         let m = cuda.model();
                         m.rewind(ids.len(), first)?;
-                        m.timed_decode(o.gen, &greedy)? / 1e3
+                        super::gpu_timing::timed_decode(m, o.gen, &greedy)? / 1e3
                     }
                     None => {
                         if r > 0 {
@@ -211,7 +211,8 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
                 let m = c.model();
                 let r = &m.artifact.regions;
                 if machine.copy_bandwidth_bytes_per_s.is_none() {
-                    machine.copy_bandwidth_bytes_per_s = Some(m.copy_bandwidth()?);
+                    machine.copy_bandwidth_bytes_per_s =
+                        Some(super::gpu_timing::copy_bandwidth(m)?);
                     machine.device = m.gpu().name.clone();
                     machine.driver = m.gpu().driver_release();
                     let nvrtc = pio_runtime::cuda::nvrtc::version()

@@ -56,14 +56,26 @@ pub fn driver_present() -> bool {
 const STACK_BYTES: usize = 256;
 
 /// The GPU this process runs on: device 0's primary context and one stream.
+///
+/// The context is current on the thread that opened the GPU; another thread that takes the
+/// `Gpu` (or a model holding it) over calls [`Gpu::bind_to_thread`] before using it
+/// (`CudaModel`'s entry points do).
 pub struct Gpu {
     pub name: String,
     pub arch: String,
     /// Compute capability major version (9 on Hopper).
     pub major: i32,
     pub total_memory: u64,
+    /// Device 0's primary context, retained for the process.
+    pub(crate) ctx: sys::CUcontext,
     pub(crate) stream: sys::CUstream,
 }
+
+// SAFETY: the context and stream are plain driver handles, valid in any thread of the process
+// once the context is current there (`bind_to_thread`); the primary context stays retained and
+// the stream is never destroyed, so they outlive any move. `Gpu` is not `Sync`: one thread at a
+// time uses it.
+unsafe impl Send for Gpu {}
 
 impl Gpu {
     /// Opens GPU 0. Absent driver or GPU are errors, never panics.
@@ -79,6 +91,7 @@ impl Gpu {
         let dev = drv("device 0", result::device::get(0))?;
         // SAFETY: dev is a valid device; the primary context stays retained for the process.
         let ctx = drv("context", unsafe { result::primary_ctx::retain(dev) })?;
+        // SAFETY: the context was just retained.
         drv("set context", unsafe { result::ctx::set_current(ctx) })?;
         // The driver reserves its default stack (1 KiB) for every thread the GPU can hold,
         // about 270 MB on an H100; pio's kernels use none. A kernel that needs more still gets
@@ -88,6 +101,7 @@ impl Gpu {
             sys::cuCtxSetLimit(sys::CUlimit::CU_LIMIT_STACK_SIZE, STACK_BYTES).result()
         })?;
         let name = drv("device name", result::device::get_name(dev))?;
+        // SAFETY (the three queries): dev is a valid device.
         let major = drv("capability", unsafe {
             result::device::get_attribute(
                 dev,
@@ -110,8 +124,16 @@ impl Gpu {
             arch: format!("sm_{major}{minor}"),
             major,
             total_memory,
+            ctx,
             stream,
         })
+    }
+
+    /// Makes the GPU's context current on the calling thread (cheap: a thread-local store in
+    /// the driver), so that a model moved to another thread keeps working.
+    pub fn bind_to_thread(&self) -> Result<(), CudaError> {
+        // SAFETY: the primary context is retained for the process, so the handle is valid.
+        drv("set context", unsafe { result::ctx::set_current(self.ctx) })
     }
 
     /// The NVIDIA driver's release, e.g. "580.159.04" (Linux: from /proc/driver/nvidia/version).
@@ -188,6 +210,20 @@ impl Gpu {
         self.sync()
     }
 
+    /// Queues a device-to-device copy of all of `src` into `dst` (which must be as large).
+    pub fn copy_async(&self, dst: &DeviceBuffer, src: &DeviceBuffer) -> Result<(), CudaError> {
+        if dst.bytes < src.bytes {
+            return Err(CudaError::Other(format!(
+                "device copy of {} bytes into a buffer of {}",
+                src.bytes, dst.bytes
+            )));
+        }
+        // SAFETY: both are live allocations and dst holds src's bytes.
+        drv("copy on the device", unsafe {
+            result::memcpy_dtod_async(dst.ptr, src.ptr, src.bytes as usize, self.stream)
+        })
+    }
+
     pub fn sync(&self) -> Result<(), CudaError> {
         // SAFETY: the stream is valid for the Gpu's life.
         drv("synchronize", unsafe {
@@ -204,6 +240,7 @@ impl Gpu {
         })?;
         let cname =
             std::ffi::CString::new(name).map_err(|_| CudaError::Other("bad kernel name".into()))?;
+        // SAFETY: the module was just loaded and stays loaded.
         drv(&format!("kernel {name}"), unsafe {
             result::module::get_function(module, cname)
         })
@@ -220,6 +257,69 @@ impl Drop for DeviceBuffer {
     fn drop(&mut self) {
         // SAFETY: ptr came from malloc_sync and is freed once.
         let _ = unsafe { result::free_sync(self.ptr) };
+    }
+}
+
+/// GPU time between two points of the stream, measured with a pair of CUDA events: `start`,
+/// queue work, `stop` waits for it and returns the milliseconds in between.
+pub struct GpuTimer {
+    start: sys::CUevent,
+    end: sys::CUevent,
+}
+
+// SAFETY: the events are plain driver handles of the GPU's context, valid in any thread once
+// that context is current; the timer is not `Sync`, so one thread at a time records them.
+unsafe impl Send for GpuTimer {}
+
+impl GpuTimer {
+    /// Creates the two events (in the GPU's context, made current on this thread).
+    pub fn new(gpu: &Gpu) -> Result<GpuTimer, CudaError> {
+        gpu.bind_to_thread()?;
+        let ev = || {
+            drv(
+                "event",
+                result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT),
+            )
+        };
+        let start = ev()?;
+        match ev() {
+            Ok(end) => Ok(GpuTimer { start, end }),
+            Err(e) => {
+                // SAFETY: created above, destroyed once.
+                let _ = unsafe { result::event::destroy(start) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Records the start on the GPU's stream (no wait).
+    pub fn start(&self, gpu: &Gpu) -> Result<(), CudaError> {
+        // SAFETY: a live event recorded on the GPU's live stream.
+        drv("event", unsafe {
+            result::event::record(self.start, gpu.stream)
+        })
+    }
+
+    /// Records the end on the GPU's stream, waits for it and returns the milliseconds since
+    /// the last [`GpuTimer::start`].
+    pub fn stop(&self, gpu: &Gpu) -> Result<f64, CudaError> {
+        // SAFETY: live events of this timer, the end recorded on the GPU's live stream.
+        let ms = unsafe {
+            drv("event", result::event::record(self.end, gpu.stream))?;
+            drv("event", result::event::synchronize(self.end))?;
+            drv("event", result::event::elapsed(self.start, self.end))?
+        };
+        Ok(ms as f64)
+    }
+}
+
+impl Drop for GpuTimer {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`, destroyed once.
+        unsafe {
+            let _ = result::event::destroy(self.start);
+            let _ = result::event::destroy(self.end);
+        }
     }
 }
 

@@ -4,4 +4,10 @@
 
 pub mod device;
 pub mod executor;
+mod graph;
+mod launch;
+mod modules;
 pub mod nvrtc;
+pub mod profile;
+mod regions;
+pub mod sampler;

@@ -1,0 +1,400 @@
+//! Running the launch lists. Every step is resolved once at load (function, grid, device
+//! addresses of its arguments), so a run does no lookups and no allocation: it only writes the
+//! step's token count where an argument or a dimension takes it, and launches. GEMM steps go
+//! through cuBLAS with its own workspace.
+
+use super::device::{launch, CudaError, DeviceBuffer, Gpu};
+use super::modules::Functions;
+use super::profile::{label, Phase, Profiler};
+use super::regions::DeviceRegions;
+use cudarc::cublas::{result as blas, sys as blas_sys};
+use cudarc::driver::sys;
+use pio_artifact::{Arg, Dim, Gemm, Launch, Step};
+use std::ffi::c_void;
+
+/// A kernel argument resolved at load.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum ArgValue {
+    /// A device address (a region base plus offset).
+    Ptr(u64),
+    /// The step's token count, known at each run.
+    Tokens,
+    I32(i32),
+}
+
+/// A kernel's arguments at stable addresses: pointers as u64 and ints as i32 (what the kernels'
+/// parameters are), and the parameter array the driver reads them through.
+pub(crate) struct ArgPack {
+    ptrs: Box<[u64]>,
+    ints: Box<[i32]>,
+    /// Each parameter in the kernel's order: `Ok(i)` is `ptrs[i]`, `Err(i)` is `ints[i]`.
+    order: Box<[Result<usize, usize>]>,
+    /// Indices into `ints` that take the step's token count.
+    tokens: Box<[usize]>,
+    /// Scratch for the parameter pointers, rebuilt by every [`ArgPack::params`].
+    params: Box<[*mut c_void]>,
+}
+
+// SAFETY: `params` only holds pointers into the pack's own boxed slices, rewritten before every
+// use; the pack owns everything it points to. It is not `Sync`.
+unsafe impl Send for ArgPack {}
+
+impl ArgPack {
+    pub(crate) fn new(args: &[ArgValue]) -> ArgPack {
+        let (mut ptrs, mut ints, mut order, mut tokens) = (vec![], vec![], vec![], vec![]);
+        for a in args {
+            match *a {
+                ArgValue::Ptr(p) => {
+                    order.push(Ok(ptrs.len()));
+                    ptrs.push(p);
+                }
+                ArgValue::Tokens | ArgValue::I32(_) => {
+                    if *a == ArgValue::Tokens {
+                        tokens.push(ints.len());
+                    }
+                    order.push(Err(ints.len()));
+                    ints.push(match *a {
+                        ArgValue::I32(v) => v,
+                        _ => 0,
+                    });
+                }
+            }
+        }
+        ArgPack {
+            ptrs: ptrs.into(),
+            ints: ints.into(),
+            params: vec![std::ptr::null_mut(); order.len()].into(),
+            order: order.into(),
+            tokens: tokens.into(),
+        }
+    }
+
+    /// The parameter array for a step of `tokens` tokens, valid until the pack is used again.
+    pub(crate) fn params(&mut self, tokens: u32) -> &mut [*mut c_void] {
+        for &i in self.tokens.iter() {
+            self.ints[i] = tokens as i32;
+        }
+        // Every pointer derives from one base pointer per slice, so none invalidates another.
+        let (ptrs, ints) = (self.ptrs.as_mut_ptr(), self.ints.as_mut_ptr());
+        for (p, slot) in self.params.iter_mut().zip(self.order.iter()) {
+            *p = match *slot {
+                Ok(i) => ptrs.wrapping_add(i).cast(),
+                Err(i) => ints.wrapping_add(i).cast(),
+            };
+        }
+        &mut self.params
+    }
+}
+
+/// A kernel launch resolved at load.
+struct KernelStep {
+    func: sys::CUfunction,
+    grid: [Dim; 3],
+    block: (u32, u32, u32),
+    shared_bytes: u32,
+    args: ArgPack,
+    /// The kernel's name and IR node, for error messages.
+    kernel: String,
+    node: String,
+    /// The profile's row ("rmsnorm layers.*.input_layernorm").
+    label: String,
+}
+
+// SAFETY: the function is a plain driver handle of a module loaded for the process, valid in
+// any thread once the GPU's context is current; the step is not `Sync`.
+unsafe impl Send for KernelStep {}
+
+/// A GEMM resolved at load: its operands are device addresses.
+struct GemmStep {
+    gemm: Gemm,
+    a: u64,
+    b: u64,
+    c: u64,
+    label: String,
+}
+
+enum Resolved {
+    Kernel(KernelStep),
+    Gemm(GemmStep),
+}
+
+impl Resolved {
+    fn label(&self) -> &str {
+        match self {
+            Resolved::Kernel(k) => &k.label,
+            Resolved::Gemm(g) => &g.label,
+        }
+    }
+}
+
+/// The cuBLAS handle on the GPU's stream, with its workspace.
+struct Blas {
+    handle: blas_sys::cublasHandle_t,
+    workspace: DeviceBuffer,
+}
+
+// SAFETY: the handle is a plain cuBLAS pointer bound to the GPU's context and stream, usable from
+// any thread once that context is current; `Blas` is not `Sync`, so one thread at a time calls
+// cuBLAS with it.
+unsafe impl Send for Blas {}
+
+fn blas_err(what: &str) -> impl Fn(blas::CublasError) -> CudaError + '_ {
+    move |e| CudaError::Cublas {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl Blas {
+    fn new(gpu: &Gpu) -> Result<Blas, CudaError> {
+        let handle = blas::create_handle().map_err(blas_err("create"))?;
+        // Owned at once, so that an error below still destroys the handle.
+        let workspace = match gpu.alloc(32 << 20, "the cuBLAS workspace") {
+            Ok(w) => w,
+            Err(e) => {
+                // SAFETY: created above, destroyed once.
+                let _ = unsafe { blas::destroy_handle(handle) };
+                return Err(e);
+            }
+        };
+        let b = Blas { handle, workspace };
+        // SAFETY: valid handle, stream and workspace allocation.
+        unsafe {
+            blas::set_stream(b.handle, gpu.stream as _).map_err(blas_err("set stream"))?;
+            blas_sys::cublasSetWorkspace_v2(
+                b.handle,
+                b.workspace.ptr as *mut c_void,
+                b.workspace.bytes as usize,
+            )
+            .result()
+            .map_err(blas_err("workspace"))?;
+        }
+        Ok(b)
+    }
+}
+
+impl Drop for Blas {
+    fn drop(&mut self) {
+        // SAFETY: created by us, destroyed once (before the workspace is freed).
+        let _ = unsafe { blas::destroy_handle(self.handle) };
+    }
+}
+
+/// The decode and prefill launch lists, resolved, and what runs them.
+pub(crate) struct LaunchRunner {
+    decode: Vec<Resolved>,
+    prefill: Vec<Resolved>,
+    blas: Blas,
+    /// Launch kernels as programmatic dependent launches (Hopper and later).
+    pub pdl: bool,
+}
+
+impl LaunchRunner {
+    /// Resolves both launch lists against the loaded functions and the regions.
+    pub(crate) fn new(
+        gpu: &Gpu,
+        decode: &[Step],
+        prefill: &[Step],
+        funcs: &Functions,
+        regions: &DeviceRegions,
+        pdl: bool,
+    ) -> Result<LaunchRunner, CudaError> {
+        let resolve = |steps: &[Step]| -> Result<Vec<Resolved>, CudaError> {
+            steps
+                .iter()
+                .map(|s| match s {
+                    Step::Kernel(l) => resolve_kernel(l, funcs, regions).map(Resolved::Kernel),
+                    Step::Gemm(g) => resolve_gemm(g, regions).map(Resolved::Gemm),
+                })
+                .collect()
+        };
+        Ok(LaunchRunner {
+            decode: resolve(decode)?,
+            prefill: resolve(prefill)?,
+            blas: Blas::new(gpu)?,
+            pdl,
+        })
+    }
+
+    /// Device memory of the cuBLAS workspace.
+    pub(crate) fn workspace_bytes(&self) -> u64 {
+        self.blas.workspace.bytes
+    }
+
+    /// Queues `phase`'s launch list for a step of `tokens` tokens on the GPU's stream. With
+    /// `all_logit_rows` the logits GEMM computes every row, else the last only. With a
+    /// profiler every launch is timed (and waited for).
+    pub(crate) fn run(
+        &mut self,
+        gpu: &Gpu,
+        phase: Phase,
+        tokens: u32,
+        all_logit_rows: bool,
+        mut profiler: Option<&mut Profiler>,
+    ) -> Result<(), CudaError> {
+        let steps = match phase {
+            Phase::Decode => &mut self.decode,
+            Phase::Prefill => &mut self.prefill,
+        };
+        let (blas, pdl) = (&self.blas, self.pdl);
+        for s in steps.iter_mut() {
+            match profiler.as_deref_mut() {
+                None => run_step(s, gpu, blas, pdl, tokens, all_logit_rows)?,
+                Some(p) => {
+                    let label = s.label().to_string();
+                    p.time(gpu, phase, &label, || {
+                        run_step(s, gpu, blas, pdl, tokens, all_logit_rows)
+                    })?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn resolve_kernel(
+    l: &Launch,
+    funcs: &Functions,
+    regions: &DeviceRegions,
+) -> Result<KernelStep, CudaError> {
+    let f = funcs.kernel(&l.kernel)?;
+    let args: Vec<ArgValue> = l
+        .args
+        .iter()
+        .map(|a| match *a {
+            Arg::Ptr { region, offset } => ArgValue::Ptr(regions.addr(region, offset)),
+            Arg::Tokens => ArgValue::Tokens,
+            Arg::I32(v) => ArgValue::I32(v),
+        })
+        .collect();
+    Ok(KernelStep {
+        func: f.func,
+        grid: l.grid,
+        block: (l.block[0], l.block[1], l.block[2]),
+        shared_bytes: l.shared_bytes,
+        args: ArgPack::new(&args),
+        kernel: l.kernel.clone(),
+        node: l.node.clone(),
+        label: label(f.family.name(), &l.node),
+    })
+}
+
+fn resolve_gemm(g: &Gemm, regions: &DeviceRegions) -> Result<GemmStep, CudaError> {
+    let ptr = |a: &Arg| match *a {
+        Arg::Ptr { region, offset } => Ok(regions.addr(region, offset)),
+        _ => Err(CudaError::Other(format!(
+            "gemm {}: operand is not a pointer",
+            g.node
+        ))),
+    };
+    Ok(GemmStep {
+        a: ptr(&g.a)?,
+        b: ptr(&g.b)?,
+        c: ptr(&g.c)?,
+        label: label("cublas_gemm", &g.node),
+        gemm: g.clone(),
+    })
+}
+
+fn run_step(
+    s: &mut Resolved,
+    gpu: &Gpu,
+    blas: &Blas,
+    pdl: bool,
+    tokens: u32,
+    all_logit_rows: bool,
+) -> Result<(), CudaError> {
+    match s {
+        Resolved::Kernel(k) => {
+            let grid = (
+                k.grid[0].eval(tokens),
+                k.grid[1].eval(tokens),
+                k.grid[2].eval(tokens),
+            );
+            let (func, block, shared) = (k.func, k.block, k.shared_bytes);
+            let params = k.args.params(tokens);
+            // SAFETY: the artifact's arguments match the kernel's parameters (pointers into our
+            // regions, i32 counts); the pack outlives the call.
+            unsafe { launch(func, grid, block, shared, gpu.stream, params, pdl) }.map_err(|e| {
+                CudaError::Driver {
+                    what: format!("launching {} ({})", k.kernel, k.node),
+                    message: e.to_string(),
+                }
+            })
+        }
+        Resolved::Gemm(g) => gemm(blas, g, tokens, all_logit_rows),
+    }
+}
+
+fn gemm(blas: &Blas, s: &GemmStep, tokens: u32, all_logit_rows: bool) -> Result<(), CudaError> {
+    let g = &s.gemm;
+    let (mut a, b, c) = (s.a, s.b, s.c);
+    let mut m = g.m.eval(tokens);
+    if g.logits && !all_logit_rows && m > 1 {
+        // Generation wants the last row's logits only: A's last row, C's first.
+        a += (m as u64 - 1) * g.lda as u64 * 2;
+        m = 1;
+    }
+    let (alpha, beta) = (1.0f32, g.beta);
+    // Row-major C[m,n] = A[m,k] · B[n,k]ᵀ is column-major Cᵀ[n,m] = B · Aᵀ.
+    // SAFETY: pointers are inside our regions with the shapes the artifact gives.
+    unsafe {
+        blas::gemm_ex(
+            blas.handle,
+            blas_sys::cublasOperation_t::CUBLAS_OP_T,
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            g.n as i32,
+            m as i32,
+            g.k as i32,
+            &alpha as *const f32 as *const c_void,
+            b as *const c_void,
+            blas_sys::cudaDataType::CUDA_R_16BF,
+            g.k as i32,
+            a as *const c_void,
+            blas_sys::cudaDataType::CUDA_R_16BF,
+            g.lda as i32,
+            &beta as *const f32 as *const c_void,
+            c as *mut c_void,
+            blas_sys::cudaDataType::CUDA_R_16BF,
+            g.ldc as i32,
+            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
+    .map_err(|e| CudaError::Cublas {
+        what: format!("gemm {}", g.node),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pack_keeps_the_kernels_order_and_takes_the_token_count() {
+        let mut p = ArgPack::new(&[
+            ArgValue::Ptr(0xdead_beef_0000),
+            ArgValue::Tokens,
+            ArgValue::I32(-7),
+            ArgValue::Ptr(42),
+            ArgValue::Tokens,
+        ]);
+        let read = |p: &mut ArgPack, tokens| {
+            let params = p.params(tokens);
+            assert_eq!(params.len(), 5);
+            // SAFETY: the pointers point into the pack, at the types the order gives.
+            unsafe {
+                (
+                    *(params[0] as *const u64),
+                    *(params[1] as *const i32),
+                    *(params[2] as *const i32),
+                    *(params[3] as *const u64),
+                    *(params[4] as *const i32),
+                )
+            }
+        };
+        assert_eq!(read(&mut p, 128), (0xdead_beef_0000, 128, -7, 42, 128));
+        assert_eq!(read(&mut p, 1), (0xdead_beef_0000, 1, -7, 42, 1));
+    }
+}

@@ -1,0 +1,134 @@
+//! Compiling the artifact's kernels and the GPU sampler (NVRTC through the disk cache) and
+//! loading their functions: a table from kernel name to function and kernel family, consulted
+//! once at load when the launch lists are resolved.
+
+use super::device::{CudaError, Gpu};
+use super::nvrtc::{options_for, target_arch_from_env, KernelCache};
+use cudarc::driver::sys;
+use pio_artifact::{Artifact, DType, KernelFamily};
+use std::collections::HashMap;
+
+/// The sampler's source name in the kernel cache, and its two functions.
+const SAMPLER_SOURCE: &str = "pio_sampler";
+const SAMPLER_PARTIAL: &str = "pio_topk_partial";
+const SAMPLER_FINAL: &str = "pio_sample_final";
+
+/// One loaded kernel.
+#[derive(Clone, Copy)]
+pub(crate) struct KernelFn {
+    pub func: sys::CUfunction,
+    /// The artifact's family of the kernel, for profiles.
+    pub family: KernelFamily,
+}
+
+/// Every function pio launches, by name. Module images stay loaded for the process, so the
+/// functions stay valid after the table is dropped.
+pub(crate) struct Functions<'a> {
+    kernels: HashMap<&'a str, KernelFn>,
+    pub sampler_partial: sys::CUfunction,
+    pub sampler_final: sys::CUfunction,
+    /// The architecture the kernels were compiled for (`sm_90`; `PIO_ARCH` may lower it).
+    pub arch: String,
+}
+
+impl<'a> Functions<'a> {
+    /// Checks the artifact's dtypes, compiles its kernels with the sampler for `gpu` and loads
+    /// every function. Each kernel's family comes from the artifact's `kernels` list.
+    pub(crate) fn load(
+        gpu: &Gpu,
+        artifact: &'a Artifact,
+        cache: &KernelCache,
+    ) -> Result<Functions<'a>, CudaError> {
+        check_dtypes(artifact)?;
+        let mut sources: Vec<(String, String)> = artifact
+            .kernels
+            .iter()
+            .map(|k| (k.name.clone(), k.source.clone()))
+            .collect();
+        sources.push((SAMPLER_SOURCE.into(), include_str!("sample.cu").to_string()));
+        let arch = target_arch_from_env(&gpu.arch).map_err(CudaError::Other)?;
+        let options = options_for(&arch, &artifact.nvrtc_options);
+        let compiled = cache.compile_all(&sources, &options)?;
+        let listed: HashMap<&str, KernelFamily> = artifact
+            .kernels
+            .iter()
+            .map(|k| (k.name.as_str(), k.family))
+            .collect();
+        let mut kernels = HashMap::new();
+        let mut sampler = (None, None);
+        for c in &compiled {
+            if c.name == SAMPLER_SOURCE {
+                sampler = (
+                    Some(gpu.load_function(&c.image, SAMPLER_PARTIAL)?),
+                    Some(gpu.load_function(&c.image, SAMPLER_FINAL)?),
+                );
+                continue;
+            }
+            let Some((&name, &family)) = listed.get_key_value(c.name.as_str()) else {
+                return Err(CudaError::Other(format!(
+                    "kernel {} is not in the artifact's kernels list",
+                    c.name
+                )));
+            };
+            let func = gpu.load_function(&c.image, name)?;
+            kernels.insert(name, KernelFn { func, family });
+        }
+        let (Some(sampler_partial), Some(sampler_final)) = sampler else {
+            return Err(CudaError::Other(
+                "the GPU sampler was not compiled".to_string(),
+            ));
+        };
+        Ok(Functions {
+            kernels,
+            sampler_partial,
+            sampler_final,
+            arch,
+        })
+    }
+
+    /// The kernel a launch names; an error if it was not compiled.
+    pub(crate) fn kernel(&self, name: &str) -> Result<KernelFn, CudaError> {
+        self.kernels
+            .get(name)
+            .copied()
+            .ok_or_else(|| CudaError::Other(format!("kernel {name} was not compiled")))
+    }
+}
+
+/// The runtime has bf16 kernels only (and reads the logits as bf16): any other dtype in the
+/// artifact is an error at load, not wrong numbers later.
+fn check_dtypes(a: &Artifact) -> Result<(), CudaError> {
+    check_dtype_fields(a.dtype, a.io.logits_dtype)
+}
+
+fn check_dtype_fields(dtype: DType, logits: DType) -> Result<(), CudaError> {
+    for (field, value) in [("dtype", dtype), ("io.logits_dtype", logits)] {
+        if value != DType::BF16 {
+            return Err(CudaError::Other(format!(
+                "artifact {field} is \"{value}\", but the CUDA runtime runs bf16 only"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtypes_other_than_bf16_are_refused_by_name() {
+        assert!(check_dtype_fields(DType::BF16, DType::BF16).is_ok());
+        let e = check_dtype_fields(DType::BF16, DType::F32)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "artifact io.logits_dtype is \"f32\", but the CUDA runtime runs bf16 only"
+        );
+        let e = check_dtype_fields(DType::F16, DType::BF16)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("artifact dtype is \"f16\""), "{e}");
+    }
+}
