@@ -1,8 +1,8 @@
 //! The memory planner: buffers with lifetimes over the launch schedule get offsets in one
 //! activation arena (alignment 256), so that buffers whose lifetimes overlap never share bytes.
 //! Weights, the KV cache and the step's inputs/outputs live in their own regions and are not
-//! planned here. A buffer may take over its operand's bytes (in place) only where the op's
-//! kernel is alias-safe; the caller says so with `inplace_of`.
+//! planned here. There is no in-place aliasing between buffers: a value written over its
+//! operand's bytes is the same buffer to the planner (see codegen's LinearAdd).
 
 /// One arena buffer to place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,8 +12,6 @@ pub struct BufReq {
     pub first: usize,
     /// Index of the last step that reads it (>= first).
     pub last: usize,
-    /// Reuse this earlier buffer's bytes (its last use must be this buffer's first step).
-    pub inplace_of: Option<usize>,
     /// For messages.
     pub name: String,
 }
@@ -33,39 +31,16 @@ fn align(n: u64) -> u64 {
     n.div_ceil(ALIGN) * ALIGN
 }
 
-/// Places every buffer: in-place chains share one slot, then slots are placed largest first at
-/// the lowest offset free for their whole lifetime.
+/// Places every buffer, largest first (ties: earliest first step, then index), at the lowest
+/// offset that is free for its whole lifetime.
 pub fn plan(reqs: &[BufReq]) -> Plan {
-    let n = reqs.len();
-    // Resolve in-place chains to a root slot.
-    let mut root: Vec<usize> = (0..n).collect();
-    for (i, r) in reqs.iter().enumerate() {
-        if let Some(src) = r.inplace_of {
-            if src < i && reqs[src].last == r.first && reqs[src].bytes >= r.bytes {
-                root[i] = root[src];
-            }
-        }
-    }
-    // Each slot's size and lifetime.
-    let mut slots: Vec<(u64, usize, usize, usize)> = Vec::new(); // (bytes, first, last, root)
-    for i in 0..n {
-        let r = root[i];
-        match slots.iter_mut().find(|s| s.3 == r) {
-            Some(s) => {
-                s.0 = s.0.max(align(reqs[i].bytes));
-                s.1 = s.1.min(reqs[i].first);
-                s.2 = s.2.max(reqs[i].last);
-            }
-            None => slots.push((align(reqs[i].bytes), reqs[i].first, reqs[i].last, r)),
-        }
-    }
-    let mut order: Vec<usize> = (0..slots.len()).collect();
-    order.sort_by_key(|&s| (std::cmp::Reverse(slots[s].0), slots[s].1, s));
+    let mut order: Vec<usize> = (0..reqs.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(align(reqs[i].bytes)), reqs[i].first, i));
     let mut placed: Vec<(u64, u64, usize, usize)> = Vec::new(); // (offset, bytes, first, last)
-    let mut slot_offset = vec![0u64; slots.len()];
+    let mut offsets = vec![0u64; reqs.len()];
     let mut arena = 0u64;
-    for s in order {
-        let (bytes, first, last, _) = slots[s];
+    for i in order {
+        let (bytes, first, last) = (align(reqs[i].bytes), reqs[i].first, reqs[i].last);
         let mut busy: Vec<(u64, u64)> = placed
             .iter()
             .filter(|p| p.2 <= last && first <= p.3)
@@ -80,18 +55,9 @@ pub fn plan(reqs: &[BufReq]) -> Plan {
             offset = offset.max(end);
         }
         placed.push((offset, bytes, first, last));
-        slot_offset[s] = offset;
+        offsets[i] = offset;
         arena = arena.max(offset + bytes);
     }
-    let offsets = (0..n)
-        .map(|i| {
-            let s = slots
-                .iter()
-                .position(|s| s.3 == root[i])
-                .expect("every buffer has a slot");
-            slot_offset[s]
-        })
-        .collect();
     Plan {
         offsets,
         arena_bytes: arena,
@@ -99,8 +65,8 @@ pub fn plan(reqs: &[BufReq]) -> Plan {
     }
 }
 
-/// Checks a plan: buffers alive at the same time never overlap unless one is in place of the
-/// other. Returns the first conflict.
+/// Checks a plan: buffers alive at the same time (lifetimes that overlap or touch: a step that
+/// is one's last and the other's first uses both) never overlap. Returns the first conflict.
 pub fn check(reqs: &[BufReq], plan: &Plan) -> Result<(), String> {
     for i in 0..reqs.len() {
         for j in i + 1..reqs.len() {
@@ -108,8 +74,7 @@ pub fn check(reqs: &[BufReq], plan: &Plan) -> Result<(), String> {
             let live = a.first <= b.last && b.first <= a.last;
             let (ao, bo) = (plan.offsets[i], plan.offsets[j]);
             let overlap = ao < bo + b.bytes && bo < ao + a.bytes;
-            let chained = b.inplace_of == Some(i) || a.inplace_of == Some(j);
-            if live && overlap && !chained {
+            if live && overlap {
                 return Err(format!(
                     "buffers '{}' and '{}' are alive together but overlap",
                     a.name, b.name
@@ -129,7 +94,6 @@ mod tests {
             bytes,
             first,
             last,
-            inplace_of: None,
             name: format!("b{first}"),
         }
     }
@@ -153,18 +117,24 @@ mod tests {
     }
 
     #[test]
-    fn in_place_only_when_the_source_dies_there() {
-        let mut b = req(512, 2, 4);
-        b.inplace_of = Some(0);
-        let reqs = vec![req(512, 0, 2), req(512, 1, 3), b];
-        let p = plan(&reqs);
-        assert_eq!(p.offsets[2], p.offsets[0]);
-        check(&reqs, &p).unwrap();
-        // Not in place when the source is still read later.
-        let mut c = req(512, 1, 4);
-        c.inplace_of = Some(0);
-        let reqs = vec![req(512, 0, 2), c];
-        let p = plan(&reqs);
-        assert_ne!(p.offsets[1], p.offsets[0]);
+    fn check_rejects_buffers_alive_together_at_the_same_bytes() {
+        let (a, b) = (req(512, 0, 2), req(512, 2, 4));
+        let shared = |offsets: Vec<u64>| Plan {
+            offsets,
+            arena_bytes: 512,
+            unplanned_bytes: 1024,
+        };
+        // Touching lifetimes: step 2 reads `a` and writes `b`.
+        let e = check(&[a.clone(), b.clone()], &shared(vec![0, 0])).unwrap_err();
+        assert_eq!(e, "buffers 'b0' and 'b2' are alive together but overlap");
+        // Overlapping lifetimes, and bytes that overlap in part.
+        let c = req(512, 1, 3);
+        assert!(check(&[a.clone(), c.clone()], &shared(vec![0, 0])).is_err());
+        assert!(check(&[a.clone(), c], &shared(vec![0, 256])).is_err());
+        // Disjoint lifetimes may share bytes; the planner places touching ones apart.
+        check(&[a.clone(), req(512, 3, 4)], &shared(vec![0, 0])).unwrap();
+        let p = plan(&[a.clone(), b.clone()]);
+        assert_ne!(p.offsets[0], p.offsets[1]);
+        check(&[a, b], &p).unwrap();
     }
 }

@@ -1,0 +1,261 @@
+//! Attention kernel selection: in decode a cluster of blocks per kv head, the KV cache split
+//! into spans ([`decode_attention_shape`]); in prefill the tensor-core kernel where the head
+//! dim allows it, else the scalar one.
+
+use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
+use super::options::{
+    ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
+    ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, WARPS,
+};
+use super::schedule::{launch, PArg, Phase, Place, Val};
+use super::{err, fixed, Codegen};
+use crate::error::CompileError;
+use crate::ir::NodeId;
+use pio_artifact::{Dim, KernelFamily, Region};
+
+/// Static shared memory a kernel may use.
+const STATIC_SHARED: usize = 48 << 10;
+/// Tokens per block of the tensor-core prefill attention (BQ in attention_mma.cu), and its threads.
+const PREFILL_ATTENTION_TOKENS: u32 = 64;
+const PREFILL_ATTENTION_THREADS: u32 = 128;
+/// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
+const ATTENTION_SCORES_IN_SHARED: usize = 4096;
+
+/// How the decode attention kernel is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeAttentionShape {
+    /// The tensor-core paths (d = 128, at most 8 query heads per kv head): q.k and P.V with
+    /// `mma.sync`, key and value rows loaded straight into the fragments.
+    pub vec: bool,
+    /// Positions per block at most; their scores stay in shared memory.
+    pub per_block: usize,
+    /// Spans (clusters of blocks) per kv head at most.
+    pub spans: usize,
+}
+
+/// The decode attention for `group` query heads per kv head of `d` dims and a KV cache of
+/// `max_context` positions, with at most `spans` spans per kv head (more where the scores of
+/// fewer would not fit the static shared memory); None when nothing fits.
+pub fn decode_attention_shape(
+    group: usize,
+    d: usize,
+    max_context: usize,
+    spans: usize,
+) -> Option<DecodeAttentionShape> {
+    // Queries, scores, softmax state, partial sums, the spans' weights and (vector path) the
+    // warps' sums, all f32.
+    let shared = |vec: bool, per: usize, spans: usize| {
+        4 * group * (2 * d + per + 4 + spans + if vec { ATTENTION_THREADS / 32 * d } else { 0 })
+    };
+    let fit = |vec: bool| {
+        let mut spans = max_context
+            .div_ceil(ATTENTION_CLUSTER * ATTENTION_SCORES_PER_BLOCK)
+            .clamp(1, spans.max(1));
+        loop {
+            let per_block = max_context.div_ceil(ATTENTION_CLUSTER * spans).max(1);
+            if shared(vec, per_block, spans) <= STATIC_SHARED {
+                return Some(DecodeAttentionShape {
+                    vec,
+                    per_block,
+                    spans,
+                });
+            }
+            if per_block == 1 {
+                return None;
+            }
+            spans *= 2;
+        }
+    };
+    if d == 128 && group <= 8 {
+        fit(true).or_else(|| fit(false))
+    } else {
+        fit(false)
+    }
+}
+
+/// An attention node's shape (query heads, kv heads, head dim) and scale.
+struct Heads {
+    heads: usize,
+    kv_heads: usize,
+    d: usize,
+    scale: f64,
+}
+
+impl Codegen<'_> {
+    /// Causal GQA attention (operands: q, k cache, v cache, positions).
+    pub(super) fn attention(
+        &mut self,
+        ph: &mut Phase,
+        id: NodeId,
+        scale: f64,
+        v: &[Val],
+    ) -> Result<Val, CompileError> {
+        let g = self.g;
+        let out = self.out_val(ph, id);
+        let h = Heads {
+            heads: fixed(g, id, 2)?,
+            d: fixed(g, id, 3)?,
+            kv_heads: fixed(g, g.operands(id)[1], 2)?,
+            scale,
+        };
+        if ph.decode() {
+            self.decode_attention(ph, id, &h, v, out)?;
+        } else if h.d % 16 == 0 && h.d <= 128 {
+            self.prefill_attention_mma(ph, id, &h, v, out);
+        } else {
+            self.prefill_attention(ph, id, &h, v, out);
+        }
+        Ok(out)
+    }
+
+    /// A cluster of blocks per kv head and span; the spans' partial results meet in arena
+    /// scratch, and the last span of a kv head (the counter in the KV region) combines them.
+    fn decode_attention(
+        &mut self,
+        ph: &mut Phase,
+        id: NodeId,
+        h: &Heads,
+        v: &[Val],
+        out: Val,
+    ) -> Result<(), CompileError> {
+        let g = self.g;
+        let name = &g.node(id).name;
+        let ctx = self.max_context;
+        let (heads, d) = (h.heads, h.d);
+        let group = heads / h.kv_heads;
+        let shape = decode_attention_shape(group, d, ctx, self.attention_spans).ok_or_else(|| {
+            err(format!(
+                "'{name}': decode attention with {group} query heads per kv head of {d} dims does not fit in shared memory"
+            ))
+        })?;
+        let slots = ATTENTION_CLUSTER * shape.spans;
+        let span_out = ph.buffer((heads * slots * d * 4) as u64, format!("{name}.span_out"));
+        let span_state = ph.buffer((heads * slots * 2 * 4) as u64, format!("{name}.span_state"));
+        let count = Val {
+            place: Place::Region(Region::Kv),
+            offset: *self
+                .attention_counts
+                .get(&v[1].offset)
+                .ok_or_else(|| err(format!("'{name}': its keys are not a layer's K cache")))?,
+            stride: 0,
+        };
+        let k = self.kernel(
+            KernelFamily::AttentionCluster,
+            &AttentionCluster {
+                name: PLACEHOLDER,
+                doc: "decode attention, a cluster of blocks per kv head".into(),
+                heads,
+                kv_heads: h.kv_heads,
+                d,
+                scale: CudaF32(h.scale as f32),
+                ctx,
+                cluster: ATTENTION_CLUSTER,
+                per_block: shape.per_block,
+                per_min: shape.per_block.min(ATTENTION_SCORES_PER_BLOCK),
+                spans: shape.spans,
+                vec: shape.vec,
+                threads: ATTENTION_THREADS,
+                rows_per_warp: ATTENTION_ROWS_PER_WARP,
+                prefetch_rounds: ATTENTION_PREFETCH_ROUNDS,
+            },
+        );
+        ph.push(launch(
+            k,
+            name,
+            [
+                Dim::Fixed(h.kv_heads as u32),
+                Dim::Fixed(slots as u32),
+                Dim::Fixed(1),
+            ],
+            ATTENTION_THREADS as u32,
+            vec![
+                PArg::Ptr(v[0]),
+                PArg::Ptr(v[1]),
+                PArg::Ptr(v[2]),
+                PArg::Ptr(v[3]),
+                PArg::Ptr(span_out),
+                PArg::Ptr(span_state),
+                PArg::Ptr(count),
+                PArg::Ptr(out),
+            ],
+        ));
+        Ok(())
+    }
+
+    /// Tensor cores: a block per query head and 64 tokens.
+    fn prefill_attention_mma(
+        &mut self,
+        ph: &mut Phase,
+        id: NodeId,
+        h: &Heads,
+        v: &[Val],
+        out: Val,
+    ) {
+        let g = self.g;
+        let k = self.kernel(
+            KernelFamily::AttentionMma,
+            &AttentionMma {
+                name: PLACEHOLDER,
+                doc: "causal GQA attention (prefill, tensor cores)".into(),
+                heads: h.heads,
+                kv_heads: h.kv_heads,
+                d: h.d,
+                scale: CudaF32(h.scale as f32),
+                q_stride: v[0].stride,
+                ctx: self.max_context,
+            },
+        );
+        ph.push(launch(
+            k,
+            &g.node(id).name,
+            [
+                Dim::Fixed(h.heads as u32),
+                Dim::TokenTiles(PREFILL_ATTENTION_TOKENS),
+                Dim::Fixed(1),
+            ],
+            PREFILL_ATTENTION_THREADS,
+            vec![
+                PArg::Ptr(v[0]),
+                PArg::Ptr(v[1]),
+                PArg::Ptr(v[2]),
+                PArg::Ptr(v[3]),
+                PArg::Ptr(out),
+                PArg::Tokens,
+            ],
+        ));
+    }
+
+    /// The scalar kernel (head dims the tensor-core kernel does not take): a block per query
+    /// head and token.
+    fn prefill_attention(&mut self, ph: &mut Phase, id: NodeId, h: &Heads, v: &[Val], out: Val) {
+        let g = self.g;
+        let k = self.kernel(
+            KernelFamily::Attention,
+            &Attention {
+                name: PLACEHOLDER,
+                doc: "causal GQA attention (prefill)".into(),
+                heads: h.heads,
+                kv_heads: h.kv_heads,
+                d: h.d,
+                warps: WARPS,
+                scale: CudaF32(h.scale as f32),
+                q_stride: v[0].stride,
+                sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
+                ctx: self.max_context,
+            },
+        );
+        ph.push(launch(
+            k,
+            &g.node(id).name,
+            [Dim::Fixed(h.heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
+            (WARPS * 32) as u32,
+            vec![
+                PArg::Ptr(v[0]),
+                PArg::Ptr(v[1]),
+                PArg::Ptr(v[2]),
+                PArg::Ptr(v[3]),
+                PArg::Ptr(out),
+            ],
+        ));
+    }
+}

@@ -1,0 +1,131 @@
+//! Row-wise kernels: the embedding lookup, RMSNorm over token rows and the elementwise ops
+//! (also the projections' prefill prologue and epilogues).
+
+use super::kernels::{CudaF32, Elementwise, Embed, RmsNorm, PLACEHOLDER};
+use super::schedule::{launch, per_token, PArg, Pending, Phase, Val};
+use super::{last, row_width, Codegen};
+use crate::ir::{NodeId, Op};
+use pio_artifact::{Dim, KernelFamily};
+
+impl Codegen<'_> {
+    /// Embedding rows gathered by token id (operands: table, ids).
+    pub(super) fn embed(&mut self, ph: &mut Phase, id: NodeId, v: &[Val]) -> Val {
+        let g = self.g;
+        let out = self.out_val(ph, id);
+        let dim = last(g, id);
+        let k = self.kernel(
+            KernelFamily::Embed,
+            &Embed {
+                name: PLACEHOLDER,
+                doc: "embedding lookup".into(),
+                dim,
+                vec8: dim % 8 == 0,
+            },
+        );
+        ph.push(launch(
+            k,
+            &g.node(id).name,
+            [Dim::PerToken(1), Dim::Fixed(1), Dim::Fixed(1)],
+            128,
+            vec![PArg::Ptr(v[1]), PArg::Ptr(v[0]), PArg::Ptr(out)],
+        ));
+        out
+    }
+
+    /// RMSNorm of token rows (operands: x, weight).
+    pub(super) fn rmsnorm(&mut self, ph: &mut Phase, id: NodeId, eps: f64, v: &[Val]) -> Val {
+        let g = self.g;
+        let out = self.out_val(ph, id);
+        self.rmsnorm_rows(ph, &g.node(id).name, last(g, id), eps, v[0], v[1], out);
+        out
+    }
+
+    /// Pushes one RMSNorm launch (a block per token) of rows of `dim` elements.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rmsnorm_rows(
+        &mut self,
+        ph: &mut Phase,
+        node: &str,
+        dim: usize,
+        eps: f64,
+        x: Val,
+        weight: Val,
+        out: Val,
+    ) {
+        let k = self.kernel(
+            KernelFamily::RmsNorm,
+            &RmsNorm {
+                name: PLACEHOLDER,
+                doc: "RMSNorm".into(),
+                dim,
+                eps: CudaF32(eps as f32),
+                in_stride: x.stride,
+                threads: 256,
+            },
+        );
+        ph.push(launch(
+            k,
+            node,
+            per_token(),
+            256,
+            vec![PArg::Ptr(x), PArg::Ptr(weight), PArg::Ptr(out)],
+        ));
+    }
+
+    /// Silu, Mul, Add and SiluMul over token rows.
+    pub(super) fn elementwise_op(&mut self, ph: &mut Phase, id: NodeId, v: &[Val]) -> Val {
+        let g = self.g;
+        let out = self.out_val(ph, id);
+        let node = g.node(id);
+        let (expr, b) = match node.op {
+            Op::Silu => ("silu(x)", v[0]),
+            Op::Mul => ("x * y", v[1]),
+            Op::Add => ("x + y", v[1]),
+            _ => ("rbf(silu(x)) * y", v[1]),
+        };
+        let width = row_width(g, id);
+        let k = self.elementwise(width, v[0].stride, b.stride, expr);
+        ph.push(elementwise_launch(k, &node.name, width, v[0], b, out));
+        out
+    }
+
+    /// The kernel of `expr` over rows of `cols` elements (operands `x` and `y`).
+    pub(super) fn elementwise(
+        &mut self,
+        cols: usize,
+        a_stride: usize,
+        b_stride: usize,
+        expr: &'static str,
+    ) -> String {
+        self.kernel(
+            KernelFamily::Elementwise,
+            &Elementwise {
+                name: PLACEHOLDER,
+                doc: format!("elementwise: {expr}"),
+                cols,
+                a_stride,
+                b_stride,
+                expr,
+            },
+        )
+    }
+}
+
+/// An elementwise launch: blocks of 256 columns per token.
+pub(super) fn elementwise_launch(
+    kernel: String,
+    node: &str,
+    cols: usize,
+    a: Val,
+    b: Val,
+    out: Val,
+) -> Pending {
+    let blocks = cols.div_ceil(256).max(1) as u32;
+    launch(
+        kernel,
+        node,
+        [Dim::PerToken(blocks), Dim::Fixed(1), Dim::Fixed(1)],
+        256,
+        vec![PArg::Ptr(a), PArg::Ptr(b), PArg::Ptr(out), PArg::Tokens],
+    )
+}

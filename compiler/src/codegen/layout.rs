@@ -1,0 +1,121 @@
+//! The fixed regions' layouts: weights (in schedule order), the KV cache (with each layer's
+//! decode-attention span counters) and the io region's offsets. Every entry starts on
+//! [`memory::ALIGN`].
+
+use super::{err, fixed, Codegen};
+use crate::error::CompileError;
+use crate::ir::{CacheKind, NodeId, Op};
+use crate::memory;
+use pio_artifact::{self as art, DType};
+
+fn align(n: u64) -> u64 {
+    n.div_ceil(memory::ALIGN) * memory::ALIGN
+}
+
+impl Codegen<'_> {
+    /// Places every weight; records each one's offset for the launches.
+    pub(super) fn layout_weights(
+        &mut self,
+        order: &[NodeId],
+    ) -> Result<(Vec<art::WeightEntry>, u64), CompileError> {
+        let mut entries = Vec::new();
+        let mut off = 0u64;
+        for &id in order {
+            let n = self.g.node(id);
+            let Op::Weight(b) = &n.op else { continue };
+            let shape =
+                n.ty.shape
+                    .as_fixed()
+                    .ok_or_else(|| err(format!("weight '{}' is not static", n.name)))?;
+            let bytes = (shape.iter().product::<usize>() * n.ty.dtype.size()) as u64;
+            let parts = if b.concat.is_empty() {
+                vec![art::WeightPart {
+                    hf_name: b.hf_name.clone(),
+                    rows: shape[0],
+                }]
+            } else {
+                b.concat
+                    .iter()
+                    .map(|(name, rows)| art::WeightPart {
+                        hf_name: name.clone(),
+                        rows: *rows,
+                    })
+                    .collect()
+            };
+            entries.push(art::WeightEntry {
+                name: n.name.clone(),
+                parts,
+                tied: b.tied.clone(),
+                shape,
+                dtype: n.ty.dtype,
+                offset: off,
+                bytes,
+                init: b.init,
+            });
+            self.weights.insert(id, off);
+            off += align(bytes);
+        }
+        Ok((entries, off))
+    }
+
+    /// Places each layer's K and V cache ([batch, kv head, position, dim] for `max_context`
+    /// positions), and after each K cache its layer's span counters.
+    pub(super) fn layout_kv(
+        &mut self,
+        order: &[NodeId],
+    ) -> Result<(Vec<art::KvEntry>, u64), CompileError> {
+        let mut entries = Vec::new();
+        let mut off = 0u64;
+        for &id in order {
+            let n = self.g.node(id);
+            if matches!(n.op, Op::KvAppend { .. }) {
+                return Err(err(
+                    "the graph still has kv_append: codegen needs the kv-cache pass",
+                ));
+            }
+            let Some((layer, cache)) = n.op.writes_cache() else {
+                continue;
+            };
+            let (kvh, d) = (fixed(self.g, id, 2)?, fixed(self.g, id, 3)?);
+            // [batch, kv head, position, dim]: each kv head's rows are contiguous.
+            let shape = vec![1, kvh, self.max_context, d];
+            let bytes = (shape.iter().product::<usize>() * n.ty.dtype.size()) as u64;
+            entries.push(art::KvEntry {
+                layer,
+                cache,
+                shape,
+                offset: off,
+                bytes,
+            });
+            self.kv.insert((layer, cache), off);
+            off += align(bytes);
+            if cache == CacheKind::K {
+                // The decode attention's per-kv-head count of finished spans (it returns to 0
+                // after every step; the region is zeroed at load), keyed by the K cache.
+                self.attention_counts.insert(self.kv[&(layer, cache)], off);
+                off += align(kvh as u64 * 4);
+            }
+        }
+        Ok((entries, off))
+    }
+}
+
+/// The io region's offsets for steps of up to `max_prefill` tokens: token ids, positions (i32
+/// each), then the logits; `logits_rows` is set once the prefill launches are known.
+pub(super) fn io_offsets(max_prefill: usize) -> art::Io {
+    let mp = max_prefill as u64;
+    let positions = align(4 * mp);
+    art::Io {
+        tokens: 0,
+        positions,
+        logits: positions + align(4 * mp),
+        logits_dtype: DType::BF16,
+        logits_rows: 0,
+    }
+}
+
+/// Bytes of the io region: the offsets of [`io_offsets`] and `io.logits_rows` rows of `vocab`
+/// bf16 logits.
+pub(super) fn io_bytes(io: &art::Io, vocab: usize) -> u64 {
+    io.logits + align(2 * io.logits_rows as u64 * vocab as u64)
+}

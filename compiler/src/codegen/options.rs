@@ -1,0 +1,113 @@
+//! Codegen settings and the tuning constants behind them: the knobs a front end may set
+//! ([`CodegenOptions`], [`GemvTuning`]) and the defaults chosen by measurement.
+
+/// Codegen settings.
+#[derive(Clone, Debug)]
+pub struct CodegenOptions {
+    /// Most tokens in one prefill step.
+    pub max_prefill: usize,
+    /// KV-cache length; at most the spec's bound (default: the bound, capped at 32,768).
+    pub max_context: Option<usize>,
+    /// Launch shape of the decode GEMVs.
+    pub gemv: GemvTuning,
+    /// Spans per kv head of the decode attention, at most (a tuning knob).
+    pub attention_spans: usize,
+}
+
+impl Default for CodegenOptions {
+    fn default() -> Self {
+        CodegenOptions {
+            max_prefill: DEFAULT_PREFILL,
+            max_context: None,
+            gemv: GemvTuning::default(),
+            attention_spans: ATTENTION_SPANS,
+        }
+    }
+}
+
+/// Launch shape of the decode GEMV kernels (a tuning knob: every setting computes the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemvTuning {
+    /// Warps per block.
+    pub warps: usize,
+    /// Output rows per warp iteration for matrices of at least 2,048 rows (SwiGLU: always 1).
+    pub tall_rows: usize,
+    /// Most blocks per launch (warps loop over the remaining rows).
+    pub max_blocks: usize,
+    /// Most 16-byte loads per lane and row issued before their FMAs.
+    pub max_unroll: usize,
+}
+
+impl Default for GemvTuning {
+    fn default() -> Self {
+        GemvTuning {
+            warps: 8,
+            tall_rows: 1,
+            // Enough that every warp gets one row group for all but the LM head, which loops
+            // (H100: 132 SMs).
+            max_blocks: 32 * 132,
+            max_unroll: 12,
+        }
+    }
+}
+
+impl GemvTuning {
+    /// Reads `warps=8,rows=2,blocks=4224,unroll=10` (any subset; the rest stay default).
+    pub fn parse(text: &str) -> Result<GemvTuning, String> {
+        let mut t = GemvTuning::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("GEMV setting '{part}' is not key=value"))?;
+            let v: usize = value.parse().ok().filter(|&v| v > 0).ok_or_else(|| {
+                format!("GEMV setting '{key}': '{value}' is not a positive integer")
+            })?;
+            match key {
+                "warps" if v <= 32 => t.warps = v,
+                "rows" if v <= 4 => t.tall_rows = v,
+                "blocks" => t.max_blocks = v,
+                "unroll" if v <= 16 => t.max_unroll = v,
+                "warps" | "rows" | "unroll" => {
+                    return Err(format!("GEMV setting '{key}={v}' is out of range"))
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown GEMV setting '{key}' (warps, rows, blocks, unroll)"
+                    ))
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The KV-cache length when none is asked for: the spec's bound, at most this.
+pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
+/// Most tokens per prefill step when none is asked for.
+pub const DEFAULT_PREFILL: usize = 512;
+/// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).
+pub(super) const ATTENTION_CLUSTER: usize = 8;
+/// Positions per block of the decode attention's shortest spans: a cluster spans 8 x 64 = 512
+/// positions (128 was slower at 1,024).
+pub(super) const ATTENTION_SCORES_PER_BLOCK: usize = 64;
+/// Spans (clusters) per kv head of the decode attention at most, by default: longer contexts
+/// take longer spans. H100, tensor-core kernel, 0.6B / 4B decode tokens/s at 4,096 and 16,384
+/// positions (two calls): 8 spans 807 / 244 and 561 / 205; 6 spans 803 / 245 and 551 / 201;
+/// 5 spans 949-948 / 256 and 609-617 / 216-217; 4 spans 868-876 / 256 and 589-594 / 214-215.
+pub const ATTENTION_SPANS: usize = 5;
+/// The most spans per kv head a front end accepts for the decode attention.
+pub const MAX_ATTENTION_SPANS: usize = 1024;
+/// Rows of logits the io region holds for callers that want every prompt row's logits (parity
+/// checks, `pio logits`): 128 x 151,936 bf16 = 39 MB, where `max_prefill` rows took 156 MB at
+/// 512 and 622 MB at 2,048.
+pub(super) const LOGITS_ROWS: usize = 128;
+/// Threads per block of the decode attention.
+pub(super) const ATTENTION_THREADS: usize = 128;
+/// Key (and value) rows a warp of the decode attention loads per round (tensor-core paths).
+pub(super) const ATTENTION_ROWS_PER_WARP: usize = 32;
+/// Rounds of rows a warp of the decode attention streams into L2 ahead of its loads.
+pub(super) const ATTENTION_PREFETCH_ROUNDS: usize = 1;
+/// Warps per block of the per-head kernels and the scalar prefill attention.
+pub(super) const WARPS: usize = 4;
+/// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.
+pub(super) const GEMV_L2_PREFETCH_BYTES: usize = 16 << 20;
