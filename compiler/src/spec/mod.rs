@@ -209,6 +209,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     let hyper = resolve_hyper(&mut vr, &variant, &family);
     let mut fr = Reader::new(&fam_path);
     check_dims(&mut fr, &family, &hyper);
+    check_roles(&mut fr, &family);
     let hf_config = resolve_hf_config(&mut fr, &family, &hyper);
     vr.errors.sort_by_key(|e| e.loc);
     fr.errors.sort_by_key(|e| e.loc);
@@ -279,6 +280,44 @@ fn resolve_hyper(r: &mut Reader, v: &Variant, f: &Family) -> BTreeMap<String, Hy
         }
     }
     out
+}
+
+/// The graph's inputs and outputs by role: the runtime feeds token ids and positions and reads
+/// logits, so each input role is declared exactly once and the logits output exists.
+fn check_roles(r: &mut Reader, f: &Family) {
+    let at = Loc { line: 1, col: 1 };
+    for role in crate::ir::InputRole::ALL {
+        let with: Vec<&model::InputDecl> = f.inputs.iter().filter(|i| i.role == role).collect();
+        match with.as_slice() {
+            [] => r.err(
+                at,
+                "inputs",
+                format!("no input has role {} (the runtime feeds it)", role.name()),
+            ),
+            [_] => {}
+            [first, rest @ ..] => {
+                for dup in rest {
+                    r.err(
+                        dup.loc,
+                        &join("inputs", &dup.name),
+                        format!(
+                            "role {} is already the role of input '{}'",
+                            role.name(),
+                            first.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let logits = crate::ir::OutputRole::Logits;
+    if !f.outputs.is_empty() && !f.outputs.iter().any(|o| o.0 == logits) {
+        r.err(
+            at,
+            "outputs",
+            format!("no output '{}' (the runtime reads it)", logits.name()),
+        );
+    }
 }
 
 fn check_dims(r: &mut Reader, f: &Family, hyper: &BTreeMap<String, HyperValue>) {
