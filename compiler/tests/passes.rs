@@ -152,7 +152,7 @@ fn kv_cache_golden() {
 #[test]
 fn fuse_golden() {
     let g = run(&pass::KvCache, &mini());
-    golden("fuse", &g, &run(&pio_compiler::fusion::Fuse::default(), &g));
+    golden("fuse", &g, &run(&pio_compiler::pass::Fuse::default(), &g));
 }
 
 #[test]

@@ -1,10 +1,17 @@
 //! Reading and writing HF `generation_config.json`.
 
 use crate::error::PioError;
-use crate::model::GenerationDefaults;
 use pio_compiler::spec::ModelSpec;
+use pio_runtime::sampling::SamplingParams;
 use serde_json::{json, Value};
 use std::path::Path;
+
+/// Generation defaults of a model: from its generation_config.json, else from the artifact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerationDefaults {
+    pub eos_token_ids: Vec<u32>,
+    pub sampling: SamplingParams,
+}
 
 /// Applies a checkpoint's generation_config.json (if present) over the spec's defaults:
 /// eos ids, temperature, top_k, top_p, min_p, repetition_penalty.

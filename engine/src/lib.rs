@@ -42,7 +42,8 @@ pub mod options;
 pub mod weights;
 
 pub use error::PioError;
-pub use model::{argmax, GenerationDefaults, LoadTimings, Model};
+pub use generation_config::GenerationDefaults;
+pub use model::{argmax, LoadTimings, Model};
 pub use options::{Device, LoadOptions, WeightsSource};
 pub use pio_artifact as artifact;
 pub use pio_compiler as compiler;

@@ -3,6 +3,7 @@
 use crate::cpu::CpuBackend;
 use crate::cuda::CudaBackend;
 use crate::error::PioError;
+use crate::generation_config::GenerationDefaults;
 use crate::options::{Device, LoadOptions, WeightsSource};
 use pio_artifact::{Artifact, ModelInfo};
 use pio_runtime::chat::ChatTemplate;
@@ -11,13 +12,6 @@ use pio_runtime::sampling::SamplingParams;
 use pio_runtime::tokenizer::Tokenizer;
 use std::path::Path;
 use std::time::Instant;
-
-/// Generation defaults of a model: from its generation_config.json, else from the artifact.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GenerationDefaults {
-    pub eos_token_ids: Vec<u32>,
-    pub sampling: SamplingParams,
-}
 
 /// Where a load's time went, in seconds.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,6 +1,7 @@
 //! Fusion: declarative pattern rules decided on the IR only (never on buffer addresses or
 //! runtime state). Every fused op has a decomposition into primitive ops ([`decompose`]), which
-//! is its test oracle; `--no-fusion` skips this pass for differential testing.
+//! is its test oracle. The pass that applies the rules is [`crate::pass::Fuse`] (this module
+//! knows nothing of the pass manager); `--no-fusion` skips it for differential testing.
 
 mod decompose;
 mod pattern;
@@ -8,95 +9,6 @@ mod rules;
 mod siblings;
 
 pub use decompose::decompose;
-pub use pattern::{any, matches, op, weight, Match, Pat};
+pub use pattern::{any, matches, op, self_contained, weight, Match, Pat};
 pub use rules::{rules, Rule};
-
-use crate::error::CompileError;
-use crate::ir::infer::infer;
-use crate::ir::{Graph, Node};
-use crate::pass::Pass;
-
-/// The fusion pass: merges sibling projections, then applies the rules until none matches
-/// (the pass manager reruns it to a fixed point).
-pub struct Fuse {
-    rules: Vec<Rule>,
-}
-
-impl Default for Fuse {
-    fn default() -> Self {
-        Fuse { rules: rules() }
-    }
-}
-
-impl Pass for Fuse {
-    fn name(&self) -> &'static str {
-        "fuse"
-    }
-
-    fn fixed_point(&self) -> bool {
-        true
-    }
-
-    /// One round: merge sibling projections, else apply the first rule (in priority order)
-    /// that matches anywhere, at every place it matches. The manager repeats rounds until
-    /// nothing changes, so a higher-priority rule always sees the results of lower ones.
-    fn run(&self, g: &mut Graph) -> Result<bool, CompileError> {
-        let mut merged = false;
-        while siblings::merge_one(g) {
-            merged = true;
-        }
-        if merged {
-            return Ok(true);
-        }
-        for rule in &self.rules {
-            if self.apply(rule, g)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-impl Fuse {
-    /// Applies `rule` wherever it matches; returns whether it did anything.
-    fn apply(&self, rule: &Rule, g: &mut Graph) -> Result<bool, CompileError> {
-        let order = g
-            .topo_order()
-            .map_err(|c| CompileError::Options(format!("fuse: cycle through {}", c.join(", "))))?;
-        let mut changed = false;
-        for id in order {
-            if !g.contains(id) {
-                continue;
-            }
-            let mut m = Match::default();
-            if !matches(g, &rule.pattern, id, &mut m)
-                || !pattern::self_contained(g, &m)
-                || !(rule.check)(g, &m)
-            {
-                continue;
-            }
-            let (op, args) = (rule.build)(g, &m);
-            let root = g.node(id).clone();
-            let arg_types: Vec<_> = args.iter().map(|&a| &g.node(a).ty).collect();
-            // A rule must keep the value's type; if it would not, it does not apply.
-            match infer(&op, &arg_types) {
-                Ok(Some(ty)) if ty == root.ty => {}
-                _ => continue,
-            }
-            let fused = g.add(
-                Node {
-                    name: root.name.clone(),
-                    op,
-                    ty: root.ty,
-                },
-                &args,
-            );
-            g.replace_uses(id, fused);
-            for &dead in &m.ops {
-                g.remove(dead);
-            }
-            changed = true;
-        }
-        Ok(changed)
-    }
-}
+pub use siblings::merge_one as merge_sibling_projections;

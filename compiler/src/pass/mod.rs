@@ -4,11 +4,13 @@
 mod canonicalize;
 mod cse;
 mod dce;
+mod fuse;
 mod kv_cache;
 
 pub use canonicalize::Canonicalize;
 pub use cse::Cse;
 pub use dce::Dce;
+pub use fuse::Fuse;
 pub use kv_cache::KvCache;
 
 use crate::error::CompileError;
@@ -154,7 +156,7 @@ pub fn default_pipeline(opts: PassOptions) -> Result<PassManager, CompileError> 
         Box::new(Cse),
         Box::new(Dce::named("dce")),
         Box::new(KvCache),
-        Box::new(crate::fusion::Fuse::default()),
+        Box::new(Fuse::default()),
         Box::new(Dce::named("dce-final")),
     ];
     PassManager::new(passes, opts)

@@ -97,7 +97,14 @@ impl<'a> Functions<'a> {
 
 /// The runtime has bf16 kernels only (and reads the logits as bf16): any other dtype in the
 /// artifact is an error at load, not wrong numbers later.
+/// Likewise one sequence per step: the executor's inputs and sampler are sized for one.
 fn check_dtypes(a: &Artifact) -> Result<(), CudaError> {
+    if a.max_batch != 1 {
+        return Err(CudaError::Other(format!(
+            "artifact max_batch is {}, but the CUDA runtime runs one sequence per step",
+            a.max_batch
+        )));
+    }
     check_dtype_fields(a.dtype, a.io.logits_dtype)
 }
 
