@@ -75,12 +75,6 @@ impl Artifact {
             .iter()
             .any(|s| matches!(s, Step::Gemm(g) if g.logits))
     }
-
-    /// Bytes of device memory the four regions take.
-    pub fn device_bytes(&self) -> u64 {
-        let r = &self.regions;
-        r.weights + r.kv + r.io + r.arena
-    }
 }
 
 /// Bytes of each region.

@@ -93,9 +93,7 @@ pub enum Region {
 }
 
 impl Region {
-    pub const ALL: [Region; 4] = [Region::Weights, Region::Kv, Region::Io, Region::Arena];
-
-    /// Its index in [`Region::ALL`] (for tables of four).
+    /// Its index in a table of the four regions (weights, kv, io, arena).
     pub fn index(self) -> usize {
         match self {
             Region::Weights => 0,

@@ -3,12 +3,12 @@
 
 use crate::error::PioError;
 use crate::options::WeightsSource;
-use crate::weights::{artifact_tied_names, artifact_weight_specs};
+use crate::weights::artifact_weight_specs;
 use pio_artifact::Artifact;
 use pio_compiler::interp::CpuExecutor;
 use pio_compiler::ir::OutputRole;
 use pio_runtime::generate::{BoxError, Forward};
-use pio_runtime::weights::{self, WeightDir};
+use pio_runtime::weights;
 
 /// The CPU reference executor as a model.
 pub struct CpuBackend(CpuExecutor);
@@ -35,10 +35,7 @@ impl CpuBackend {
                 CpuExecutor::new(graph, &mut load)?
             }
             WeightsSource::Dir(dir) => {
-                weights::check_config(&dir.join("config.json"), &a.model.hf_config)?;
-                let tied = artifact_tied_names(a);
-                let tied: Vec<&str> = tied.iter().map(String::as_str).collect();
-                let wd = WeightDir::open_with(dir, &specs, &tied)?;
+                let wd = crate::weights::open_dir(a, dir)?;
                 let mut load =
                     |name: &str, _: &[usize]| wd.tensor_f32(name).map_err(|e| e.to_string());
                 CpuExecutor::new(graph, &mut load)?

@@ -9,8 +9,6 @@ use super::types::{DType, Dim, Shape, TensorType};
 pub const CTX: &str = "ctx";
 /// The IR's symbolic dimension of sequences in a step.
 pub const BATCH: &str = "batch";
-/// The IR's symbolic dimension of new tokens in a step.
-pub const SEQ: &str = "seq";
 
 /// Infers the result type of `op` applied to `args`. Leaves (inputs, weights) carry declared
 /// types and are not inferred: they return `Ok(None)`.

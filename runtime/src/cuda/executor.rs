@@ -16,7 +16,7 @@ use super::profile::Profiler;
 use super::regions::DeviceRegions;
 use super::sampler::GpuSampler;
 use crate::sampling::SamplingParams;
-use pio_artifact::{Artifact, Region, Step, WeightEntry};
+use pio_artifact::{Artifact, Region, WeightEntry};
 
 pub use super::profile::{Phase, Profile};
 pub use super::sampler::{gpu_sampling_supported, GPU_MAX_TOP_K};
@@ -90,10 +90,7 @@ impl CudaModel {
             artifact.model.vocab_size,
         )?;
         let use_graph = std::env::var_os("PIO_NO_CUDA_GRAPH").is_none();
-        let logits_gemm = artifact
-            .prefill
-            .iter()
-            .any(|s| matches!(s, Step::Gemm(g) if g.logits));
+        let logits_gemm = artifact.prefill_logits_gemm();
         let profiler = match std::env::var_os("PIO_PROFILE") {
             Some(_) => Some(Profiler::new(&gpu)?),
             None => None,
