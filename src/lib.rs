@@ -5,6 +5,7 @@
 //! [`Model`].
 
 pub mod bench;
+pub mod cli;
 pub mod npy;
 
 pub use pio_engine::*;

@@ -66,7 +66,7 @@ fn random_weights_equal_the_written_directory() {
     // `--weights random` and `pio init-weights` with the same seed must be the same model.
     let dir = tempfile::tempdir().unwrap();
     let spec = Path::new("model-specs/qwen3-tiny.yaml");
-    pio::init_weights::init_weights(spec, dir.path(), 7, false).unwrap();
+    pio::init_weights::init_weights(spec, dir.path(), 7, false, false).unwrap();
     let ids = [9, 72, 300, 17];
     let from_dir = Model::load(spec, &WeightsSource::Dir(dir.path().into()), Device::Cpu)
         .unwrap()

@@ -10,19 +10,53 @@ use pio_compiler::ir::OutputRole;
 use pio_runtime::generate::{BoxError, Forward};
 use pio_runtime::weights;
 
+/// A bar over the f32 bytes of the weights, for loads big enough to take a while (the
+/// 0.6B's 2.4 GB take ~20 s); none for small ones or when not asked.
+fn progress_bar(
+    progress: bool,
+    total: u64,
+    source: &WeightsSource,
+) -> Option<indicatif::ProgressBar> {
+    (progress && total > 64 << 20).then(|| {
+        let what = match source {
+            WeightsSource::Random { .. } => "making random weights",
+            WeightsSource::Dir(_) => "loading weights",
+        };
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{what} (f32, CPU) {{bar:40}} {{binary_bytes}}/{{binary_total_bytes}} {{elapsed}}"
+            ))
+            .expect("static template"),
+        );
+        b
+    })
+}
+
 /// The CPU reference executor as a model.
 pub struct CpuBackend(CpuExecutor);
 
 impl CpuBackend {
     /// Builds the executor from the artifact's reference graph, its KV cache bounded by the
-    /// artifact's context, with the weights of `source`.
-    pub fn load(a: &Artifact, source: &WeightsSource) -> Result<CpuBackend, PioError> {
+    /// artifact's context, with the weights of `source`; `progress` draws a bar for loads of
+    /// more than a second or so.
+    pub fn load(
+        a: &Artifact,
+        source: &WeightsSource,
+        progress: bool,
+    ) -> Result<CpuBackend, PioError> {
         let text = a.reference_graph.text().map_err(|e| PioError::File {
             path: a.reference_graph.file.clone().into(),
             message: format!("not UTF-8: {e}"),
         })?;
         let graph = pio_compiler::ir::serial::from_json(text)?;
         let specs = artifact_weight_specs(a);
+        let bar = progress_bar(progress, crate::footprint::cpu_bytes(a), source);
+        let advance = |values: &[f32]| {
+            if let Some(b) = &bar {
+                b.inc(4 * values.len() as u64);
+            }
+        };
         let mut exec = match source {
             WeightsSource::Random { seed } => {
                 let mut load = |name: &str, _: &[usize]| {
@@ -30,17 +64,25 @@ impl CpuBackend {
                         .iter()
                         .find(|s| s.name == name)
                         .ok_or_else(|| format!("the artifact has no weight {name}"))?;
-                    Ok(weights::random_tensor_f32(*seed, s))
+                    let values = weights::random_tensor_f32(*seed, s).map_err(|e| e.to_string())?;
+                    advance(&values);
+                    Ok(values)
                 };
                 CpuExecutor::new(graph, &mut load)?
             }
             WeightsSource::Dir(dir) => {
                 let wd = crate::weights::open_dir(a, dir)?;
-                let mut load =
-                    |name: &str, _: &[usize]| wd.tensor_f32(name).map_err(|e| e.to_string());
+                let mut load = |name: &str, _: &[usize]| {
+                    let values = wd.tensor_f32(name).map_err(|e| e.to_string())?;
+                    advance(&values);
+                    Ok(values)
+                };
                 CpuExecutor::new(graph, &mut load)?
             }
         };
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
         exec.set_context_bound(a.max_context)?;
         Ok(CpuBackend(exec))
     }

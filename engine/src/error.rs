@@ -29,6 +29,8 @@ pub enum PioError {
     #[error("{0}")]
     Device(String),
     #[error(transparent)]
+    NotEnough(#[from] pio_runtime::resources::NotEnough),
+    #[error(transparent)]
     Cuda(#[from] pio_runtime::cuda::device::CudaError),
     /// Load settings that do not fit the model or the artifact.
     #[error("{0}")]

@@ -14,8 +14,9 @@ pub struct GenerationDefaults {
 }
 
 /// Applies a checkpoint's generation_config.json (if present) over the spec's defaults:
-/// eos ids, temperature, top_k, top_p, min_p, repetition_penalty.
-pub fn apply(path: &Path, d: &mut GenerationDefaults) -> Result<(), PioError> {
+/// eos ids (each inside the model's `vocab_size`), temperature, top_k, top_p, min_p,
+/// repetition_penalty.
+pub fn apply(path: &Path, d: &mut GenerationDefaults, vocab_size: usize) -> Result<(), PioError> {
     if !path.is_file() {
         return Ok(());
     }
@@ -23,20 +24,32 @@ pub fn apply(path: &Path, d: &mut GenerationDefaults) -> Result<(), PioError> {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let text = pio_runtime::weights::config::read_bounded(path)?;
+    let v: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let token_id = |x: &Value| {
+        x.as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .filter(|&x| (x as usize) < vocab_size)
+    };
+    let ids_error = |found: &Value| {
+        bad(format!(
+            "eos_token_id must be a token id or a list of token ids below the vocabulary size \
+             {vocab_size}, found {found}"
+        ))
+    };
     match v.get("eos_token_id") {
-        Some(Value::Number(n)) => {
-            d.eos_token_ids = vec![n.as_u64().ok_or_else(|| bad("bad eos_token_id".into()))? as u32]
+        None | Some(Value::Null) => {}
+        Some(one @ Value::Number(_)) => {
+            d.eos_token_ids = vec![token_id(one).ok_or_else(|| ids_error(one))?]
         }
-        Some(Value::Array(a)) => {
+        Some(list @ Value::Array(a)) => {
             d.eos_token_ids = a
                 .iter()
-                .map(|x| x.as_u64().map(|x| x as u32))
+                .map(token_id)
                 .collect::<Option<_>>()
-                .ok_or_else(|| bad("eos_token_id must be a list of token ids".into()))?
+                .ok_or_else(|| ids_error(list))?
         }
-        _ => {}
+        Some(other) => return Err(ids_error(other)),
     }
     let num = |key: &str| v.get(key).and_then(Value::as_f64);
     let s = &mut d.sampling;

@@ -3,7 +3,7 @@
 
 use crate::error::PioError;
 use crate::weights::weight_specs;
-use pio_runtime::weights::{write_random_hf_dir, WriteOptions, WriteSummary};
+use pio_runtime::weights::{write_random_hf_dir_with_progress, WriteOptions, WriteSummary};
 use serde_json::Value;
 use std::path::Path;
 
@@ -25,12 +25,14 @@ pub fn config_json(spec: &pio_compiler::spec::ModelSpec) -> Value {
 }
 
 /// Writes config.json, generation_config.json, the tokenizer files and random bf16 weights
-/// (seeded) into `dir`. Existing files are never replaced unless `force`.
+/// (seeded) into `dir`. Existing files are never replaced unless `force`; `progress` draws a
+/// bar for checkpoints over 64 MB.
 pub fn init_weights(
     spec_path: &Path,
     dir: &Path,
     seed: u64,
     force: bool,
+    progress: bool,
 ) -> Result<WriteSummary, PioError> {
     let spec = pio_compiler::spec::load(spec_path)?;
     let graph = pio_compiler::lower::lower(&spec)?;
@@ -64,5 +66,28 @@ pub fn init_weights(
         force,
         ..WriteOptions::default()
     };
-    Ok(write_random_hf_dir(dir, seed, &specs, &files, &opts)?)
+    let total: u64 = specs
+        .iter()
+        .map(|s| 2 * s.numel().unwrap_or(0) as u64)
+        .sum();
+    let bar = (progress && total > 64 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "writing random weights {bar:40} {binary_bytes}/{binary_total_bytes} {elapsed}",
+            )
+            .expect("static template"),
+        );
+        b
+    });
+    let advance = |bytes: u64| {
+        if let Some(b) = &bar {
+            b.inc(bytes);
+        }
+    };
+    let summary = write_random_hf_dir_with_progress(dir, seed, &specs, &files, &opts, &advance)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(summary)
 }

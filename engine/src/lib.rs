@@ -17,7 +17,7 @@
 //!     Device::Cpu,
 //!     &LoadOptions::default(),
 //! )?;
-//! let text = model.chat_template().render(
+//! let text = model.chat_template()?.render(
 //!     &[Message::user("Why is the sky blue?")],
 //!     &ChatOptions { add_generation_prompt: true, enable_thinking: None },
 //! )?;
@@ -35,6 +35,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod error;
+pub mod footprint;
 pub mod generation_config;
 pub mod init_weights;
 pub mod model;

@@ -43,13 +43,35 @@ pub struct Model {
     info: ModelInfo,
     backend: Backend,
     tokenizer: Tokenizer,
-    chat: ChatTemplate,
+    /// Where the chat template comes from; compiled on first use, so that a broken template
+    /// only fails the runs that use it.
+    chat_source: ChatSource,
+    chat: std::sync::OnceLock<ChatTemplate>,
     defaults: GenerationDefaults,
     random_weights: bool,
     timings: LoadTimings,
     /// Parameters and their bytes in the checkpoint's dtype (tied tensors once).
     params: u64,
     weight_bytes: u64,
+}
+
+/// A chat template not yet compiled.
+enum ChatSource {
+    /// A tokenizer_config.json in the weights directory.
+    File(std::path::PathBuf),
+    /// The artifact's copy (file label, bytes).
+    Attached(String, Vec<u8>),
+}
+
+impl ChatSource {
+    fn compile(&self) -> Result<ChatTemplate, pio_runtime::chat::ChatError> {
+        match self {
+            ChatSource::File(p) => ChatTemplate::from_tokenizer_config(p),
+            ChatSource::Attached(label, bytes) => {
+                ChatTemplate::from_tokenizer_config_bytes(bytes, label)
+            }
+        }
+    }
 }
 
 enum Backend {
@@ -128,16 +150,15 @@ impl Model {
             Some(p) => Tokenizer::from_file(&p)?,
             None => Tokenizer::from_bytes(&info.tokenizer.data, &info.tokenizer.file)?,
         };
-        let chat = match file_in("tokenizer_config.json") {
-            Some(p) => ChatTemplate::from_tokenizer_config(&p)?,
-            None => ChatTemplate::from_tokenizer_config_bytes(
-                &info.tokenizer_config.data,
-                &info.tokenizer_config.file,
-            )?,
+        let chat_source = match file_in("tokenizer_config.json") {
+            Some(p) => ChatSource::File(p),
+            None => ChatSource::Attached(
+                info.tokenizer_config.file.clone(),
+                std::mem::take(&mut info.tokenizer_config.data),
+            ),
         };
-        // The attachments' bytes are not needed past this point.
+        // The tokenizer's bytes are not needed past this point.
         info.tokenizer.data = Vec::new();
-        info.tokenizer_config.data = Vec::new();
         if tokenizer.vocab_size() > info.vocab_size {
             return Err(PioError::Options(format!(
                 "the tokenizer has {} tokens but the model's vocabulary is {}",
@@ -159,14 +180,18 @@ impl Model {
             },
         };
         if let Some(d) = &dir {
-            crate::generation_config::apply(&d.join("generation_config.json"), &mut defaults)?;
+            crate::generation_config::apply(
+                &d.join("generation_config.json"),
+                &mut defaults,
+                info.vocab_size,
+            )?;
         }
-        let params: u64 = artifact
-            .weights
-            .iter()
-            .map(|w| w.shape.iter().product::<usize>() as u64)
-            .sum();
-        let weight_bytes = params * info.weights_dtype.size() as u64;
+        let params = crate::footprint::params(&artifact);
+        let weight_bytes = params.saturating_mul(info.weights_dtype.size() as u64);
+        match &gpu {
+            Some(gpu) => crate::footprint::check_gpu(&artifact, gpu.memory().0)?,
+            None => crate::footprint::check_cpu(&artifact)?,
+        }
         let started = Instant::now();
         let (backend, timings) = match gpu {
             Some(gpu) => {
@@ -179,7 +204,7 @@ impl Model {
                 (Backend::Cuda(Box::new(c)), t)
             }
             None => {
-                let c = CpuBackend::load(&artifact, weights)?;
+                let c = CpuBackend::load(&artifact, weights, opts.progress)?;
                 let t = LoadTimings {
                     weights_s: started.elapsed().as_secs_f64(),
                     ..Default::default()
@@ -191,7 +216,8 @@ impl Model {
             info,
             backend,
             tokenizer,
-            chat,
+            chat_source,
+            chat: std::sync::OnceLock::new(),
             defaults,
             random_weights: matches!(weights, WeightsSource::Random { .. }),
             timings,
@@ -239,8 +265,13 @@ impl Model {
         &self.tokenizer
     }
 
-    pub fn chat_template(&self) -> &ChatTemplate {
-        &self.chat
+    /// The model's chat template, compiled on first use (an error names the template's file).
+    pub fn chat_template(&self) -> Result<&ChatTemplate, PioError> {
+        if let Some(t) = self.chat.get() {
+            return Ok(t);
+        }
+        let compiled = self.chat_source.compile()?;
+        Ok(self.chat.get_or_init(|| compiled))
     }
 
     pub fn defaults(&self) -> &GenerationDefaults {

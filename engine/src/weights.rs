@@ -109,7 +109,7 @@ pub fn fill_bf16(
                     shape,
                     init: weight_init(w.init),
                 };
-                let values = weights::random_tensor_bf16(seed, &spec);
+                let values = weights::random_tensor_bf16(seed, &spec).map_err(|e| e.to_string())?;
                 for (d, v) in dst.chunks_mut(2).zip(values) {
                     d.copy_from_slice(&v.to_le_bytes());
                 }

@@ -90,14 +90,22 @@ pub struct GenerationStats {
 
 impl GenerationStats {
     /// Prompt tokens per second of the prefill.
-    pub fn prefill_tokens_per_s(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-12)
+    /// None when nothing was prefilled (or too fast to time).
+    pub fn prefill_tokens_per_s(&self) -> Option<f64> {
+        rate(self.prompt_tokens, self.prefill)
     }
 
     /// Generated tokens per second after the first (the first comes from the prefill).
-    pub fn decode_tokens_per_s(&self) -> f64 {
-        self.generated_tokens.saturating_sub(1) as f64 / self.decode.as_secs_f64().max(1e-12)
+    /// None when fewer than two tokens were generated.
+    pub fn decode_tokens_per_s(&self) -> Option<f64> {
+        rate(self.generated_tokens.saturating_sub(1), self.decode)
     }
+}
+
+/// Tokens per second, or None for no tokens or no measurable time.
+fn rate(tokens: usize, time: std::time::Duration) -> Option<f64> {
+    let secs = time.as_secs_f64();
+    (tokens > 0 && secs > 0.0).then(|| tokens as f64 / secs)
 }
 
 /// A streaming generation: iterate to get tokens as they are produced.

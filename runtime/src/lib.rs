@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod cuda;
 pub mod generate;
+pub mod resources;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;

@@ -397,3 +397,37 @@ fn config_missing_or_bad() {
         .to_string();
     assert!(msg.contains("not an object"), "{msg}");
 }
+
+#[test]
+fn overlapping_tensors_are_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    // model.norm.weight's 8 bytes lie inside the embedding's: aliasing tensors.
+    let h = json!({
+        "model.embed_tokens.weight": {"dtype": "BF16", "shape": [10, 4], "data_offsets": [0, 80]},
+        "model.layers.0.self_attn.q_proj.weight":
+            {"dtype": "BF16", "shape": [8, 4], "data_offsets": [80, 144]},
+        "model.norm.weight": {"dtype": "BF16", "shape": [4], "data_offsets": [16, 24]},
+    });
+    let h = serde_json::to_vec(&h).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&[0; 144]);
+    std::fs::write(tmp.path().join("model.safetensors"), &out).unwrap();
+    expect_corrupt(
+        tmp.path(),
+        "tensors model.embed_tokens.weight and model.norm.weight overlap",
+    );
+}
+
+#[test]
+fn single_file_and_index_together_are_ambiguous() {
+    let tmp = good_dir();
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        r#"{"weight_map": {}}"#,
+    )
+    .unwrap();
+    let err = WeightDir::open(tmp.path(), &specs()).unwrap_err();
+    assert!(matches!(err, WeightsError::AmbiguousLayout { .. }), "{err}");
+    assert!(err.to_string().contains("ambiguous"), "{err}");
+}

@@ -37,6 +37,52 @@ pub struct BenchOptions {
     pub warmup: usize,
     pub device: Device,
     pub progress: bool,
+    /// The sizes are defaults, not the user's: drop the contexts and prompt lengths a model
+    /// cannot hold (with a note) instead of refusing it.
+    pub fit_to_model: bool,
+}
+
+/// The prompt lengths and contexts to measure on a model of context `bound`: the user's, each
+/// checked, or the defaults that fit (see [`BenchOptions::fit_to_model`]).
+fn fit_sizes(
+    o: &BenchOptions,
+    bound: usize,
+    name: &str,
+) -> Result<(Vec<usize>, Vec<usize>), PioError> {
+    let prompt_fits = |p: usize| p >= 1 && p < bound;
+    let context_fits = |c: usize| c.saturating_add(o.gen) <= bound;
+    if !o.fit_to_model {
+        if let Some(&c) = o.contexts.iter().find(|&&c| !context_fits(c)) {
+            return Err(PioError::Device(format!(
+                "bench: context {c} + {} generated tokens exceed {name}'s context of {bound}",
+                o.gen
+            )));
+        }
+        if let Some(&p) = o.prompt_lens.iter().find(|&&p| !prompt_fits(p)) {
+            return Err(PioError::Device(format!(
+                "bench: prompt length {p} must be between 1 and {name}'s context of {bound}"
+            )));
+        }
+        return Ok((o.prompt_lens.clone(), o.contexts.clone()));
+    }
+    let (prompts, dropped_p): (Vec<usize>, Vec<usize>) =
+        o.prompt_lens.iter().partition(|&&p| prompt_fits(p));
+    let (contexts, dropped_c): (Vec<usize>, Vec<usize>) =
+        o.contexts.iter().partition(|&&c| context_fits(c));
+    if prompts.is_empty() && contexts.is_empty() {
+        return Err(PioError::Device(format!(
+            "bench: no default size fits {name}'s context of {bound}: give --prompt-len and \
+             --context"
+        )));
+    }
+    if !dropped_p.is_empty() || !dropped_c.is_empty() {
+        eprintln!(
+            "note: {name} holds {bound} tokens: skipping prompt lengths {dropped_p:?} and \
+             contexts {dropped_c:?} (+ {} generated)",
+            o.gen
+        );
+    }
+    Ok((prompts, contexts))
 }
 
 /// Runs every measurement for every spec.
@@ -103,20 +149,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
         if let Some(b) = &bar {
             b.set_message(name.clone());
         }
-        let bound = model.context_bound();
-        for &c in &o.contexts {
-            if c + o.gen > bound {
-                return Err(PioError::Device(format!(
-                    "bench: context {c} + {} generated tokens exceed {name}'s context of {bound}",
-                    o.gen
-                )));
-            }
-        }
-        if let Some(&p) = o.prompt_lens.iter().find(|&&p| p == 0 || p >= bound) {
-            return Err(PioError::Device(format!(
-                "bench: prompt length {p} must be between 1 and {name}'s context of {bound}"
-            )));
-        }
+        let (prompt_lens, contexts) = fit_sizes(o, model.context_bound(), &name)?;
         let timings = model.timings().clone();
         let compile_cold_s = timings.compile_s + timings.nvrtc_s;
         // Warm: the same compile again (the spec compile when there is one), every kernel now in
@@ -142,7 +175,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
         let greedy = SamplingParams::greedy();
 
         let mut prefill = Vec::new();
-        for &p in &o.prompt_lens {
+        for &p in &prompt_lens {
             let ids = tokens(p);
             let (mut ttft, mut tps) = (Vec::new(), Vec::new());
             for r in 0..o.warmup + o.repeats {
@@ -166,7 +199,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
 
         let weight_bytes = model_weight_bytes(&mut model);
         let mut decode = Vec::new();
-        for &c in &o.contexts {
+        for &c in &contexts {
             let ids = tokens(c.max(1));
             let mut tps = Vec::new();
             // The cache is filled once per context. On the GPU every run rewinds to it (the runs

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
+use pio::{errln, outln};
 use pio_compiler::codegen::{CodegenOptions, GemvTuning};
 use pio_compiler::pass::PassOptions;
 use pio_compiler::summary::{bytes_human, thousands};
@@ -55,15 +56,16 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    pio::cli::finish(run())
 }
 
 fn run() -> Result<()> {
     let args = Args::parse();
     let path = specs::resolve_spec(&args.spec)?;
+    // The output folder is checked before any work, and written only through a scratch
+    // folder that is swapped in at the end (see pio_compiler::output).
+    let out = pio_compiler::output::OutputDir::begin(&args.output, args.force)?;
+    pio::cli::register_scratch_dir(out.scratch().to_path_buf());
     let start = Instant::now();
     let spec = pio_compiler::spec::load(&path)?;
     let opts = CompileOptions {
@@ -89,53 +91,45 @@ fn run() -> Result<()> {
     let summary = pio_compiler::summary::summarize(before);
 
     use pio_compiler::ir::{dot::to_dot, print::print};
-    use pio_compiler::output::{prepare_dir, write_file};
-    let dir = &args.output;
-    prepare_dir(dir, args.force)?;
-    write_file(dir, "ir-before.txt", print(before).as_bytes())?;
-    write_file(dir, "ir-before.dot", to_dot(before).as_bytes())?;
-    write_file(dir, "ir-after.txt", print(graph).as_bytes())?;
-    write_file(dir, "ir-after.dot", to_dot(graph).as_bytes())?;
+    out.write("ir-before.txt", print(before).as_bytes())?;
+    out.write("ir-before.dot", to_dot(before).as_bytes())?;
+    out.write("ir-after.txt", print(graph).as_bytes())?;
+    out.write("ir-after.dot", to_dot(graph).as_bytes())?;
     for (pass, text) in &report.dumps {
-        write_file(dir, &format!("ir-after-{pass}.txt"), text.as_bytes())?;
+        out.write(&format!("ir-after-{pass}.txt"), text.as_bytes())?;
     }
     let json = serde_json::to_string_pretty(&summary)?;
-    write_file(dir, "summary.json", format!("{json}\n").as_bytes())?;
+    out.write("summary.json", format!("{json}\n").as_bytes())?;
     let a = &compiled.artifact;
-    // The kernels folder is ours (prepare_dir checked): drop kernels of an earlier compile.
-    let kernels_dir = dir.join("kernels");
-    if kernels_dir.is_dir() {
-        std::fs::remove_dir_all(&kernels_dir)
-            .map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", kernels_dir.display()))?;
-    }
-    a.write_dir(dir)?;
+    a.write_dir(out.scratch())?;
     // Readable views of what artifact.json holds.
-    write_file(
-        dir,
+    out.write(
         "launches-decode.txt",
         pio_compiler::codegen::listing(&a.decode).as_bytes(),
     )?;
-    write_file(
-        dir,
+    out.write(
         "launches-prefill.txt",
         pio_compiler::codegen::listing(&a.prefill).as_bytes(),
     )?;
-    write_file(
-        dir,
+    out.write(
         "memory-plan.json",
         serde_json::to_string_pretty(&serde_json::json!({
             "regions": a.regions, "report": a.memory, "kv_caches": a.kv_caches, "io": a.io,
         }))?
         .as_bytes(),
     )?;
-    write_file(
-        dir,
+    out.write(
         "weights.json",
         serde_json::to_string_pretty(&a.weights)?.as_bytes(),
     )?;
+    let scratch = out.scratch().to_path_buf();
+    let committed = out.commit();
+    pio::cli::unregister_scratch_dir(&scratch);
+    committed?;
+    let dir = &args.output;
 
     for r in &report.records {
-        eprintln!(
+        errln!(
             "  pass {:<12} {:>8.2} ms  {:>2} round(s)  {:>5} nodes{}",
             r.name,
             r.time.as_secs_f64() * 1e3,
@@ -144,7 +138,7 @@ fn run() -> Result<()> {
             if r.changed { "" } else { "  (no change)" }
         );
     }
-    println!(
+    outln!(
         "{}: {} -> {} nodes, {} distinct kernels, {} launches per decode step ({:.1} per layer), \
          arena {} (decode {} -> {}, prefill {} -> {} planned), weights {}, KV {} bytes/token, \
          {} params -> {} ({:.0} ms)",
@@ -164,10 +158,10 @@ fn run() -> Result<()> {
         thousands(summary.params),
         dir.display(),
         elapsed.as_secs_f64() * 1e3
-    );
-    println!(
+    )?;
+    outln!(
         "run it: pio run --artifact {} --weights random   (or --weights an HF checkpoint folder)",
         dir.display()
-    );
+    )?;
     Ok(())
 }

@@ -4,9 +4,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pio::runtime::chat::{ChatOptions, Message};
 use pio::runtime::sampling::SamplingParams;
+use pio::{errln, outln};
 use pio::{Device, LoadOptions, Model, WeightsSource};
 use pio_compiler::summary::{bytes_human, thousands};
-use std::io::Write;
 use std::path::PathBuf;
 
 #[path = "../specs.rs"]
@@ -126,15 +126,16 @@ struct BenchArgs {
     /// `random`, or HF directories: one for every spec, or one per spec (repeatable).
     #[arg(long, default_value = "random")]
     weights: Vec<String>,
-    /// Prompt lengths for TTFT and prefill speed.
-    #[arg(long, value_delimiter = ',', default_value = "128,2048")]
-    prompt_len: Vec<usize>,
+    /// Prompt lengths for TTFT and prefill speed [default: 128,2048, those that fit the model].
+    #[arg(long, value_delimiter = ',')]
+    prompt_len: Option<Vec<usize>>,
     /// Tokens generated per decode measurement.
     #[arg(long, default_value_t = 256)]
     gen: usize,
-    /// Context positions at which decode speed is measured.
-    #[arg(long, value_delimiter = ',', default_value = "128,1024,4096,16384")]
-    context: Vec<usize>,
+    /// Context positions at which decode speed is measured [default: 128,1024,4096,16384,
+    /// those that fit the model].
+    #[arg(long, value_delimiter = ',')]
+    context: Option<Vec<usize>>,
     #[arg(long, default_value_t = 3)]
     repeats: usize,
     #[arg(long, default_value_t = 1)]
@@ -199,17 +200,18 @@ struct RunArgs {
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
     /// Sampling temperature (0 = greedy); default from the model's generation config.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     temperature: Option<f32>,
+    /// Keep only the k most probable tokens; 0 turns the filter off (as in HF).
     #[arg(long)]
     top_k: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     min_p: Option<f32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     repetition_penalty: Option<f32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     presence_penalty: Option<f32>,
     /// Seed of the sampler (and of random weights).
     #[arg(long, default_value_t = 0)]
@@ -226,10 +228,8 @@ struct RunArgs {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    pio::cli::remove_temporaries_on_interrupt();
+    pio::cli::finish(run())
 }
 
 fn run() -> Result<()> {
@@ -255,12 +255,13 @@ fn run() -> Result<()> {
             seed,
             device,
         } => {
+            pio::cli::check_output_file(&output, "--output")?;
             let opts = LoadOptions {
                 max_context,
                 ..Default::default()
             };
             let mut model = model.load(&WeightsSource::from_arg(&weights, seed), device, &opts)?;
-            eprintln!("device: {}", model.device_name());
+            errln!("device: {}", model.device_name());
             if step_path == StepPath::Prefill {
                 let gpu = model
                     .cuda()
@@ -279,7 +280,7 @@ fn run() -> Result<()> {
             pio::npy::write_f32_2d(&output, &rows)
                 .with_context(|| format!("writing {}", output.display()))?;
             let ids: Vec<String> = generated.iter().map(u32::to_string).collect();
-            println!("{}", ids.join(","));
+            outln!("{}", ids.join(","))?;
             Ok(())
         }
         Command::InitWeights {
@@ -289,13 +290,13 @@ fn run() -> Result<()> {
             force,
         } => {
             let path = specs::resolve_spec(&spec)?;
-            let summary = pio::init_weights::init_weights(&path, &output, seed, force)?;
-            println!(
+            let summary = pio::init_weights::init_weights(&path, &output, seed, force, true)?;
+            outln!(
                 "wrote {} ({} of weights in {})",
                 output.display(),
                 bytes_human(summary.total_bytes),
                 summary.weight_files.join(", ")
-            );
+            )?;
             Ok(())
         }
     }
@@ -303,6 +304,13 @@ fn run() -> Result<()> {
 
 fn bench(a: BenchArgs) -> Result<()> {
     use pio::bench::runner::ModelSource;
+    // Output paths first: a finished benchmark must never be lost to a bad path.
+    if let Some(p) = &a.json {
+        pio::cli::check_output_file(p, "--json")?;
+    }
+    if let Some(d) = &a.plots {
+        pio::cli::check_output_folder(d, "--plots")?;
+    }
     let mut specs = a
         .spec
         .iter()
@@ -320,9 +328,10 @@ fn bench(a: BenchArgs) -> Result<()> {
             .iter()
             .map(|w| WeightsSource::from_arg(w, 0))
             .collect(),
-        prompt_lens: a.prompt_len,
+        fit_to_model: a.prompt_len.is_none() && a.context.is_none(),
+        prompt_lens: a.prompt_len.unwrap_or_else(|| vec![128, 2048]),
         gen: a.gen,
-        contexts: a.context,
+        contexts: a.context.unwrap_or_else(|| vec![128, 1024, 4096, 16384]),
         repeats: a.repeats,
         warmup: a.warmup,
         device: a.device,
@@ -333,7 +342,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, format!("{text}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        errln!("wrote {}", path.display());
     }
     show(&report, &others, a.plots.as_deref())
 }
@@ -344,6 +353,9 @@ fn compare(
     others: &[PathBuf],
     plots: Option<&std::path::Path>,
 ) -> Result<()> {
+    if let Some(d) = plots {
+        pio::cli::check_output_folder(d, "--plots")?;
+    }
     let ours = read_reports(&[ours.to_path_buf()])?.remove(0);
     show(&ours, &read_reports(others)?, plots)
 }
@@ -368,26 +380,45 @@ fn show(
     others: &[pio::bench::report::BenchReport],
     plots: Option<&std::path::Path>,
 ) -> Result<()> {
-    println!("{}", pio::bench::report::markdown(ours));
+    outln!("{}", pio::bench::report::markdown(ours))?;
     for other in others {
-        println!(
+        outln!(
             "pio vs {}:\n{}",
             other.engine,
             pio::bench::compare::ratio_table(ours, other)
-        );
+        )?;
     }
     if let Some(dir) = plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut all = vec![ours];
         all.extend(others.iter());
         for f in pio::bench::plot::write_plots(&all, dir)? {
-            eprintln!("wrote {}", f.display());
+            errln!("wrote {}", f.display());
         }
     }
     Ok(())
 }
 
+/// The sampling flags the user gave, over neutral values: checked before anything loads.
+fn sampling_flags(a: &RunArgs) -> SamplingParams {
+    let n = SamplingParams::greedy();
+    SamplingParams {
+        temperature: a.temperature.unwrap_or(n.temperature),
+        top_k: a.top_k.unwrap_or(n.top_k),
+        top_p: a.top_p.unwrap_or(n.top_p),
+        min_p: a.min_p.unwrap_or(n.min_p),
+        repetition_penalty: a.repetition_penalty.unwrap_or(n.repetition_penalty),
+        presence_penalty: a.presence_penalty.unwrap_or(n.presence_penalty),
+        seed: a.seed,
+    }
+}
+
 fn run_model(a: RunArgs) -> Result<()> {
+    // Argument errors first: nothing is loaded for a command line that cannot run.
+    if !a.chat && (a.system.is_some() || a.no_think) {
+        anyhow::bail!("--system and --no-think need --chat");
+    }
+    sampling_flags(&a).validate()?;
     let opts = LoadOptions {
         max_context: a.max_context,
         progress: true,
@@ -396,7 +427,7 @@ fn run_model(a: RunArgs) -> Result<()> {
     let weights = WeightsSource::from_arg(&a.weights, a.seed);
     let mut model = a.model.load(&weights, a.device, &opts)?;
     if model.has_random_weights() {
-        eprintln!(
+        errln!(
             "note: {} runs with random weights: the output is gibberish",
             model.info().name
         );
@@ -409,17 +440,14 @@ fn run_model(a: RunArgs) -> Result<()> {
         msgs.push(Message::user(a.prompt.clone()));
         let thinking = model.info().thinking;
         if a.no_think && !thinking {
-            eprintln!("note: --no-think has no effect: this model never thinks");
+            errln!("note: --no-think has no effect: this model never thinks");
         }
         let opts = ChatOptions {
             add_generation_prompt: true,
             enable_thinking: (thinking && a.no_think).then_some(false),
         };
-        model.chat_template().render(&msgs, &opts)?
+        model.chat_template()?.render(&msgs, &opts)?
     } else {
-        if a.system.is_some() || a.no_think {
-            anyhow::bail!("--system and --no-think need --chat");
-        }
         a.prompt.clone()
     };
     let prompt = model.tokenizer().encode(&text)?;
@@ -438,35 +466,34 @@ fn run_model(a: RunArgs) -> Result<()> {
     if a.ignore_eos {
         opts.eos_token_ids.clear();
     }
-    let mut out = std::io::stdout().lock();
     if !a.chat {
-        write!(out, "{text}")?;
+        pio::cli::out_text(&text)?;
     }
     let mut gen = model.generate(&prompt, opts)?;
     for token in gen.by_ref() {
-        write!(out, "{}", token?.text)?;
-        out.flush()?;
+        pio::cli::out_text(&token?.text)?;
     }
     let tail = gen.flush()?;
-    writeln!(out, "{tail}")?;
+    outln!("{tail}")?;
     let s = gen.stats().clone();
     drop(gen);
     if let Some(c) = model.cuda() {
-        eprintln!("memory: {}", c.model().memory_report());
+        errln!("memory: {}", c.model().memory_report());
         if let Some(p) = c.model().profile_report() {
-            eprint!("{p}");
+            errln!("{}", p.trim_end());
         }
         if let Some(why) = &c.model().graph_fallback {
-            eprintln!("note: decode ran without a CUDA graph: {why}");
+            errln!("note: decode ran without a CUDA graph: {why}");
         }
     }
-    eprintln!(
-        "{} | prompt: {} tokens, {:.1} tokens/s | generated: {} tokens, {:.1} tokens/s | stop: {}",
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"));
+    errln!(
+        "{} | prompt: {} tokens, {} tokens/s | generated: {} tokens, {} tokens/s | stop: {}",
         model.device_name(),
         s.prompt_tokens,
-        s.prefill_tokens_per_s(),
+        rate(s.prefill_tokens_per_s()),
         s.generated_tokens,
-        s.decode_tokens_per_s(),
+        rate(s.decode_tokens_per_s()),
         match s.stop {
             Some(pio::runtime::generate::StopReason::Eos(id)) => format!("eos ({id})"),
             Some(pio::runtime::generate::StopReason::MaxTokens) => "max tokens".into(),
@@ -484,7 +511,7 @@ fn check_kernels(dir: &std::path::Path, arch: &str) -> Result<()> {
     base.push("--ptxas-options=-v".into());
     let options = nvrtc::options_for(arch, &base);
     let (major, minor) = nvrtc::version()?;
-    println!("NVRTC {major}.{minor}, options: {}", options.join(" "));
+    outln!("NVRTC {major}.{minor}, options: {}", options.join(" "))?;
     let kernels: Vec<(String, String)> = artifact
         .kernels
         .iter()
@@ -503,56 +530,58 @@ fn check_kernels(dir: &std::path::Path, arch: &str) -> Result<()> {
             .filter(|l| l.contains("registers") || l.contains("spill"))
             .map(str::trim)
             .collect();
-        println!(
+        outln!(
             "ok  {:<32} {:>7} bytes  {}",
             c.name,
             c.image.len(),
             usage.join(" | ")
-        );
+        )?;
     }
-    println!(
+    outln!(
         "{} kernels compiled for {arch} in {:.2} s",
         compiled.len(),
         start.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 
 fn list(dir: PathBuf) -> Result<()> {
     let files = pio_compiler::spec::discover(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?;
-    println!(
+    outln!(
         "{:<26} {:>15} {:>10} {:>7} {:>9}  SPEC",
-        "MODEL", "PARAMS", "WEIGHTS", "LAYERS", "CONTEXT"
-    );
+        "MODEL",
+        "PARAMS",
+        "WEIGHTS",
+        "LAYERS",
+        "CONTEXT"
+    )?;
     let mut broken = 0;
     for path in files {
         let shown = path.display();
-        let result = pio_compiler::spec::load(&path)
-            .map_err(pio_compiler::CompileError::from)
-            .and_then(|spec| Ok(pio_compiler::lower::lower(&spec)?));
-        match result {
-            Ok(graph) => {
-                let s = pio_compiler::summary::summarize(&graph);
-                println!(
+        // Sizes come from the declarations: listing never builds a graph.
+        match pio_compiler::spec::load(&path) {
+            Ok(spec) => {
+                let size = spec.size();
+                outln!(
                     "{:<26} {:>15} {:>10} {:>7} {:>9}  {shown}",
-                    s.model,
-                    thousands(s.params),
-                    bytes_human(s.weight_bytes),
-                    s.layers,
-                    s.max_context
+                    spec.name(),
+                    thousands(size.params),
+                    bytes_human(size.weight_bytes),
+                    size.layers,
+                    spec.context_bound()
                         .map(|c| thousands(c as u64))
                         .unwrap_or_default(),
-                );
+                )?;
             }
             Err(e) => {
                 broken += 1;
-                eprintln!("{shown}: not a usable spec:\n{e}");
+                errln!("{shown}: not a usable spec:\n{e}");
             }
         }
     }
     if broken > 0 {
-        eprintln!("{broken} spec file(s) could not be loaded (see above)");
+        anyhow::bail!("{broken} spec file(s) could not be loaded (see above)");
     }
     Ok(())
 }

@@ -31,10 +31,10 @@ done
 
 if stage tests; then
 log "GPU tests (CUDA vs CPU executor, graph vs eager, sampling, errors)"
-target/release/gpu-tests --test-threads=1 --nocapture > "$OUT/gpu-tests.txt" 2>&1 || status=1
+PIO_REQUIRE_GPU=1 target/release/gpu-tests --include-ignored --test-threads=1 --nocapture > "$OUT/gpu-tests.txt" 2>&1 || status=1
 grep -E "rel L2|test result|panicked|FAILED" "$OUT/gpu-tests.txt" | awk '/row/{n++; if (n % 6 != 1) next} {print}' | tail -30
 log "GPU tests again, kernels compiled as PTX for compute_80 (the paths of GPUs before Hopper)"
-PIO_NVRTC_ARCH=compute_80 target/release/gpu-tests --test-threads=1 > "$OUT/gpu-tests-compute_80.txt" 2>&1 || status=1
+PIO_REQUIRE_GPU=1 PIO_NVRTC_ARCH=compute_80 target/release/gpu-tests --include-ignored --test-threads=1 > "$OUT/gpu-tests-compute_80.txt" 2>&1 || status=1
 grep -E "test result|panicked|FAILED" "$OUT/gpu-tests-compute_80.txt"
 fi
 

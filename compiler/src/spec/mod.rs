@@ -2,6 +2,7 @@
 //! family and set its hyperparameters. [`load`] reads a variant, finds its family, checks
 //! everything and returns a [`ModelSpec`] ready to lower.
 
+pub mod bounds;
 pub mod expr;
 pub mod model;
 pub mod parse;
@@ -47,6 +48,11 @@ impl ModelSpec {
             .iter()
             .find(|d| d.name == crate::ir::infer::CTX)?;
         self.int(&d.bound).and_then(|b| usize::try_from(b).ok())
+    }
+
+    /// Parameters, weight bytes and layers, from the declarations (no graph is built).
+    pub fn size(&self) -> bounds::SpecSize {
+        bounds::size(&self.family, &self.hyper)
     }
 
     /// A hyperparameter as a float.
@@ -208,6 +214,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     }
     let hyper = resolve_hyper(&mut vr, &variant, &family);
     let mut fr = Reader::new(&fam_path);
+    bounds::check(&mut vr, &mut fr, &variant, &family, &hyper);
     check_dims(&mut fr, &family, &hyper);
     check_roles(&mut fr, &family);
     let hf_config = resolve_hf_config(&mut fr, &family, &hyper);

@@ -24,7 +24,7 @@ impl ChatTemplate {
     pub(super) fn from_config_text(
         text: &str,
         path: &Path,
-        jinja: Option<String>,
+        jinja: Option<(String, std::path::PathBuf)>,
     ) -> Result<Self, ChatError> {
         let config: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ChatError::Config {
@@ -35,16 +35,20 @@ impl ChatTemplate {
             path: path.to_path_buf(),
             message: "not a JSON object".to_string(),
         })?;
-        let source = match jinja {
-            Some(source) => source,
-            None => template_from_config(object.get("chat_template")).ok_or_else(|| {
-                ChatError::MissingTemplate {
-                    path: path.to_path_buf(),
-                }
-            })?,
+        let (source, origin) = match jinja {
+            Some((source, jinja_path)) => (source, jinja_path),
+            None => (
+                template_from_config(object.get("chat_template")).ok_or_else(|| {
+                    ChatError::MissingTemplate {
+                        path: path.to_path_buf(),
+                    }
+                })?,
+                path.to_path_buf(),
+            ),
         };
 
-        let mut template = Self::from_source(source)?;
+        let mut template = Self::from_source(source).map_err(|e| e.in_file(&origin))?;
+        template.origin = Some(origin);
         for key in SPECIAL_TOKEN_KEYS {
             let token = match object.get(key) {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),

@@ -73,6 +73,15 @@ pub enum ChatError {
         /// 1-based line in the template, when known.
         line: Option<usize>,
     },
+    /// A syntax or render error of a template read from a file: names the file.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        /// The file the template came from (tokenizer_config.json or chat_template.jinja).
+        path: PathBuf,
+        /// The template's error.
+        #[source]
+        source: Box<ChatError>,
+    },
 }
 
 fn line_suffix(line: Option<usize>) -> String {
@@ -80,6 +89,14 @@ fn line_suffix(line: Option<usize>) -> String {
 }
 
 impl ChatError {
+    /// The same error, naming the file the template came from.
+    fn in_file(self, path: &Path) -> Self {
+        ChatError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
+    }
+
     fn from_minijinja(err: &minijinja::Error, syntax: bool) -> Self {
         let message = err
             .detail()
@@ -158,6 +175,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
     special_tokens: BTreeMap<String, String>,
+    /// The file the template was read from, named in its errors.
+    origin: Option<PathBuf>,
 }
 
 impl ChatTemplate {
@@ -178,12 +197,11 @@ impl ChatTemplate {
             .unwrap_or_else(|| Path::new("."))
             .join("chat_template.jinja");
         let jinja = if jinja_path.is_file() {
-            Some(
-                std::fs::read_to_string(&jinja_path).map_err(|source| ChatError::Io {
-                    path: jinja_path.clone(),
-                    source,
-                })?,
-            )
+            let text = std::fs::read_to_string(&jinja_path).map_err(|source| ChatError::Io {
+                path: jinja_path.clone(),
+                source,
+            })?;
+            Some((text, jinja_path))
         } else {
             None
         };
@@ -209,6 +227,7 @@ impl ChatTemplate {
             env,
             source,
             special_tokens: BTreeMap::new(),
+            origin: None,
         })
     }
 
@@ -237,6 +256,11 @@ impl ChatTemplate {
     /// Errors raised by the template (`raise_exception`) become [`ChatError::Render`] with the
     /// template's own message and line.
     pub fn render(&self, messages: &[Message], opts: &ChatOptions) -> Result<String, ChatError> {
-        render::render(&self.env, &self.special_tokens, messages, opts)
+        render::render(&self.env, &self.special_tokens, messages, opts).map_err(|e| {
+            match &self.origin {
+                Some(path) => e.in_file(path),
+                None => e,
+            }
+        })
     }
 }

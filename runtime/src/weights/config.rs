@@ -10,6 +10,63 @@ use super::error::{ConfigMismatch, WeightsError};
 /// Relative tolerance for comparing non-integer numbers.
 const REL_TOL: f64 = 1e-9;
 
+/// Largest config.json read (real ones are a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// The `torch_dtype` values of checkpoints pio loads (float tensors, converted on load).
+pub const FLOAT_DTYPES: [&str; 3] = ["bfloat16", "float16", "float32"];
+
+/// Reads a small JSON file of a checkpoint (config.json, generation_config.json) with a size
+/// bound; errors name the file.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, WeightsError> {
+    let bad = |reason: String| WeightsError::Config {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        bad(if e.kind() == std::io::ErrorKind::NotFound {
+            "file not found".to_string()
+        } else {
+            format!("cannot read: {e}")
+        })
+    })?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(bad(format!(
+            "{} bytes, above the {MAX_CONFIG_BYTES}-byte bound for a config file",
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))
+}
+
+/// The checkpoint's dtype and quantization: pio loads float checkpoints only.
+fn check_dtype(config_path: &Path, found: &Map<String, Value>) -> Result<(), WeightsError> {
+    let bad = |reason: String| WeightsError::Config {
+        path: config_path.to_path_buf(),
+        reason,
+    };
+    for key in ["torch_dtype", "dtype"] {
+        match found.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(d)) if FLOAT_DTYPES.contains(&d.as_str()) => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "{key} is {other}: pio loads checkpoints of {} only",
+                    FLOAT_DTYPES.join(", ")
+                )))
+            }
+        }
+    }
+    if found.contains_key("quantization_config") {
+        return Err(bad(
+            "has a quantization_config: quantized checkpoints are not supported (pio loads \
+             bfloat16, float16 or float32 weights)"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that every field of `expected` is present in the HF `config.json` at `config_path`
 /// with an equal value.
 ///
@@ -23,14 +80,7 @@ const REL_TOL: f64 = 1e-9;
 /// JSON or not an object; [`WeightsError::ConfigMismatch`] listing *every* differing or missing
 /// field with its expected and found values.
 pub fn check_config(config_path: &Path, expected: &Map<String, Value>) -> Result<(), WeightsError> {
-    let text = std::fs::read(config_path).map_err(|e| WeightsError::Config {
-        path: config_path.to_path_buf(),
-        reason: if e.kind() == std::io::ErrorKind::NotFound {
-            "file not found".to_string()
-        } else {
-            format!("cannot read: {e}")
-        },
-    })?;
+    let text = read_bounded(config_path)?;
     let found: Value = serde_json::from_slice(&text).map_err(|e| WeightsError::Config {
         path: config_path.to_path_buf(),
         reason: format!("invalid JSON: {e}"),
@@ -41,6 +91,7 @@ pub fn check_config(config_path: &Path, expected: &Map<String, Value>) -> Result
             reason: "top-level JSON value is not an object".to_string(),
         });
     };
+    check_dtype(config_path, &found)?;
     let mut mismatches = Vec::new();
     for (field, want) in expected {
         match found.get(field) {
@@ -106,8 +157,43 @@ fn floats_equal(x: f64, y: f64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::values_equal;
+    use super::{check_config, values_equal};
     use serde_json::json;
+
+    fn check(config: serde_json::Value) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        check_config(&path, &serde_json::Map::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn only_float_checkpoints() {
+        for ok in ["bfloat16", "float16", "float32"] {
+            assert_eq!(check(json!({"torch_dtype": ok})), Ok(()));
+        }
+        assert_eq!(check(json!({})), Ok(()));
+        let e = check(json!({"torch_dtype": "int8"})).unwrap_err();
+        assert!(
+            e.contains("config.json") && e.contains("torch_dtype is \"int8\""),
+            "{e}"
+        );
+        assert!(check(json!({"dtype": 3})).is_err());
+        let e = check(json!({"torch_dtype": "bfloat16", "quantization_config": {}})).unwrap_err();
+        assert!(e.contains("quantized"), "{e}");
+    }
+
+    #[test]
+    fn oversized_config_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(super::MAX_CONFIG_BYTES + 1).unwrap();
+        let e = check_config(&path, &serde_json::Map::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bound for a config file"), "{e}");
+    }
 
     #[test]
     fn numbers() {

@@ -138,6 +138,11 @@ impl WeightDir {
     ) -> Result<WeightDir, WeightsError> {
         let single = dir.join(SINGLE_FILE_NAME);
         let index_path = dir.join(INDEX_FILE_NAME);
+        if single.is_file() && index_path.is_file() {
+            return Err(WeightsError::AmbiguousLayout {
+                dir: dir.to_path_buf(),
+            });
+        }
         let (file_names, index): (Vec<String>, Option<BTreeMap<String, String>>) =
             if single.is_file() {
                 (vec![SINGLE_FILE_NAME.to_string()], None)

@@ -268,7 +268,7 @@ pub enum WeightsError {
     },
     /// The writer would overwrite existing files and `force` is false; nothing was written.
     #[error(
-        "refusing to overwrite existing files in {} (use force): {}",
+        "refusing to overwrite existing files in {} (pass --force to replace them): {}",
         dir.display(),
         path_list(paths)
     )]
@@ -295,6 +295,19 @@ pub enum WeightsError {
         /// What is wrong.
         reason: String,
     },
+    /// Both a single `model.safetensors` and a sharded index: which one is the model?
+    #[error(
+        "{}: has both model.safetensors and model.safetensors.index.json; which holds the \
+         model is ambiguous: remove one",
+        dir.display()
+    )]
+    AmbiguousLayout {
+        /// The weights directory.
+        dir: PathBuf,
+    },
+    /// The machine lacks the memory or disk space a job needs.
+    #[error(transparent)]
+    NotEnough(#[from] crate::resources::NotEnough),
 }
 
 impl WeightsError {

@@ -9,7 +9,7 @@
 //! - [`write_hf_dir`] / [`write_random_hf_dir`]: write an HF-layout directory (single file or
 //!   shards + index), never overwriting without `force`, never leaving half files.
 
-mod config;
+pub mod config;
 mod dir;
 mod error;
 mod random;
@@ -25,5 +25,6 @@ pub use random::{
 };
 pub use spec::{DType, WeightInit, WeightSpec};
 pub use writer::{
-    write_hf_dir, write_random_hf_dir, TensorInfo, WriteOptions, WriteSummary, DEFAULT_SHARD_BYTES,
+    remove_temporaries, write_hf_dir, write_random_hf_dir, write_random_hf_dir_with_progress,
+    TensorInfo, WriteOptions, WriteSummary, DEFAULT_SHARD_BYTES,
 };

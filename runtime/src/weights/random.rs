@@ -118,31 +118,39 @@ fn fill<T: Send + Copy>(seed: u64, spec: &WeightSpec, out: &mut [T], conv: fn(bf
     });
 }
 
+/// A zeroed vector of `n` values, or an error naming the tensor and the bytes it needs when
+/// the allocator cannot provide them (instead of aborting the process).
+fn alloc_values<T: Clone>(spec: &WeightSpec, n: usize, zero: T) -> Result<Vec<T>, WeightsError> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(n)
+        .map_err(|_| crate::resources::NotEnough {
+            resource: "host memory".into(),
+            what: format!("random tensor {}", spec.name),
+            needed: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+            available: crate::resources::host_memory_available().unwrap_or(0),
+        })?;
+    out.resize(n, zero);
+    Ok(out)
+}
+
 /// Random bf16 values for `spec`, deterministic per `(seed, spec.name)` (see the module docs
 /// for the exact algorithm). Generated on several threads.
 ///
-/// # Panics
-/// If [`validate_spec`] rejects `spec` (shape overflow, negative or non-finite std).
-pub fn random_tensor_bf16(seed: u64, spec: &WeightSpec) -> Vec<bf16> {
-    if let Err(e) = validate_spec(spec) {
-        panic!("{e}");
-    }
-    let mut out = vec![bf16::ZERO; spec.numel().unwrap_or(0)];
+/// Errors when [`validate_spec`] rejects `spec` (shape overflow, negative or non-finite std)
+/// or the values do not fit in memory.
+pub fn random_tensor_bf16(seed: u64, spec: &WeightSpec) -> Result<Vec<bf16>, WeightsError> {
+    validate_spec(spec)?;
+    let mut out = alloc_values(spec, spec.numel().unwrap_or(0), bf16::ZERO)?;
     fill(seed, spec, &mut out, |v| v);
-    out
+    Ok(out)
 }
 
-/// The values of [`random_tensor_bf16`] widened to f32 (exactly).
-///
-/// # Panics
-/// If [`validate_spec`] rejects `spec`.
-pub fn random_tensor_f32(seed: u64, spec: &WeightSpec) -> Vec<f32> {
-    if let Err(e) = validate_spec(spec) {
-        panic!("{e}");
-    }
-    let mut out = vec![0.0f32; spec.numel().unwrap_or(0)];
+/// The values of [`random_tensor_bf16`] widened to f32 (exactly); the same errors.
+pub fn random_tensor_f32(seed: u64, spec: &WeightSpec) -> Result<Vec<f32>, WeightsError> {
+    validate_spec(spec)?;
+    let mut out = alloc_values(spec, spec.numel().unwrap_or(0), 0.0f32)?;
     fill(seed, spec, &mut out, bf16::to_f32);
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -160,7 +168,7 @@ mod tests {
     #[test]
     fn parallel_equals_sequential() {
         let spec = WeightSpec::normal("w", vec![5, RANDOM_CHUNK + 17], 0.02);
-        let par = random_tensor_bf16(7, &spec);
+        let par = random_tensor_bf16(7, &spec).unwrap();
         let s = tensor_seed(7, "w");
         let mut seq = Vec::new();
         for (c, chunk) in par.chunks(RANDOM_CHUNK).enumerate() {

@@ -152,5 +152,30 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<RawTensor>, 
             range: data_start + start..data_start + end,
         });
     }
+    check_disjoint(path, &tensors)?;
     Ok(tensors)
+}
+
+/// No two tensors may share bytes (empty tensors share none): overlapping ranges mean a
+/// corrupt or crafted header whose tensors would silently alias each other.
+fn check_disjoint(path: &Path, tensors: &[RawTensor]) -> Result<(), WeightsError> {
+    let mut by_start: Vec<&RawTensor> = tensors.iter().filter(|t| !t.range.is_empty()).collect();
+    by_start.sort_by_key(|t| (t.range.start, t.range.end));
+    for pair in by_start.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b.range.start < a.range.end {
+            return Err(WeightsError::corrupt(
+                path,
+                format!(
+                    "tensors {} and {} overlap: their data_offsets share bytes {}..{} of the \
+                     file",
+                    a.name,
+                    b.name,
+                    b.range.start,
+                    a.range.end.min(b.range.end)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -134,15 +134,74 @@ struct Pending {
     dst: PathBuf,
 }
 
+/// Every temporary file being written by this process, so that an interrupt (SIGINT,
+/// SIGTERM: see [`remove_temporaries`]) can remove them before the process ends.
+static TEMPORARIES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn registry() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes the temporary files of every write in progress; for a signal handler that is about
+/// to end the process (nothing half-written is left behind).
+pub fn remove_temporaries() {
+    for p in registry().drain(..) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// Removes temporaries unless disarmed.
 struct Cleanup(Vec<PathBuf>);
+
+impl Cleanup {
+    fn add(&mut self, tmp: PathBuf) {
+        registry().push(tmp.clone());
+        self.0.push(tmp);
+    }
+
+    /// The files were renamed into place: nothing to remove any more.
+    fn disarm(&mut self) {
+        registry().retain(|p| !self.0.contains(p));
+        self.0.clear();
+    }
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for p in &self.0 {
             let _ = std::fs::remove_file(p);
         }
+        self.disarm();
     }
+}
+
+/// The process id in a temporary's name `.NAME.pio-tmp-PID-N`.
+fn temporary_pid(file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".pio-tmp-")?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes temporaries that an earlier, interrupted write left in `dir` (their process is
+/// gone); returns them.
+fn remove_abandoned_temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temporary_pid(&name) else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 fn create_tmp(
@@ -158,7 +217,7 @@ fn create_tmp(
         .create_new(true)
         .open(&tmp)
         .map_err(|e| WeightsError::io("cannot create", &tmp, e))?;
-    cleanup.0.push(tmp.clone());
+    cleanup.add(tmp.clone());
     Ok((
         f,
         Pending {
@@ -309,6 +368,14 @@ where
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| WeightsError::io("cannot create", dir, e))?;
+    remove_abandoned_temporaries(dir);
+    let side_bytes: u64 = files.iter().map(|(_, b)| b.as_ref().len() as u64).sum();
+    let tensor_bytes = sizes.iter().fold(0u64, |a, &b| a.saturating_add(b));
+    crate::resources::check_disk(
+        dir,
+        tensor_bytes.saturating_add(side_bytes),
+        &format!("the weight files in {}", dir.display()),
+    )?;
 
     // ---- write everything under temporary names ----
     let mut cleanup = Cleanup(Vec::new());
@@ -392,7 +459,7 @@ where
             .map_err(|e| WeightsError::io("cannot rename into", &p.dst, e))?;
         written.push(p.dst.clone());
     }
-    cleanup.0.clear();
+    cleanup.disarm();
     for stale in &stale_weight_files {
         std::fs::remove_file(stale)
             .map_err(|e| WeightsError::io("cannot remove stale", stale, e))?;
@@ -420,14 +487,43 @@ where
     S: AsRef<str>,
     B: AsRef<[u8]>,
 {
+    write_random_hf_dir_with_progress(dir, seed, specs, files, opts, &|_| {})
+}
+
+/// [`write_random_hf_dir`], calling `progress(bytes)` after each tensor is generated with its
+/// bf16 byte count (for a progress bar).
+pub fn write_random_hf_dir_with_progress<S, B>(
+    dir: &Path,
+    seed: u64,
+    specs: &[WeightSpec],
+    files: &[(S, B)],
+    opts: &WriteOptions,
+    progress: &dyn Fn(u64),
+) -> Result<WriteSummary, WeightsError>
+where
+    S: AsRef<str>,
+    B: AsRef<[u8]>,
+{
     for s in specs {
         validate_spec(s)?;
+    }
+    // One tensor is generated at a time.
+    if let Some(largest) = specs.iter().max_by_key(|s| s.numel().unwrap_or(0)) {
+        let bytes = largest.numel().unwrap_or(0) as u64 * 2;
+        crate::resources::check_host_memory(
+            bytes,
+            &format!("random tensor {} (bf16)", largest.name),
+        )?;
     }
     let infos: Vec<TensorInfo> = specs.iter().map(TensorInfo::from).collect();
     write_hf_dir(
         dir,
         &infos,
-        |i| Ok(Cow::Owned(random_tensor_bf16(seed, &specs[i]))),
+        |i| {
+            let values = random_tensor_bf16(seed, &specs[i])?;
+            progress(2 * values.len() as u64);
+            Ok(Cow::Owned(values))
+        },
         files,
         opts,
     )
@@ -444,6 +540,32 @@ mod tests {
         assert!(is_weight_file_name("model-00001-of-00002.safetensors"));
         assert!(!is_weight_file_name("model-x-of-2.safetensors"));
         assert!(!is_weight_file_name("config.json"));
+    }
+
+    #[test]
+    fn temporary_names() {
+        assert_eq!(temporary_pid(".model.safetensors.pio-tmp-123-0"), Some(123));
+        assert_eq!(temporary_pid(".config.json.pio-tmp-7-12"), Some(7));
+        assert_eq!(temporary_pid("model.safetensors"), None);
+        assert_eq!(temporary_pid(".x.pio-tmp-abc-0"), None);
+        assert_eq!(temporary_pid(".x.pio-tmp-1-"), None);
+    }
+
+    #[test]
+    fn abandoned_temporaries_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 0 is never a user process; our own pid is alive.
+        let dead = dir.path().join(".model.safetensors.pio-tmp-4294967294-0");
+        let live = dir.path().join(format!(
+            ".model.safetensors.pio-tmp-{}-0",
+            std::process::id()
+        ));
+        let user = dir.path().join(".model.safetensors.mine");
+        for p in [&dead, &live, &user] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_abandoned_temporaries(dir.path()), vec![dead.clone()]);
+        assert!(!dead.exists() && live.exists() && user.exists());
     }
 
     #[test]
