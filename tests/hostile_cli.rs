@@ -288,3 +288,35 @@ fn bench_with_no_size_flags_fits_the_default_model() {
         "{err}"
     );
 }
+
+#[test]
+fn endless_or_huge_input_files_are_bounded() {
+    let (ok, _, err) = compile(&["/dev/zero", "-o", "/tmp/never-written"]);
+    assert!(!ok && err.contains("/dev/zero"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(pio(&["init-weights", "qwen3-tiny", "-o", d]).0);
+    // A device that never ends, and a (sparse) file far larger than any config.
+    for (file, endless) in [("config.json", true), ("generation_config.json", false)] {
+        let path = dir.path().join(file);
+        let saved = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        if endless {
+            std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        } else {
+            std::fs::File::create(&path)
+                .unwrap()
+                .set_len(1 << 30)
+                .unwrap();
+        }
+        let (ok, _, err) = pio(&["run", "--weights", d, "--device", "cpu"]);
+        assert!(
+            !ok && err.contains(file) && err.contains("more than"),
+            "{file}: {err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, saved).unwrap();
+    }
+    let (ok, _, err) = pio(&["compare", "/dev/zero", "/dev/zero"]);
+    assert!(!ok && err.contains("more than"), "{err}");
+}

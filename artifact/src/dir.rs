@@ -6,6 +6,11 @@ use crate::{hash_hex, Artifact, Attachment, FORMAT_VERSION};
 use std::path::{Path, PathBuf};
 
 /// The artifact's own file in its folder.
+/// Largest artifact.json read (the 4B's is a few MB).
+const MAX_ARTIFACT_JSON_BYTES: u64 = 256 << 20;
+/// Largest kernel source read (generated ones are tens of KB).
+const MAX_KERNEL_BYTES: u64 = 16 << 20;
+
 pub const ARTIFACT_FILE: &str = "artifact.json";
 
 /// Errors reading or writing an artifact folder.
@@ -101,7 +106,8 @@ impl Artifact {
     /// pointer lies inside its region).
     pub fn load_dir(dir: &Path) -> Result<Artifact, ArtifactError> {
         let path = dir.join(ARTIFACT_FILE);
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let text =
+            crate::read::read_bounded_text(&path, MAX_ARTIFACT_JSON_BYTES).map_err(io(&path))?;
         let json_err = |e: serde_json::Error| ArtifactError::Json {
             path: path.clone(),
             line: e.line(),
@@ -120,7 +126,8 @@ impl Artifact {
         let mut a: Artifact = serde_json::from_str(&text).map_err(json_err)?;
         for k in &mut a.kernels {
             let file = inside(dir, &k.file)?;
-            k.source = std::fs::read_to_string(&file).map_err(io(&file))?;
+            k.source =
+                crate::read::read_bounded_text(&file, MAX_KERNEL_BYTES).map_err(io(&file))?;
             let found = hash_hex(k.source.as_bytes());
             if found != k.source_hash {
                 return Err(ArtifactError::Modified {
@@ -157,7 +164,16 @@ impl Artifact {
 
 fn read_attachment(dir: &Path, att: &mut Attachment) -> Result<(), ArtifactError> {
     let file = inside(dir, &att.file)?;
-    att.data = std::fs::read(&file).map_err(io(&file))?;
+    // An attachment is exactly as long as artifact.json says: read at most one byte past that
+    // (a longer file then fails the size check below), never a whole unknown file.
+    let f = std::fs::File::open(&file).map_err(io(&file))?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(f, att.bytes.saturating_add(1)),
+        &mut data,
+    )
+    .map_err(io(&file))?;
+    att.data = data;
     let found = hash_hex(&att.data);
     if found != att.hash || att.data.len() as u64 != att.bytes {
         return Err(ArtifactError::Modified {

@@ -14,6 +14,7 @@
 mod check;
 mod dir;
 mod model;
+pub mod read;
 mod steps;
 mod types;
 

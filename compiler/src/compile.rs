@@ -82,7 +82,8 @@ pub fn model_info(spec: &ModelSpec, g: &Graph) -> Result<art::ModelInfo, Compile
         .map(|id| in_vocab("pad_token_id", id))
         .transpose()?;
     let read = |name: &str, path: &std::path::Path| -> Result<Attachment, CompileError> {
-        let data = std::fs::read(path).map_err(|e| CompileError::io(path, e))?;
+        let data = pio_artifact::read::read_bounded(path, pio_artifact::read::MAX_TOKENIZER_BYTES)
+            .map_err(|e| CompileError::io(path, e))?;
         Ok(Attachment::new(name, data))
     };
     let s = &m.sampling;
@@ -115,12 +116,15 @@ pub fn model_info(spec: &ModelSpec, g: &Graph) -> Result<art::ModelInfo, Compile
 /// The spec's tokenizer_config.json, with the `chat_template.jinja` beside it (which wins, as in
 /// transformers) folded into its `chat_template` field, so that the artifact carries one file.
 fn tokenizer_config(path: &std::path::Path) -> Result<Attachment, CompileError> {
-    let data = std::fs::read(path).map_err(|e| CompileError::io(path, e))?;
+    let data = pio_artifact::read::read_bounded(path, pio_artifact::read::MAX_TOKENIZER_BYTES)
+        .map_err(|e| CompileError::io(path, e))?;
     let jinja = path.with_file_name("chat_template.jinja");
     if !jinja.is_file() {
         return Ok(Attachment::new("tokenizer_config.json", data));
     }
-    let template = std::fs::read_to_string(&jinja).map_err(|e| CompileError::io(&jinja, e))?;
+    let template =
+        pio_artifact::read::read_bounded_text(&jinja, pio_artifact::read::MAX_TOKENIZER_BYTES)
+            .map_err(|e| CompileError::io(&jinja, e))?;
     let mut config: serde_json::Value = serde_json::from_slice(&data)
         .map_err(|e| CompileError::Options(format!("{}: not JSON: {e}", path.display())))?;
     let Some(object) = config.as_object_mut() else {

@@ -38,9 +38,11 @@ pub fn init_weights(
     let graph = pio_compiler::lower::lower(&spec)?;
     let specs = weight_specs(&graph);
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| PioError::File {
-            path: p.to_path_buf(),
-            message: e.to_string(),
+        pio_artifact::read::read_bounded(p, pio_artifact::read::MAX_TOKENIZER_BYTES).map_err(|e| {
+            PioError::File {
+                path: p.to_path_buf(),
+                message: e.to_string(),
+            }
         })
     };
     let m = &spec.variant.manifest;

@@ -73,7 +73,8 @@ impl Tokenizer {
     /// [`TokenizerError::Io`] when it cannot be read, [`TokenizerError::Invalid`] when its
     /// content is not a valid tokenizer.
     pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
-        let bytes = std::fs::read(path).map_err(|source| {
+        let limit = pio_artifact::read::MAX_TOKENIZER_BYTES;
+        let bytes = pio_artifact::read::read_bounded(path, limit).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 TokenizerError::NotFound {
                     path: path.to_path_buf(),
@@ -85,23 +86,34 @@ impl Tokenizer {
                 }
             }
         })?;
-        let inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TokenizerError::Invalid {
-                path: path.to_path_buf(),
-                message: e.to_string(),
+        Self::parse(&bytes, path)
+    }
+
+    /// Parses tokenizer.json bytes. The `tokenizers` crate is a third-party parser of a user's
+    /// file: a panic inside it on a malformed file is caught and reported as that file being
+    /// invalid, not as a crash of pio.
+    fn parse(bytes: &[u8], path: &Path) -> Result<Self, TokenizerError> {
+        let invalid = |message: String| TokenizerError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes))
+            .map_err(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the tokenizer library panicked".into());
+                invalid(format!("malformed tokenizer ({why})"))
             })?;
+        let inner = parsed.map_err(|e| invalid(e.to_string()))?;
         Ok(Self { inner })
     }
 
     /// A tokenizer from tokenizer.json's bytes (an artifact carries them); `label` names them
     /// in messages.
     pub fn from_bytes(bytes: &[u8], label: &str) -> Result<Self, TokenizerError> {
-        let inner =
-            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Invalid {
-                path: label.into(),
-                message: e.to_string(),
-            })?;
-        Ok(Self { inner })
+        Self::parse(bytes, Path::new(label))
     }
 
     /// Wraps an already built `tokenizers::Tokenizer`.

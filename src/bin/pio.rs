@@ -365,8 +365,8 @@ fn read_reports(paths: &[PathBuf]) -> Result<Vec<pio::bench::report::BenchReport
     let reports = paths
         .iter()
         .map(|p| {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = pio_artifact::read::read_bounded_text(p, pio_artifact::read::MAX_JSON_BYTES)
+                .with_context(|| format!("reading {}", p.display()))?;
             serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a bench report", p.display()))
         })

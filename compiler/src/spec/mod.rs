@@ -89,8 +89,8 @@ pub fn read_yaml(path: &Path) -> Result<Y, SpecErrors> {
             ),
         ));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| single(path, at0, format!("cannot read the spec: {e}")))?;
+    let bytes = pio_artifact::read::read_bounded(path, MAX_SPEC_BYTES)
+        .map_err(|e| single(path, at0, format!("cannot read the spec: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let off = e.utf8_error().valid_up_to();
         let before = &e.as_bytes()[..off];

@@ -188,19 +188,24 @@ impl ChatTemplate {
     /// `eos_token`, `pad_token`, ...; strings or `{"content": ...}` objects, `null` skipped)
     /// become template variables.
     pub fn from_tokenizer_config(path: &Path) -> Result<Self, ChatError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ChatError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let limit = pio_artifact::read::MAX_TOKENIZER_BYTES;
+        let text =
+            pio_artifact::read::read_bounded_text(path, limit).map_err(|source| ChatError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let jinja_path = path
             .parent()
             .unwrap_or_else(|| Path::new("."))
             .join("chat_template.jinja");
         let jinja = if jinja_path.is_file() {
-            let text = std::fs::read_to_string(&jinja_path).map_err(|source| ChatError::Io {
-                path: jinja_path.clone(),
-                source,
-            })?;
+            let text =
+                pio_artifact::read::read_bounded_text(&jinja_path, limit).map_err(|source| {
+                    ChatError::Io {
+                        path: jinja_path.clone(),
+                        source,
+                    }
+                })?;
             Some((text, jinja_path))
         } else {
             None

@@ -19,24 +19,14 @@ pub const FLOAT_DTYPES: [&str; 3] = ["bfloat16", "float16", "float32"];
 /// Reads a small JSON file of a checkpoint (config.json, generation_config.json) with a size
 /// bound; errors name the file.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, WeightsError> {
-    let bad = |reason: String| WeightsError::Config {
+    pio_artifact::read::read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| WeightsError::Config {
         path: path.to_path_buf(),
-        reason,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| {
-        bad(if e.kind() == std::io::ErrorKind::NotFound {
+        reason: if e.kind() == std::io::ErrorKind::NotFound {
             "file not found".to_string()
         } else {
             format!("cannot read: {e}")
-        })
-    })?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(bad(format!(
-            "{} bytes, above the {MAX_CONFIG_BYTES}-byte bound for a config file",
-            meta.len()
-        )));
-    }
-    std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))
+        },
+    })
 }
 
 /// The checkpoint's dtype and quantization: pio loads float checkpoints only.

@@ -67,7 +67,8 @@ fn read_index(path: &Path, dir: &Path) -> Result<BTreeMap<String, String>, Weigh
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::fs::read(path).map_err(|e| WeightsError::io("cannot read", path, e))?;
+    let text = pio_artifact::read::read_bounded(path, pio_artifact::read::MAX_JSON_BYTES)
+        .map_err(|e| WeightsError::io("cannot read", path, e))?;
     let json: Value =
         serde_json::from_slice(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let map = json
