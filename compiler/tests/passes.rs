@@ -15,7 +15,7 @@ fn golden(name: &str, before: &Graph, after: &Graph) {
         print(after)
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.txt"));
-    if std::env::var_os("PIO_BLESS").is_some() {
+    if std::env::var("PIO_BLESS").is_ok_and(|v| !v.is_empty() && v != "0") {
         std::fs::write(&path, &text).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
