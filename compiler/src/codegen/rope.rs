@@ -1,5 +1,6 @@
-//! RoPE constants as HF transformers computes them; the tests hold a host replica of the
-//! kernels' `sincos_accurate` (templates/common/pio.cuh), so that its constants are tested.
+//! RoPE constants as HF transformers computes them; the tests run a host replica of the
+//! kernels' `sincos_accurate` with the constants read out of templates/common/pio.cuh itself,
+//! so that the kernel's own literals are what is tested.
 
 /// `1 / theta^(2i / d)` for `i < d / 2`, in f32 step by step as HF does it
 /// (`1.0 / (base ** (arange(0, d, 2).float() / d))`).
@@ -13,22 +14,45 @@ pub fn inv_freq(theta: f64, d: usize) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    /// sin and cos of an f32 angle: the same operations as `sincos_accurate` in pio.cuh (the
-    /// literals are the kernel's, digit for digit).
-    #[allow(clippy::excessive_precision)]
+    /// The float literals of `sincos_accurate` in the CUDA header, in source order.
+    fn kernel_constants() -> Vec<f32> {
+        let src = include_str!("../../../templates/common/pio.cuh");
+        let start = src
+            .find("void sincos_accurate(")
+            .expect("pio.cuh defines sincos_accurate");
+        let end = start + src[start..].find("\n}\n").expect("the function ends");
+        let body = &src[start..end];
+        let mut out = Vec::new();
+        let mut run = String::new();
+        for ch in body.chars() {
+            if ch.is_ascii_digit() || matches!(ch, '.' | 'e' | 'E' | '+' | '-') {
+                run.push(ch);
+                continue;
+            }
+            if ch == 'f' && run.contains('.') {
+                out.push(run.parse::<f32>().expect("a float literal"));
+            }
+            run.clear();
+        }
+        out
+    }
+
+    /// sin and cos of an f32 angle: the operations of `sincos_accurate` in pio.cuh, with its
+    /// constants (2/pi, the three parts of pi/2, the sine and cosine polynomials, -0.5, 1).
     fn sincos_accurate(x: f32) -> (f32, f32) {
-        let k = (x * std::f32::consts::FRAC_2_PI).round_ties_even();
-        let mut r = (-k).mul_add(1.570_796_4, x);
-        r = (-k).mul_add(-4.371_138_8e-8, r);
-        r = (-k).mul_add(-1.715_124_5e-15, r);
+        thread_local! {
+            static K: Vec<f32> = kernel_constants();
+        }
+        let c = K.with(|k| k.clone());
+        let k = (x * c[0]).round_ties_even();
+        let mut r = (-k).mul_add(c[1], x);
+        r = (-k).mul_add(c[2], r);
+        r = (-k).mul_add(c[3], r);
         let z = r * r;
-        let sr = (r * z).mul_add(
-            z.mul_add(z.mul_add(-1.951_529_6e-4, 8.332_161e-3), -1.666_665_5e-1),
-            r,
-        );
+        let sr = (r * z).mul_add(z.mul_add(z.mul_add(c[4], c[5]), c[6]), r);
         let cr = (z * z).mul_add(
-            z.mul_add(z.mul_add(2.443_315_7e-5, -1.388_731_6e-3), 4.166_664_6e-2),
-            (-0.5f32).mul_add(z, 1.0),
+            z.mul_add(z.mul_add(c[7], c[8]), c[9]),
+            c[10].mul_add(z, c[11]),
         );
         match (k as i64) & 3 {
             0 => (sr, cr),
@@ -36,6 +60,15 @@ mod tests {
             2 => (-sr, -cr),
             _ => (-cr, sr),
         }
+    }
+
+    #[test]
+    fn the_kernel_constants_are_found() {
+        let c = kernel_constants();
+        assert_eq!(c.len(), 12, "{c:?}");
+        assert_eq!(c[0], std::f32::consts::FRAC_2_PI);
+        assert_eq!(c[1], std::f32::consts::FRAC_PI_2);
+        assert_eq!((c[10], c[11]), (-0.5, 1.0));
     }
 
     #[test]
