@@ -1,7 +1,10 @@
 //! Semantics are preserved: the CPU executor gives the same logits for the lowered graph, the
 //! fully optimized graph, the graph compiled with `--no-fusion`, and the optimized graph with
-//! every fused op decomposed again. Prefill and decode steps through the KV cache are both
-//! covered.
+//! every fused op decomposed again. The executor has no fused kernels of its own: it runs a
+//! fused op through its decomposition into primitives (`fusion::decompose`, the fused ops' one
+//! definition and the oracle the GPU's fused kernels are held to), so these checks test the
+//! fusion rewrites against the primitive kernels only. Prefill and decode steps through the KV
+//! cache are both covered.
 
 use pio_compiler::interp::CpuExecutor;
 use pio_compiler::ir::Graph;

@@ -74,8 +74,12 @@ pub struct CpuExecutor {
 }
 
 impl CpuExecutor {
-    /// Prepares a graph: loads every weight through `load` (each stored tensor once).
-    pub fn new(graph: Graph, load: &mut WeightLoader<'_>) -> Result<Self, InterpError> {
+    /// Prepares a graph: fused ops are rewritten into the primitive ops they stand for
+    /// ([`crate::fusion::decompose`], so that the reference never shares a fused
+    /// implementation with what it checks), then every weight is loaded through `load` (each
+    /// stored tensor once).
+    pub fn new(mut graph: Graph, load: &mut WeightLoader<'_>) -> Result<Self, InterpError> {
+        crate::fusion::decompose(&mut graph);
         let order = graph
             .topo_order()
             .map_err(|c| InterpError::Graph(format!("cycle through {}", c.join(", "))))?;
@@ -232,48 +236,20 @@ impl CpuExecutor {
                     seq,
                     out_shape,
                 ),
-                Op::NormRopeKvWrite {
-                    eps,
-                    theta,
-                    layer,
-                    cache,
-                } => {
-                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
-                    let roped = kernels::rope(&normed, &args[2].data, *theta);
-                    write_cache(
-                        &mut self.cache,
-                        *layer,
-                        *cache,
-                        &roped,
-                        start,
-                        seq,
-                        out_shape,
-                    )
-                }
-                Op::NormRope { eps, theta } => {
-                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
-                    kernels::rope(&normed, &args[2].data, *theta)
-                }
                 Op::Slice { start, len } => kernels::slice(&args[0], *start, *len, out_shape),
-                Op::NormLinear { eps } => {
-                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
-                    kernels::linear(&normed, &args[2], out_shape)
+                // The executor decomposed every fused op into its primitives (new()): the
+                // fused ops' meaning is decompose()'s alone, the oracle the GPU kernels meet.
+                Op::NormRopeKvWrite { .. }
+                | Op::NormRope { .. }
+                | Op::NormLinear { .. }
+                | Op::NormLinearSwiGlu { .. }
+                | Op::LinearAdd
+                | Op::SiluMul => {
+                    return Err(InterpError::Graph(format!(
+                        "{}: a fused op reached the executor undecomposed",
+                        self.graph.node(id).name
+                    )))
                 }
-                Op::NormLinearSwiGlu { eps } => {
-                    let normed = kernels::rmsnorm(&args[0], &args[1], *eps);
-                    let mut both_shape = out_shape.clone();
-                    *both_shape.last_mut().expect("rank >= 1") *= 2;
-                    let both = kernels::linear(&normed, &args[2], both_shape);
-                    let half = *out_shape.last().expect("rank >= 1");
-                    let gate = kernels::slice(&both, 0, half, out_shape.clone());
-                    let up = kernels::slice(&both, half, half, out_shape);
-                    kernels::zip(&gate, &up, silu_mul)
-                }
-                Op::LinearAdd => {
-                    let y = kernels::linear(&args[0], &args[1], out_shape);
-                    kernels::zip(&y, &args[2], |a, b| a + b)
-                }
-                Op::SiluMul => kernels::zip(&args[0], &args[1], silu_mul),
                 Op::Attention { scale } => {
                     kernels::attention(&args[0], &args[1], &args[2], &args[3].data, *scale)
                 }
@@ -318,8 +294,4 @@ fn write_cache(
 
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
-}
-
-fn silu_mul(gate: f32, up: f32) -> f32 {
-    silu(gate) * up
 }
