@@ -287,6 +287,12 @@ fn bench_with_no_size_flags_fits_the_default_model() {
         !ok && err.contains("exceed Qwen3-tiny's context of 512"),
         "{err}"
     );
+    // A context of 0 still prefills a token: 0 + 512 generated do not fit 512.
+    let (ok, _, err) = pio(&["bench", "--device", "cpu", "--context", "0", "--gen", "512"]);
+    assert!(
+        !ok && err.contains("bench: context 0 + 512 generated tokens exceed"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -50,7 +50,8 @@ fn fit_sizes(
     name: &str,
 ) -> Result<(Vec<usize>, Vec<usize>), PioError> {
     let prompt_fits = |p: usize| p >= 1 && p < bound;
-    let context_fits = |c: usize| c.saturating_add(o.gen) <= bound;
+    // A context of 0 still prefills one token.
+    let context_fits = |c: usize| c.max(1).saturating_add(o.gen) <= bound;
     if !o.fit_to_model {
         if let Some(&c) = o.contexts.iter().find(|&&c| !context_fits(c)) {
             return Err(PioError::Device(format!(
