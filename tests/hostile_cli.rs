@@ -224,6 +224,21 @@ fn small_misbehaviours_of_the_audit() {
         "{err}"
     );
     assert!(!err.contains("note:"), "{err}");
+    // --max-context bounds the CPU's cache too: a 12-token prompt in 16 positions.
+    let (ok, _, err) = pio(&[
+        "run",
+        "--device",
+        "cpu",
+        "--max-context",
+        "16",
+        "--max-new-tokens",
+        "100",
+        "--ignore-eos",
+    ]);
+    assert!(
+        ok && err.contains("generated: 5 tokens") && err.contains("stop: context full"),
+        "{err}"
+    );
     // --top-k 0 has a documented meaning.
     let (_, help, _) = pio(&["run", "--help"]);
     assert!(help.contains("0 turns the filter off"), "{help}");
