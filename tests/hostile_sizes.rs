@@ -119,7 +119,7 @@ fn a_model_too_big_for_this_machine_is_refused_before_allocating() {
 #[test]
 fn negative_or_non_finite_init_std_is_a_spec_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    for (i, std) in ["-1.0", ".nan", ".inf"].into_iter().enumerate() {
+    for (i, std) in ["-1.0", ".nan", ".inf", "1e308"].into_iter().enumerate() {
         let spec = tiny_variant(
             dir.path(),
             &format!("s{i}.yaml"),

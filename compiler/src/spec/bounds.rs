@@ -76,9 +76,13 @@ pub fn check(
                     fr,
                 );
             }
-            HyperValue::Float(x) if !x.is_finite() => {
-                report(name, format!("must be a finite number, got {x}"), vr, fr)
-            }
+            // Kernels compute in f32: a value that is infinite there is as bad as inf.
+            HyperValue::Float(x) if !x.is_finite() || !(x as f32).is_finite() => report(
+                name,
+                format!("must be a finite number within f32's range, got {x}"),
+                vr,
+                fr,
+            ),
             HyperValue::Float(x) if name == INIT_STD && x < 0.0 => report(
                 name,
                 format!("the standard deviation of random weights must be >= 0, got {x}"),
