@@ -1,0 +1,64 @@
+//! `config.json` (checked against the real Qwen3-0.6B spec's hf_config) and
+//! `generation_config.json` (applied over generation defaults): an input is accepted or fails
+//! with an error that names the file.
+
+use std::sync::OnceLock;
+
+use pio_engine::generation_config::{self, GenerationDefaults};
+use pio_runtime::sampling::SamplingParams;
+use pio_runtime::weights::check_config;
+
+use crate::harness::{repo, Target};
+
+fn expected() -> &'static serde_json::Map<String, serde_json::Value> {
+    static E: OnceLock<serde_json::Map<String, serde_json::Value>> = OnceLock::new();
+    E.get_or_init(|| {
+        pio_compiler::spec::load(&repo().join("model-specs/qwen3-0.6b.yaml"))
+            .unwrap()
+            .hf_config
+    })
+}
+
+pub const CONFIG: Target = Target {
+    name: "config_json",
+    input_file: "config.json",
+    max_len: 64 << 10,
+    setup: |_| {
+        expected();
+    },
+    run: |ctx, _| match check_config(&ctx.input, expected()) {
+        Ok(()) => Ok(()),
+        Err(e) => crate::weights::names_file(&e, &ctx.dir),
+    },
+    mutate: None,
+    known: crate::harness::none_known,
+};
+
+pub const GENERATION: Target = Target {
+    name: "generation_config",
+    input_file: "generation_config.json",
+    max_len: 64 << 10,
+    setup: |_| {},
+    run: |ctx, _| {
+        let mut d = GenerationDefaults {
+            eos_token_ids: vec![151645, 151643],
+            sampling: SamplingParams::default(),
+        };
+        match generation_config::apply(&ctx.input, &mut d) {
+            Ok(()) => d
+                .sampling
+                .validate()
+                .map_err(|e| format!("accepted unusable sampling defaults: {e}")),
+            Err(e) => {
+                let msg = e.to_string();
+                if msg.contains(&ctx.input.display().to_string()) {
+                    Ok(())
+                } else {
+                    Err(format!("the error does not name the file: {msg}"))
+                }
+            }
+        }
+    },
+    mutate: None,
+    known: crate::harness::none_known,
+};
