@@ -93,7 +93,13 @@ fn template(which: &str) -> &'static ChatTemplate {
         )
         .unwrap()
     };
-    let t = T.get_or_init(|| [load("qwen3"), load("qwen3-instruct-2507"), load("qwen3-tiny")]);
+    let t = T.get_or_init(|| {
+        [
+            load("qwen3"),
+            load("qwen3-instruct-2507"),
+            load("qwen3-tiny"),
+        ]
+    });
     match which {
         "instruct" => &t[1],
         "tiny" => &t[2],

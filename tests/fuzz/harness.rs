@@ -186,7 +186,12 @@ pub fn corpus(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Runs one input: `Err` describes the failure (panic with location, failed check).
-pub fn run_one(t: &Target, ctx: &Ctx, current: &'static alloc::Current, bytes: &[u8]) -> Result<(), String> {
+pub fn run_one(
+    t: &Target,
+    ctx: &Ctx,
+    current: &'static alloc::Current,
+    bytes: &[u8],
+) -> Result<(), String> {
     std::fs::write(&ctx.input, bytes).unwrap();
     IN_TARGET.with(|f| f.set(true));
     let result = alloc::bounded(ALLOC_BOUND, current, || {
@@ -231,13 +236,22 @@ pub fn fuzz(t: &Target) {
     // Mutants start from the corpus, less the reproducers of known bugs.
     let inputs: Vec<Vec<u8>> = corpus
         .iter()
-        .filter(|(p, _)| !p.file_name().unwrap().to_string_lossy().starts_with("known-"))
+        .filter(|(p, _)| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("known-")
+        })
         .map(|(_, b)| b.clone())
         .collect();
     let mut failures: Vec<(String, String)> = Vec::new();
     let record = |failures: &mut Vec<(String, String)>, what: String, bytes: &[u8], msg: String| {
         let first = msg.lines().next().unwrap_or("").to_string();
-        if failures.len() < 20 && !failures.iter().any(|(_, m)| m.lines().next() == Some(&first)) {
+        if failures.len() < 20
+            && !failures
+                .iter()
+                .any(|(_, m)| m.lines().next() == Some(&first))
+        {
             let saved = save_bytes(&crash_dir(), t.name, bytes);
             failures.push((format!("{what} (saved to {})", saved.display()), msg));
         }
@@ -252,7 +266,12 @@ pub fn fuzz(t: &Target) {
         let r = run_one(t, &ctx, current, bytes);
         watchdog.stop();
         if let Err(msg) = r {
-            record(&mut failures, format!("corpus {}", path.display()), bytes, msg);
+            record(
+                &mut failures,
+                format!("corpus {}", path.display()),
+                bytes,
+                msg,
+            );
         }
     }
     let m = Mutator::new(&inputs, t.max_len);
@@ -288,7 +307,10 @@ pub fn fuzz(t: &Target) {
         failures.len()
     );
     for (bug, n) in &skipped {
-        eprintln!("fuzz {}: skipped {n} inputs that hit a known bug: {bug}", t.name);
+        eprintln!(
+            "fuzz {}: skipped {n} inputs that hit a known bug: {bug}",
+            t.name
+        );
     }
     if !failures.is_empty() {
         let list: Vec<String> = failures
@@ -329,7 +351,12 @@ pub fn replay_known(t: &Target) {
     }));
     let mut failures = Vec::new();
     for (path, bytes) in corpus(t.name) {
-        if !path.file_name().unwrap().to_string_lossy().starts_with("known-") {
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("known-")
+        {
             continue;
         }
         eprintln!("replaying {}", path.display());

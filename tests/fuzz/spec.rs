@@ -45,8 +45,11 @@ fn setup(dir: &Path, copies: &[&str]) {
         std::fs::copy(repo().join("model-specs").join(name), dir.join(name)).unwrap();
     }
     #[cfg(unix)]
-    std::os::unix::fs::symlink(repo().join("model-specs/tokenizers"), dir.join("tokenizers"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        repo().join("model-specs/tokenizers"),
+        dir.join("tokenizers"),
+    )
+    .unwrap();
 }
 
 /// Small enough to lower quickly (huge hyperparameters are the resolver's to refuse).
@@ -76,12 +79,7 @@ pub fn located(e: &SpecErrors, files: &[(&Path, &[u8])]) -> Result<(), String> {
     }
     let all = e.to_string();
     for err in &e.0 {
-        let at = format!(
-            "{}:{}:{}: ",
-            err.file.display(),
-            err.loc.line,
-            err.loc.col
-        );
+        let at = format!("{}:{}:{}: ", err.file.display(), err.loc.line, err.loc.col);
         if err.file.as_os_str().is_empty() || err.loc.line == 0 || err.loc.col == 0 {
             return Err(format!("unlocated error: {err}"));
         }

@@ -32,7 +32,10 @@ pub const INDEX: Target = Target {
         .unwrap();
         std::fs::write(
             dir.join("model-00002-of-00002.safetensors"),
-            file(&[("model.norm.weight", "F32", &[2]), ("lm_head.weight", "BF16", &[4, 2])]),
+            file(&[
+                ("model.norm.weight", "F32", &[2]),
+                ("lm_head.weight", "BF16", &[4, 2]),
+            ]),
         )
         .unwrap();
     },
