@@ -26,13 +26,29 @@ pub const CONFIG: Target = Target {
     setup: |_| {
         expected();
     },
-    run: |ctx, _| match check_config(&ctx.input, expected()) {
-        Ok(()) => Ok(()),
+    run: |ctx, bytes| match check_config(&ctx.input, expected()) {
+        Ok(()) => match float_dtype(bytes) {
+            Some(false) => Err("accepted a torch_dtype that is not a float dtype".to_string()),
+            _ => Ok(()),
+        },
         Err(e) => crate::weights::names_file(&e, &ctx.dir),
     },
     mutate: None,
-    known: crate::harness::none_known,
+    known: |bytes| {
+        (float_dtype(bytes) == Some(false))
+            .then_some("a non-float torch_dtype is accepted (known-torch-dtype-int8.json)")
+    },
 };
+
+/// Whether the config's `torch_dtype` (when it has one) is a float dtype weights can have.
+fn float_dtype(bytes: &[u8]) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let d = v.get("torch_dtype")?;
+    Some(matches!(
+        d.as_str(),
+        Some("bfloat16" | "float16" | "float32" | "bf16" | "fp16" | "fp32")
+    ))
+}
 
 pub const GENERATION: Target = Target {
     name: "generation_config",

@@ -17,7 +17,7 @@ pub const SINGLE: Target = Target {
     setup: |_| {},
     run: |ctx, _| open(ctx),
     mutate: Some(mutate_header),
-    known: crate::harness::none_known,
+    known: overlapping,
 };
 
 pub const INDEX: Target = Target {
@@ -79,9 +79,31 @@ pub fn file(tensors: &[(&str, &str, &[usize])]) -> Vec<u8> {
     out
 }
 
+/// Known bug: a header whose tensors' data_offsets overlap is accepted.
+fn overlapping(bytes: &[u8]) -> Option<&'static str> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let ranges: Vec<(u64, u64)> = header
+        .as_object()?
+        .values()
+        .filter_map(|e| {
+            let o = e.get("data_offsets")?.as_array()?;
+            Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?))
+        })
+        .filter(|(s, e)| s < e)
+        .collect();
+    let overlap = ranges
+        .iter()
+        .enumerate()
+        .any(|(i, a)| ranges[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
+    overlap.then_some("overlapping data_offsets are accepted (known-overlapping-offsets.*)")
+}
+
 fn open(ctx: &Ctx) -> Result<(), String> {
     match WeightDir::open_with(&ctx.dir, &expected(), &["lm_head.weight"]) {
         Ok(wd) => {
+            let mut spans: Vec<(usize, usize, String)> = Vec::new();
             for name in wd.names().map(str::to_string).collect::<Vec<_>>() {
                 let (dtype, bytes) = wd.tensor_bytes(&name).map_err(|e| e.to_string())?;
                 let shape = wd.shape(&name).unwrap().to_vec();
@@ -92,6 +114,14 @@ fn open(ctx: &Ctx) -> Result<(), String> {
                         bytes.len()
                     ));
                 }
+                let at = bytes.as_ptr() as usize;
+                if let Some((_, _, other)) = spans
+                    .iter()
+                    .find(|(s, e, _)| !bytes.is_empty() && *s < at + bytes.len() && at < *e)
+                {
+                    return Err(format!("tensors {other} and {name} share bytes"));
+                }
+                spans.push((at, at + bytes.len(), name.clone()));
                 let f = wd.tensor_f32(&name).map_err(|e| e.to_string())?;
                 if f.len() != want / dtype.size() {
                     return Err(format!("{name}: {} f32 values", f.len()));
@@ -139,4 +169,28 @@ fn mutate_header(m: &Mutator, rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<
     out.extend_from_slice(&header);
     out.extend_from_slice(&data);
     out
+}
+
+/// A folder holding both `model.safetensors` and an index is ambiguous and must be refused,
+/// with an error naming the folder.
+pub fn both_layouts_refused() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-work/both-layouts");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (INDEX.setup)(&dir);
+    let corpus = crate::harness::repo().join("tests/fuzz/corpus");
+    std::fs::copy(
+        corpus.join("safetensors/valid.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::copy(
+        corpus.join("safetensors_index/valid.json"),
+        dir.join("model.safetensors.index.json"),
+    )
+    .unwrap();
+    match WeightDir::open_with(&dir, &expected(), &["lm_head.weight"]) {
+        Ok(_) => panic!("{}: both layouts accepted", dir.display()),
+        Err(e) => names_file(&e, &dir).unwrap(),
+    }
 }
