@@ -28,6 +28,42 @@ mod weights;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
+/// The harness itself: a panic is caught with its location, an allocation past the bound is
+/// refused and reported, a failed check is reported.
+#[test]
+fn harness_catches_panics_allocations_and_failed_checks() {
+    let t = harness::Target {
+        name: "harness_selftest",
+        input_file: "input",
+        max_len: 16,
+        setup: |_| {},
+        run: |_, bytes| match bytes {
+            b"panic" => panic!("boom"),
+            b"alloc" => {
+                let mut v: Vec<u8> = Vec::new();
+                let _ = v.try_reserve(harness::ALLOC_BOUND + 1);
+                Ok(())
+            }
+            b"check" => Err("bad".to_string()),
+            _ => Ok(()),
+        },
+        mutate: None,
+        known: harness::none_known,
+    };
+    assert_eq!(harness::run_input(&t, b"fine"), Ok(()));
+    let p = harness::run_input(&t, b"panic").unwrap_err();
+    assert!(p.contains("tests/fuzz.rs:") && p.contains("boom"), "{p}");
+    let a = harness::run_input(&t, b"alloc").unwrap_err();
+    assert!(a.contains("allocation beyond the bound"), "{a}");
+    assert_eq!(
+        harness::run_input(&t, b"check"),
+        Err("check failed: bad".to_string())
+    );
+    // Bounds apply only while an input runs.
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve(harness::ALLOC_BOUND + 1).unwrap();
+}
+
 #[test]
 fn spec_variant() {
     harness::fuzz(&spec::VARIANT);
@@ -90,4 +126,10 @@ fn config_json_known() {
 #[ignore = "needs fix: a folder with both model.safetensors and model.safetensors.index.json is accepted"]
 fn weights_dir_with_both_layouts_is_refused() {
     weights::both_layouts_refused();
+}
+
+#[test]
+#[ignore = "needs fix: generation_config.json eos_token_id 4294967296 is truncated to 0 (generation_config/known-eos-above-u32.json)"]
+fn generation_config_known() {
+    harness::replay_known(&config::GENERATION);
 }

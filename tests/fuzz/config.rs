@@ -55,16 +55,32 @@ pub const GENERATION: Target = Target {
     input_file: "generation_config.json",
     max_len: 64 << 10,
     setup: |_| {},
-    run: |ctx, _| {
+    run: |ctx, bytes| {
         let mut d = GenerationDefaults {
             eos_token_ids: vec![151645, 151643],
             sampling: SamplingParams::default(),
         };
         match generation_config::apply(&ctx.input, &mut d) {
-            Ok(()) => d
-                .sampling
-                .validate()
-                .map_err(|e| format!("accepted unusable sampling defaults: {e}")),
+            Ok(()) => {
+                d.sampling
+                    .validate()
+                    .map_err(|e| format!("accepted unusable sampling defaults: {e}"))?;
+                match eos_ids(bytes) {
+                    Some(ids)
+                        if ids
+                            != d.eos_token_ids
+                                .iter()
+                                .map(|&i| i as u64)
+                                .collect::<Vec<_>>() =>
+                    {
+                        Err(format!(
+                            "eos_token_id {ids:?} read as {:?}",
+                            d.eos_token_ids
+                        ))
+                    }
+                    _ => Ok(()),
+                }
+            }
             Err(e) => {
                 let msg = e.to_string();
                 if msg.contains(&ctx.input.display().to_string()) {
@@ -76,5 +92,18 @@ pub const GENERATION: Target = Target {
         }
     },
     mutate: None,
-    known: crate::harness::none_known,
+    known: |bytes| {
+        eos_ids(bytes)
+            .is_some_and(|ids| ids.iter().any(|&i| i > u32::MAX as u64))
+            .then_some("an eos_token_id above u32::MAX is truncated (known-eos-above-u32.json)")
+    },
 };
+
+/// The eos ids of a generation_config.json, when it has a number or a list of numbers.
+fn eos_ids(bytes: &[u8]) -> Option<Vec<u64>> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    match v.get("eos_token_id")? {
+        serde_json::Value::Array(a) => a.iter().map(|x| x.as_u64()).collect(),
+        n => Some(vec![n.as_u64()?]),
+    }
+}

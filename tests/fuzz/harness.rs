@@ -366,3 +366,24 @@ pub fn replay_known(t: &Target) {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Runs one input of `t` in a fresh work folder (for the harness's own tests).
+pub fn run_input(t: &Target, bytes: &[u8]) -> Result<(), String> {
+    install_hook();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("fuzz-work")
+        .join(t.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (t.setup)(&dir);
+    let ctx = Ctx {
+        input: dir.join(t.input_file),
+        dir: dir.clone(),
+    };
+    let current: &'static alloc::Current = Box::leak(Box::new(alloc::Current {
+        target: t.name.to_string(),
+        input: ctx.input.clone(),
+        crash_dir: crash_dir(),
+    }));
+    run_one(t, &ctx, current, bytes)
+}
