@@ -125,7 +125,29 @@ fn config_json_known() {
 #[test]
 #[ignore = "needs fix: a folder with both model.safetensors and model.safetensors.index.json is accepted"]
 fn weights_dir_with_both_layouts_is_refused() {
-    weights::both_layouts_refused();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-work/both-layouts");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (weights::INDEX.setup)(&dir);
+    let corpus = harness::repo().join("tests/fuzz/corpus");
+    std::fs::copy(
+        corpus.join("safetensors/valid.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::copy(
+        corpus.join("safetensors_index/valid.json"),
+        dir.join("model.safetensors.index.json"),
+    )
+    .unwrap();
+    match pio_runtime::weights::WeightDir::open_with(
+        &dir,
+        &weights::expected(),
+        &["lm_head.weight"],
+    ) {
+        Ok(_) => panic!("{}: both layouts accepted", dir.display()),
+        Err(e) => weights::names_file(&e, &dir).unwrap(),
+    }
 }
 
 #[test]

@@ -170,27 +170,3 @@ fn mutate_header(m: &Mutator, rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<
     out.extend_from_slice(&data);
     out
 }
-
-/// A folder holding both `model.safetensors` and an index is ambiguous and must be refused,
-/// with an error naming the folder.
-pub fn both_layouts_refused() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-work/both-layouts");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    (INDEX.setup)(&dir);
-    let corpus = crate::harness::repo().join("tests/fuzz/corpus");
-    std::fs::copy(
-        corpus.join("safetensors/valid.safetensors"),
-        dir.join("model.safetensors"),
-    )
-    .unwrap();
-    std::fs::copy(
-        corpus.join("safetensors_index/valid.json"),
-        dir.join("model.safetensors.index.json"),
-    )
-    .unwrap();
-    match WeightDir::open_with(&dir, &expected(), &["lm_head.weight"]) {
-        Ok(_) => panic!("{}: both layouts accepted", dir.display()),
-        Err(e) => names_file(&e, &dir).unwrap(),
-    }
-}
