@@ -22,6 +22,8 @@ mod harness;
 mod mutate;
 #[path = "fuzz/spec.rs"]
 mod spec;
+#[path = "fuzz/target.rs"]
+mod target;
 #[path = "fuzz/weights.rs"]
 mod weights;
 
@@ -32,7 +34,7 @@ static ALLOC: alloc::Counting = alloc::Counting;
 /// refused and reported, a failed check is reported.
 #[test]
 fn harness_catches_panics_allocations_and_failed_checks() {
-    let t = harness::Target {
+    let t = target::Target {
         name: "harness_selftest",
         input_file: "input",
         max_len: 16,
@@ -48,7 +50,7 @@ fn harness_catches_panics_allocations_and_failed_checks() {
             _ => Ok(()),
         },
         mutate: None,
-        known: harness::none_known,
+        known: target::none_known,
     };
     assert_eq!(harness::run_input(&t, b"fine"), Ok(()));
     let p = harness::run_input(&t, b"panic").unwrap_err();
@@ -129,7 +131,7 @@ fn weights_dir_with_both_layouts_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     (weights::INDEX.setup)(&dir);
-    let corpus = harness::repo().join("tests/fuzz/corpus");
+    let corpus = target::repo().join("tests/fuzz/corpus");
     std::fs::copy(
         corpus.join("safetensors/valid.safetensors"),
         dir.join("model.safetensors"),

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use pio_runtime::chat::{ChatError, ChatOptions, ChatTemplate, Message};
 
-use crate::harness::{repo, Target};
+use crate::target::{repo, Target};
 
 pub const CONFIG: Target = Target {
     name: "chat_config",
@@ -182,7 +182,7 @@ pub const MESSAGES: Target = Target {
         }
     },
     mutate: None,
-    known: crate::harness::none_known,
+    known: crate::target::none_known,
 };
 
 fn truncate(s: &str) -> String {

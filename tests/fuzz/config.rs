@@ -8,7 +8,7 @@ use pio_engine::generation_config::{self, GenerationDefaults};
 use pio_runtime::sampling::SamplingParams;
 use pio_runtime::weights::check_config;
 
-use crate::harness::{repo, Target};
+use crate::target::{repo, Target};
 
 fn expected() -> &'static serde_json::Map<String, serde_json::Value> {
     static E: OnceLock<serde_json::Map<String, serde_json::Value>> = OnceLock::new();

@@ -9,7 +9,7 @@ use pio_compiler::spec::model::HyperValue;
 use pio_compiler::spec::ModelSpec;
 use pio_compiler::SpecErrors;
 
-use crate::harness::{repo, Target};
+use crate::target::{repo, Target};
 
 pub const VARIANT: Target = Target {
     name: "spec_variant",
@@ -22,7 +22,7 @@ pub const VARIANT: Target = Target {
         check(&ctx.input, &[(&ctx.input, bytes), (&family, &family_bytes)])
     },
     mutate: None,
-    known: crate::harness::none_known,
+    known: crate::target::none_known,
 };
 
 pub const FAMILY: Target = Target {
@@ -36,7 +36,7 @@ pub const FAMILY: Target = Target {
         check(&variant, &[(&variant, &variant_bytes), (&ctx.input, bytes)])
     },
     mutate: None,
-    known: crate::harness::none_known,
+    known: crate::target::none_known,
 };
 
 /// Copies real specs next to the input and links the tokenizers they name.

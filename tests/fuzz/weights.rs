@@ -7,8 +7,8 @@ use std::path::Path;
 
 use pio_runtime::weights::{WeightDir, WeightSpec, WeightsError};
 
-use crate::harness::{Ctx, Target};
 use crate::mutate::{Mutator, Rng};
+use crate::target::{Ctx, Target};
 
 pub const SINGLE: Target = Target {
     name: "safetensors",
@@ -41,7 +41,7 @@ pub const INDEX: Target = Target {
     },
     run: |ctx, _| open(ctx),
     mutate: None,
-    known: crate::harness::none_known,
+    known: crate::target::none_known,
 };
 
 /// The tensors the targets expect (the corpus files hold them).
