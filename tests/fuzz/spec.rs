@@ -90,7 +90,7 @@ pub fn located(e: &SpecErrors, files: &[(&Path, &[u8])]) -> Result<(), String> {
             return Err(format!("an error without a message: {err}"));
         }
         if let Some((_, text)) = files.iter().find(|(p, _)| *p == err.file) {
-            let lines = text.split(|&b| b == b'\n').count();
+            let lines = yaml_lines(text);
             if err.loc.line > lines + 1 {
                 return Err(format!(
                     "line {} is past the end of the file ({lines} lines): {err}",
@@ -100,4 +100,14 @@ pub fn located(e: &SpecErrors, files: &[(&Path, &[u8])]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Lines as YAML counts them: `\n`, `\r\n` and a lone `\r` each end one.
+fn yaml_lines(text: &[u8]) -> usize {
+    let lone_cr = text
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\r' && text.get(i + 1) != Some(&b'\n'))
+        .count();
+    text.iter().filter(|&&b| b == b'\n').count() + lone_cr + 1
 }
