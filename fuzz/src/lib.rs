@@ -34,8 +34,11 @@ pub fn run(t: &Target, data: &[u8]) {
         dirs.get_or_insert_with(HashMap::new)
             .entry(t.name)
             .or_insert_with(|| {
-                let d = std::env::temp_dir()
-                    .join(format!("pio-fuzz-{}-{}", t.name, std::process::id()));
+                let d = std::env::temp_dir().join(format!(
+                    "pio-fuzz-{}-{}",
+                    t.name,
+                    std::process::id()
+                ));
                 let _ = std::fs::remove_dir_all(&d);
                 std::fs::create_dir_all(&d).unwrap();
                 (t.setup)(&d);
