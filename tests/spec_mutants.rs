@@ -239,7 +239,7 @@ fn mutants(count: usize, only_huge: bool) {
         }
     });
     let (compiled, rejected, skipped, failures) = tally.into_inner().unwrap();
-    eprintln!(
+    let line = format!(
         "spec mutants (seed {seed}): {replayed} corpus variants and {count} mutants, {} run in \
          {:.1} s: {compiled} compiled, {rejected} rejected with an error, {skipped} skipped{}, \
          {} failed",
@@ -252,6 +252,9 @@ fn mutants(count: usize, only_huge: bool) {
         },
         failures.len()
     );
+    // Written to the stderr handle: the test harness captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
     assert!(
         failures.is_empty(),
         "{} failing mutants:\n{}",

@@ -45,6 +45,13 @@ pub fn save_bytes(crash_dir: &Path, target: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// A line for the log even when the test passes (the test harness captures `eprintln!` of
+/// passing tests, not writes to the stderr handle).
+pub fn summary(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v
@@ -258,19 +265,19 @@ pub fn fuzz(t: &Target) {
         }
     }
     drop(watchdog);
-    eprintln!(
+    summary(&format!(
         "fuzz {}: {} corpus inputs, {runs} mutants in {:.1} s (seed {}), {} distinct failures",
         t.name,
         corpus.len(),
         t0.elapsed().as_secs_f64(),
         env_u64("PIO_FUZZ_SEED", 1),
         failures.len()
-    );
+    ));
     for (bug, n) in &skipped {
-        eprintln!(
+        summary(&format!(
             "fuzz {}: skipped {n} inputs that hit a known bug: {bug}",
             t.name
-        );
+        ));
     }
     if !failures.is_empty() {
         let list: Vec<String> = failures
