@@ -29,6 +29,8 @@ pub struct Current {
     pub target: String,
     pub input: std::path::PathBuf,
     pub crash_dir: std::path::PathBuf,
+    /// No report (the harness's own test of the bound).
+    pub quiet: bool,
 }
 
 /// Runs `f` with the thread's live bytes bounded to `bound` more than now.
@@ -49,8 +51,11 @@ pub fn bounded<R>(bound: usize, current: &'static Current, f: impl FnOnce() -> R
 }
 
 fn over_bound(size: usize) {
-    REPORTING.with(|r| r.set(true));
     OVER.with(|o| o.set(true));
+    if CURRENT.with(|c| c.get()).is_some_and(|c| c.quiet) {
+        return;
+    }
+    REPORTING.with(|r| r.set(true));
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,

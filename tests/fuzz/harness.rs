@@ -197,6 +197,7 @@ pub fn fuzz(t: &Target) {
         target: t.name.to_string(),
         input: ctx.input.clone(),
         crash_dir: crash_dir(),
+        quiet: false,
     }));
     let watchdog = Watchdog::new(t.name, ctx.input.clone(), timeout);
     let corpus = corpus(t.name);
@@ -315,6 +316,7 @@ pub fn replay_known(t: &Target) {
         target: t.name.to_string(),
         input: ctx.input.clone(),
         crash_dir: crash_dir(),
+        quiet: false,
     }));
     let mut failures = Vec::new();
     for (path, bytes) in corpus(t.name) {
@@ -351,6 +353,7 @@ pub fn run_input(t: &Target, bytes: &[u8]) -> Result<(), String> {
         target: t.name.to_string(),
         input: ctx.input.clone(),
         crash_dir: crash_dir(),
+        quiet: true,
     }));
     run_one(t, &ctx, current, bytes)
 }
