@@ -55,7 +55,7 @@ fn setup(dir: &Path, copies: &[&str]) {
 /// Small enough to lower quickly (huge hyperparameters are the resolver's to refuse).
 pub fn small(spec: &ModelSpec) -> bool {
     spec.hyper.values().all(|v| match v {
-        HyperValue::Int(i) => *i <= 100_000,
+        HyperValue::Int(i) => *i <= 1_000_000,
         _ => true,
     }) && spec.int("num_layers").is_none_or(|n| n <= 64)
 }
