@@ -39,32 +39,8 @@ pub const CONFIG: Target = Target {
         }
     },
     mutate: None,
-    known: known_minijinja,
+    known: crate::target::none_known,
 };
-
-/// Known minijinja bugs: (1) a template tag or expression of more than 2000 bytes: minijinja's
-/// code generator recurses once per operator of a chain like `{{ x % y % y ... }}`
-/// (`Expr::as_const`, minijinja src/compiler/ast.rs:220) and overflows the stack at a few
-/// thousand; (2) a slice step of i64::MIN (`messages[::-9223372036854775808]`) panics with
-/// "attempt to negate with overflow" (minijinja src/value/ops.rs:221, builds with overflow
-/// checks).
-fn known_minijinja(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.windows(22).any(|w| w == b"::-9223372036854775808") {
-        return Some("minijinja panics on a slice step of i64::MIN (known-slice-step-*)");
-    }
-    let mut open: Option<usize> = None;
-    for (i, w) in bytes.windows(2).enumerate() {
-        match (w, open) {
-            (b"{{" | b"{%", None) => open = Some(i),
-            (b"}}" | b"%}", Some(_)) => open = None,
-            _ => {}
-        }
-        if open.is_some_and(|o| i - o > 2000) {
-            return Some("minijinja stack overflow on a long expression (known-stack-overflow-*)");
-        }
-    }
-    None
-}
 
 /// Config errors name the file; template errors carry a line of the template.
 fn located(e: &ChatError, label: &str) -> Result<(), String> {
@@ -74,6 +50,8 @@ fn located(e: &ChatError, label: &str) -> Result<(), String> {
             msg.contains(label)
         }
         ChatError::Syntax { line, .. } | ChatError::Render { line, .. } => line.is_some(),
+        // A template read from a file names that file (and, inside, the line when known).
+        ChatError::InFile { path, .. } => !path.as_os_str().is_empty(),
     };
     if ok {
         Ok(())

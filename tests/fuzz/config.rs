@@ -10,6 +10,9 @@ use pio_runtime::weights::check_config;
 
 use crate::target::{repo, Target};
 
+/// The vocabulary eos ids are checked against (Qwen3's).
+const VOCAB: usize = 151_936;
+
 fn expected() -> &'static serde_json::Map<String, serde_json::Value> {
     static E: OnceLock<serde_json::Map<String, serde_json::Value>> = OnceLock::new();
     E.get_or_init(|| {
@@ -34,10 +37,7 @@ pub const CONFIG: Target = Target {
         Err(e) => crate::weights::names_file(&e, &ctx.dir),
     },
     mutate: None,
-    known: |bytes| {
-        (float_dtype(bytes) == Some(false))
-            .then_some("a non-float torch_dtype is accepted (known-torch-dtype-int8.json)")
-    },
+    known: crate::target::none_known,
 };
 
 /// Whether the config's `torch_dtype` (when it has one) is a float dtype weights can have.
@@ -60,7 +60,7 @@ pub const GENERATION: Target = Target {
             eos_token_ids: vec![151645, 151643],
             sampling: SamplingParams::default(),
         };
-        match generation_config::apply(&ctx.input, &mut d) {
+        match generation_config::apply(&ctx.input, &mut d, VOCAB) {
             Ok(()) => {
                 d.sampling
                     .validate()
@@ -92,11 +92,7 @@ pub const GENERATION: Target = Target {
         }
     },
     mutate: None,
-    known: |bytes| {
-        eos_ids(bytes)
-            .is_some_and(|ids| ids.iter().any(|&i| i > u32::MAX as u64))
-            .then_some("an eos_token_id above u32::MAX is truncated (known-eos-above-u32.json)")
-    },
+    known: crate::target::none_known,
 };
 
 /// The eos ids of a generation_config.json, when it has a number or a list of numbers.

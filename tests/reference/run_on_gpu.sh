@@ -6,9 +6,9 @@
 # Then through the device tool: command "bash tests/reference/run_on_gpu.sh",
 # carry ["target/release/pio", "target/release/pio-compile", "target/release/gpu-tests"].
 # Results are recorded in tests/reference/GPU_RESULTS.md. STAGES picks what runs (default: all
-# of "kernels tests tiny parity speed"); SKIP_4B=1 skips the 4B model.
+# of "kernels tests limits tiny parity speed"); SKIP_4B=1 skips the 4B model.
 set -uo pipefail
-STAGES=" ${STAGES:-kernels tests tiny parity speed} "
+STAGES=" ${STAGES:-kernels tests limits tiny parity speed} "
 stage() { [[ "$STAGES" == *" $1 "* ]]; }
 OUT=${OUT:-/tmp/pio-out}
 mkdir -p "$OUT"
@@ -36,6 +36,20 @@ grep -E "rel L2|test result|panicked|FAILED" "$OUT/gpu-tests.txt" | awk '/row/{n
 log "GPU tests again, kernels compiled as PTX for compute_80 (the paths of GPUs before Hopper)"
 PIO_REQUIRE_GPU=1 PIO_NVRTC_ARCH=compute_80 target/release/gpu-tests --include-ignored --test-threads=1 > "$OUT/gpu-tests-compute_80.txt" 2>&1 || status=1
 grep -E "test result|panicked|FAILED" "$OUT/gpu-tests-compute_80.txt"
+fi
+
+if stage limits; then
+log "limits: a model larger than the GPU is refused before anything is allocated"
+BIG=/tmp/pio-big; rm -rf $BIG; mkdir -p $BIG
+cp -r model-specs/qwen3.yaml model-specs/tokenizers $BIG/
+sed 's/hidden_size: 64/hidden_size: 16000000/; s/vocab_size: 512/vocab_size: 8192/' \
+    model-specs/qwen3-tiny.yaml > $BIG/big.yaml
+$PIO run --spec $BIG/big.yaml --device cuda --max-new-tokens 1 > "$OUT/limits.txt" 2>&1
+rc=$?
+tail -2 "$OUT/limits.txt"
+if [ $rc != 1 ] || ! grep -q "not enough GPU memory" "$OUT/limits.txt"; then
+    echo "FAILED: expected a refusal naming GPU memory (rc $rc)"; status=1
+fi
 fi
 
 TINY_IDS=9,72,300,17,255,480,101,33

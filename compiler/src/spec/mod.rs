@@ -70,6 +70,24 @@ fn single(file: &Path, loc: Loc, message: impl Into<String>) -> SpecErrors {
     }])
 }
 
+/// The line and column just after `before`, counting line breaks as YAML does: `\n`, `\r\n`
+/// and a lone `\r`.
+fn loc_of(before: &[u8]) -> Loc {
+    let mut line = 1;
+    let mut line_start = 0;
+    for (i, &c) in before.iter().enumerate() {
+        let lone_cr = c == b'\r' && before.get(i + 1) != Some(&b'\n');
+        if c == b'\n' || lone_cr {
+            line += 1;
+            line_start = i + 1;
+        }
+    }
+    Loc {
+        line,
+        col: before.len() - line_start + 1,
+    }
+}
+
 /// Reads a file and parses it into a YAML tree; every failure is a located error.
 pub fn read_yaml(path: &Path) -> Result<Y, SpecErrors> {
     let at0 = Loc { line: 1, col: 1 };
@@ -93,14 +111,7 @@ pub fn read_yaml(path: &Path) -> Result<Y, SpecErrors> {
         .map_err(|e| single(path, at0, format!("cannot read the spec: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let off = e.utf8_error().valid_up_to();
-        let before = &e.as_bytes()[..off];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let col = off
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1)
-            + 1;
+        let Loc { line, col } = loc_of(&e.as_bytes()[..off]);
         single(
             path,
             Loc { line, col },
@@ -112,10 +123,9 @@ pub fn read_yaml(path: &Path) -> Result<Y, SpecErrors> {
     })?;
     if text.contains('\0') {
         let off = text.find('\0').unwrap_or(0);
-        let line = text[..off].matches('\n').count() + 1;
         return Err(single(
             path,
-            Loc { line, col: 1 },
+            loc_of(&text.as_bytes()[..off]),
             "binary data (a NUL byte) in the spec",
         ));
     }

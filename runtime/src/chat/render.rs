@@ -12,9 +12,93 @@ use super::{ChatError, ChatOptions, Message};
 
 pub(super) const TEMPLATE_NAME: &str = "chat_template";
 
+/// Largest chat template compiled (real ones are a few KB; the largest known, tens of KB).
+pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+
+/// Longest single tag (`{{ ... }}` or `{% ... %}`) compiled. minijinja's compile time grows
+/// with the square of an expression's length (an 80 KB operator chain takes minutes); real
+/// templates' longest tags are a few hundred bytes.
+pub const MAX_TAG_BYTES: usize = 16 << 10;
+
+/// The 1-based line of the first tag longer than [`MAX_TAG_BYTES`], if any.
+fn overlong_tag(source: &str) -> Option<usize> {
+    let b = source.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'{' && (b[i + 1] == b'{' || b[i + 1] == b'%') {
+            let close: &[u8] = if b[i + 1] == b'{' { b"}}" } else { b"%}" };
+            let len = b[i + 2..]
+                .windows(2)
+                .position(|w| w == close)
+                .unwrap_or(b.len() - i);
+            if len > MAX_TAG_BYTES {
+                return Some(1 + b[..i].iter().filter(|&&c| c == b'\n').count());
+            }
+            i += 2 + len;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Stack of the thread that compiles and renders templates. minijinja's parser recurses once
+/// per operator of an expression: a hostile 80 KB `a % b % b % ...` overflows a normal thread's
+/// stack (an abort, not an error). With templates bounded by [`MAX_TEMPLATE_BYTES`], this much
+/// (reserved, only touched as used) holds the deepest one.
+const TEMPLATE_STACK_BYTES: usize = 512 << 20;
+
+/// Runs `f` (a compile or a render: the template engine is a third-party parser of a user's
+/// file) on a thread with a large stack, turning a panic inside it into an error.
+fn guarded<T: Send>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, ChatError> + Send,
+) -> Result<T, ChatError> {
+    let failed = |message: String| ChatError::Render {
+        message: format!("the template engine failed while {what}: {message}"),
+        line: None,
+    };
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("pio-chat-template".into())
+            .stack_size(TEMPLATE_STACK_BYTES)
+            .spawn_scoped(scope, f)
+            .map_err(|e| failed(format!("cannot start its thread: {e}")))?;
+        worker.join().unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            Err(failed(why))
+        })
+    })
+}
+
 /// The environment transformers renders chat templates in, with `source` compiled as
 /// [`TEMPLATE_NAME`].
 pub(super) fn environment(source: String) -> Result<Environment<'static>, ChatError> {
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(ChatError::Syntax {
+            message: format!(
+                "the template is {} bytes, more than the {MAX_TEMPLATE_BYTES} a chat template may have",
+                source.len()
+            ),
+            line: None,
+        });
+    }
+    if let Some(line) = overlong_tag(&source) {
+        return Err(ChatError::Syntax {
+            message: format!(
+                "a tag is longer than {MAX_TAG_BYTES} bytes, the most a chat template tag may have"
+            ),
+            line: Some(line),
+        });
+    }
+    guarded("compiling the template", move || compile(source))
+}
+
+fn compile(source: String) -> Result<Environment<'static>, ChatError> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -56,9 +140,26 @@ pub(super) fn render(
         ctx.insert("enable_thinking".to_string(), Value::from(thinking));
     }
 
-    template
-        .render(Value::from_iter(ctx))
-        .map_err(|e| ChatError::from_minijinja(&e, false))
+    let ctx = Value::from_iter(ctx);
+    guarded("rendering", || {
+        template
+            .render(ctx)
+            .map_err(|e| ChatError::from_minijinja(&e, false))
+    })
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn overlong_tags_are_found_with_their_line() {
+        assert_eq!(overlong_tag("{{ a }}\n{% if b %}x{% endif %}"), None);
+        let long = format!("ok\n\n{{{{ x{} }}}}", " % y".repeat(MAX_TAG_BYTES / 4));
+        assert_eq!(overlong_tag(&long), Some(3));
+        let unterminated = format!("{{% if {}", "a".repeat(MAX_TAG_BYTES + 1));
+        assert_eq!(overlong_tag(&unterminated), Some(1));
+    }
 }
 
 impl Message {
