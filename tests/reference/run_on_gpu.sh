@@ -42,7 +42,7 @@ if stage limits; then
 log "limits: a model larger than the GPU is refused before anything is allocated"
 BIG=/tmp/pio-big; rm -rf $BIG; mkdir -p $BIG
 cp -r model-specs/qwen3.yaml model-specs/tokenizers $BIG/
-sed 's/hidden_size: 64/hidden_size: 16000000/; s/vocab_size: 512/vocab_size: 8192/' \
+sed 's/hidden_size: 64/hidden_size: 16000000/; s/vocab_size: 512/vocab_size: 4096/' \
     model-specs/qwen3-tiny.yaml > $BIG/big.yaml
 $PIO run --spec $BIG/big.yaml --device cuda --max-new-tokens 1 > "$OUT/limits.txt" 2>&1
 rc=$?
