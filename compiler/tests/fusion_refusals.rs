@@ -137,3 +137,76 @@ fn swiglu_fuses_only_gate_first_halves() {
         );
     }
 }
+
+/// A weight that is tied to another or concatenated from parts is not a plain weight: the
+/// norm rules bind their norm weight only to a plain one.
+#[test]
+fn norm_weights_that_are_tied_or_concatenated_are_not_bound() {
+    for (concat, tied) in [
+        (vec![("a".to_string(), 4), ("b".to_string(), 4)], vec![]),
+        (vec![], vec!["other.weight".to_string()]),
+    ] {
+        let mut g = norm_then_linear(false);
+        let nw = g.ids().find(|&id| g.node(id).name == "nw").unwrap();
+        let Op::Weight(b) = &mut g.node_mut(nw).op else {
+            unreachable!()
+        };
+        b.concat = concat.clone();
+        b.tied = tied.clone();
+        let g = fuse(g);
+        assert_eq!(
+            count(&g, |o| matches!(o, Op::NormLinear { .. })),
+            0,
+            "concat {concat:?}, tied {tied:?}"
+        );
+    }
+}
+
+/// Only add and mul match with their operands swapped: `linear(a, rmsnorm(x))` is not
+/// `norm_linear(x, .., a)`, although both orders type-check here.
+#[test]
+fn only_commutative_ops_match_with_swapped_operands() {
+    let mut g = Graph::new("t", vec![]);
+    let a = weight(&mut g, "a", &[8, 8]);
+    let x = weight(&mut g, "x", &[8, 8]);
+    let nw = weight(&mut g, "nw", &[8]);
+    let h = node(&mut g, "h", Op::RmsNorm { eps: 1e-6 }, &[8, 8], &[x, nw]);
+    let y = node(&mut g, "y", Op::Linear, &[8, 8], &[a, h]);
+    node(
+        &mut g,
+        "logits",
+        Op::Output(OutputRole::Logits),
+        &[8, 8],
+        &[y],
+    );
+    let g = fuse(g);
+    assert_eq!(
+        count(&g, |o| matches!(o, Op::NormLinear { .. })),
+        0,
+        "{}",
+        print::print(&g)
+    );
+    // The control: the residual add of linear_add matches in either operand order.
+    for swapped in [false, true] {
+        let mut g = Graph::new("t", vec![]);
+        let x = weight(&mut g, "x", &[1, 1, 8]);
+        let w = weight(&mut g, "w", &[8, 8]);
+        let r = weight(&mut g, "r", &[1, 1, 8]);
+        let y = node(&mut g, "y", Op::Linear, &[1, 1, 8], &[x, w]);
+        let args = if swapped { [r, y] } else { [y, r] };
+        let z = node(&mut g, "z", Op::Add, &[1, 1, 8], &args);
+        node(
+            &mut g,
+            "logits",
+            Op::Output(OutputRole::Logits),
+            &[1, 1, 8],
+            &[z],
+        );
+        let g = fuse(g);
+        assert_eq!(
+            count(&g, |o| matches!(o, Op::LinearAdd)),
+            1,
+            "swapped {swapped}"
+        );
+    }
+}
