@@ -15,6 +15,7 @@ mod error;
 mod random;
 mod safetensors_file;
 mod spec;
+mod temporaries;
 mod writer;
 
 pub use config::check_config;
@@ -24,7 +25,8 @@ pub use random::{
     fnv1a64, random_tensor_bf16, random_tensor_f32, tensor_seed, validate_spec, RANDOM_CHUNK,
 };
 pub use spec::{DType, WeightInit, WeightSpec};
+pub use temporaries::remove_temporaries;
 pub use writer::{
-    remove_temporaries, write_hf_dir, write_random_hf_dir, write_random_hf_dir_with_progress,
-    TensorInfo, WriteOptions, WriteSummary, DEFAULT_SHARD_BYTES,
+    write_hf_dir, write_random_hf_dir, write_random_hf_dir_with_progress, TensorInfo, WriteOptions,
+    WriteSummary, DEFAULT_SHARD_BYTES,
 };
