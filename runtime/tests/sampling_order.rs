@@ -116,7 +116,10 @@ fn draws_follow_the_filtered_distribution() {
 fn greedy_means_temperature_zero() {
     let greedy = SamplingParams::greedy();
     assert!(greedy.is_greedy());
-    assert_eq!((greedy.temperature, greedy.top_k, greedy.top_p), (0.0, 0, 1.0));
+    assert_eq!(
+        (greedy.temperature, greedy.top_k, greedy.top_p),
+        (0.0, 0, 1.0)
+    );
     assert_eq!((greedy.min_p, greedy.repetition_penalty), (0.0, 1.0));
     let warm = SamplingParams {
         temperature: 0.7,
