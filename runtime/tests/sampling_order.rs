@@ -127,3 +127,41 @@ fn greedy_means_temperature_zero() {
     };
     assert!(!warm.is_greedy());
 }
+
+#[test]
+fn top_k_ties_at_the_boundary_keep_the_lower_ids() {
+    // id 1 is best; ids 0, 2, 3 tie for second: top-k 2 keeps {0, 1}, top-k 3 keeps {0, 1, 2},
+    // with the heap (k <= 4096) and with the selection path (k > 4096) alike.
+    let mut logits = vec![-20.0f32; 5000];
+    logits[..4].copy_from_slice(&[1.0, 3.0, 1.0, 1.0]);
+    for (k, want) in [(2, vec![0, 1]), (3, vec![0, 1, 2])] {
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: k,
+            ..SamplingParams::greedy()
+        })
+        .unwrap();
+        let mut ids: Vec<u32> = s
+            .distribution(&logits, &[], &[])
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, want, "top-k {k}");
+    }
+    let mut s = Sampler::new(SamplingParams {
+        temperature: 1.0,
+        top_k: 4097,
+        ..SamplingParams::greedy()
+    })
+    .unwrap();
+    let d = s.distribution(&logits, &[], &[]).unwrap();
+    assert_eq!(d.len(), 4097);
+    // The ties at -20 are cut at the boundary by id: ids 4..4097 are kept, 4097.. are not.
+    assert!(
+        d.iter().all(|&(id, _)| id < 4097),
+        "{:?}",
+        d.iter().map(|e| e.0).max()
+    );
+}
