@@ -294,4 +294,48 @@ mod tests {
         // position 0 sees only v0 = 2; position 1 averages 2 and 4 equally.
         assert_eq!(y.data, vec![2., 2., 3., 3.]);
     }
+
+    #[test]
+    fn rmsnorm_eps_counts_where_it_matters() {
+        // mean(x^2) = 1e-6 = eps: the norm is 1 / sqrt(2e-6), not 1 / sqrt(1e-6).
+        let x = t(&[1, 2], &[1e-3, -1e-3]);
+        let w = t(&[2], &[1., 1.]);
+        let y = rmsnorm(&x, &w, 1e-6);
+        let want = 1e-3 / (2e-6f64).sqrt();
+        assert!((y.data[0] as f64 - want).abs() < 1e-6, "{:?}", y.data);
+        assert!((y.data[1] as f64 + want).abs() < 1e-6, "{:?}", y.data);
+    }
+
+    #[test]
+    fn rope_pairs_rotate_at_theta_to_the_minus_2i_over_d() {
+        // d = 4: pair (0, 2) at frequency 1, pair (1, 3) at 10000^(-2/4) = 0.01.
+        let x = t(&[1, 1, 1, 4], &[1., 2., 3., 4.]);
+        let y = rope(&x, &[5.], 10000.0);
+        let (s0, c0) = 5f64.sin_cos();
+        let (s1, c1) = 0.05f64.sin_cos();
+        let want = [
+            1. * c0 - 3. * s0,
+            2. * c1 - 4. * s1,
+            3. * c0 + 1. * s0,
+            4. * c1 + 2. * s1,
+        ];
+        for (got, want) in y.data.iter().zip(want) {
+            assert!(
+                (*got as f64 - want).abs() < 1e-6,
+                "{:?} vs {want:?}",
+                y.data
+            );
+        }
+    }
+
+    #[test]
+    fn attention_maps_query_heads_to_kv_heads_in_blocks() {
+        // 4 query heads over 2 kv heads: heads 0 and 1 read kv head 0, heads 2 and 3 kv head 1
+        // (as HF's repeat_kv), not alternately.
+        let q = t(&[1, 1, 4, 1], &[1., 1., 1., 1.]);
+        let k = t(&[1, 1, 2, 1], &[0., 0.]);
+        let v = t(&[1, 1, 2, 1], &[10., 20.]);
+        let y = attention(&q, &k, &v, &[0.], 1.0);
+        assert_eq!(y.data, vec![10., 10., 20., 20.]);
+    }
 }
