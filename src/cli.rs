@@ -42,9 +42,17 @@ pub fn remove_temporaries_on_interrupt() {
 }
 
 /// A failed write to stdout (the process's own output, not a file it was asked to write).
+/// (Its Display includes the I/O error, which is therefore not also its `source`: a chain
+/// printed with `{:#}` says it once.)
 #[derive(Debug, thiserror::Error)]
 #[error("writing to stdout: {0}")]
-pub struct StdoutError(#[from] pub std::io::Error);
+pub struct StdoutError(pub std::io::Error);
+
+impl From<std::io::Error> for StdoutError {
+    fn from(e: std::io::Error) -> Self {
+        StdoutError(e)
+    }
+}
 
 /// `writeln!` to stdout, returning `Result<(), StdoutError>`.
 #[macro_export]

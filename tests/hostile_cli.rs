@@ -51,6 +51,7 @@ fn a_closed_stdout_ends_quietly_and_a_full_one_is_an_error() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{bin}: {err}");
         assert!(err.contains("error: writing to stdout"), "{bin}: {err}");
+        assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
 }
