@@ -16,10 +16,11 @@ pub const ARTIFACT_FILE: &str = "artifact.json";
 /// Errors reading or writing an artifact folder.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("{}: {source}", path.display())]
+    /// The I/O error is part of the message, not a `source` (so a printed chain says it once).
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}:{line}:{column}: not a pio artifact: {message}", path.display())]
     Json {
@@ -46,9 +47,9 @@ pub enum ArtifactError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
-    move |source| ArtifactError::Io {
+    move |cause| ArtifactError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

@@ -77,19 +77,19 @@ pub enum CompileError {
     Output(String),
     #[error("{0}")]
     Options(String),
-    #[error("{path}: {source}")]
+    /// The I/O error is part of the message, not a `source` (so a printed chain says it once).
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 impl CompileError {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         CompileError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

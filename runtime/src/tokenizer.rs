@@ -25,13 +25,13 @@ pub enum TokenizerError {
         path: PathBuf,
     },
     /// The tokenizer file exists but could not be read.
-    #[error("cannot read tokenizer file {}: {source}", path.display())]
+    #[error("cannot read tokenizer file {}: {cause}", path.display())]
     Io {
         /// The file that could not be read.
         path: PathBuf,
         /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// (Part of the message, not a `source`: a printed chain says it once.)
+        cause: std::io::Error,
     },
     /// The file is not a valid HF `tokenizer.json` (bad JSON, unknown model type, ...).
     #[error("invalid tokenizer file {}: {message}", path.display())]
@@ -82,7 +82,7 @@ impl Tokenizer {
             } else {
                 TokenizerError::Io {
                     path: path.to_path_buf(),
-                    source,
+                    cause: source,
                 }
             }
         })?;

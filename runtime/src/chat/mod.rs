@@ -34,13 +34,13 @@ use minijinja::{Environment, ErrorKind};
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Io {
         /// The file that could not be read.
         path: PathBuf,
         /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// (Part of the message, not a `source`: a printed chain says it once.)
+        cause: std::io::Error,
     },
     /// `tokenizer_config.json` is not valid JSON (or not a JSON object).
     #[error("invalid tokenizer config {}: {message}", path.display())]
@@ -74,13 +74,13 @@ pub enum ChatError {
         line: Option<usize>,
     },
     /// A syntax or render error of a template read from a file: names the file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     InFile {
         /// The file the template came from (tokenizer_config.json or chat_template.jinja).
         path: PathBuf,
         /// The template's error.
-        #[source]
-        source: Box<ChatError>,
+        /// (Part of the message, not a `source`: a printed chain says it once.)
+        cause: Box<ChatError>,
     },
 }
 
@@ -93,7 +93,7 @@ impl ChatError {
     fn in_file(self, path: &Path) -> Self {
         ChatError::InFile {
             path: path.to_path_buf(),
-            source: Box::new(self),
+            cause: Box::new(self),
         }
     }
 
@@ -192,7 +192,7 @@ impl ChatTemplate {
         let text =
             pio_artifact::read::read_bounded_text(path, limit).map_err(|source| ChatError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         let jinja_path = path
             .parent()
@@ -203,7 +203,7 @@ impl ChatTemplate {
                 pio_artifact::read::read_bounded_text(&jinja_path, limit).map_err(|source| {
                     ChatError::Io {
                         path: jinja_path.clone(),
-                        source,
+                        cause: source,
                     }
                 })?;
             Some((text, jinja_path))

@@ -187,15 +187,15 @@ fn path_list(paths: &[PathBuf]) -> String {
 #[derive(thiserror::Error, Debug)]
 pub enum WeightsError {
     /// An I/O operation on `path` failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {cause}", path.display())]
     Io {
         /// What was being done ("cannot read", "cannot create", ...).
         op: &'static str,
         /// File or directory involved.
         path: PathBuf,
         /// Underlying error.
-        #[source]
-        source: io::Error,
+        /// (Part of the message, not a `source`: a printed chain says it once.)
+        cause: io::Error,
     },
     /// The directory holds neither `model.safetensors` nor `model.safetensors.index.json`.
     #[error(
@@ -315,7 +315,7 @@ impl WeightsError {
         WeightsError::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
