@@ -126,6 +126,7 @@ fn greedy_means_temperature_zero() {
         ..greedy
     };
     assert!(!warm.is_greedy());
+    assert_eq!(Sampler::new(warm.clone()).unwrap().params(), &warm);
 }
 
 #[test]
