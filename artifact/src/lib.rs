@@ -183,6 +183,22 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// `1.19 GB`-style sizes (decimal units, as model cards use), for messages and reports.
+pub fn bytes_human(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
 /// [`fnv1a`] as 16 hex digits.
 pub fn hash_hex(bytes: &[u8]) -> String {
     format!("{:016x}", fnv1a(bytes))

@@ -64,21 +64,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// `1.19 GB`-style sizes (decimal units for weights, as model cards use).
-pub fn bytes_human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
+pub use pio_artifact::bytes_human;
 
 #[cfg(test)]
 mod tests {

@@ -2,39 +2,11 @@
 //! that is used outside the match, and shapes that break a rule's legality condition. Each
 //! graph is verified after the pass and the refused ops must still be there.
 
+mod common;
+
+use common::{leaf, node};
 use pio_compiler::ir::*;
 use pio_compiler::pass::{Fuse, Pass};
-
-fn f32t(dims: &[usize]) -> TensorType {
-    TensorType::new(DType::F32, Shape::fixed(dims))
-}
-
-fn weight(g: &mut Graph, name: &str, dims: &[usize]) -> NodeId {
-    g.add(
-        Node {
-            name: name.into(),
-            op: Op::Weight(WeightBinding {
-                hf_name: format!("{name}.weight"),
-                concat: vec![],
-                tied: vec![],
-                init: Init::Ones,
-            }),
-            ty: f32t(dims),
-        },
-        &[],
-    )
-}
-
-fn node(g: &mut Graph, name: &str, op: Op, dims: &[usize], args: &[NodeId]) -> NodeId {
-    g.add(
-        Node {
-            name: name.into(),
-            op,
-            ty: f32t(dims),
-        },
-        args,
-    )
-}
 
 fn fuse(mut g: Graph) -> Graph {
     verify::verify(&g, None).unwrap();
@@ -55,9 +27,9 @@ fn count(g: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
 /// elsewhere (here by a residual add), in which case the rmsnorm must stay.
 fn norm_then_linear(h_used_outside: bool) -> Graph {
     let mut g = Graph::new("t", vec![]);
-    let x = weight(&mut g, "x", &[1, 1, 8]);
-    let nw = weight(&mut g, "nw", &[8]);
-    let w = weight(&mut g, "w", &[8, 8]);
+    let x = leaf(&mut g, "x", &[1, 1, 8]);
+    let nw = leaf(&mut g, "nw", &[8]);
+    let w = leaf(&mut g, "w", &[8, 8]);
     let h = node(&mut g, "h", Op::RmsNorm { eps: 1e-6 }, &[1, 1, 8], &[x, nw]);
     let y = node(&mut g, "y", Op::Linear, &[1, 1, 8], &[h, w]);
     let out = if h_used_outside {
@@ -94,9 +66,9 @@ fn a_norm_whose_output_is_used_elsewhere_is_not_fused_away() {
 /// `y = norm_linear(x, nw, W[16, 8])`, `gate`/`up` slices of it, `silu(gate) * up`.
 fn swiglu(gate_start: usize, up_start: usize, len: usize) -> Graph {
     let mut g = Graph::new("t", vec![]);
-    let x = weight(&mut g, "x", &[1, 1, 8]);
-    let nw = weight(&mut g, "nw", &[8]);
-    let w = weight(&mut g, "w", &[16, 8]);
+    let x = leaf(&mut g, "x", &[1, 1, 8]);
+    let nw = leaf(&mut g, "nw", &[8]);
+    let w = leaf(&mut g, "w", &[16, 8]);
     let y = node(
         &mut g,
         "y",
@@ -167,9 +139,9 @@ fn norm_weights_that_are_tied_or_concatenated_are_not_bound() {
 #[test]
 fn only_commutative_ops_match_with_swapped_operands() {
     let mut g = Graph::new("t", vec![]);
-    let a = weight(&mut g, "a", &[8, 8]);
-    let x = weight(&mut g, "x", &[8, 8]);
-    let nw = weight(&mut g, "nw", &[8]);
+    let a = leaf(&mut g, "a", &[8, 8]);
+    let x = leaf(&mut g, "x", &[8, 8]);
+    let nw = leaf(&mut g, "nw", &[8]);
     let h = node(&mut g, "h", Op::RmsNorm { eps: 1e-6 }, &[8, 8], &[x, nw]);
     let y = node(&mut g, "y", Op::Linear, &[8, 8], &[a, h]);
     node(
@@ -189,9 +161,9 @@ fn only_commutative_ops_match_with_swapped_operands() {
     // The control: the residual add of linear_add matches in either operand order.
     for swapped in [false, true] {
         let mut g = Graph::new("t", vec![]);
-        let x = weight(&mut g, "x", &[1, 1, 8]);
-        let w = weight(&mut g, "w", &[8, 8]);
-        let r = weight(&mut g, "r", &[1, 1, 8]);
+        let x = leaf(&mut g, "x", &[1, 1, 8]);
+        let w = leaf(&mut g, "w", &[8, 8]);
+        let r = leaf(&mut g, "r", &[1, 1, 8]);
         let y = node(&mut g, "y", Op::Linear, &[1, 1, 8], &[x, w]);
         let args = if swapped { [r, y] } else { [y, r] };
         let z = node(&mut g, "z", Op::Add, &[1, 1, 8], &args);

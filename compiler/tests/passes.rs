@@ -4,6 +4,9 @@
 
 use pio_compiler::error::CompileError;
 use pio_compiler::ir::print::print;
+mod common;
+
+use common::{f32t, leaf, node};
 use pio_compiler::ir::*;
 use pio_compiler::pass::{self, default_pipeline, Pass, PassManager, PassOptions};
 use std::path::Path;
@@ -31,37 +34,6 @@ fn run(p: &dyn Pass, g: &Graph) -> Graph {
     }
     verify::verify(&out, Some(p.name())).unwrap();
     out
-}
-
-fn f32t(dims: &[usize]) -> TensorType {
-    TensorType::new(DType::F32, Shape::fixed(dims))
-}
-
-fn leaf(g: &mut Graph, name: &str, dims: &[usize]) -> NodeId {
-    g.add(
-        Node {
-            name: name.into(),
-            op: Op::Weight(WeightBinding {
-                hf_name: format!("{name}.weight"),
-                concat: vec![],
-                tied: vec![],
-                init: Init::Ones,
-            }),
-            ty: f32t(dims),
-        },
-        &[],
-    )
-}
-
-fn node(g: &mut Graph, name: &str, op: Op, dims: &[usize], args: &[NodeId]) -> NodeId {
-    g.add(
-        Node {
-            name: name.into(),
-            op,
-            ty: f32t(dims),
-        },
-        args,
-    )
 }
 
 fn mini() -> Graph {

@@ -49,9 +49,9 @@ pub fn check_gpu(a: &Artifact, free: u64) -> Result<(), PioError> {
                 "{} (weights {}, KV cache {}, activations {}; a smaller --max-context shrinks \
                  the KV cache)",
                 a.model.name,
-                pio_runtime::resources::human(a.regions.weights),
-                pio_runtime::resources::human(a.regions.kv),
-                pio_runtime::resources::human(a.regions.arena + a.regions.io),
+                pio_artifact::bytes_human(a.regions.weights),
+                pio_artifact::bytes_human(a.regions.kv),
+                pio_artifact::bytes_human(a.regions.arena + a.regions.io),
             ),
             needed,
             available: free,

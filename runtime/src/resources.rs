@@ -3,6 +3,7 @@
 //! free disk space. A load or a write that needs more is refused with both figures, instead
 //! of dying in the allocator or filling the disk halfway.
 
+use pio_artifact::bytes_human as human;
 use std::path::Path;
 
 /// Not enough of something for a job: the job, what it needs and what there is.
@@ -19,22 +20,6 @@ pub struct NotEnough {
     pub what: String,
     pub needed: u64,
     pub available: u64,
-}
-
-/// `1.19 GB`-style (decimal units).
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
 }
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::alloc;
 use crate::mutate::{Mutator, Rng};
-use crate::target::{none_known, repo, Ctx, Target};
+use crate::target::{repo, Ctx, Target};
 
 /// Live bytes one input may add to its thread.
 pub const ALLOC_BOUND: usize = 512 << 20;
@@ -179,26 +179,10 @@ pub fn run_one(
 /// Replays the corpus, then mutates it for `PIO_FUZZ_SECS` seconds; panics listing every
 /// distinct failure (with the saved input of each).
 pub fn fuzz(t: &Target) {
-    install_hook();
     let secs = env_u64("PIO_FUZZ_SECS", 10);
     let seed = env_u64("PIO_FUZZ_SEED", 1) ^ fnv1a64(t.name.as_bytes());
     let timeout = Duration::from_secs(env_u64("PIO_FUZZ_INPUT_TIMEOUT", 30));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("fuzz-work")
-        .join(t.name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    (t.setup)(&dir);
-    let ctx = Ctx {
-        input: dir.join(t.input_file),
-        dir: dir.clone(),
-    };
-    let current: &'static alloc::Current = Box::leak(Box::new(alloc::Current {
-        target: t.name.to_string(),
-        input: ctx.input.clone(),
-        crash_dir: crash_dir(),
-        quiet: false,
-    }));
+    let (ctx, current) = prepare(t, false);
     let watchdog = Watchdog::new(t.name, ctx.input.clone(), timeout);
     let corpus = corpus(t.name);
     // Mutants start from the corpus, less the reproducers of known bugs.
@@ -294,51 +278,15 @@ pub fn fuzz(t: &Target) {
     }
 }
 
-/// Replays the `known-*` corpus files of a target without the known-bug filter: each must now
-/// pass (run by the `--ignored` tests, to enable once the bug is fixed).
-#[allow(dead_code)] // for the `#[ignore]` test of the next known bug (none at present)
-pub fn replay_known(t: &Target) {
-    let known = Target {
-        known: none_known,
-        ..*t
-    };
-    install_hook();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("fuzz-work")
-        .join(format!("{}-known", t.name));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    (t.setup)(&dir);
-    let ctx = Ctx {
-        input: dir.join(t.input_file),
-        dir: dir.clone(),
-    };
-    let current: &'static alloc::Current = Box::leak(Box::new(alloc::Current {
-        target: t.name.to_string(),
-        input: ctx.input.clone(),
-        crash_dir: crash_dir(),
-        quiet: false,
-    }));
-    let mut failures = Vec::new();
-    for (path, bytes) in corpus(t.name) {
-        if !path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("known-")
-        {
-            continue;
-        }
-        eprintln!("replaying {}", path.display());
-        if let Err(msg) = run_one(&known, &ctx, current, &bytes) {
-            failures.push(format!("{}: {msg}", path.display()));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
 /// Runs one input of `t` in a fresh work folder (for the harness's own tests).
 pub fn run_input(t: &Target, bytes: &[u8]) -> Result<(), String> {
+    let (ctx, current) = prepare(t, true);
+    run_one(t, &ctx, current, bytes)
+}
+
+/// A fresh work folder for `t` (set up by the target) and the allocator's record of what is
+/// running there (leaked: the allocator may read it until the process ends).
+fn prepare(t: &Target, quiet: bool) -> (Ctx, &'static alloc::Current) {
     install_hook();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("fuzz-work")
@@ -348,13 +296,13 @@ pub fn run_input(t: &Target, bytes: &[u8]) -> Result<(), String> {
     (t.setup)(&dir);
     let ctx = Ctx {
         input: dir.join(t.input_file),
-        dir: dir.clone(),
+        dir,
     };
-    let current: &'static alloc::Current = Box::leak(Box::new(alloc::Current {
+    let current = Box::leak(Box::new(alloc::Current {
         target: t.name.to_string(),
         input: ctx.input.clone(),
         crash_dir: crash_dir(),
-        quiet: true,
+        quiet,
     }));
-    run_one(t, &ctx, current, bytes)
+    (ctx, current)
 }
