@@ -5,7 +5,7 @@ use crate::error::PioError;
 use crate::options::WeightsSource;
 use crate::weights::artifact_weight_specs;
 use pio_artifact::Artifact;
-use pio_compiler::interp::CpuExecutor;
+use pio_compiler::interp::{CpuExecutor, PagedSeq};
 use pio_compiler::ir::OutputRole;
 use pio_runtime::generate::{BoxError, Forward};
 use pio_runtime::weights;
@@ -89,6 +89,31 @@ impl CpuBackend {
 
     pub fn reset(&mut self) {
         self.0.reset();
+    }
+
+    /// Gives the executor a paged KV cache for the batching engine.
+    pub fn enable_paged_cache(
+        &mut self,
+        num_blocks: usize,
+        block_size: usize,
+    ) -> Result<(), PioError> {
+        Ok(self.0.enable_paged_cache(num_blocks, block_size)?)
+    }
+
+    /// Runs a batch of sequences (the same number of new tokens each) over the paged cache;
+    /// returns each sequence's last-token logits, in order.
+    pub fn forward_paged(&mut self, seqs: &[PagedSeq<'_>]) -> Result<Vec<Vec<f32>>, PioError> {
+        let out = self.0.step_paged(seqs)?;
+        let logits = out
+            .get(&OutputRole::Logits)
+            .ok_or_else(|| PioError::Device("the reference graph has no logits output".into()))?;
+        let per_seq = logits.data.len() / seqs.len().max(1);
+        let vocab = logits.shape.last().copied().unwrap_or(0);
+        Ok(logits
+            .data
+            .chunks(per_seq.max(1))
+            .map(|rows| rows[rows.len() - vocab..].to_vec())
+            .collect())
     }
 
     /// Runs `tokens` after the cached ones and returns every one of their logits rows.

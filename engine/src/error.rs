@@ -32,6 +32,11 @@ pub enum PioError {
     NotEnough(#[from] pio_runtime::resources::NotEnough),
     #[error(transparent)]
     Cuda(#[from] pio_runtime::cuda::device::CudaError),
+    #[error(transparent)]
+    Admission(#[from] crate::scheduler::AdmissionError),
+    /// Something the model's device cannot do yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// Load settings that do not fit the model or the artifact.
     #[error("{0}")]
     Options(String),

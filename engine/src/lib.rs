@@ -32,16 +32,22 @@
 //! # Ok::<(), pio_engine::PioError>(())
 //! ```
 
+pub mod blocks;
 pub mod cpu;
 pub mod cuda;
+pub mod engine;
 pub mod error;
 pub mod footprint;
 pub mod generation_config;
 pub mod init_weights;
 pub mod model;
 pub mod options;
+pub mod prefix_cache;
+pub mod scheduler;
+pub mod sequence;
 pub mod weights;
 
+pub use engine::{Engine, EngineConfig};
 pub use error::PioError;
 pub use generation_config::GenerationDefaults;
 pub use model::{argmax, LoadTimings, Model};
@@ -49,6 +55,7 @@ pub use options::{Device, LoadOptions, WeightsSource};
 pub use pio_artifact as artifact;
 pub use pio_compiler as compiler;
 pub use pio_runtime as runtime;
+pub use sequence::{FinishReason, RequestId, RequestOutput, RequestParams};
 
 /// A model moves to the thread that drives it (an engine or server thread): checked at
 /// compile time.

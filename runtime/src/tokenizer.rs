@@ -187,6 +187,35 @@ impl Tokenizer {
 #[derive(Debug)]
 pub struct StreamDecoder<'a> {
     tokenizer: &'a Tokenizer,
+    state: DecodeState,
+}
+
+impl<'a> StreamDecoder<'a> {
+    /// A decoder with no ids pushed yet.
+    pub fn new(tokenizer: &'a Tokenizer) -> Self {
+        Self {
+            tokenizer,
+            state: DecodeState::default(),
+        }
+    }
+
+    /// Adds one generated id and returns the newly completed text, or `None` while the bytes
+    /// seen so far end inside a multi-byte character (or the id adds no text).
+    pub fn push(&mut self, id: u32) -> Result<Option<String>, TokenizerError> {
+        self.state.push(self.tokenizer, id)
+    }
+
+    /// Returns whatever text is still pending (an incomplete UTF-8 tail decodes to U+FFFD,
+    /// as `decode` would give) and resets the decoder. Call once when generation ends.
+    pub fn finish(&mut self) -> Result<Option<String>, TokenizerError> {
+        self.state.finish(self.tokenizer)
+    }
+}
+
+/// The state of a [`StreamDecoder`] without the borrow of its tokenizer, for owners that keep
+/// many streams next to one tokenizer (the batching engine keeps one per request).
+#[derive(Clone, Debug, Default)]
+pub struct DecodeState {
     /// Ids from `prefix_offset` on (older ones are dropped once emitted).
     ids: Vec<u32>,
     /// Start, within `ids`, of the already emitted ids that give the new text its context.
@@ -195,25 +224,16 @@ pub struct StreamDecoder<'a> {
     read_offset: usize,
 }
 
-impl<'a> StreamDecoder<'a> {
-    /// A decoder with no ids pushed yet.
-    pub fn new(tokenizer: &'a Tokenizer) -> Self {
-        Self {
-            tokenizer,
-            ids: Vec::new(),
-            prefix_offset: 0,
-            read_offset: 0,
-        }
-    }
-
-    /// Adds one generated id and returns the newly completed text, or `None` while the bytes
-    /// seen so far end inside a multi-byte character (or the id adds no text).
-    pub fn push(&mut self, id: u32) -> Result<Option<String>, TokenizerError> {
+impl DecodeState {
+    /// [`StreamDecoder::push`] with the tokenizer given.
+    pub fn push(
+        &mut self,
+        tokenizer: &Tokenizer,
+        id: u32,
+    ) -> Result<Option<String>, TokenizerError> {
         self.ids.push(id);
-        let prefix = self
-            .tokenizer
-            .decode(&self.ids[self.prefix_offset..self.read_offset])?;
-        let full = self.tokenizer.decode(&self.ids[self.prefix_offset..])?;
+        let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset])?;
+        let full = tokenizer.decode(&self.ids[self.prefix_offset..])?;
         if full.len() <= prefix.len() || full.ends_with(char::REPLACEMENT_CHARACTER) {
             return Ok(None);
         }
@@ -238,14 +258,11 @@ impl<'a> StreamDecoder<'a> {
         Ok(Some(new_text))
     }
 
-    /// Returns whatever text is still pending (an incomplete UTF-8 tail decodes to U+FFFD,
-    /// as `decode` would give) and resets the decoder. Call once when generation ends.
-    pub fn finish(&mut self) -> Result<Option<String>, TokenizerError> {
+    /// [`StreamDecoder::finish`] with the tokenizer given.
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>, TokenizerError> {
         let result = if self.read_offset < self.ids.len() {
-            let prefix = self
-                .tokenizer
-                .decode(&self.ids[self.prefix_offset..self.read_offset])?;
-            let full = self.tokenizer.decode(&self.ids[self.prefix_offset..])?;
+            let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset])?;
+            let full = tokenizer.decode(&self.ids[self.prefix_offset..])?;
             let rest = full
                 .strip_prefix(prefix.as_str())
                 .unwrap_or(full.as_str())

@@ -136,12 +136,13 @@ pub fn rmsnorm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     Tensor::new(x.shape.clone(), out)
 }
 
-/// Rotate-half (NeoX) rotary embedding of `[1, seq, heads, d]` at the given positions.
+/// Rotate-half (NeoX) rotary embedding of `[batch, seq, heads, d]` at the given positions
+/// (`[batch, seq]`, row-major).
 pub fn rope(x: &Tensor, positions: &[f32], theta: f64) -> Tensor {
-    let (seq, heads, d) = (x.shape[1], x.shape[2], x.shape[3]);
+    let (tokens, heads, d) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3]);
     let half = d / 2;
     let mut out = x.data.clone();
-    for (s, &pos) in positions.iter().enumerate().take(seq) {
+    for (s, &pos) in positions.iter().enumerate().take(tokens) {
         let pos = pos as f64;
         for h in 0..heads {
             let base = (s * heads + h) * d;
@@ -157,21 +158,25 @@ pub fn rope(x: &Tensor, positions: &[f32], theta: f64) -> Tensor {
     Tensor::new(x.shape.clone(), out)
 }
 
-/// Causal GQA attention: query at position p attends to cache rows 0..=p.
+/// Causal GQA attention: query at position p of sequence b attends to rows 0..=p of b's cache.
+/// q is `[batch, seq, heads, d]`, k and v `[batch, ctx, kv_heads, d]`, positions `[batch, seq]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[f32], scale: f64) -> Tensor {
-    let (seq, heads, d) = (q.shape[1], q.shape[2], q.shape[3]);
+    let (batch, seq, heads, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
     let (ctx, kv_heads) = (k.shape[1], k.shape[2]);
     let group = heads / kv_heads;
     let mut out = vec![0f32; q.data.len()];
     let mut scores = vec![0f64; ctx];
-    for s in 0..seq {
-        let visible = (positions[s] as usize + 1).min(ctx);
+    for t in 0..batch * seq {
+        let visible = (positions[t] as usize + 1).min(ctx);
+        // This sequence's cache rows.
+        let kv_rows = (t / seq) * ctx * kv_heads * d;
+        let (k, v) = (&k.data[kv_rows..], &v.data[kv_rows..]);
         for h in 0..heads {
             let kvh = h / group;
-            let qrow = &q.data[(s * heads + h) * d..][..d];
+            let qrow = &q.data[(t * heads + h) * d..][..d];
             let mut max = f64::NEG_INFINITY;
             for (j, score) in scores.iter_mut().enumerate().take(visible) {
-                let krow = &k.data[(j * kv_heads + kvh) * d..][..d];
+                let krow = &k[(j * kv_heads + kvh) * d..][..d];
                 let dot: f64 = qrow
                     .iter()
                     .zip(krow)
@@ -185,10 +190,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[f32], scale: f
                 *score = (*score - max).exp();
                 total += *score;
             }
-            let orow = &mut out[(s * heads + h) * d..][..d];
+            let orow = &mut out[(t * heads + h) * d..][..d];
             let mut acc = vec![0f64; d];
             for (j, &p) in scores.iter().enumerate().take(visible) {
-                let vrow = &v.data[(j * kv_heads + kvh) * d..][..d];
+                let vrow = &v[(j * kv_heads + kvh) * d..][..d];
                 for (a, &x) in acc.iter_mut().zip(vrow) {
                     *a += p / total * x as f64;
                 }
@@ -337,5 +342,21 @@ mod tests {
         let v = t(&[1, 1, 2, 1], &[10., 20.]);
         let y = attention(&q, &k, &v, &[0.], 1.0);
         assert_eq!(y.data, vec![10., 10., 20., 20.]);
+    }
+
+    #[test]
+    fn attention_reads_each_sequence_of_a_batch_from_its_own_cache() {
+        // Two sequences, one query each (d = 1, one head): sequence 0 at position 0 sees only
+        // its row 0 (v = 1); sequence 1 at position 1 averages its rows (v = 10, 30).
+        let q = t(&[2, 1, 1, 1], &[1., 1.]);
+        let k = t(&[2, 2, 1, 1], &[0., 0., 0., 0.]);
+        let v = t(&[2, 2, 1, 1], &[1., 99., 10., 30.]);
+        let y = attention(&q, &k, &v, &[0., 1.], 1.0);
+        assert_eq!(y.data, vec![1., 20.]);
+        // rope rotates each token of a batch at its own position.
+        let x = t(&[2, 1, 1, 2], &[1., 0., 1., 0.]);
+        let r = rope(&x, &[0., 1.], 10000.0);
+        assert_eq!(&r.data[..2], &[1., 0.]);
+        assert!((r.data[2] as f64 - 1f64.cos()).abs() < 1e-6);
     }
 }

@@ -3,12 +3,18 @@
 //! runnable on a machine without a GPU. Clarity beats speed here; only the matrix products go
 //! through a well-kept crate (`matrixmultiply`).
 //!
-//! Batch is 1. A step takes `seq` new tokens at consecutive positions starting at the current
-//! cache length; the KV cache keeps every earlier step's keys and values.
+//! Two caches: [`CpuExecutor::step`] runs one sequence (`seq` new tokens at consecutive
+//! positions after the cached ones); [`CpuExecutor::step_paged`] runs a batch of sequences over
+//! a paged block pool, each with its own block table and start position, as the batching
+//! engine drives the GPU (see [`cache`]).
 
+mod cache;
 mod kernels;
 
-use crate::ir::{CacheKind, Graph, InputRole, NodeId, Op, OutputRole};
+pub use cache::PagedSeq;
+use cache::{Contiguous, KvStore, PagedPool};
+
+use crate::ir::{Graph, InputRole, NodeId, Op, OutputRole};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -53,6 +59,8 @@ pub enum InterpError {
     },
     #[error("a step needs at least one token")]
     EmptyStep,
+    #[error("paged step: {0}")]
+    Paging(String),
     #[error("the IR is not runnable: {0}")]
     Graph(String),
 }
@@ -62,15 +70,32 @@ pub type WeightLoader<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, String
 
 /// Runs a graph on the CPU, one step at a time, keeping the KV cache between steps.
 pub struct CpuExecutor {
+    program: Program,
+    /// The one sequence of [`Self::step`].
+    cache: Contiguous,
+    cached_len: usize,
+    /// The block pool of [`Self::step_paged`], once enabled.
+    pool: Option<PagedPool>,
+    ctx_bound: usize,
+}
+
+/// The graph in run order, with its weights.
+struct Program {
     graph: Graph,
     order: Vec<NodeId>,
     /// For each node, the position in `order` of its last user (values are freed after it).
     last_use: HashMap<NodeId, usize>,
     weights: HashMap<NodeId, Arc<Tensor>>,
-    /// Per (layer, k/v): the cached rows, `[len, kv_heads * head_dim]` flattened.
-    cache: HashMap<(usize, CacheKind), Vec<f32>>,
-    cached_len: usize,
-    ctx_bound: usize,
+}
+
+/// One step's inputs: `batch` sequences of `seq` new tokens each, row-major.
+struct StepInputs<'a> {
+    batch: usize,
+    seq: usize,
+    /// Cached positions after the step (the longest sequence's).
+    ctx: usize,
+    tokens: &'a [u32],
+    positions: &'a [usize],
 }
 
 impl CpuExecutor {
@@ -125,18 +150,21 @@ impl CpuExecutor {
         }
         let ctx_bound = graph.context_bound().unwrap_or(usize::MAX);
         Ok(CpuExecutor {
-            graph,
-            order,
-            last_use,
-            weights,
-            cache: HashMap::new(),
+            program: Program {
+                graph,
+                order,
+                last_use,
+                weights,
+            },
+            cache: Contiguous::default(),
             cached_len: 0,
+            pool: None,
             ctx_bound,
         })
     }
 
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        &self.program.graph
     }
 
     /// Tokens in the KV cache.
@@ -152,7 +180,7 @@ impl CpuExecutor {
     /// Bounds the KV cache at `n` tokens (at most the graph's own bound), as a compiled
     /// artifact's `max_context` bounds the GPU's.
     pub fn set_context_bound(&mut self, n: usize) -> Result<(), InterpError> {
-        let graph_bound = self.graph.context_bound().unwrap_or(usize::MAX);
+        let graph_bound = self.program.graph.context_bound().unwrap_or(usize::MAX);
         if n == 0 || n > graph_bound {
             return Err(InterpError::Graph(format!(
                 "context {n} must be between 1 and the graph's bound {graph_bound}"
@@ -184,14 +212,98 @@ impl CpuExecutor {
         }
         let start = self.cached_len;
         let ctx = start + seq;
+        let positions: Vec<usize> = (start..ctx).collect();
+        let inputs = StepInputs {
+            batch: 1,
+            seq,
+            ctx,
+            tokens,
+            positions: &positions,
+        };
+        let outputs = self.program.run(&inputs, &mut self.cache.at(start, seq))?;
+        self.cached_len = ctx;
+        Ok(outputs)
+    }
+
+    /// Gives the executor a paged KV cache of `num_blocks` blocks of `block_size` positions
+    /// (allocated per layer on first use) for [`Self::step_paged`]; any earlier pool is dropped.
+    pub fn enable_paged_cache(
+        &mut self,
+        num_blocks: usize,
+        block_size: usize,
+    ) -> Result<(), InterpError> {
+        if num_blocks == 0 || block_size == 0 {
+            return Err(InterpError::Paging(format!(
+                "a pool of {num_blocks} blocks of {block_size} positions holds nothing"
+            )));
+        }
+        self.pool = Some(PagedPool::new(num_blocks, block_size));
+        Ok(())
+    }
+
+    /// Runs one step for a batch of sequences over the paged cache: sequence `b`'s tokens sit
+    /// at positions `start..start + len` and its keys and values are written to and read from
+    /// its block table. Every sequence brings the same number of tokens. Returns the outputs by
+    /// role (logits are `[batch, seq, vocab]`, in the order of `seqs`).
+    pub fn step_paged(
+        &mut self,
+        seqs: &[PagedSeq<'_>],
+    ) -> Result<HashMap<OutputRole, Tensor>, InterpError> {
+        let pool = self.pool.as_mut().ok_or_else(|| {
+            InterpError::Paging("no paged cache: call enable_paged_cache first".into())
+        })?;
+        let seq = seqs.first().map_or(0, |s| s.tokens.len());
+        if seq == 0 {
+            return Err(InterpError::EmptyStep);
+        }
+        if let Some(s) = seqs.iter().find(|s| s.tokens.len() != seq) {
+            return Err(InterpError::Paging(format!(
+                "every sequence of a step brings the same number of tokens: {seq} and {}",
+                s.tokens.len()
+            )));
+        }
+        if let Some(s) = seqs.iter().find(|s| s.end() > self.ctx_bound) {
+            return Err(InterpError::ContextFull {
+                cached: s.start,
+                new: seq,
+                bound: self.ctx_bound,
+            });
+        }
+        pool.check(seqs)?;
+        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let positions: Vec<usize> = seqs.iter().flat_map(|s| s.start..s.end()).collect();
+        let inputs = StepInputs {
+            batch: seqs.len(),
+            seq,
+            ctx: seqs.iter().map(PagedSeq::end).max().unwrap_or(0),
+            tokens: &tokens,
+            positions: &positions,
+        };
+        self.program.run(&inputs, &mut pool.step(seqs))
+    }
+}
+
+impl Program {
+    /// Runs the graph once on `inputs`, the cache ops going through `kv`.
+    fn run(
+        &self,
+        inputs: &StepInputs<'_>,
+        kv: &mut dyn KvStore,
+    ) -> Result<HashMap<OutputRole, Tensor>, InterpError> {
+        let StepInputs {
+            batch,
+            seq,
+            ctx,
+            tokens,
+            positions,
+        } = *inputs;
         let dims = |s: &str| match s {
-            "batch" => 1,
+            "batch" => batch,
             "seq" => seq,
             _ => ctx,
         };
         let mut values: HashMap<NodeId, Arc<Tensor>> = HashMap::new();
         let mut outputs = HashMap::new();
-        let positions: Vec<usize> = (start..ctx).collect();
         for (i, &id) in self.order.iter().enumerate() {
             let node = self.graph.node(id);
             let args: Vec<Arc<Tensor>> = self
@@ -227,15 +339,9 @@ impl CpuExecutor {
                 Op::MatMul => kernels::matmul(&args[0], &args[1], out_shape),
                 Op::RmsNorm { eps } => kernels::rmsnorm(&args[0], &args[1], *eps),
                 Op::Rope { theta } => kernels::rope(&args[0], &args[1].data, *theta),
-                Op::KvAppend { layer, cache } | Op::KvWrite { layer, cache } => write_cache(
-                    &mut self.cache,
-                    *layer,
-                    *cache,
-                    &args[0],
-                    start,
-                    seq,
-                    out_shape,
-                ),
+                Op::KvAppend { layer, cache } | Op::KvWrite { layer, cache } => {
+                    kv.write_and_view(*layer, *cache, &args[0], out_shape)?
+                }
                 Op::Slice { start, len } => kernels::slice(&args[0], *start, *len, out_shape),
                 // The executor decomposed every fused op into its primitives (new()): the
                 // fused ops' meaning is decompose()'s alone, the oracle the GPU kernels meet.
@@ -247,7 +353,7 @@ impl CpuExecutor {
                 | Op::SiluMul => {
                     return Err(InterpError::Graph(format!(
                         "{}: a fused op reached the executor undecomposed",
-                        self.graph.node(id).name
+                        node.name
                     )))
                 }
                 Op::Attention { scale } => {
@@ -270,26 +376,8 @@ impl CpuExecutor {
                 }
             }
         }
-        self.cached_len = ctx;
         Ok(outputs)
     }
-}
-
-/// Stores this step's rows (positions `start..start + seq`) in a layer's cache and returns the
-/// whole cached sequence.
-fn write_cache(
-    caches: &mut HashMap<(usize, CacheKind), Vec<f32>>,
-    layer: usize,
-    cache: CacheKind,
-    rows: &Tensor,
-    start: usize,
-    seq: usize,
-    shape: Vec<usize>,
-) -> Tensor {
-    let buf = caches.entry((layer, cache)).or_default();
-    buf.truncate(start * rows.data.len() / seq);
-    buf.extend_from_slice(&rows.data);
-    Tensor::new(shape, buf.clone())
 }
 
 fn silu(x: f32) -> f32 {

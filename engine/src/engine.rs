@@ -1,0 +1,256 @@
+//! [`Engine`]: many requests at once on one [`Model`] — continuous batching over a paged KV
+//! cache, chunked prefill, preemption and prefix caching ([`crate::scheduler`]), with streaming
+//! text per request.
+
+use crate::blocks::BlockPool;
+use crate::error::PioError;
+use crate::model::Model;
+use crate::scheduler::{Plan, Scheduler, SchedulerConfig, SchedulerStats};
+use crate::sequence::{RequestId, RequestOutput, RequestParams};
+use pio_compiler::interp::PagedSeq;
+use pio_runtime::sampling::SamplingParams;
+use pio_runtime::tokenizer::DecodeState;
+use std::collections::HashMap;
+
+/// How an engine batches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Positions per KV block.
+    pub block_size: usize,
+    /// Blocks in the pool; None sizes it for one sequence of the model's whole context.
+    pub num_blocks: Option<usize>,
+    /// Most tokens in one step (decode tokens plus prefill chunks).
+    pub max_batch_tokens: usize,
+    /// Most requests running at once.
+    pub max_running: usize,
+    /// Share full KV blocks between requests with the same prompt prefix.
+    pub prefix_caching: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            block_size: 16,
+            num_blocks: None,
+            max_batch_tokens: 512,
+            max_running: 64,
+            prefix_caching: true,
+        }
+    }
+}
+
+impl EngineConfig {
+    fn check(&self) -> Result<(), PioError> {
+        let bad = |what: &str, v: usize| {
+            Err(PioError::Options(format!(
+                "engine: {what} must be at least 1 (got {v})"
+            )))
+        };
+        if self.block_size == 0 {
+            return bad("block_size", 0);
+        }
+        if self.num_blocks == Some(0) {
+            return bad("num_blocks", 0);
+        }
+        if self.max_batch_tokens == 0 {
+            return bad("max_batch_tokens", 0);
+        }
+        if self.max_running == 0 {
+            return bad("max_running", 0);
+        }
+        if self.block_size > 4096 {
+            return Err(PioError::Options(format!(
+                "engine: block_size {} is above 4096 positions",
+                self.block_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A model serving many requests: add requests, call [`Engine::step`] until
+/// [`Engine::has_work`] is false, read each request's tokens and text as they come.
+///
+/// ```
+/// use pio_engine::{Device, Engine, EngineConfig, Model, WeightsSource};
+/// let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../model-specs/qwen3-tiny.yaml");
+/// let model = Model::load(spec.as_ref(), &WeightsSource::Random { seed: 0 }, Device::Cpu)?;
+/// let mut engine = Engine::new(model, EngineConfig::default())?;
+/// let greedy = Some(pio_engine::runtime::sampling::SamplingParams::greedy());
+/// let a = engine.add_request(vec![1, 2, 3], engine.request_params(4, greedy.clone()))?;
+/// let b = engine.add_request(vec![7, 8], engine.request_params(4, greedy))?;
+/// let mut ended = 0;
+/// while engine.has_work() {
+///     for out in engine.step()? {
+///         assert!(out.id == a || out.id == b);
+///         ended += usize::from(out.finish.is_some());
+///     }
+/// }
+/// assert_eq!(ended, 2);
+/// # Ok::<(), pio_engine::PioError>(())
+/// ```
+pub struct Engine {
+    model: Model,
+    scheduler: Scheduler,
+    decoders: HashMap<RequestId, DecodeState>,
+    steps: u64,
+}
+
+impl Engine {
+    /// Takes `model` and gives it a paged KV cache sized by `cfg` (its memory checked first).
+    pub fn new(mut model: Model, cfg: EngineConfig) -> Result<Engine, PioError> {
+        cfg.check()?;
+        let context = model.context_bound();
+        let num_blocks = cfg
+            .num_blocks
+            .unwrap_or_else(|| context.div_ceil(cfg.block_size));
+        model.enable_paged_cache(num_blocks, cfg.block_size)?;
+        let scheduler = Scheduler::new(
+            SchedulerConfig {
+                max_batch_tokens: cfg.max_batch_tokens,
+                max_running: cfg.max_running,
+                max_seq_len: context,
+            },
+            BlockPool::new(num_blocks, cfg.block_size, cfg.prefix_caching),
+        );
+        Ok(Engine {
+            model,
+            scheduler,
+            decoders: HashMap::new(),
+            steps: 0,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Gives the model back (its paged cache stays allocated).
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+
+    /// Most positions one sequence may hold (the context, or the pool if smaller).
+    pub fn max_seq_len(&self) -> usize {
+        self.scheduler.config().max_seq_len
+    }
+
+    /// Parameters with the model's eos ids as stop ids and its default sampling unless given.
+    pub fn request_params(
+        &self,
+        max_new_tokens: usize,
+        sampling: Option<SamplingParams>,
+    ) -> RequestParams {
+        let d = self.model.defaults();
+        RequestParams {
+            max_new_tokens,
+            sampling: sampling.unwrap_or_else(|| d.sampling.clone()),
+            stop_token_ids: d.eos_token_ids.clone(),
+            return_logits: false,
+        }
+    }
+
+    /// Queues a request. Refused (with the reason) when its prompt is empty, longer than a
+    /// sequence can hold, has an id outside the vocabulary, or its parameters are invalid.
+    pub fn add_request(
+        &mut self,
+        prompt: Vec<u32>,
+        params: RequestParams,
+    ) -> Result<RequestId, PioError> {
+        let vocab = self.model.info().vocab_size;
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(PioError::Options(format!(
+                "token id {bad} is out of range for a vocabulary of {vocab}"
+            )));
+        }
+        let id = self.scheduler.add(prompt, params)?;
+        self.decoders.insert(id, DecodeState::default());
+        Ok(id)
+    }
+
+    /// Ends a request now and frees its blocks; the next step reports it with
+    /// [`crate::FinishReason::Aborted`]. False if the request is unknown or already ended.
+    pub fn abort(&mut self, id: RequestId) -> bool {
+        self.scheduler.abort(id)
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.scheduler.has_work()
+    }
+
+    pub fn stats(&self) -> SchedulerStats {
+        self.scheduler.stats()
+    }
+
+    /// Steps run so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The tokens a queued request generated so far.
+    pub fn generated(&self, id: RequestId) -> Option<&[u32]> {
+        self.scheduler.generated(id)
+    }
+
+    /// Forgets every cached prefix.
+    pub fn clear_prefix_cache(&mut self) {
+        self.scheduler.clear_prefix_cache();
+    }
+
+    /// Runs one step: schedules, runs the model on every scheduled chunk, samples; returns what
+    /// each request got (new tokens and their text, and its finish reason on its last output).
+    pub fn step(&mut self) -> Result<Vec<RequestOutput>, PioError> {
+        let plan = self.scheduler.schedule();
+        let logits = self.run(&plan)?;
+        let mut outputs = self.scheduler.complete(&plan, &logits)?;
+        self.steps += 1;
+        let tokenizer = self.model.tokenizer();
+        for out in &mut outputs {
+            let Some(state) = self.decoders.get_mut(&out.id) else {
+                continue;
+            };
+            for &t in &out.new_tokens {
+                if let Some(text) = state.push(tokenizer, t)? {
+                    out.text.push_str(&text);
+                }
+            }
+            if out.finish.is_some() {
+                if let Some(rest) = state.finish(tokenizer)? {
+                    out.text.push_str(&rest);
+                }
+                self.decoders.remove(&out.id);
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Runs a plan's chunks: every chunk of one token (the decodes) in one batched call, each
+    /// longer chunk alone. Returns the last-token logits of the chunks that sample.
+    fn run(&mut self, plan: &Plan) -> Result<Vec<Option<Vec<f32>>>, PioError> {
+        let mut logits: Vec<Option<Vec<f32>>> = vec![None; plan.chunks.len()];
+        let decodes: Vec<usize> = (0..plan.chunks.len())
+            .filter(|&i| plan.chunks[i].tokens.len() == 1)
+            .collect();
+        let as_seq = |i: usize| {
+            let c = &plan.chunks[i];
+            PagedSeq {
+                tokens: &c.tokens,
+                start: c.start,
+                blocks: &c.blocks,
+            }
+        };
+        if !decodes.is_empty() {
+            let seqs: Vec<PagedSeq<'_>> = decodes.iter().map(|&i| as_seq(i)).collect();
+            for (&i, l) in decodes.iter().zip(self.model.forward_paged(&seqs)?) {
+                logits[i] = plan.chunks[i].sample.then_some(l);
+            }
+        }
+        for (i, (chunk, slot)) in plan.chunks.iter().zip(logits.iter_mut()).enumerate() {
+            if chunk.tokens.len() > 1 {
+                let l = self.model.forward_paged(&[as_seq(i)])?.pop();
+                *slot = if chunk.sample { l } else { None };
+            }
+        }
+        Ok(logits)
+    }
+}
