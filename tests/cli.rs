@@ -38,7 +38,7 @@ fn compile_writes_ir_dot_and_summary() {
     assert!(out.contains("596,049,920 params"), "{out}");
     assert!(out.contains("KV 114,688 bytes/token"), "{out}");
     assert!(
-        out.contains("988 -> 651 nodes, 12 distinct kernels, 170 launches per decode step"),
+        out.contains("988 -> 651 nodes, 15 distinct kernels, 170 launches per decode step"),
         "{out}"
     );
     let ir = std::fs::read_to_string(out_dir.join("ir-before.txt")).unwrap();
@@ -51,13 +51,14 @@ fn compile_writes_ir_dot_and_summary() {
         "artifact.json",
         "launches-decode.txt",
         "launches-prefill.txt",
+        "launches-paged.txt",
         "memory-plan.json",
         "weights.json",
     ] {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
     let kernels = std::fs::read_dir(out_dir.join("kernels")).unwrap().count();
-    assert_eq!(kernels, 12);
+    assert_eq!(kernels, 15);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();

@@ -4,6 +4,8 @@
 //! `pio_gpu` where a driver is present). With `PIO_REQUIRE_GPU=1` a GPU that cannot be opened
 //! fails them instead of skipping.
 
+#[path = "gpu/batching.rs"]
+mod batching;
 mod common;
 
 use common::rel_l2;

@@ -62,7 +62,43 @@ pub fn check(a: &Artifact) -> Result<(), String> {
     within("positions", Region::Io, io.positions, prefill)?;
     let logits = io.logits_rows as u64 * a.model.vocab_size as u64 * io.logits_dtype.size() as u64;
     within("logits", Region::Io, io.logits, logits)?;
-    for (list, steps) in [("decode", &a.decode), ("prefill", &a.prefill)] {
+    let pg = &a.paged;
+    if pg.block_size == 0 || pg.max_seqs == 0 || pg.max_tokens == 0 || pg.max_blocks_per_seq == 0 {
+        return Err(
+            "paged: block_size, max_seqs, max_tokens and max_blocks_per_seq must be at least 1"
+                .into(),
+        );
+    }
+    if pg.max_seqs > io.logits_rows.max(1) || pg.max_tokens > a.max_prefill {
+        return Err(format!(
+            "paged: {} sequences and {} tokens exceed the logits rows ({}) or max_prefill ({})",
+            pg.max_seqs, pg.max_tokens, io.logits_rows, a.max_prefill
+        ));
+    }
+    let tokens = pg.max_tokens as u64 * 4;
+    within("paged slots", Region::Io, pg.slots, tokens)?;
+    within("paged sequence indices", Region::Io, pg.seq_index, tokens)?;
+    let tables = (pg.max_seqs as u64)
+        .checked_mul(pg.max_blocks_per_seq as u64 * 4)
+        .ok_or("paged: block tables overflow")?;
+    within("paged block tables", Region::Io, pg.block_tables, tables)?;
+    for e in &pg.pool {
+        let bytes = (e.kv_heads * pg.block_size * e.head_dim * 2) as u64;
+        if e.offset
+            .checked_add(bytes)
+            .is_none_or(|end| end > pg.block_bytes)
+        {
+            return Err(format!(
+                "paged: layer {} {} lies outside a pool block of {} bytes",
+                e.layer, e.cache, pg.block_bytes
+            ));
+        }
+    }
+    for (list, steps) in [
+        ("decode", &a.decode),
+        ("prefill", &a.prefill),
+        ("paged", &a.paged.steps),
+    ] {
         for (i, s) in steps.iter().enumerate() {
             let at = format!("{list} step {i} ({})", s.node());
             let args: Vec<&Arg> = match s {
@@ -75,8 +111,22 @@ pub fn check(a: &Artifact) -> Result<(), String> {
                 Step::Gemm(g) => vec![&g.a, &g.b, &g.c],
             };
             for arg in args {
-                if let Arg::Ptr { region, offset } = arg {
-                    within(&at, *region, *offset, 0)?;
+                match arg {
+                    Arg::Ptr {
+                        region: Region::Pool,
+                        offset,
+                    } if *offset >= pg.block_bytes => {
+                        return Err(format!(
+                            "{at}: pool offset {offset} is outside a block of {} bytes",
+                            pg.block_bytes
+                        ));
+                    }
+                    Arg::Ptr {
+                        region: Region::Pool,
+                        ..
+                    } => {}
+                    Arg::Ptr { region, offset } => within(&at, *region, *offset, 0)?,
+                    _ => {}
                 }
             }
         }

@@ -26,7 +26,7 @@ pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -47,6 +47,8 @@ pub struct Artifact {
     pub kernels: Vec<Kernel>,
     pub decode: Vec<Step>,
     pub prefill: Vec<Step>,
+    /// The batching engine's launch list over the paged KV pool.
+    pub paged: Paged,
     /// NVRTC options the kernels are written for (the runtime adds the GPU's own arch).
     pub nvrtc_options: Vec<String>,
     pub memory: MemoryReport,
@@ -61,6 +63,7 @@ impl Artifact {
         match phase {
             Phase::Decode => &self.decode,
             Phase::Prefill => &self.prefill,
+            Phase::Paged => &self.paged.steps,
         }
     }
 
@@ -76,6 +79,38 @@ impl Artifact {
             .iter()
             .any(|s| matches!(s, Step::Gemm(g) if g.logits))
     }
+}
+
+/// The batching engine's step: up to `max_tokens` tokens of up to `max_seqs` sequences (a
+/// batch of decode tokens, or one sequence's prefill chunk), their keys and values in a pool of
+/// blocks of `block_size` positions that the runtime sizes at load. A block holds every layer's
+/// keys and values for its positions (`block_bytes`; [`KvPoolEntry`] gives each layer's
+/// offset within a block, `[kv_heads, block_size, head_dim]` each). Per step the io region
+/// holds each token's pool slot (`block * block_size + position % block_size`), its
+/// sequence's index, and each sequence's block table (`max_blocks_per_seq` i32 each).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Paged {
+    pub block_size: usize,
+    pub max_seqs: usize,
+    pub max_tokens: usize,
+    pub max_blocks_per_seq: usize,
+    pub block_bytes: u64,
+    pub pool: Vec<KvPoolEntry>,
+    /// io offsets: i32 slots and sequence indices (`max_tokens` each), block tables.
+    pub slots: u64,
+    pub seq_index: u64,
+    pub block_tables: u64,
+    pub steps: Vec<Step>,
+}
+
+/// Where one layer's keys or values sit within a pool block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KvPoolEntry {
+    pub layer: usize,
+    pub cache: CacheKind,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub offset: u64,
 }
 
 /// Bytes of each region.
@@ -94,6 +129,8 @@ impl Regions {
             Region::Kv => self.kv,
             Region::Io => self.io,
             Region::Arena => self.arena,
+            // Sized at load; the check bounds pool offsets by one block.
+            Region::Pool => 0,
         }
     }
 }

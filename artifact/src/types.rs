@@ -90,6 +90,10 @@ pub enum Region {
     Kv,
     Io,
     Arena,
+    /// The paged KV block pool (the batching engine's cache), sized at load: block-major, every
+    /// layer's keys and values of a block together ([`crate::Paged`]). Offsets are within a
+    /// block.
+    Pool,
 }
 
 impl Region {
@@ -100,6 +104,7 @@ impl Region {
             Region::Kv => 1,
             Region::Io => 2,
             Region::Arena => 3,
+            Region::Pool => 4,
         }
     }
 }
@@ -123,6 +128,8 @@ pub enum KernelFamily {
     AttentionMma,
     /// Decode attention, a thread-block cluster per kv head.
     AttentionCluster,
+    /// Causal attention over the paged KV pool (the batching engine's steps).
+    AttentionPaged,
 }
 
 impl KernelFamily {
@@ -138,6 +145,7 @@ impl KernelFamily {
             KernelFamily::Attention => "attention",
             KernelFamily::AttentionMma => "attention_mma",
             KernelFamily::AttentionCluster => "attention_cluster",
+            KernelFamily::AttentionPaged => "attention_paged",
         }
     }
 }
@@ -156,6 +164,8 @@ pub enum Phase {
     Decode,
     /// Up to `max_prefill` tokens: `Artifact::prefill`.
     Prefill,
+    /// A batching-engine step over the paged KV pool: `Artifact::paged`.
+    Paged,
 }
 
 impl Phase {
@@ -163,6 +173,7 @@ impl Phase {
         match self {
             Phase::Decode => "decode",
             Phase::Prefill => "prefill",
+            Phase::Paged => "paged",
         }
     }
 }

@@ -51,8 +51,25 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
     );
     assert_eq!(a.decode.len(), 28 * 6 + 2);
     // The same layer shape in every layer: each kernel is emitted once (the merged head-op
-    // kernel comes in two orders of its ops, hence 12 rather than 11).
-    assert_eq!(a.kernels.len(), 12);
+    // kernel comes in two orders of its ops, hence 12 rather than 11); the paged list adds its
+    // attention and its two merged head ops that write the pool.
+    let paged_only: std::collections::HashSet<&str> = a
+        .paged
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Kernel(l) => Some(l.kernel.as_str()),
+            Step::Gemm(_) => None,
+        })
+        .filter(|k| {
+            !a.decode
+                .iter()
+                .chain(&a.prefill)
+                .any(|s| matches!(s, Step::Kernel(l) if l.kernel == *k))
+        })
+        .collect();
+    assert_eq!(paged_only.len(), 3);
+    assert_eq!(a.kernels.len(), 12 + 3);
     let names: std::collections::HashSet<&str> =
         a.kernels.iter().map(|k| k.name.as_str()).collect();
     for s in a.decode.iter().chain(&a.prefill) {
@@ -103,7 +120,7 @@ fn regions_and_offsets_are_consistent() {
         a.weights.iter().any(|w| w.parts.len() == 3),
         "fused QKV weight"
     );
-    for s in a.decode.iter().chain(&a.prefill) {
+    for s in a.decode.iter().chain(&a.prefill).chain(&a.paged.steps) {
         let args: Vec<&Arg> = match s {
             Step::Kernel(l) => l.args.iter().collect(),
             Step::Gemm(g) => vec![&g.a, &g.b, &g.c],
@@ -115,12 +132,45 @@ fn regions_and_offsets_are_consistent() {
                     Region::Kv => a.regions.kv,
                     Region::Io => a.regions.io,
                     Region::Arena => a.regions.arena,
+                    Region::Pool => a.paged.block_bytes,
                 };
                 assert!(*offset < size, "{region:?}+{offset} outside {size}");
             }
         }
     }
     assert!(a.memory.prefill_arena_bytes < a.memory.prefill_activation_bytes_unplanned);
+    // The paged list: every KV write goes to the pool, attention reads it through block
+    // tables, and nothing touches the static cache.
+    let pg = &a.paged;
+    assert_eq!(
+        (pg.block_size, pg.max_blocks_per_seq),
+        (16, a.max_context.div_ceil(16))
+    );
+    assert_eq!(pg.pool.len(), 4, "2 layers x (k, v)");
+    // Tiny: 2 kv heads x 16 positions x 32 dims x 2 bytes per layer and cache.
+    assert_eq!(pg.block_bytes, 4 * 2 * 16 * 32 * 2);
+    let family = |s: &Step| match s {
+        Step::Kernel(l) => a.kernel(&l.kernel).map(|k| k.family),
+        Step::Gemm(_) => None,
+    };
+    let paged_attn = pg
+        .steps
+        .iter()
+        .filter(|s| family(s) == Some(pio_artifact::KernelFamily::AttentionPaged))
+        .count();
+    assert_eq!(paged_attn, 2, "one paged attention per layer");
+    let touches = |s: &Step, r: Region| match s {
+        Step::Kernel(l) => l
+            .args
+            .iter()
+            .any(|x| matches!(x, Arg::Ptr { region, .. } if *region == r)),
+        Step::Gemm(_) => false,
+    };
+    assert!(pg.steps.iter().all(|s| !touches(s, Region::Kv)));
+    assert_eq!(
+        pg.steps.iter().filter(|s| touches(s, Region::Pool)).count(),
+        2 + 2
+    );
     // The artifact survives a round trip through its folder (the runtime reads it without the
     // compiler), kernel sources and attachments included.
     let dir = tempfile::tempdir().unwrap();
@@ -153,8 +203,9 @@ fn the_io_region_holds_a_bounded_number_of_logits_rows() {
         );
         assert_eq!(a.io.logits_rows, rows, "{file} at {max_prefill}");
         let logits_bytes = (rows * a.model.vocab_size * 2) as u64;
-        assert!(a.io.logits + logits_bytes <= a.regions.io);
-        assert!(a.regions.io < a.io.logits + logits_bytes + 256);
+        assert!(a.io.logits + logits_bytes <= a.paged.slots);
+        assert!(a.paged.slots < a.io.logits + logits_bytes + 256);
+        assert!(a.paged.block_tables < a.regions.io);
         // One prefill GEMM writes the logits, marked so that generation computes the last row
         // alone; it writes at the logits' offset, and nothing else in the prefill writes there.
         let marked: Vec<_> = a

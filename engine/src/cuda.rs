@@ -102,6 +102,10 @@ impl CudaBackend {
         &mut self.model
     }
 
+    pub fn model_ref(&self) -> &CudaModel {
+        &self.model
+    }
+
     pub fn reset_cache(&mut self) -> Result<(), PioError> {
         Ok(self.model.reset()?)
     }

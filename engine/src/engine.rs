@@ -17,8 +17,12 @@ use std::collections::HashMap;
 pub struct EngineConfig {
     /// Positions per KV block.
     pub block_size: usize,
-    /// Blocks in the pool; None sizes it for one sequence of the model's whole context.
+    /// Blocks in the pool. None: on the CPU, one sequence of the model's whole context; on a
+    /// GPU, `max_running` whole contexts or `gpu_memory` of the free memory, whichever is less.
     pub num_blocks: Option<usize>,
+    /// Share of the GPU's free memory (after the weights) the pool may take when `num_blocks`
+    /// is not given, in (0, 1].
+    pub gpu_memory: f64,
     /// Most tokens in one step (decode tokens plus prefill chunks).
     pub max_batch_tokens: usize,
     /// Most requests running at once.
@@ -32,6 +36,7 @@ impl Default for EngineConfig {
         EngineConfig {
             block_size: 16,
             num_blocks: None,
+            gpu_memory: 0.9,
             max_batch_tokens: 512,
             max_running: 64,
             prefix_caching: true,
@@ -57,6 +62,12 @@ impl EngineConfig {
         }
         if self.max_running == 0 {
             return bad("max_running", 0);
+        }
+        if !(self.gpu_memory > 0.0 && self.gpu_memory <= 1.0) {
+            return Err(PioError::Options(format!(
+                "engine: gpu_memory must be in (0, 1] (got {})",
+                self.gpu_memory
+            )));
         }
         if self.block_size > 4096 {
             return Err(PioError::Options(format!(
@@ -98,12 +109,26 @@ pub struct Engine {
 
 impl Engine {
     /// Takes `model` and gives it a paged KV cache sized by `cfg` (its memory checked first).
-    pub fn new(mut model: Model, cfg: EngineConfig) -> Result<Engine, PioError> {
+    pub fn new(mut model: Model, mut cfg: EngineConfig) -> Result<Engine, PioError> {
         cfg.check()?;
         let context = model.context_bound();
-        let num_blocks = cfg
-            .num_blocks
-            .unwrap_or_else(|| context.div_ceil(cfg.block_size));
+        // A GPU's steps are compiled for at most so many sequences and tokens.
+        if let Some(l) = model.paged_limits() {
+            cfg.max_running = cfg.max_running.min(l.max_seqs);
+            cfg.max_batch_tokens = cfg.max_batch_tokens.min(l.max_tokens);
+        }
+        let per_seq = context.div_ceil(cfg.block_size);
+        let num_blocks = match (cfg.num_blocks, model.gpu_free_bytes()) {
+            (Some(n), _) => n,
+            (None, None) => per_seq,
+            (None, Some(free)) => {
+                let block = model.kv_block_bytes(cfg.block_size).max(1);
+                let fit = (free as f64 * cfg.gpu_memory) as u64 / block;
+                (fit as usize)
+                    .min(per_seq.saturating_mul(cfg.max_running))
+                    .max(1)
+            }
+        };
         model.enable_paged_cache(num_blocks, cfg.block_size)?;
         let scheduler = Scheduler::new(
             SchedulerConfig {

@@ -50,7 +50,7 @@ pub mod weights;
 pub use engine::{Engine, EngineConfig};
 pub use error::PioError;
 pub use generation_config::GenerationDefaults;
-pub use model::{argmax, LoadTimings, Model};
+pub use model::{argmax, LoadTimings, Model, PagedLimits};
 pub use options::{Device, LoadOptions, WeightsSource};
 pub use pio_artifact as artifact;
 pub use pio_compiler as compiler;

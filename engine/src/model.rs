@@ -6,12 +6,15 @@ use crate::error::PioError;
 use crate::generation_config::GenerationDefaults;
 use crate::options::{Device, LoadOptions, WeightsSource};
 use pio_artifact::{Artifact, ModelInfo};
-use pio_compiler::interp::PagedSeq;
 use pio_runtime::chat::ChatTemplate;
 use pio_runtime::generate::{Forward, GenerateOptions, Generation};
 use pio_runtime::sampling::SamplingParams;
 use pio_runtime::tokenizer::Tokenizer;
 use std::path::Path;
+
+mod paged;
+
+pub use paged::PagedLimits;
 use std::time::Instant;
 
 /// Where a load's time went, in seconds.
@@ -357,54 +360,6 @@ impl Model {
             rows.extend(self.step_logits(&[next])?);
         }
         Ok((rows, generated))
-    }
-
-    /// Prepares the model for the batching engine: a paged KV cache of `num_blocks` blocks of
-    /// `block_size` positions (its memory checked first).
-    pub fn enable_paged_cache(
-        &mut self,
-        num_blocks: usize,
-        block_size: usize,
-    ) -> Result<(), PioError> {
-        let bytes = (num_blocks as u64)
-            .saturating_mul(block_size as u64)
-            .saturating_mul(self.kv_values_per_position)
-            .saturating_mul(4);
-        match &mut self.backend {
-            Backend::Cpu(c) => {
-                let what = format!(
-                    "a KV block pool of {num_blocks} blocks of {block_size} positions (f32, CPU)"
-                );
-                pio_runtime::resources::check_host_memory(bytes, &what)?;
-                c.enable_paged_cache(num_blocks, block_size)
-            }
-            Backend::Cuda(_) => Err(PioError::Unsupported(
-                "the batching engine runs on the CPU executor only so far: the paged CUDA \
-                 kernels are not built yet (pio run on a GPU uses the batch-1 path)"
-                    .into(),
-            )),
-        }
-    }
-
-    /// Bytes one cached position takes on the CPU executor (f32 keys and values, every layer).
-    pub fn kv_bytes_per_position_f32(&self) -> u64 {
-        self.kv_values_per_position * 4
-    }
-
-    /// Whether the model runs on a GPU.
-    pub fn is_cuda(&self) -> bool {
-        matches!(self.backend, Backend::Cuda(_))
-    }
-
-    /// Runs one batched step over the paged cache ([`Self::enable_paged_cache`]): every
-    /// sequence brings the same number of tokens; returns each one's last-token logits.
-    pub fn forward_paged(&mut self, seqs: &[PagedSeq<'_>]) -> Result<Vec<Vec<f32>>, PioError> {
-        match &mut self.backend {
-            Backend::Cpu(c) => c.forward_paged(seqs),
-            Backend::Cuda(_) => Err(PioError::Unsupported(
-                "paged steps on the GPU are not built yet".into(),
-            )),
-        }
     }
 
     /// Runs `tokens` after the cached ones (teacher forcing) and returns their logits.

@@ -82,6 +82,7 @@ impl LoadOptions {
                 Err(_) => GemvTuning::default(),
             },
             attention_spans: self.attention_spans()?,
+            ..Default::default()
         })
     }
 

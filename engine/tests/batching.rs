@@ -147,6 +147,7 @@ fn batched_requests_joining_and_leaving_match_each_alone() {
         max_batch_tokens: 16,
         max_running: 4,
         prefix_caching: false,
+        ..EngineConfig::default()
     };
     let mut engine = Engine::new(tiny(), cfg).unwrap();
     let r = run(&mut engine, &requests, true);
@@ -169,6 +170,7 @@ fn a_tiny_pool_preempts_and_still_gives_every_token() {
         max_batch_tokens: 32,
         max_running: 6,
         prefix_caching: true,
+        ..EngineConfig::default()
     };
     // 16 blocks of 4 = 64 positions: the longest request (40 + 4) fits alone, not with others.
     let small = EngineConfig {
@@ -206,6 +208,7 @@ fn a_prefix_cache_hit_skips_the_shared_prefill_and_gives_the_same_logits() {
         max_batch_tokens: 64,
         max_running: 4,
         prefix_caching: true,
+        ..EngineConfig::default()
     };
     let mut engine = Engine::new(tiny(), cfg.clone()).unwrap();
     let r = run(&mut engine, &requests, true);

@@ -53,6 +53,10 @@ struct Args {
           value_parser = clap::value_parser!(u32)
               .range(1..=pio_compiler::codegen::MAX_ATTENTION_SPANS as i64))]
     attention_spans: u32,
+    /// Positions per block of the batching engine's paged KV pool.
+    #[arg(long, value_name = "N", default_value_t = pio_compiler::codegen::DEFAULT_BLOCK_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    block_size: u32,
 }
 
 fn main() {
@@ -83,6 +87,7 @@ fn run() -> Result<()> {
                 None => GemvTuning::default(),
             },
             attention_spans: args.attention_spans as usize,
+            block_size: args.block_size as usize,
         },
     };
     let compiled = pio_compiler::compile(&spec, &opts)?;
@@ -112,9 +117,15 @@ fn run() -> Result<()> {
         pio_compiler::codegen::listing(&a.prefill).as_bytes(),
     )?;
     out.write(
+        "launches-paged.txt",
+        pio_compiler::codegen::listing(&a.paged.steps).as_bytes(),
+    )?;
+    out.write(
         "memory-plan.json",
         serde_json::to_string_pretty(&serde_json::json!({
             "regions": a.regions, "report": a.memory, "kv_caches": a.kv_caches, "io": a.io,
+            "paged_pool": {"block_size": a.paged.block_size, "block_bytes": a.paged.block_bytes,
+                           "max_seqs": a.paged.max_seqs, "layers": a.paged.pool},
         }))?
         .as_bytes(),
     )?;

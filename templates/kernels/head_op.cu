@@ -2,7 +2,9 @@
 // {{ doc }}
 // Per-head work on [tokens, HEADS, D] rows: optional RMSNorm over D (then * w), optional
 // rotate-half RoPE at the token's position, written either to out [tokens, HEADS, D] or into
-// the layer's KV cache at the token's position ([HEADS, CTX, D]). One warp per (token, head).
+// the layer's KV cache at the token's position ([HEADS, CTX, D]), or (paged) into the pool slot
+// slots[t] (block slot / BS, rows [HEADS, BS, D] of this layer within a block of BLOCK_ELEMS).
+// One warp per (token, head).
 #define HEADS {{ heads }}
 #define D {{ d }}
 #define WARPS {{ warps }}
@@ -15,7 +17,7 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
 
 {% if device_fn %}__device__ __forceinline__ void{% else %}extern "C" __global__ void __launch_bounds__(WARPS * 32){% endif %} {{ name }}(
     const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const int* __restrict__ positions,
-    bf16* __restrict__ out)
+    bf16* __restrict__ out, const int* __restrict__ slots)
 {
 {% if !device_fn %}
     pdl_wait();
@@ -27,7 +29,11 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
     if (head >= HEADS) return;
     const bf16* src = x + (size_t)t * IN_STRIDE + (size_t)head * D;
     const int pos = positions[t];
-{% if to_cache %}
+{% if to_cache && block_size > 0 %}
+    const int slot = slots[t];
+    bf16* dst = out + (size_t)(slot / {{ block_size }}) * {{ block_elems }}
+        + ((size_t)head * {{ block_size }} + slot % {{ block_size }}) * D;
+{% else if to_cache %}
     bf16* dst = out + ((size_t)head * {{ ctx }} + pos) * D;
 {% else %}
     bf16* dst = out + ((size_t)t * HEADS + head) * D;

@@ -2,7 +2,9 @@
 //! into spans ([`decode_attention_shape`]); in prefill the tensor-core kernel where the head
 //! dim allows it, else the scalar one.
 
-use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
+use super::kernels::{
+    Attention, AttentionCluster, AttentionMma, AttentionPaged, CudaF32, PLACEHOLDER,
+};
 use super::options::{
     ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
     ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, WARPS,
@@ -98,7 +100,9 @@ impl Codegen<'_> {
             kv_heads: fixed(g, g.operands(id)[1], 2)?,
             scale,
         };
-        if ph.decode() {
+        if ph.paged {
+            self.paged_attention(ph, id, &h, v, out)?;
+        } else if ph.decode() {
             self.decode_attention(ph, id, &h, v, out)?;
         } else if h.d % 16 == 0 && h.d <= 128 {
             self.prefill_attention_mma(ph, id, &h, v, out);
@@ -257,5 +261,61 @@ impl Codegen<'_> {
                 PArg::Ptr(out),
             ],
         ));
+    }
+
+    /// The batching engine's attention: a block per query head and token, each token reading
+    /// its own sequence's rows through its block table.
+    fn paged_attention(
+        &mut self,
+        ph: &mut Phase,
+        id: NodeId,
+        h: &Heads,
+        v: &[Val],
+        out: Val,
+    ) -> Result<(), CompileError> {
+        let g = self.g;
+        let name = &g.node(id).name;
+        let p = self
+            .paging
+            .clone()
+            .ok_or_else(|| err(format!("'{name}': a paged step without a pool layout")))?;
+        if v[1].place != Place::Region(Region::Pool) || v[2].place != Place::Region(Region::Pool) {
+            return Err(err(format!(
+                "'{name}': its keys and values are not the paged pool's"
+            )));
+        }
+        let k = self.kernel(
+            KernelFamily::AttentionPaged,
+            &AttentionPaged {
+                name: PLACEHOLDER,
+                doc: "causal GQA attention over the paged KV pool".into(),
+                heads: h.heads,
+                kv_heads: h.kv_heads,
+                d: h.d,
+                warps: WARPS,
+                scale: CudaF32(h.scale as f32),
+                q_stride: v[0].stride,
+                sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
+                block_size: p.block_size,
+                block_elems: p.block_elems,
+                max_blocks: p.max_blocks,
+            },
+        );
+        ph.push(launch(
+            k,
+            name,
+            [Dim::Fixed(h.heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
+            (WARPS * 32) as u32,
+            vec![
+                PArg::Ptr(v[0]),
+                PArg::Ptr(v[1]),
+                PArg::Ptr(v[2]),
+                PArg::Ptr(v[3]),
+                PArg::Ptr(p.seq_index),
+                PArg::Ptr(p.block_tables),
+                PArg::Ptr(out),
+            ],
+        ));
+        Ok(())
     }
 }

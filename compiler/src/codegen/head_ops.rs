@@ -24,10 +24,18 @@ impl Codegen<'_> {
     ) -> Result<Val, CompileError> {
         let g = self.g;
         let node = g.node(id);
-        let cache = |layer, cache| Val {
-            place: Place::Region(Region::Kv),
-            offset: self.kv[&(layer, cache)],
-            stride: row_width(g, id),
+        let pool = self.paging.as_ref().filter(|_| ph.paged);
+        let cache = |layer, cache| match pool {
+            Some(p) => Val {
+                place: Place::Region(Region::Pool),
+                offset: p.offsets[&(layer, cache)],
+                stride: row_width(g, id),
+            },
+            None => Val {
+                place: Place::Region(Region::Kv),
+                offset: self.kv[&(layer, cache)],
+                stride: row_width(g, id),
+            },
         };
         let (out, norm, rope, cache_positions) = match node.op {
             Op::RmsNorm { eps } => (self.out_val(ph, id), Some((v[1], eps)), None, None),
@@ -81,6 +89,12 @@ impl Codegen<'_> {
         let (heads, d) = (fixed(g, src, 2)?, fixed(g, src, 3)?);
         // Positions are read only with rope or a cache write; otherwise any pointer will do.
         let positions = rope.map(|r| r.1).or(cache_positions).unwrap_or(x);
+        // A paged cache write goes to each token's pool slot.
+        let paging = self
+            .paging
+            .as_ref()
+            .filter(|_| ph.paged && cache_positions.is_some());
+        let slots = paging.map_or(positions, |p| p.slots);
         let ctx = HeadOp {
             name: PLACEHOLDER,
             device_fn: false,
@@ -97,6 +111,8 @@ impl Codegen<'_> {
             rope: rope.is_some(),
             to_cache: cache_positions.is_some(),
             ctx: self.max_context,
+            block_size: paging.map_or(0, |p| p.block_size),
+            block_elems: paging.map_or(0, |p| p.block_elems),
         };
         let k = self.kernel(KernelFamily::HeadOp, &ctx);
         let mut step = launch(
@@ -113,6 +129,7 @@ impl Codegen<'_> {
                 PArg::Ptr(norm.map_or(x, |n| n.0)),
                 PArg::Ptr(positions),
                 PArg::Ptr(out),
+                PArg::Ptr(slots),
             ],
         );
         if let Pending::Kernel { head, .. } = &mut step {
@@ -198,18 +215,23 @@ impl Codegen<'_> {
 }
 
 /// Whether a head op may join `run`: it reads nothing the run writes and writes nothing the
-/// run reads (args: x, weight, positions, out).
+/// run reads (args: x, weight, positions, out, slots).
 fn independent(run: &[Pending], step: &Pending) -> bool {
     let Pending::Kernel { args, .. } = step else {
         return false;
     };
     run.iter().all(|p| match p {
         Pending::Kernel { args: prev, .. } => {
-            !args[..3].iter().any(|r| same_ptr(r, &prev[3]))
-                && !prev[..3].iter().any(|r| same_ptr(r, &args[3]))
+            !reads(args).iter().any(|r| same_ptr(r, &prev[3]))
+                && !reads(prev).iter().any(|r| same_ptr(r, &args[3]))
         }
         Pending::Gemm { .. } => false,
     })
+}
+
+/// A head op's read arguments (x, weight, positions, slots).
+fn reads(a: &[PArg]) -> [&PArg; 4] {
+    [&a[0], &a[1], &a[2], &a[4]]
 }
 
 fn same_ptr(a: &PArg, b: &PArg) -> bool {

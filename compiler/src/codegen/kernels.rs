@@ -68,6 +68,11 @@ pub struct HeadOp {
     pub to_cache: bool,
     /// Positions the KV cache holds ([HEADS, ctx, D]; with `to_cache`).
     pub ctx: usize,
+    /// Paged cache writes (`to_cache` into the pool at `slots[t]`): positions per block, 0
+    /// for the static cache.
+    pub block_size: usize,
+    /// bf16 elements of one pool block (every layer's rows).
+    pub block_elems: usize,
 }
 
 #[derive(Template)]
@@ -95,6 +100,23 @@ pub struct Attention {
     pub sc_max: usize,
     /// Positions the KV cache holds ([KV_HEADS, ctx, D]).
     pub ctx: usize,
+}
+
+#[derive(Template)]
+#[template(path = "kernels/attention_paged.cu", escape = "none")]
+pub struct AttentionPaged {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d: usize,
+    pub warps: usize,
+    pub scale: CudaF32,
+    pub q_stride: usize,
+    pub sc_max: usize,
+    pub block_size: usize,
+    pub block_elems: usize,
+    pub max_blocks: usize,
 }
 
 #[derive(Template)]

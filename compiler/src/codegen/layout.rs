@@ -119,3 +119,50 @@ pub(super) fn io_offsets(max_prefill: usize) -> art::Io {
 pub(super) fn io_bytes(io: &art::Io, vocab: usize) -> u64 {
     io.logits + align(2 * io.logits_rows as u64 * vocab as u64)
 }
+
+/// The paged pool's block layout (every layer's keys and values of `block_size` positions per
+/// block, in the order of the static caches) and its io buffers after `io_end`; returns the
+/// layout (steps still empty) and the io region's new end.
+pub(super) fn paged_layout(
+    kv: &[art::KvEntry],
+    block_size: usize,
+    max_context: usize,
+    max_tokens: usize,
+    max_seqs: usize,
+    io_end: u64,
+) -> (art::Paged, u64) {
+    let mut pool = Vec::new();
+    let mut off = 0u64;
+    for e in kv {
+        // Static caches are [batch, kv heads, positions, dim].
+        let (kv_heads, head_dim) = (e.shape[1], e.shape[3]);
+        pool.push(art::KvPoolEntry {
+            layer: e.layer,
+            cache: e.cache,
+            kv_heads,
+            head_dim,
+            offset: off,
+        });
+        off += ((kv_heads * block_size * head_dim * 2) as u64).div_ceil(16) * 16;
+    }
+    let max_blocks_per_seq = max_context.div_ceil(block_size);
+    let slots = align(io_end);
+    let seq_index = slots + align(4 * max_tokens as u64);
+    let block_tables = seq_index + align(4 * max_tokens as u64);
+    let end = block_tables + align(4 * (max_seqs * max_blocks_per_seq) as u64);
+    (
+        art::Paged {
+            block_size,
+            max_seqs,
+            max_tokens,
+            max_blocks_per_seq,
+            block_bytes: off,
+            pool,
+            slots,
+            seq_index,
+            block_tables,
+            steps: Vec::new(),
+        },
+        end,
+    )
+}

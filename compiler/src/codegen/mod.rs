@@ -23,8 +23,8 @@ mod schedule;
 pub use attention::{decode_attention_shape, DecodeAttentionShape};
 pub use listing::listing;
 pub use options::{
-    CodegenOptions, GemvTuning, ATTENTION_SPANS, DEFAULT_CONTEXT_CAP, DEFAULT_PREFILL,
-    MAX_ATTENTION_SPANS,
+    CodegenOptions, GemvTuning, ATTENTION_SPANS, DEFAULT_BLOCK_SIZE, DEFAULT_CONTEXT_CAP,
+    DEFAULT_PREFILL, MAX_ATTENTION_SPANS,
 };
 
 use crate::error::CompileError;
@@ -76,15 +76,22 @@ pub fn generate(
         gemv: opts.gemv,
         attention_spans: opts.attention_spans,
         io: layout::io_offsets(opts.max_prefill),
+        paging: None,
     };
+    if opts.block_size == 0 || opts.block_size > 1024 {
+        return Err(err(format!(
+            "block size {} must be between 1 and 1024 positions",
+            opts.block_size
+        )));
+    }
     let (weights, weights_bytes) = cg.layout_weights(&order)?;
     let (kv_caches, kv_bytes) = cg.layout_kv(&order)?;
     let vocab = g.vocab_size().ok_or_else(|| {
         err("the graph has no logits output with a fixed last dim (the vocabulary)")
     })?;
 
-    let (decode, decode_plan) = cg.phase(&order, 1)?;
-    let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill)?;
+    let (decode, decode_plan) = cg.phase(&order, 1, false)?;
+    let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill, false)?;
     // Generation needs the last row's logits only: a marked logits GEMM computes just that, and
     // the region keeps LOGITS_ROWS rows for callers that want every row (their prefill steps
     // take that many tokens at most). Logits written some other way take every prefill row.
@@ -96,12 +103,29 @@ pub fn generate(
     } else {
         opts.max_prefill
     };
-    let io_bytes = layout::io_bytes(&cg.io, vocab);
-    let arena = decode_plan.arena_bytes.max(prefill_plan.arena_bytes);
+    let io_end = layout::io_bytes(&cg.io, vocab);
+    // The batching engine's step: up to max_prefill tokens of up to logits_rows sequences.
+    let max_seqs = cg.io.logits_rows.min(opts.max_prefill).max(1);
+    let (mut paged, io_bytes) = layout::paged_layout(
+        &kv_caches,
+        opts.block_size,
+        max_context,
+        opts.max_prefill,
+        max_seqs,
+        io_end,
+    );
+    cg.paging = Some(paging_of(&paged));
+    let (paged_steps, paged_plan) = cg.phase(&order, opts.max_prefill, true)?;
+    paged.steps = paged_steps;
+    let arena = decode_plan
+        .arena_bytes
+        .max(prefill_plan.arena_bytes)
+        .max(paged_plan.arena_bytes);
     // Kernels rendered for launches that a merge replaced are left out.
     let used: HashSet<&str> = decode
         .iter()
         .chain(&prefill)
+        .chain(&paged.steps)
         .filter_map(|s| match s {
             Step::Kernel(l) => Some(l.kernel.as_str()),
             Step::Gemm(_) => None,
@@ -132,6 +156,7 @@ pub fn generate(
         kernels,
         decode,
         prefill,
+        paged,
         nvrtc_options: vec![
             "--std=c++17".into(),
             "--use_fast_math".into(),
@@ -161,6 +186,43 @@ struct Codegen<'a> {
     gemv: GemvTuning,
     attention_spans: usize,
     io: art::Io,
+    /// The paged pool's layout, set for the paged phase.
+    paging: Option<Paging>,
+}
+
+/// What the paged phase's kernels need of the pool and its io buffers.
+#[derive(Clone, Debug)]
+struct Paging {
+    block_size: usize,
+    /// bf16 elements of one block.
+    block_elems: usize,
+    max_blocks: usize,
+    /// Byte offset within a block of each layer's keys or values.
+    offsets: HashMap<(usize, CacheKind), u64>,
+    slots: schedule::Val,
+    seq_index: schedule::Val,
+    block_tables: schedule::Val,
+}
+
+fn paging_of(p: &art::Paged) -> Paging {
+    let io = |offset| schedule::Val {
+        place: schedule::Place::Region(art::Region::Io),
+        offset,
+        stride: 1,
+    };
+    Paging {
+        block_size: p.block_size,
+        block_elems: (p.block_bytes / 2) as usize,
+        max_blocks: p.max_blocks_per_seq,
+        offsets: p
+            .pool
+            .iter()
+            .map(|e| ((e.layer, e.cache), e.offset))
+            .collect(),
+        slots: io(p.slots),
+        seq_index: io(p.seq_index),
+        block_tables: io(p.block_tables),
+    }
 }
 
 impl Codegen<'_> {

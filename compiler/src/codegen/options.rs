@@ -12,6 +12,8 @@ pub struct CodegenOptions {
     pub gemv: GemvTuning,
     /// Spans per kv head of the decode attention, at most (a tuning knob).
     pub attention_spans: usize,
+    /// Positions per block of the batching engine's paged KV pool.
+    pub block_size: usize,
 }
 
 impl Default for CodegenOptions {
@@ -21,6 +23,7 @@ impl Default for CodegenOptions {
             max_context: None,
             gemv: GemvTuning::default(),
             attention_spans: ATTENTION_SPANS,
+            block_size: DEFAULT_BLOCK_SIZE,
         }
     }
 }
@@ -85,6 +88,8 @@ impl GemvTuning {
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 /// Most tokens per prefill step when none is asked for.
 pub const DEFAULT_PREFILL: usize = 512;
+/// Positions per paged KV block by default (vLLM's default too).
+pub const DEFAULT_BLOCK_SIZE: usize = 16;
 /// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).
 pub(super) const ATTENTION_CLUSTER: usize = 8;
 /// Positions per block of the decode attention's shortest spans: a cluster spans 8 x 64 = 512

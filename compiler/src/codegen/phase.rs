@@ -14,8 +14,10 @@ impl Codegen<'_> {
         &mut self,
         order: &[NodeId],
         tokens: usize,
+        paged: bool,
     ) -> Result<(Vec<Step>, memory::Plan), CompileError> {
         let mut ph = Phase::new(self.g, order, tokens);
+        ph.paged = paged;
         for &id in order {
             let val = self.lower(&mut ph, id)?;
             ph.set(id, val);

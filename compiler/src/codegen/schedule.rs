@@ -63,6 +63,8 @@ pub(super) enum PArg {
 pub(super) struct Phase {
     /// Tokens per step: arena buffers hold this many rows.
     pub tokens: usize,
+    /// The batching engine's step: KV writes and attention go through the paged pool.
+    pub paged: bool,
     /// Each node's index in the schedule order.
     position: HashMap<NodeId, usize>,
     /// The last node (by schedule index) that reads each value, through views.
@@ -93,6 +95,7 @@ impl Phase {
         }
         Phase {
             tokens,
+            paged: false,
             position,
             last_reader,
             vals: HashMap::new(),
@@ -101,9 +104,9 @@ impl Phase {
         }
     }
 
-    /// A decode step: one token, GEMV kernels.
+    /// A decode step: one token, GEMV kernels (never a paged step).
     pub fn decode(&self) -> bool {
-        self.tokens == 1
+        self.tokens == 1 && !self.paged
     }
 
     /// Where an already lowered value lives (the schedule order lowers operands first).

@@ -18,8 +18,11 @@ use super::sampler::GpuSampler;
 use crate::sampling::SamplingParams;
 use pio_artifact::{Artifact, Region, WeightEntry};
 
+mod paged;
+
 pub use super::profile::{Phase, Profile};
 pub use super::sampler::{gpu_sampling_supported, GPU_MAX_TOP_K};
+pub use paged::PagedSeqRef;
 
 /// A compiled model resident on the GPU.
 ///
@@ -55,6 +58,8 @@ pub struct CudaModel {
     /// The prefill's logits come from a marked GEMM (`Gemm::logits`), which can compute the
     /// last row alone.
     logits_gemm: bool,
+    /// Blocks of the paged pool (0 until [`Self::enable_paged`]).
+    pool_blocks: usize,
 }
 
 impl CudaModel {
@@ -79,6 +84,7 @@ impl CudaModel {
             &gpu,
             &artifact.decode,
             &artifact.prefill,
+            &artifact.paged.steps,
             &funcs,
             &regions,
             pdl,
@@ -110,6 +116,7 @@ impl CudaModel {
             logit_rows: 0,
             logits_all_rows: false,
             logits_gemm,
+            pool_blocks: 0,
         };
         m.reset()?;
         Ok(m)
@@ -125,8 +132,12 @@ impl CudaModel {
         let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
         let r = &self.artifact.regions;
         let (free, total) = self.gpu.memory();
+        let pool = match self.regions.pool_bytes() {
+            0 => String::new(),
+            b => format!(", paged KV pool {} ({} blocks)", gb(b), self.pool_blocks),
+        };
         format!(
-            "weights {}, KV cache {}, activations {}, io {}; {} of {} in use on the GPU",
+            "weights {}, KV cache {}, activations {}, io {}{pool}; {} of {} in use on the GPU",
             gb(r.weights),
             gb(r.kv),
             gb(r.arena),

@@ -35,6 +35,9 @@ pub(crate) struct ArgPack {
     params: Box<[*mut c_void]>,
 }
 
+/// A pointer argument into the paged pool: (step, index into its pack's pointers, offset).
+type PoolArg = (usize, usize, u64);
+
 // SAFETY: `params` only holds pointers into the pack's own boxed slices, rewritten before every
 // use; the pack owns everything it points to. It is not `Sync`.
 unsafe impl Send for ArgPack {}
@@ -180,10 +183,13 @@ impl Drop for Blas {
     }
 }
 
-/// The decode and prefill launch lists, resolved, and what runs them.
+/// The decode, prefill and paged launch lists, resolved, and what runs them.
 pub(crate) struct LaunchRunner {
     decode: Vec<Resolved>,
     prefill: Vec<Resolved>,
+    paged: Vec<Resolved>,
+    /// The paged list's pool pointers, rebased when the pool is allocated.
+    pool_args: Vec<PoolArg>,
     blas: Blas,
     /// Launch kernels as programmatic dependent launches (Hopper and later).
     pub pdl: bool,
@@ -195,6 +201,7 @@ impl LaunchRunner {
         gpu: &Gpu,
         decode: &[Step],
         prefill: &[Step],
+        paged: &[Step],
         funcs: &Functions,
         regions: &DeviceRegions,
         pdl: bool,
@@ -208,12 +215,38 @@ impl LaunchRunner {
                 })
                 .collect()
         };
+        let mut pool_args = Vec::new();
+        for (i, s) in paged.iter().enumerate() {
+            if let Step::Kernel(l) = s {
+                let ptrs = l.args.iter().filter(|a| matches!(a, Arg::Ptr { .. }));
+                for (j, a) in ptrs.enumerate() {
+                    if let Arg::Ptr {
+                        region: pio_artifact::Region::Pool,
+                        offset,
+                    } = a
+                    {
+                        pool_args.push((i, j, *offset));
+                    }
+                }
+            }
+        }
         Ok(LaunchRunner {
             decode: resolve(decode)?,
             prefill: resolve(prefill)?,
+            paged: resolve(paged)?,
+            pool_args,
             blas: Blas::new(gpu)?,
             pdl,
         })
+    }
+
+    /// Points the paged list's pool arguments at a pool based at `base`.
+    pub(crate) fn rebase_pool(&mut self, base: u64) {
+        for &(step, ptr, offset) in &self.pool_args {
+            if let Resolved::Kernel(k) = &mut self.paged[step] {
+                k.args.ptrs[ptr] = base + offset;
+            }
+        }
     }
 
     /// Device memory of the cuBLAS workspace.
@@ -235,6 +268,7 @@ impl LaunchRunner {
         let steps = match phase {
             Phase::Decode => &mut self.decode,
             Phase::Prefill => &mut self.prefill,
+            Phase::Paged => &mut self.paged,
         };
         let (blas, pdl) = (&self.blas, self.pdl);
         for s in steps.iter_mut() {

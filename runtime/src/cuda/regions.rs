@@ -6,10 +6,12 @@ use super::device::{drv, CudaError, DeviceBuffer, Gpu};
 use cudarc::driver::result;
 use pio_artifact::{Io, Region, Regions, WeightEntry};
 
-/// The four regions, allocated once at load.
+/// The four regions, allocated once at load, and the paged pool once the batching engine sizes
+/// it.
 pub(crate) struct DeviceRegions {
     /// In the order of [`index`]: weights, KV cache, io, arena.
     bufs: [DeviceBuffer; 4],
+    pool: Option<DeviceBuffer>,
 }
 
 fn index(r: Region) -> usize {
@@ -18,6 +20,8 @@ fn index(r: Region) -> usize {
         Region::Kv => 1,
         Region::Io => 2,
         Region::Arena => 3,
+        // Not one of the four: addr() handles it.
+        Region::Pool => usize::MAX,
     }
 }
 
@@ -31,12 +35,39 @@ impl DeviceRegions {
                 gpu.alloc(r.io, "inputs and logits")?,
                 gpu.alloc(r.arena, "the activation arena")?,
             ],
+            pool: None,
         })
     }
 
-    /// The device address `offset` bytes into `region`.
+    /// The device address `offset` bytes into `region` (into the pool's first block: 0 plus
+    /// the offset before the pool exists; the runner rebases them).
     pub(crate) fn addr(&self, region: Region, offset: u64) -> u64 {
-        self.bufs[index(region)].ptr + offset
+        match region {
+            Region::Pool => self.pool_base() + offset,
+            r => self.bufs[index(r)].ptr + offset,
+        }
+    }
+
+    /// The paged pool's base address (0 before [`Self::alloc_pool`]).
+    pub(crate) fn pool_base(&self) -> u64 {
+        self.pool.as_ref().map_or(0, |p| p.ptr)
+    }
+
+    pub(crate) fn pool_bytes(&self) -> u64 {
+        self.pool.as_ref().map_or(0, |p| p.bytes)
+    }
+
+    /// Allocates (or replaces) the paged KV pool, zeroed; returns its base address.
+    pub(crate) fn alloc_pool(&mut self, gpu: &Gpu, bytes: u64) -> Result<u64, CudaError> {
+        self.pool = None;
+        let pool = gpu.alloc(bytes, "the paged KV pool")?;
+        // SAFETY: the allocation is pool.bytes long.
+        drv("clear the paged KV pool", unsafe {
+            result::memset_d8_async(pool.ptr, 0, pool.bytes as usize, gpu.stream)
+        })?;
+        let base = pool.ptr;
+        self.pool = Some(pool);
+        Ok(base)
     }
 
     /// Zeroes the KV region: it also holds the decode attention's span counts, which start at
