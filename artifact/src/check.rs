@@ -98,6 +98,7 @@ pub fn check(a: &Artifact) -> Result<(), String> {
         ("decode", &a.decode),
         ("prefill", &a.prefill),
         ("paged", &a.paged.steps),
+        ("paged chunk", &a.paged.chunk_steps),
     ] {
         for (i, s) in steps.iter().enumerate() {
             let at = format!("{list} step {i} ({})", s.node());

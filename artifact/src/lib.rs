@@ -64,6 +64,7 @@ impl Artifact {
             Phase::Decode => &self.decode,
             Phase::Prefill => &self.prefill,
             Phase::Paged => &self.paged.steps,
+            Phase::PagedChunk => &self.paged.chunk_steps,
         }
     }
 
@@ -100,7 +101,10 @@ pub struct Paged {
     pub slots: u64,
     pub seq_index: u64,
     pub block_tables: u64,
+    /// A batch of sequences (decode: a token each).
     pub steps: Vec<Step>,
+    /// One sequence's prefill chunk (its attention on tensor cores where the head dim allows).
+    pub chunk_steps: Vec<Step>,
 }
 
 /// Where one layer's keys or values sit within a pool block.

@@ -166,6 +166,8 @@ pub enum Phase {
     Prefill,
     /// A batching-engine step over the paged KV pool: `Artifact::paged`.
     Paged,
+    /// A batching-engine step of one sequence's chunk: `Artifact::paged.chunk_steps`.
+    PagedChunk,
 }
 
 impl Phase {
@@ -174,6 +176,7 @@ impl Phase {
             Phase::Decode => "decode",
             Phase::Prefill => "prefill",
             Phase::Paged => "paged",
+            Phase::PagedChunk => "paged_chunk",
         }
     }
 }

@@ -52,11 +52,13 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
     assert_eq!(a.decode.len(), 28 * 6 + 2);
     // The same layer shape in every layer: each kernel is emitted once (the merged head-op
     // kernel comes in two orders of its ops, hence 12 rather than 11); the paged list adds its
-    // attention and its two merged head ops that write the pool.
+    // attention and its two merged head ops that write the pool; the chunk list its tensor-core
+    // attention over the pool.
     let paged_only: std::collections::HashSet<&str> = a
         .paged
         .steps
         .iter()
+        .chain(&a.paged.chunk_steps)
         .filter_map(|s| match s {
             Step::Kernel(l) => Some(l.kernel.as_str()),
             Step::Gemm(_) => None,
@@ -68,8 +70,15 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
                 .any(|s| matches!(s, Step::Kernel(l) if l.kernel == *k))
         })
         .collect();
-    assert_eq!(paged_only.len(), 3);
-    assert_eq!(a.kernels.len(), 12 + 3);
+    assert_eq!(paged_only.len(), 4);
+    assert_eq!(a.kernels.len(), 12 + 4);
+    let chunk_mma = a
+        .paged
+        .chunk_steps
+        .iter()
+        .filter(|s| matches!(s, Step::Kernel(l) if a.kernel(&l.kernel).unwrap().family == pio_artifact::KernelFamily::AttentionMma))
+        .count();
+    assert_eq!(chunk_mma, 28, "a chunk's attention runs on tensor cores");
     let names: std::collections::HashSet<&str> =
         a.kernels.iter().map(|k| k.name.as_str()).collect();
     for s in a.decode.iter().chain(&a.prefill) {

@@ -5,7 +5,7 @@
 use crate::blocks::BlockPool;
 use crate::error::PioError;
 use crate::model::Model;
-use crate::scheduler::{Plan, Scheduler, SchedulerConfig, SchedulerStats};
+use crate::scheduler::{Picked, Plan, Scheduler, SchedulerConfig, SchedulerStats};
 use crate::sequence::{RequestId, RequestOutput, RequestParams};
 use pio_compiler::interp::PagedSeq;
 use pio_runtime::sampling::SamplingParams;
@@ -17,12 +17,13 @@ use std::collections::HashMap;
 pub struct EngineConfig {
     /// Positions per KV block.
     pub block_size: usize,
-    /// Blocks in the pool. None: on the CPU, one sequence of the model's whole context; on a
-    /// GPU, `max_running` whole contexts or `gpu_memory` of the free memory, whichever is less.
+    /// Blocks in the pool. None: `max_running` whole contexts or `memory_fraction` of the free
+    /// memory, whichever is less.
     pub num_blocks: Option<usize>,
-    /// Share of the GPU's free memory (after the weights) the pool may take when `num_blocks`
-    /// is not given, in (0, 1].
-    pub gpu_memory: f64,
+    /// Share of the free memory the pool may take when `num_blocks` is not given, in (0, 1]:
+    /// of the GPU's free memory (after the weights), or on the CPU of the host's available
+    /// memory.
+    pub memory_fraction: f64,
     /// Most tokens in one step (decode tokens plus prefill chunks).
     pub max_batch_tokens: usize,
     /// Most requests running at once.
@@ -36,7 +37,7 @@ impl Default for EngineConfig {
         EngineConfig {
             block_size: 16,
             num_blocks: None,
-            gpu_memory: 0.9,
+            memory_fraction: 0.9,
             max_batch_tokens: 512,
             max_running: 64,
             prefix_caching: true,
@@ -63,10 +64,10 @@ impl EngineConfig {
         if self.max_running == 0 {
             return bad("max_running", 0);
         }
-        if !(self.gpu_memory > 0.0 && self.gpu_memory <= 1.0) {
+        if !(self.memory_fraction > 0.0 && self.memory_fraction <= 1.0) {
             return Err(PioError::Options(format!(
-                "engine: gpu_memory must be in (0, 1] (got {})",
-                self.gpu_memory
+                "engine: memory_fraction must be in (0, 1] (got {})",
+                self.memory_fraction
             )));
         }
         if self.block_size > 4096 {
@@ -118,13 +119,16 @@ impl Engine {
             cfg.max_batch_tokens = cfg.max_batch_tokens.min(l.max_tokens);
         }
         let per_seq = context.div_ceil(cfg.block_size);
-        let num_blocks = match (cfg.num_blocks, model.gpu_free_bytes()) {
-            (Some(n), _) => n,
-            (None, None) => per_seq,
-            (None, Some(free)) => {
+        let num_blocks = match cfg.num_blocks {
+            Some(n) => n,
+            None => {
+                let free = model
+                    .gpu_free_bytes()
+                    .or_else(pio_runtime::resources::host_memory_available)
+                    .unwrap_or(u64::MAX);
                 let block = model.kv_block_bytes(cfg.block_size).max(1);
-                let fit = (free as f64 * cfg.gpu_memory) as u64 / block;
-                (fit as usize)
+                let fit = (free as f64 * cfg.memory_fraction) as u64 / block;
+                (fit.min(usize::MAX as u64) as usize)
                     .min(per_seq.saturating_mul(cfg.max_running))
                     .max(1)
             }
@@ -148,6 +152,11 @@ impl Engine {
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The model, for reports (a step must not be in flight: steps take `&mut self` anyway).
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
     }
 
     /// Gives the model back (its paged cache stays allocated).
@@ -226,8 +235,8 @@ impl Engine {
     /// each request got (new tokens and their text, and its finish reason on its last output).
     pub fn step(&mut self) -> Result<Vec<RequestOutput>, PioError> {
         let plan = self.scheduler.schedule();
-        let logits = self.run(&plan)?;
-        let mut outputs = self.scheduler.complete(&plan, &logits)?;
+        let picked = self.run(&plan)?;
+        let mut outputs = self.scheduler.complete(&plan, &picked)?;
         self.steps += 1;
         let tokenizer = self.model.tokenizer();
         for out in &mut outputs {
@@ -250,9 +259,10 @@ impl Engine {
     }
 
     /// Runs a plan's chunks: every chunk of one token (the decodes) in one batched call, each
-    /// longer chunk alone. Returns the last-token logits of the chunks that sample.
-    fn run(&mut self, plan: &Plan) -> Result<Vec<Option<Vec<f32>>>, PioError> {
-        let mut logits: Vec<Option<Vec<f32>>> = vec![None; plan.chunks.len()];
+    /// longer chunk alone. Returns what the chunks that sample got: the device's greedy picks
+    /// when every such request is plain greedy, else the logits for their samplers.
+    fn run(&mut self, plan: &Plan) -> Result<Vec<Option<Picked>>, PioError> {
+        let mut picked: Vec<Option<Picked>> = vec![None; plan.chunks.len()];
         let decodes: Vec<usize> = (0..plan.chunks.len())
             .filter(|&i| plan.chunks[i].tokens.len() == 1)
             .collect();
@@ -264,18 +274,39 @@ impl Engine {
                 blocks: &c.blocks,
             }
         };
+        let argmax_ok = |idx: &[usize]| {
+            idx.iter().all(|&i| {
+                !plan.chunks[i].sample || self.scheduler.device_pick_ok(plan.chunks[i].id)
+            })
+        };
+        let mut groups: Vec<Vec<usize>> = Vec::new();
         if !decodes.is_empty() {
-            let seqs: Vec<PagedSeq<'_>> = decodes.iter().map(|&i| as_seq(i)).collect();
-            for (&i, l) in decodes.iter().zip(self.model.forward_paged(&seqs)?) {
-                logits[i] = plan.chunks[i].sample.then_some(l);
+            groups.push(decodes);
+        }
+        groups.extend(
+            (0..plan.chunks.len())
+                .filter(|&i| plan.chunks[i].tokens.len() > 1)
+                .map(|i| vec![i]),
+        );
+        for group in groups {
+            let seqs: Vec<PagedSeq<'_>> = group.iter().map(|&i| as_seq(i)).collect();
+            let results: Vec<Picked> = if argmax_ok(&group) {
+                self.model
+                    .forward_paged_argmax(&seqs)?
+                    .into_iter()
+                    .map(Picked::Token)
+                    .collect()
+            } else {
+                self.model
+                    .forward_paged(&seqs)?
+                    .into_iter()
+                    .map(Picked::Logits)
+                    .collect()
+            };
+            for (&i, r) in group.iter().zip(results) {
+                picked[i] = plan.chunks[i].sample.then_some(r);
             }
         }
-        for (i, (chunk, slot)) in plan.chunks.iter().zip(logits.iter_mut()).enumerate() {
-            if chunk.tokens.len() > 1 {
-                let l = self.model.forward_paged(&[as_seq(i)])?.pop();
-                *slot = if chunk.sample { l } else { None };
-            }
-        }
-        Ok(logits)
+        Ok(picked)
     }
 }

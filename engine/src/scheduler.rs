@@ -55,6 +55,14 @@ pub struct Chunk {
     pub sample: bool,
 }
 
+/// What the model gave a chunk that samples: its last-token logits (the request's sampler
+/// picks), or the token already picked on the device (greedy requests only).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Picked {
+    Logits(Vec<f32>),
+    Token(u32),
+}
+
 /// What one step runs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -335,13 +343,25 @@ impl Scheduler {
         }
     }
 
-    /// Takes a step's results: `logits[i]` is the last-token logits of `plan.chunks[i]` when
-    /// that chunk samples (else ignored). Registers newly full blocks in the prefix cache,
-    /// samples, and ends requests; returns one output per request that generated or ended.
+    /// Whether a request's next token is the plain argmax of its logits (greedy, no penalty,
+    /// no logits asked for), so that the device may pick it.
+    pub fn device_pick_ok(&self, id: RequestId) -> bool {
+        self.running.iter().find(|s| s.id == id).is_some_and(|s| {
+            let p = &s.params.sampling;
+            p.is_greedy()
+                && p.repetition_penalty == 1.0
+                && p.presence_penalty == 0.0
+                && !s.params.return_logits
+        })
+    }
+
+    /// Takes a step's results: `picked[i]` is what the model gave `plan.chunks[i]` when that
+    /// chunk samples (else ignored). Registers newly full blocks in the prefix cache, samples,
+    /// and ends requests; returns one output per request that generated or ended.
     pub fn complete(
         &mut self,
         plan: &Plan,
-        logits: &[Option<Vec<f32>>],
+        picked: &[Option<Picked>],
     ) -> Result<Vec<RequestOutput>, SamplingError> {
         let bs = self.pool.block_size();
         let mut outputs: Vec<RequestOutput> = self
@@ -355,7 +375,7 @@ impl Scheduler {
                 logits: None,
             })
             .collect();
-        for (chunk, logits) in plan.chunks.iter().zip(logits) {
+        for (chunk, picked) in plan.chunks.iter().zip(picked) {
             // An aborted request's chunk is dropped.
             let Some(i) = self.running.iter().position(|s| s.id == chunk.id) else {
                 continue;
@@ -371,19 +391,21 @@ impl Scheduler {
             if !chunk.sample {
                 continue;
             }
-            let Some(logits) = logits else {
-                continue;
-            };
             let prompt_len = s.prompt_len;
-            let id = s
-                .sampler
-                .sample(logits, &s.tokens, &s.tokens[prompt_len..])?;
+            let (id, logits) = match picked {
+                None => continue,
+                Some(Picked::Token(t)) => (*t, None),
+                Some(Picked::Logits(l)) => (
+                    s.sampler.sample(l, &s.tokens, &s.tokens[prompt_len..])?,
+                    s.params.return_logits.then(|| l.clone()),
+                ),
+            };
             let mut out = RequestOutput {
                 id: s.id,
                 new_tokens: Vec::new(),
                 text: String::new(),
                 finish: None,
-                logits: s.params.return_logits.then(|| logits.clone()),
+                logits,
             };
             if s.params.stop_token_ids.contains(&id) {
                 out.finish = Some(FinishReason::Stop(id));

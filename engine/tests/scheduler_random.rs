@@ -6,7 +6,7 @@
 
 use pio_engine::blocks::BlockPool;
 use pio_engine::runtime::sampling::SamplingParams;
-use pio_engine::scheduler::{Scheduler, SchedulerConfig};
+use pio_engine::scheduler::{Picked, Scheduler, SchedulerConfig};
 use pio_engine::{FinishReason, RequestId, RequestParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -126,10 +126,20 @@ fn run(seed: u64, requests: usize, num_blocks: usize, block_size: usize, caching
             }
         }
         let plan = s.schedule();
-        let logits: Vec<Option<Vec<f32>>> = plan
+        // Half the picks as logits for the request's sampler, half as the device's argmax.
+        let logits: Vec<Option<Picked>> = plan
             .chunks
             .iter()
-            .map(|c| c.sample.then(|| one_hot(*c.tokens.last().unwrap())))
+            .map(|c| {
+                let last = *c.tokens.last().unwrap();
+                c.sample.then(|| {
+                    if rng.random_bool(0.5) {
+                        Picked::Logits(one_hot(last))
+                    } else {
+                        Picked::Token(next(last))
+                    }
+                })
+            })
             .collect();
         for c in &plan.chunks {
             assert!(c.blocks.len() * block_size >= c.start + c.tokens.len());
@@ -213,7 +223,10 @@ fn the_prefix_cache_gets_hits_and_preemption_happens_under_pressure() {
         let logits: Vec<_> = plan
             .chunks
             .iter()
-            .map(|c| c.sample.then(|| one_hot(*c.tokens.last().unwrap())))
+            .map(|c| {
+                c.sample
+                    .then(|| Picked::Logits(one_hot(*c.tokens.last().unwrap())))
+            })
             .collect();
         s.complete(&plan, &logits).unwrap();
         s.pool().check().unwrap();

@@ -5,3 +5,4 @@ pub mod gpu_timing;
 pub mod plot;
 pub mod report;
 pub mod runner;
+pub mod serving;

@@ -13,6 +13,13 @@
 #define SCALE {{ scale }}
 #define Q_STRIDE {{ q_stride }}
 #define CTX {{ ctx }}
+{% if block_size > 0 %}
+// Paged (a batching-engine chunk of one sequence): key rows through the sequence's block table,
+// BS positions per pool block of BLOCK_ELEMS elements, this layer's rows [KV_HEADS, BS, D].
+#define BS {{ block_size }}
+#define BLOCK_ELEMS {{ block_elems }}
+#define MAX_BLOCKS {{ max_blocks }}
+{% endif %}
 #define BQ 64
 #define BK 64
 #define THREADS 128
@@ -48,12 +55,18 @@ __device__ __forceinline__ void cp_async_wait_all() {
 
 // Keys (or values) k0 .. k0 + BK of kv head kvh into shared memory; rows from kv_len on are zero.
 __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ cache, int k0,
-                                          int kv_len, int kvh) {
+                                          int kv_len, int kvh, const int* __restrict__ table) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
     for (int i = threadIdx.x; i < BK * CHUNKS; i += THREADS) {
         const int r = i / CHUNKS, c = i % CHUNKS;
         const bool valid = k0 + r < kv_len;
-        const bf16* src = cache + ((size_t)kvh * CTX + (valid ? k0 + r : 0)) * D + c * 8;
+        const int key = valid ? k0 + r : 0;
+{% if block_size > 0 %}
+        const bf16* src = cache + (size_t)table[key / BS] * BLOCK_ELEMS
+            + ((size_t)kvh * BS + key % BS) * D + c * 8;
+{% else %}
+        const bf16* src = cache + ((size_t)kvh * CTX + key) * D + c * 8;
+{% endif %}
         cp_async16(dst + r * LDS + c * 8, src, valid);
     }
 }
@@ -62,10 +75,10 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ ca
 // every thread to be done with the previous tile first, and for the copies after.
 __device__ __forceinline__ void stage_tile(bf16* ks, bf16* vs, const bf16* __restrict__ kc,
                                            const bf16* __restrict__ vc, int tile, int kv_len,
-                                           int kvh) {
+                                           int kvh, const int* __restrict__ table) {
     __syncthreads();
-    load_tile(ks, kc, tile * BK, kv_len, kvh);
-    if (vs) load_tile(vs, vc, tile * BK, kv_len, kvh);
+    load_tile(ks, kc, tile * BK, kv_len, kvh, table);
+    if (vs) load_tile(vs, vc, tile * BK, kv_len, kvh, table);
     cp_async_wait_all();
     __syncthreads();
 }
@@ -102,7 +115,8 @@ __device__ __forceinline__ void scores(float (&s)[BK / 8][4], const u32 (&qa)[D 
 
 extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
-    const int* __restrict__ positions, bf16* __restrict__ out, int tokens)
+    const int* __restrict__ positions, bf16* __restrict__ out, int tokens{% if block_size > 0 %},
+    const int* __restrict__ seq_index, const int* __restrict__ block_tables{% endif %})
 {
     pdl_wait();
     pdl_launch_dependents();
@@ -110,6 +124,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     __shared__ __align__(16) bf16 vs[BK * LDS];
     const int h = blockIdx.x, t0 = blockIdx.y * BQ;
     const int kvh = h / (HEADS / KV_HEADS);
+{% if block_size > 0 %}
+    // Every token of a chunk is one sequence's.
+    const int* table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
+{% else %}
+    const int* table = nullptr;
+{% endif %}
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     // This thread's rows (tokens) r0 and r1 = r0 + 8 and their positions (-1: no such token).
     const int r0 = t0 + warp * 16 + (lane >> 2), r1 = r0 + 8;
@@ -137,7 +157,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     // Pass 1: each row's max and sum of exp(s - max), over the 4 lanes that share the row.
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
     for (int tile = 0; tile < tiles; ++tile) {
-        stage_tile(ks, nullptr, kc, vc, tile, kv_len, kvh);
+        stage_tile(ks, nullptr, kc, vc, tile, kv_len, kvh, table);
         if (tile * BK >= warp_keys) continue;
         float s[BK / 8][4];
         scores(s, qa, ks, tile * BK, p0, p1, lane);
@@ -178,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
     for (int tile = 0; tile < tiles; ++tile) {
-        stage_tile(ks, vs, kc, vc, tile, kv_len, kvh);
+        stage_tile(ks, vs, kc, vc, tile, kv_len, kvh, table);
         if (tile * BK >= warp_keys) continue;
         float s[BK / 8][4];
         scores(s, qa, ks, tile * BK, p0, p1, lane);

@@ -20,6 +20,10 @@ const STATIC_SHARED: usize = 48 << 10;
 /// Tokens per block of the tensor-core prefill attention (BQ in attention_mma.cu), and its threads.
 const PREFILL_ATTENTION_TOKENS: u32 = 64;
 const PREFILL_ATTENTION_THREADS: u32 = 128;
+/// Warps of a paged attention block (one query head and token): the keys are split over
+/// them, so more warps mean fewer sequential keys per warp (the kernel is latency-bound: 4
+/// warps took 145 us per layer at 550 positions on an H200, whatever the batch).
+const PAGED_ATTENTION_WARPS: usize = 16;
 /// Keys per query whose scores the prefill attention keeps in shared memory (16 KB).
 const ATTENTION_SCORES_IN_SHARED: usize = 4096;
 
@@ -100,12 +104,13 @@ impl Codegen<'_> {
             kv_heads: fixed(g, g.operands(id)[1], 2)?,
             scale,
         };
-        if ph.paged {
+        let mma = h.d % 16 == 0 && h.d <= 128;
+        if ph.paged && !(ph.paged_chunk && mma) {
             self.paged_attention(ph, id, &h, v, out)?;
         } else if ph.decode() {
             self.decode_attention(ph, id, &h, v, out)?;
-        } else if h.d % 16 == 0 && h.d <= 128 {
-            self.prefill_attention_mma(ph, id, &h, v, out);
+        } else if mma {
+            self.prefill_attention_mma(ph, id, &h, v, out)?;
         } else {
             self.prefill_attention(ph, id, &h, v, out);
         }
@@ -187,6 +192,7 @@ impl Codegen<'_> {
     }
 
     /// Tensor cores: a block per query head and 64 tokens.
+    /// In a paged chunk step (one sequence) its key rows come through the block table.
     fn prefill_attention_mma(
         &mut self,
         ph: &mut Phase,
@@ -194,8 +200,17 @@ impl Codegen<'_> {
         h: &Heads,
         v: &[Val],
         out: Val,
-    ) {
+    ) -> Result<(), CompileError> {
         let g = self.g;
+        let paging = match ph.paged {
+            true => Some(self.paging.clone().ok_or_else(|| {
+                err(format!(
+                    "'{}': a paged step without a pool layout",
+                    g.node(id).name
+                ))
+            })?),
+            false => None,
+        };
         let k = self.kernel(
             KernelFamily::AttentionMma,
             &AttentionMma {
@@ -207,8 +222,22 @@ impl Codegen<'_> {
                 scale: CudaF32(h.scale as f32),
                 q_stride: v[0].stride,
                 ctx: self.max_context,
+                block_size: paging.as_ref().map_or(0, |p| p.block_size),
+                block_elems: paging.as_ref().map_or(0, |p| p.block_elems),
+                max_blocks: paging.as_ref().map_or(0, |p| p.max_blocks),
             },
         );
+        let mut args = vec![
+            PArg::Ptr(v[0]),
+            PArg::Ptr(v[1]),
+            PArg::Ptr(v[2]),
+            PArg::Ptr(v[3]),
+            PArg::Ptr(out),
+            PArg::Tokens,
+        ];
+        if let Some(p) = &paging {
+            args.extend([PArg::Ptr(p.seq_index), PArg::Ptr(p.block_tables)]);
+        }
         ph.push(launch(
             k,
             &g.node(id).name,
@@ -218,15 +247,9 @@ impl Codegen<'_> {
                 Dim::Fixed(1),
             ],
             PREFILL_ATTENTION_THREADS,
-            vec![
-                PArg::Ptr(v[0]),
-                PArg::Ptr(v[1]),
-                PArg::Ptr(v[2]),
-                PArg::Ptr(v[3]),
-                PArg::Ptr(out),
-                PArg::Tokens,
-            ],
+            args,
         ));
+        Ok(())
     }
 
     /// The scalar kernel (head dims the tensor-core kernel does not take): a block per query
@@ -292,7 +315,7 @@ impl Codegen<'_> {
                 heads: h.heads,
                 kv_heads: h.kv_heads,
                 d: h.d,
-                warps: WARPS,
+                warps: PAGED_ATTENTION_WARPS,
                 scale: CudaF32(h.scale as f32),
                 q_stride: v[0].stride,
                 sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
@@ -305,7 +328,7 @@ impl Codegen<'_> {
             k,
             name,
             [Dim::Fixed(h.heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
-            (WARPS * 32) as u32,
+            (PAGED_ATTENTION_WARPS * 32) as u32,
             vec![
                 PArg::Ptr(v[0]),
                 PArg::Ptr(v[1]),

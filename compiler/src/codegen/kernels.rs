@@ -132,6 +132,11 @@ pub struct AttentionMma {
     pub q_stride: usize,
     /// Positions the KV cache holds ([KV_HEADS, ctx, D]).
     pub ctx: usize,
+    /// Paged (a chunk of one sequence over the pool): positions per block, 0 for the static
+    /// cache; bf16 elements of a block; block-table entries per sequence.
+    pub block_size: usize,
+    pub block_elems: usize,
+    pub max_blocks: usize,
 }
 
 #[derive(Template)]

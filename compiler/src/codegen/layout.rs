@@ -162,6 +162,7 @@ pub(super) fn paged_layout(
             seq_index,
             block_tables,
             steps: Vec::new(),
+            chunk_steps: Vec::new(),
         },
         end,
     )

@@ -32,6 +32,7 @@ use crate::ir::{CacheKind, Dim as IrDim, Graph, NodeId, Op};
 use crate::memory;
 use kernels::{render, KernelSource};
 use options::LOGITS_ROWS;
+use phase::PagedStep;
 use pio_artifact::{self as art, Artifact, DType, KernelFamily, Step};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -90,8 +91,8 @@ pub fn generate(
         err("the graph has no logits output with a fixed last dim (the vocabulary)")
     })?;
 
-    let (decode, decode_plan) = cg.phase(&order, 1, false)?;
-    let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill, false)?;
+    let (decode, decode_plan) = cg.phase(&order, 1, None)?;
+    let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill, None)?;
     // Generation needs the last row's logits only: a marked logits GEMM computes just that, and
     // the region keeps LOGITS_ROWS rows for callers that want every row (their prefill steps
     // take that many tokens at most). Logits written some other way take every prefill row.
@@ -115,17 +116,21 @@ pub fn generate(
         io_end,
     );
     cg.paging = Some(paging_of(&paged));
-    let (paged_steps, paged_plan) = cg.phase(&order, opts.max_prefill, true)?;
+    let (paged_steps, paged_plan) = cg.phase(&order, opts.max_prefill, Some(PagedStep::Batch))?;
+    let (chunk_steps, chunk_plan) = cg.phase(&order, opts.max_prefill, Some(PagedStep::Chunk))?;
     paged.steps = paged_steps;
+    paged.chunk_steps = chunk_steps;
     let arena = decode_plan
         .arena_bytes
         .max(prefill_plan.arena_bytes)
-        .max(paged_plan.arena_bytes);
+        .max(paged_plan.arena_bytes)
+        .max(chunk_plan.arena_bytes);
     // Kernels rendered for launches that a merge replaced are left out.
     let used: HashSet<&str> = decode
         .iter()
         .chain(&prefill)
         .chain(&paged.steps)
+        .chain(&paged.chunk_steps)
         .filter_map(|s| match s {
             Step::Kernel(l) => Some(l.kernel.as_str()),
             Step::Gemm(_) => None,

@@ -8,16 +8,26 @@ use crate::ir::{InputRole, NodeId, Op};
 use crate::memory;
 use pio_artifact::{Region, Step};
 
+/// Which paged launch list a phase is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PagedStep {
+    /// Any sequences, any tokens each (the decode batches).
+    Batch,
+    /// One sequence's chunk (its attention on tensor cores where the head dim allows).
+    Chunk,
+}
+
 impl Codegen<'_> {
     /// Lowers the graph for steps of `tokens` tokens and plans its arena.
     pub(super) fn phase(
         &mut self,
         order: &[NodeId],
         tokens: usize,
-        paged: bool,
+        paged: Option<PagedStep>,
     ) -> Result<(Vec<Step>, memory::Plan), CompileError> {
         let mut ph = Phase::new(self.g, order, tokens);
-        ph.paged = paged;
+        ph.paged = paged.is_some();
+        ph.paged_chunk = paged == Some(PagedStep::Chunk);
         for &id in order {
             let val = self.lower(&mut ph, id)?;
             ph.set(id, val);

@@ -65,6 +65,8 @@ pub(super) struct Phase {
     pub tokens: usize,
     /// The batching engine's step: KV writes and attention go through the paged pool.
     pub paged: bool,
+    /// A paged step of one sequence's chunk (else a batch of sequences, a token each or any).
+    pub paged_chunk: bool,
     /// Each node's index in the schedule order.
     position: HashMap<NodeId, usize>,
     /// The last node (by schedule index) that reads each value, through views.
@@ -96,6 +98,7 @@ impl Phase {
         Phase {
             tokens,
             paged: false,
+            paged_chunk: false,
             position,
             last_reader,
             vals: HashMap::new(),

@@ -121,4 +121,27 @@ impl Model {
             }
         }
     }
+
+    /// [`Self::forward_paged`] with each sequence's greedy pick (the argmax of its last-token
+    /// logits, the lowest id among equal values): on a GPU only the ids leave the device.
+    pub fn forward_paged_argmax(&mut self, seqs: &[PagedSeq<'_>]) -> Result<Vec<u32>, PioError> {
+        match &mut self.backend {
+            Backend::Cpu(c) => Ok(c
+                .forward_paged(seqs)?
+                .iter()
+                .map(|l| crate::model::argmax(l))
+                .collect()),
+            Backend::Cuda(c) => {
+                let refs: Vec<PagedSeqRef<'_>> = seqs
+                    .iter()
+                    .map(|s| PagedSeqRef {
+                        tokens: s.tokens,
+                        start: s.start,
+                        blocks: s.blocks,
+                    })
+                    .collect();
+                Ok(c.model().step_paged_argmax(&refs)?)
+            }
+        }
+    }
 }

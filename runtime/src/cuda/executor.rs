@@ -60,6 +60,7 @@ pub struct CudaModel {
     logits_gemm: bool,
     /// Blocks of the paged pool (0 until [`Self::enable_paged`]).
     pool_blocks: usize,
+    argmax: paged::BatchArgmax,
 }
 
 impl CudaModel {
@@ -80,15 +81,8 @@ impl CudaModel {
         // PDL from sm_90 on; kernels compiled for an older architecture have no griddepcontrol.
         let pdl = arch_number(&funcs.arch).is_some_and(|n| n >= 90)
             && std::env::var_os("PIO_NO_PDL").is_none();
-        let runner = LaunchRunner::new(
-            &gpu,
-            &artifact.decode,
-            &artifact.prefill,
-            &artifact.paged.steps,
-            &funcs,
-            &regions,
-            pdl,
-        )?;
+        let runner = LaunchRunner::new(&gpu, &artifact, &funcs, &regions, pdl)?;
+        let argmax = paged::BatchArgmax::new(funcs.argmax_rows);
         let sampler = GpuSampler::new(
             &gpu,
             funcs.sampler_partial,
@@ -117,6 +111,7 @@ impl CudaModel {
             logits_all_rows: false,
             logits_gemm,
             pool_blocks: 0,
+            argmax,
         };
         m.reset()?;
         Ok(m)

@@ -35,8 +35,9 @@ pub(crate) struct ArgPack {
     params: Box<[*mut c_void]>,
 }
 
-/// A pointer argument into the paged pool: (step, index into its pack's pointers, offset).
-type PoolArg = (usize, usize, u64);
+/// A pointer argument into the paged pool: (paged list: 0 batch, 1 chunk; step; index into its
+/// pack's pointers; offset).
+type PoolArg = (usize, usize, usize, u64);
 
 // SAFETY: `params` only holds pointers into the pack's own boxed slices, rewritten before every
 // use; the pack owns everything it points to. It is not `Sync`.
@@ -188,7 +189,8 @@ pub(crate) struct LaunchRunner {
     decode: Vec<Resolved>,
     prefill: Vec<Resolved>,
     paged: Vec<Resolved>,
-    /// The paged list's pool pointers, rebased when the pool is allocated.
+    paged_chunk: Vec<Resolved>,
+    /// The paged lists' pool pointers, rebased when the pool is allocated.
     pool_args: Vec<PoolArg>,
     blas: Blas,
     /// Launch kernels as programmatic dependent launches (Hopper and later).
@@ -197,11 +199,10 @@ pub(crate) struct LaunchRunner {
 
 impl LaunchRunner {
     /// Resolves both launch lists against the loaded functions and the regions.
+    /// Resolves every launch list of `artifact`.
     pub(crate) fn new(
         gpu: &Gpu,
-        decode: &[Step],
-        prefill: &[Step],
-        paged: &[Step],
+        artifact: &pio_artifact::Artifact,
         funcs: &Functions,
         regions: &DeviceRegions,
         pdl: bool,
@@ -215,9 +216,12 @@ impl LaunchRunner {
                 })
                 .collect()
         };
+        let (decode, prefill) = (&artifact.decode, &artifact.prefill);
+        let (paged, paged_chunk) = (&artifact.paged.steps, &artifact.paged.chunk_steps);
         let mut pool_args = Vec::new();
-        for (i, s) in paged.iter().enumerate() {
-            if let Step::Kernel(l) = s {
+        for (list, steps) in [paged, paged_chunk].into_iter().enumerate() {
+            for (i, s) in steps.iter().enumerate() {
+                let Step::Kernel(l) = s else { continue };
                 let ptrs = l.args.iter().filter(|a| matches!(a, Arg::Ptr { .. }));
                 for (j, a) in ptrs.enumerate() {
                     if let Arg::Ptr {
@@ -225,7 +229,7 @@ impl LaunchRunner {
                         offset,
                     } = a
                     {
-                        pool_args.push((i, j, *offset));
+                        pool_args.push((list, i, j, *offset));
                     }
                 }
             }
@@ -234,6 +238,7 @@ impl LaunchRunner {
             decode: resolve(decode)?,
             prefill: resolve(prefill)?,
             paged: resolve(paged)?,
+            paged_chunk: resolve(paged_chunk)?,
             pool_args,
             blas: Blas::new(gpu)?,
             pdl,
@@ -242,8 +247,13 @@ impl LaunchRunner {
 
     /// Points the paged list's pool arguments at a pool based at `base`.
     pub(crate) fn rebase_pool(&mut self, base: u64) {
-        for &(step, ptr, offset) in &self.pool_args {
-            if let Resolved::Kernel(k) = &mut self.paged[step] {
+        for &(list, step, ptr, offset) in &self.pool_args {
+            let steps = if list == 0 {
+                &mut self.paged
+            } else {
+                &mut self.paged_chunk
+            };
+            if let Resolved::Kernel(k) = &mut steps[step] {
                 k.args.ptrs[ptr] = base + offset;
             }
         }
@@ -269,6 +279,7 @@ impl LaunchRunner {
             Phase::Decode => &mut self.decode,
             Phase::Prefill => &mut self.prefill,
             Phase::Paged => &mut self.paged,
+            Phase::PagedChunk => &mut self.paged_chunk,
         };
         let (blas, pdl) = (&self.blas, self.pdl);
         for s in steps.iter_mut() {

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 const SAMPLER_SOURCE: &str = "pio_sampler";
 const SAMPLER_PARTIAL: &str = "pio_topk_partial";
 const SAMPLER_FINAL: &str = "pio_sample_final";
+const ARGMAX_ROWS: &str = "pio_argmax_rows";
 
 /// One loaded kernel.
 #[derive(Clone, Copy)]
@@ -27,6 +28,8 @@ pub(crate) struct Functions<'a> {
     kernels: HashMap<&'a str, KernelFn>,
     pub sampler_partial: sys::CUfunction,
     pub sampler_final: sys::CUfunction,
+    /// Greedy picks of a batch of logits rows (the batching engine).
+    pub argmax_rows: sys::CUfunction,
     /// The architecture the kernels were compiled for (`sm_90`; `PIO_ARCH` may lower it).
     pub arch: String,
 }
@@ -56,12 +59,14 @@ impl<'a> Functions<'a> {
             .collect();
         let mut kernels = HashMap::new();
         let mut sampler = (None, None);
+        let mut argmax_rows = None;
         for c in &compiled {
             if c.name == SAMPLER_SOURCE {
                 sampler = (
                     Some(gpu.load_function(&c.image, SAMPLER_PARTIAL)?),
                     Some(gpu.load_function(&c.image, SAMPLER_FINAL)?),
                 );
+                argmax_rows = Some(gpu.load_function(&c.image, ARGMAX_ROWS)?);
                 continue;
             }
             let Some((&name, &family)) = listed.get_key_value(c.name.as_str()) else {
@@ -73,7 +78,9 @@ impl<'a> Functions<'a> {
             let func = gpu.load_function(&c.image, name)?;
             kernels.insert(name, KernelFn { func, family });
         }
-        let (Some(sampler_partial), Some(sampler_final)) = sampler else {
+        let (Some(sampler_partial), Some(sampler_final), Some(argmax_rows)) =
+            (sampler.0, sampler.1, argmax_rows)
+        else {
             return Err(CudaError::Other(
                 "the GPU sampler was not compiled".to_string(),
             ));
@@ -82,6 +89,7 @@ impl<'a> Functions<'a> {
             kernels,
             sampler_partial,
             sampler_final,
+            argmax_rows,
             arch,
         })
     }

@@ -26,7 +26,14 @@ impl Profile {
     /// A table: phase, family, launches, total ms, share.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        for phase in [Phase::Decode, Phase::Prefill].map(Phase::name) {
+        for phase in [
+            Phase::Decode,
+            Phase::Prefill,
+            Phase::Paged,
+            Phase::PagedChunk,
+        ]
+        .map(Phase::name)
+        {
             let total: f64 = self
                 .entries
                 .iter()

@@ -138,3 +138,32 @@ extern "C" __global__ void pio_sample_final(
     *next_input = choice;
     if (choice >= 0) { seen[choice] = 1; gen_count[choice] += 1; }
 }
+
+// Greedy picks of a batch: the argmax of each of `rows` rows of bf16 logits (`vocab` each), the
+// lowest id among equal values (as the host sampler picks); NaNs never win. One block per row.
+extern "C" __global__ void pio_argmax_rows(const bf16* __restrict__ logits, int vocab,
+                                           int* __restrict__ out)
+{
+    __shared__ float rv[32];
+    __shared__ int ri[32];
+    const bf16* row = logits + (size_t)blockIdx.x * vocab;
+    float best = NEG_INF; int bid = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        const float v = bf2f(row[i]);
+        if (v > best || (v == best && i < bid)) { best = v; bid = i; }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oid = __shfl_xor_sync(0xffffffffu, bid, o);
+        if (better(ov, oid, best, bid)) { best = ov; bid = oid; }
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) { rv[warp] = best; ri[warp] = bid; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x + 31) / 32; ++w)
+            if (better(rv[w], ri[w], best, bid)) { best = rv[w]; bid = ri[w]; }
+        // A row of -inf or NaN only: id 0, as the host's argmax gives.
+        out[blockIdx.x] = bid == 0x7fffffff ? 0 : bid;
+    }
+}

@@ -13,6 +13,7 @@ mod specs;
 mod inspect;
 mod reports;
 mod run;
+mod serving;
 
 #[derive(Parser)]
 #[command(
@@ -117,6 +118,32 @@ enum Command {
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
+    /// What to measure: `latency` (batch 1: compile, TTFT, prefill and decode speed, memory),
+    /// `throughput` (the batching engine: --requests requests of --prompt-len tokens and --gen
+    /// generated tokens submitted at once) or `shared-prefix` (requests sharing a prefix, the
+    /// prefix cache on and off).
+    #[arg(long, value_enum, default_value_t = BenchMode::Latency)]
+    mode: BenchMode,
+    /// throughput: request counts, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128,256")]
+    requests: Vec<usize>,
+    /// shared-prefix: requests, shared prefix tokens, tokens of each request's own.
+    #[arg(long, value_delimiter = ',', default_value = "64,4096,64")]
+    shared_prefix: Vec<usize>,
+    /// Batching engine: most requests running at once (a GPU artifact caps it).
+    #[arg(long, default_value_t = 128)]
+    max_running: usize,
+    /// Batching engine: most tokens per step (decode tokens plus prefill chunks).
+    #[arg(long, default_value_t = 512)]
+    max_batch_tokens: usize,
+    /// Batching engine: KV blocks in the pool [default: enough for --max-running whole
+    /// sequences, within --memory-fraction of the free memory].
+    #[arg(long)]
+    kv_blocks: Option<usize>,
+    /// Batching engine: share of the free GPU memory (CPU: available host memory) the KV pool
+    /// may take, in (0, 1].
+    #[arg(long, default_value_t = 0.9)]
+    memory_fraction: f64,
     /// Specs to measure (repeatable; a path or a name in model-specs/; default qwen3-tiny when
     /// no --artifact is given either).
     #[arg(long)]
@@ -155,6 +182,14 @@ pub(crate) struct BenchArgs {
     /// beside this run and to print a ratio table against.
     #[arg(long)]
     compare: Vec<PathBuf>,
+}
+
+/// `pio bench --mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchMode {
+    Latency,
+    Throughput,
+    SharedPrefix,
 }
 
 #[derive(Args)]

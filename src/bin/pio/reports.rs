@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     use pio::bench::runner::ModelSource;
+    if a.mode != crate::BenchMode::Latency {
+        return crate::serving::bench_serving(a);
+    }
     // Output paths first: a finished benchmark must never be lost to a bad path.
     if let Some(p) = &a.json {
         pio::cli::check_output_file(p, "--json")?;

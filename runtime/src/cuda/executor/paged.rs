@@ -3,9 +3,68 @@
 //! indices and block tables written to the io region first.
 
 use super::CudaModel;
-use crate::cuda::device::CudaError;
+use crate::cuda::device::{drv, CudaError, DeviceBuffer, Gpu};
 use crate::cuda::profile::Phase;
+use cudarc::driver::{result, sys};
 use pio_artifact::Region;
+use std::ffi::c_void;
+
+/// Greedy picks of a paged step on the device: one argmax per logits row, so that a batch's
+/// logits never travel to the host.
+pub(crate) struct BatchArgmax {
+    func: sys::CUfunction,
+    /// i32 ids, one per row of the io region's logits.
+    out: Option<DeviceBuffer>,
+}
+
+// SAFETY: a plain driver handle of a loaded module, valid in any thread once the GPU's context is
+// current (every `CudaModel` entry point makes it so); the buffer is a device address. Not `Sync`.
+unsafe impl Send for BatchArgmax {}
+
+impl BatchArgmax {
+    pub(crate) fn new(func: sys::CUfunction) -> Self {
+        BatchArgmax { func, out: None }
+    }
+
+    /// The argmax of each of `rows` rows at `logits`, copied to the host (waits).
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        logits: u64,
+        rows: usize,
+        vocab: usize,
+        max_rows: usize,
+    ) -> Result<Vec<u32>, CudaError> {
+        if self.out.is_none() {
+            self.out = Some(gpu.alloc((max_rows.max(1) * 4) as u64, "the batch argmax ids")?);
+        }
+        let out = self.out.as_ref().expect("allocated above");
+        let (mut l, mut v, mut o) = (logits, vocab as i32, out.ptr);
+        let mut params: [*mut c_void; 3] = [
+            &mut l as *mut u64 as _,
+            &mut v as *mut i32 as _,
+            &mut o as *mut u64 as _,
+        ];
+        // SAFETY: parameters match pio_argmax_rows; `rows` rows of logits lie in the io region
+        // and `out` holds max_rows >= rows ids.
+        drv("launch the batch argmax", unsafe {
+            result::launch_kernel(
+                self.func,
+                (rows as u32, 1, 1),
+                (1024, 1, 1),
+                0,
+                gpu.stream,
+                &mut params,
+            )
+        })?;
+        let mut raw = vec![0u8; rows * 4];
+        gpu.download(&mut raw, out.ptr)?;
+        Ok(raw
+            .chunks(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u32)
+            .collect())
+    }
+}
 
 /// One sequence of a paged step: its new tokens at positions `start..`, its cache in `blocks`.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +102,33 @@ impl CudaModel {
     /// Either every sequence brings one token (a decode batch, up to `max_seqs`) or there is
     /// one sequence (a prefill chunk of up to `max_tokens`).
     pub fn step_paged(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<Vec<f32>>, CudaError> {
+        let rows = self.run_paged(seqs)?;
+        let vocab = self.artifact.model.vocab_size;
+        let mut logits = self
+            .regions
+            .read_logits(&self.gpu, &self.artifact.io, rows, vocab)?;
+        Ok(if rows == seqs.len() {
+            logits
+        } else {
+            vec![logits.pop().unwrap_or_default()]
+        })
+    }
+
+    /// [`Self::step_paged`] with each sequence's greedy pick instead of its logits (the argmax on
+    /// the device: only the ids travel).
+    pub fn step_paged_argmax(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<u32>, CudaError> {
+        let rows = self.run_paged(seqs)?;
+        let vocab = self.artifact.model.vocab_size;
+        let io = &self.artifact.io;
+        let logits = self.regions.addr(Region::Io, io.logits);
+        // A chunk's logits are its last row.
+        let skip = (rows - seqs.len()) as u64 * vocab as u64 * 2;
+        self.argmax
+            .run(&self.gpu, logits + skip, seqs.len(), vocab, io.logits_rows)
+    }
+
+    /// Writes a paged step's inputs and runs it; returns the logits rows it left.
+    fn run_paged(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<usize, CudaError> {
         self.gpu.bind_to_thread()?;
         let p = &self.artifact.paged;
         let bad = |m: String| Err(CudaError::Other(format!("paged step: {m}")));
@@ -125,25 +211,25 @@ impl CudaModel {
         // A decode batch needs every row's logits; a chunk its last row only (or every row when
         // the logits are not a marked GEMM).
         let all_rows = decode;
+        // One sequence's chunk has a list of its own (tensor-core attention).
+        let phase = if decode {
+            Phase::Paged
+        } else {
+            Phase::PagedChunk
+        };
         self.runner.run(
             &self.gpu,
-            Phase::Paged,
+            phase,
             total as u32,
             all_rows,
             self.profiler.as_mut(),
         )?;
-        let rows = if all_rows || !self.logits_gemm {
+        // The batch-1 path's logits rows are stale now.
+        self.logit_rows = 0;
+        Ok(if all_rows || !self.logits_gemm {
             total
         } else {
             1
-        };
-        let mut logits = self.regions.read_logits(&self.gpu, io, rows, vocab)?;
-        // The batch-1 path's logits rows are stale now.
-        self.logit_rows = 0;
-        Ok(if decode {
-            logits
-        } else {
-            vec![logits.pop().unwrap_or_default()]
         })
     }
 }

@@ -1,0 +1,90 @@
+//! `pio bench --mode throughput | shared-prefix`: the batching engine under offline load.
+
+use crate::{specs, BenchArgs, BenchMode};
+use anyhow::{bail, Context, Result};
+use pio::bench::serving::{self, ServingOptions};
+use pio::{errln, outln, EngineConfig, LoadOptions, Model, WeightsSource};
+
+pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
+    if let Some(p) = &a.json {
+        pio::cli::check_output_file(p, "--json")?;
+    }
+    if a.spec.len() + a.artifact.len() > 1 || a.weights.len() > 1 {
+        bail!(
+            "--mode {:?} measures one model: give one --spec or --artifact",
+            a.mode
+        );
+    }
+    let prompt_len = match a.prompt_len.as_deref() {
+        None => 512,
+        Some([p]) => *p,
+        Some(_) => bail!("--mode {:?} takes one --prompt-len", a.mode),
+    };
+    let shared = match (a.mode, a.shared_prefix.as_slice()) {
+        (BenchMode::SharedPrefix, &[n, prefix, own]) => Some((n, prefix, own)),
+        (BenchMode::SharedPrefix, _) => {
+            bail!("--shared-prefix takes three numbers: requests, prefix tokens, own tokens")
+        }
+        _ => None,
+    };
+    if let Some((n, prefix, own)) = shared {
+        if n == 0 || prefix == 0 {
+            bail!("--shared-prefix: at least one request and one prefix token");
+        }
+        let _ = own;
+    }
+    let requests = match a.mode {
+        BenchMode::Throughput => a.requests.clone(),
+        _ => Vec::new(),
+    };
+    let engine = EngineConfig {
+        num_blocks: a.kv_blocks,
+        memory_fraction: a.memory_fraction,
+        max_batch_tokens: a.max_batch_tokens,
+        max_running: a.max_running,
+        ..EngineConfig::default()
+    };
+    // Long enough for every sequence of the run.
+    let longest = match shared {
+        Some((_, prefix, own)) => prefix + own + a.gen,
+        None => prompt_len + a.gen,
+    };
+    let weights_arg = a
+        .weights
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "random".into());
+    let weights = WeightsSource::from_arg(&weights_arg, 0);
+    let opts = LoadOptions {
+        max_context: Some(longest.next_multiple_of(engine.block_size)),
+        progress: true,
+        ..Default::default()
+    };
+    let mut model = match (a.spec.first(), a.artifact.first()) {
+        (_, Some(dir)) => Model::load_artifact(dir, &weights, a.device, &LoadOptions::default())?,
+        (spec, None) => {
+            let spec = specs::resolve_spec(spec.map_or("qwen3-tiny", String::as_str))?;
+            Model::load_with(&spec, &weights, a.device, &opts)?
+        }
+    };
+    if model.has_random_weights() {
+        errln!("note: random weights: every request generates exactly --gen tokens");
+    }
+    let machine = serving::machine(&mut model);
+    let o = ServingOptions {
+        requests,
+        prompt_len,
+        gen: a.gen,
+        shared_prefix: shared,
+        engine,
+    };
+    let report = serving::run(model, machine, weights_arg, &o)?;
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+        errln!("wrote {}", path.display());
+    }
+    outln!("{}", serving::markdown(&report))?;
+    Ok(())
+}
