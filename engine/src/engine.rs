@@ -106,6 +106,8 @@ pub struct Engine {
     scheduler: Scheduler,
     decoders: HashMap<RequestId, DecodeState>,
     steps: u64,
+    /// Time spent in the model's steps (the rest of a step is scheduling, sampling and text).
+    model_time: std::time::Duration,
 }
 
 impl Engine {
@@ -147,6 +149,7 @@ impl Engine {
             scheduler,
             decoders: HashMap::new(),
             steps: 0,
+            model_time: std::time::Duration::ZERO,
         })
     }
 
@@ -216,6 +219,12 @@ impl Engine {
         self.scheduler.stats()
     }
 
+    /// Time spent inside the model's steps so far (what is left of the wall time went to
+    /// scheduling, host sampling and detokenizing).
+    pub fn model_time(&self) -> std::time::Duration {
+        self.model_time
+    }
+
     /// Steps run so far.
     pub fn steps(&self) -> u64 {
         self.steps
@@ -235,7 +244,9 @@ impl Engine {
     /// each request got (new tokens and their text, and its finish reason on its last output).
     pub fn step(&mut self) -> Result<Vec<RequestOutput>, PioError> {
         let plan = self.scheduler.schedule();
+        let started = std::time::Instant::now();
         let picked = self.run(&plan)?;
+        self.model_time += started.elapsed();
         let mut outputs = self.scheduler.complete(&plan, &picked)?;
         self.steps += 1;
         let tokenizer = self.model.tokenizer();

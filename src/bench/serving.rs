@@ -49,6 +49,8 @@ pub struct ThroughputRun {
     pub ttft_max_s: f64,
     pub steps: u64,
     pub preemptions: u64,
+    /// Of `wall_s`, the time inside the model's steps (the rest: scheduling, sampling, text).
+    pub model_s: f64,
 }
 
 /// The shared-prefix run, with the prefix cache on and off.
@@ -94,6 +96,7 @@ fn offline(
 ) -> Result<ThroughputRun, PioError> {
     let before = engine.stats();
     let steps_before = engine.steps();
+    let model_before = engine.model_time();
     let n = prompts.len();
     let prompt_len = prompts.first().map_or(0, Vec::len);
     let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
@@ -133,6 +136,7 @@ fn offline(
         ttft_max_s: t.last().copied().unwrap_or(0.0),
         steps: engine.steps() - steps_before,
         preemptions: after.preemptions - before.preemptions,
+        model_s: (engine.model_time() - model_before).as_secs_f64(),
     })
 }
 
@@ -276,8 +280,9 @@ pub fn run(
 pub fn markdown(r: &ServingReport) -> String {
     let mut s = format!(
         "{} on {} ({} weights), blocks of {} positions x {} ({:.2} GB), {} tokens per step, \
-         {} running at most\n\n| requests | prompt | gen | wall s | output tok/s | total tok/s \
-         | TTFT median s | TTFT max s | steps | preemptions |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         {} running at most\n\n| requests | prompt | gen | wall s | in model s | output tok/s \
+         | total tok/s | TTFT median s | TTFT max s | steps | preemptions |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         r.model,
         r.machine.device,
         r.weights,
@@ -289,11 +294,12 @@ pub fn markdown(r: &ServingReport) -> String {
     );
     let row = |t: &ThroughputRun| {
         format!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
             t.requests,
             t.prompt_len,
             t.gen,
             t.wall_s,
+            t.model_s,
             t.output_tokens_per_s,
             t.total_tokens_per_s,
             t.ttft_median_s,

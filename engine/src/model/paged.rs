@@ -46,14 +46,16 @@ impl Model {
         }
     }
 
-    /// Device memory free now (None on the CPU).
+    /// Device memory free now, counting a paged pool already allocated (it is replaced by the
+    /// next one); None on the CPU.
     pub fn gpu_free_bytes(&mut self) -> Option<u64> {
         match &mut self.backend {
             Backend::Cpu(_) => None,
             Backend::Cuda(c) => {
                 let gpu = c.model().gpu();
                 gpu.bind_to_thread().ok()?;
-                Some(gpu.memory().0)
+                let free = gpu.memory().0;
+                Some(free + c.model().paged_pool_allocated())
             }
         }
     }
@@ -87,11 +89,12 @@ impl Model {
             Backend::Cuda(c) => {
                 let gpu = c.model().gpu();
                 gpu.bind_to_thread()?;
-                let free = gpu.memory().0;
+                // A pool allocated before is replaced: its memory counts as free.
+                let free = gpu.memory().0 + c.model().paged_pool_allocated();
                 if bytes > free {
                     return Err(pio_runtime::resources::NotEnough {
                         resource: "GPU memory".into(),
-                        what: format!("{what} (fewer blocks, or a smaller --gpu-memory)"),
+                        what: format!("{what} (fewer --kv-blocks, or a smaller --memory-fraction)"),
                         needed: bytes,
                         available: free,
                     }

@@ -75,6 +75,11 @@ pub struct PagedSeqRef<'a> {
 }
 
 impl CudaModel {
+    /// Bytes of the pool allocated now (0 before [`Self::enable_paged`]).
+    pub fn paged_pool_allocated(&self) -> u64 {
+        self.regions.pool_bytes()
+    }
+
     /// Bytes a pool of `num_blocks` blocks takes.
     pub fn paged_pool_bytes(&self, num_blocks: usize) -> u64 {
         self.artifact
