@@ -1,6 +1,7 @@
-//! The batching engine on the GPU (the artifact's paged launch list over the KV block pool)
-//! against the GPU's batch-1 path and the CPU engine: requests of different lengths joining
-//! and leaving mid-way, a prefix shared through the cache, a pool small enough to preempt.
+//! The batching engine on the GPU (the artifact's paged launch lists over the KV block pool):
+//! requests of different lengths joining and leaving mid-way, a prefix shared through the
+//! cache, against each request run alone through the same engine and against the CPU executor
+//! (f32, teacher-forced on the same tokens); and a pool small enough to preempt.
 
 use super::{have_gpu, load};
 use crate::common::rel_l2;
@@ -61,7 +62,7 @@ fn run(engine: &mut Engine, reqs: &[(Vec<u32>, usize, usize)], with_logits: bool
     not(pio_gpu),
     ignore = "no NVIDIA GPU here: tests/reference/run_on_gpu.sh runs these"
 )]
-fn batched_paged_decode_matches_batch_one_on_the_gpu() {
+fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
     if !have_gpu() {
         return;
     }
@@ -85,36 +86,49 @@ fn batched_paged_decode_matches_batch_one_on_the_gpu() {
         let batched = run(&mut gpu, &reqs, true);
         let hits = gpu.stats().prefix_hit_tokens;
         assert!(hits >= 32, "{spec}: prefix hits {hits}");
-        // Alone, on the GPU's batch-1 path (GEMVs, the cluster attention, CUDA graph).
-        let mut alone = load(spec, Device::Cuda, &LoadOptions::default());
-        let mut worst = 0f64;
-        let mut same_tokens = 0;
+        // Each request alone through the same engine (a batch of one, nothing cached), and the
+        // CPU executor (f32) teacher-forced on the engine's tokens.
+        let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
+        let (mut vs_alone, mut vs_cpu, mut bitwise, mut same_tokens) = (0f64, 0f64, 0, 0);
         for (i, (prompt, n, _)) in reqs.iter().enumerate() {
-            let (rows, generated) = alone.greedy_logits(prompt, n - 1).unwrap();
+            gpu.clear_prefix_cache();
+            let alone = run(&mut gpu, &[(prompt.clone(), *n, 0)], true);
             let (tokens, logits) = &batched[&i];
+            let (alone_tokens, alone_logits) = &alone[&0];
             assert_eq!(logits.len(), *n, "{spec} request {i}");
-            // Teacher-forced comparison: the batch-1 logits after the prompt and after each of
-            // its own tokens, against the engine's; the first must agree.
-            for (k, l) in logits.iter().enumerate() {
-                let want = &rows[prompt.len() - 1 + k];
-                if tokens[..k] == generated[..k] {
-                    worst = worst.max(rel_l2(l, want));
+            same_tokens += usize::from(tokens == alone_tokens);
+            for (k, (l, a)) in logits.iter().zip(alone_logits).enumerate() {
+                if tokens[..k] == alone_tokens[..k] {
+                    vs_alone = vs_alone.max(rel_l2(l, a));
+                    bitwise += usize::from(l == a);
                 }
             }
-            let mut expected = generated.clone();
-            expected.push(pio::argmax(rows.last().unwrap()));
-            same_tokens += usize::from(*tokens == expected);
+            let mut rows = cpu.prefill_logits(prompt).unwrap();
+            for &t in &tokens[..n - 1] {
+                rows.extend(cpu.step_logits(&[t]).unwrap());
+            }
+            for (k, l) in logits.iter().enumerate() {
+                vs_cpu = vs_cpu.max(rel_l2(l, &rows[prompt.len() - 1 + k]));
+            }
         }
+        let rows: usize = reqs.iter().map(|r| r.1).sum();
         eprintln!(
-            "{spec}: paged batch vs batch-1 on the GPU: worst rel L2 {worst:.2e}, {same_tokens}/{} \
-             requests with the same greedy tokens",
+            "{spec}: paged batch vs each request alone on the GPU: worst rel L2 {vs_alone:.2e} \
+             ({bitwise}/{rows} rows bitwise equal), {same_tokens}/{} requests with the same \
+             greedy tokens; vs the CPU executor (f32): worst rel L2 {vs_cpu:.2e}",
             reqs.len()
         );
-        assert!(worst <= 1e-2, "{spec}: rel L2 {worst:e}");
         assert!(
-            same_tokens >= reqs.len() - 1,
-            "{spec}: greedy tokens diverged"
+            vs_alone <= 1e-2,
+            "{spec}: batched vs alone, rel L2 {vs_alone:e}"
         );
+        assert!(
+            vs_cpu <= 1e-2,
+            "{spec}: vs the CPU executor, rel L2 {vs_cpu:e}"
+        );
+        // bf16 near-ties of random weights may flip one greedy pick between chunkings (the
+        // rows are compared only while the tokens agree, so a flip hides no logits error).
+        assert!(same_tokens + 1 >= reqs.len(), "{spec}: greedy tokens diverged");
         // A tiny pool preempts and still gives the big pool's tokens.
         let mut small = Engine::new(
             load(spec, Device::Cuda, &LoadOptions::default()),
