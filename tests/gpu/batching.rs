@@ -128,7 +128,10 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
         );
         // bf16 near-ties of random weights may flip one greedy pick between chunkings (the
         // rows are compared only while the tokens agree, so a flip hides no logits error).
-        assert!(same_tokens + 1 >= reqs.len(), "{spec}: greedy tokens diverged");
+        assert!(
+            same_tokens + 1 >= reqs.len(),
+            "{spec}: greedy tokens diverged"
+        );
         // A tiny pool preempts and still gives the big pool's tokens.
         let mut small = Engine::new(
             load(spec, Device::Cuda, &LoadOptions::default()),

@@ -3,6 +3,8 @@
 # offline throughput at N = 1, 8, 32, 128, 256 (P = 512, G = 256) and the shared-prefix run
 # (64 requests, 4,096 shared + 64 own tokens), for the 0.6B and the 4B, random weights of the
 # real shapes. Carry target/release/pio. Reports land in $OUT (JSON and markdown).
+# HF=1 also runs HF transformers' batched generate on the same random weights, same call
+# (benches/reference/hf_batched_bench.py, eager; HF_MODE=compile for the static cache).
 set -uo pipefail
 OUT=${OUT:-/tmp/pio-out}
 mkdir -p "$OUT"
@@ -17,6 +19,13 @@ for m in $MODELS; do
     $PIO bench --mode throughput --spec $m --requests "$REQUESTS" --prompt-len 512 --gen 256 \
         --json "$OUT/throughput-$m.json" > "$OUT/throughput-$m.md" 2> "$OUT/throughput-$m.err" || status=1
     cat "$OUT/throughput-$m.md"; tail -3 "$OUT/throughput-$m.err"
+    if [ -n "${HF:-}" ]; then
+        echo "=== $m: HF transformers batched generate (${HF_MODE:-eager})"
+        $PIO init-weights $m -o /tmp/pio-weights-$m --seed 0 > /dev/null 2>&1 || status=1
+        python3 benches/reference/hf_batched_bench.py --weights /tmp/pio-weights-$m \
+            --model-name "$m" --requests "$REQUESTS" --prompt-len 512 --gen 256 \
+            --mode "${HF_MODE:-eager}" --json "$OUT/hf-throughput-$m.json" || status=1
+    fi
     if [ -z "${SKIP_PREFIX:-}" ]; then
         echo "=== $m: shared prefix"
         $PIO bench --mode shared-prefix --spec $m --shared-prefix 64,4096,64 --gen 64 \
