@@ -123,7 +123,12 @@ fn compare_saved_reports() {
         serde_json::from_str(&std::fs::read_to_string("benches/bench-schema.json").unwrap())
             .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    // Every saved report, of every run, fits the schema.
+    let serving: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("benches/serving-schema.json").unwrap())
+            .unwrap();
+    let serving = jsonschema::validator_for(&serving).unwrap();
+    // Every saved report, of every run, fits its schema (the batching engine's reports have
+    // `throughput`).
     let mut saved = Vec::new();
     for run in std::fs::read_dir("benches/results").unwrap() {
         for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
@@ -137,7 +142,12 @@ fn compare_saved_reports() {
     for r in saved.iter().chain(&reports) {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        let schema = if v.get("throughput").is_some() {
+            &serving
+        } else {
+            &validator
+        };
+        let errors: Vec<String> = schema.iter_errors(&v).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{r}: {errors:?}");
     }
     let plots = tempfile::tempdir().unwrap();
@@ -164,4 +174,59 @@ fn compare_saved_reports() {
     let (ok, _, err) = pio(&["compare", "no-such.json", &reports[1]]);
     assert!(!ok);
     assert!(err.contains("reading no-such.json"), "{err}");
+}
+
+/// `pio bench --mode throughput | shared-prefix` on the CPU: the batching engine end to end, the
+/// report fitting benches/serving-schema.json, every request generating --gen tokens and the
+/// shared prefix found in the cache.
+#[test]
+fn serving_modes_on_the_cpu() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("benches/serving-schema.json").unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("t.json");
+    let j = json.to_str().unwrap();
+    let common = ["bench", "--device", "cpu", "--gen", "4", "--json", j];
+    let mut args = common.to_vec();
+    args.extend([
+        "--mode",
+        "throughput",
+        "--requests",
+        "1,3",
+        "--prompt-len",
+        "20",
+    ]);
+    let (ok, out, err) = pio(&args);
+    assert!(ok, "{err}");
+    assert!(out.contains("| 3 | 20 | 4 |"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let runs = v["throughput"].as_array().unwrap();
+    assert_eq!(runs[1]["output_tokens"], 12);
+    assert_eq!(
+        runs[0]["steps"], 4,
+        "one request: a prefill step and 3 decodes"
+    );
+    let mut args = common.to_vec();
+    args.extend(["--mode", "shared-prefix", "--shared-prefix", "4,64,8"]);
+    let (ok, out, err) = pio(&args);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("shared prefix: 4 requests of 64 shared + 8 own tokens"),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(validator.iter_errors(&v).next().is_none());
+    // Four requests, each finding the 4 full blocks (16 positions) of the shared 64 tokens.
+    assert_eq!(v["shared_prefix"]["prefix_hit_tokens"], 4 * 64);
+    // A prompt the context cannot hold is a clear error, not a panic.
+    let mut args = common.to_vec();
+    args.extend(["--mode", "shared-prefix", "--shared-prefix", "4,600,8"]);
+    let (ok, _, err) = pio(&args);
+    assert!(!ok && err.contains("exceeds"), "{err}");
 }
