@@ -247,7 +247,7 @@ impl Engine {
         let started = std::time::Instant::now();
         let picked = self.run(&plan)?;
         self.model_time += started.elapsed();
-        let mut outputs = self.scheduler.complete(&plan, &picked)?;
+        let mut outputs = self.scheduler.complete(&plan, &picked);
         self.steps += 1;
         let tokenizer = self.model.tokenizer();
         for out in &mut outputs {

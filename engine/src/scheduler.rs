@@ -357,12 +357,10 @@ impl Scheduler {
 
     /// Takes a step's results: `picked[i]` is what the model gave `plan.chunks[i]` when that
     /// chunk samples (else ignored). Registers newly full blocks in the prefix cache, samples,
-    /// and ends requests; returns one output per request that generated or ended.
-    pub fn complete(
-        &mut self,
-        plan: &Plan,
-        picked: &[Option<Picked>],
-    ) -> Result<Vec<RequestOutput>, SamplingError> {
+    /// and ends requests; returns one output per request that generated or ended. A request
+    /// whose sampler fails (logits all NaN, say) ends alone with [`FinishReason::Failed`] and
+    /// the error; the others go on.
+    pub fn complete(&mut self, plan: &Plan, picked: &[Option<Picked>]) -> Vec<RequestOutput> {
         let bs = self.pool.block_size();
         let mut outputs: Vec<RequestOutput> = self
             .aborted
@@ -373,6 +371,7 @@ impl Scheduler {
                 text: String::new(),
                 finish: Some(FinishReason::Aborted),
                 logits: None,
+                error: None,
             })
             .collect();
         for (chunk, picked) in plan.chunks.iter().zip(picked) {
@@ -394,9 +393,9 @@ impl Scheduler {
             let prompt_len = s.prompt_len;
             let (id, logits) = match picked {
                 None => continue,
-                Some(Picked::Token(t)) => (*t, None),
+                Some(Picked::Token(t)) => (Ok(*t), None),
                 Some(Picked::Logits(l)) => (
-                    s.sampler.sample(l, &s.tokens, &s.tokens[prompt_len..])?,
+                    s.sampler.sample(l, &s.tokens, &s.tokens[prompt_len..]),
                     s.params.return_logits.then(|| l.clone()),
                 ),
             };
@@ -406,18 +405,14 @@ impl Scheduler {
                 text: String::new(),
                 finish: None,
                 logits,
+                error: None,
             };
-            if s.params.stop_token_ids.contains(&id) {
-                out.finish = Some(FinishReason::Stop(id));
-            } else {
-                s.tokens.push(id);
-                out.new_tokens.push(id);
-                self.stats.generated_tokens += 1;
-                if s.generated().len() >= s.params.max_new_tokens {
-                    out.finish = Some(FinishReason::Length);
-                } else if s.tokens.len() > self.cfg.max_seq_len {
-                    out.finish = Some(FinishReason::ContextFull);
+            match id {
+                Err(e) => {
+                    out.finish = Some(FinishReason::Failed);
+                    out.error = Some(e.to_string());
                 }
+                Ok(id) => self.take_token(i, id, &mut out),
             }
             if out.finish.is_some() {
                 let s = self.running.remove(i);
@@ -425,6 +420,24 @@ impl Scheduler {
             }
             outputs.push(out);
         }
-        Ok(outputs)
+        outputs
+    }
+
+    /// Appends a sampled token to running request `i` (or ends it on a stop id), setting the
+    /// output's token and finish reason.
+    fn take_token(&mut self, i: usize, id: u32, out: &mut RequestOutput) {
+        let s = &mut self.running[i];
+        if s.params.stop_token_ids.contains(&id) {
+            out.finish = Some(FinishReason::Stop(id));
+            return;
+        }
+        s.tokens.push(id);
+        out.new_tokens.push(id);
+        self.stats.generated_tokens += 1;
+        if s.generated().len() >= s.params.max_new_tokens {
+            out.finish = Some(FinishReason::Length);
+        } else if s.tokens.len() > self.cfg.max_seq_len {
+            out.finish = Some(FinishReason::ContextFull);
+        }
     }
 }

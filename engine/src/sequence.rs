@@ -31,6 +31,9 @@ pub enum FinishReason {
     ContextFull,
     /// [`crate::Engine::abort`] (or the scheduler's owner) ended it.
     Aborted,
+    /// Its next token could not be picked (the sampler's error is in
+    /// [`RequestOutput::error`]); the other requests go on.
+    Failed,
 }
 
 /// What one step did for one request.
@@ -45,6 +48,8 @@ pub struct RequestOutput {
     pub finish: Option<FinishReason>,
     /// The logits this step's token was sampled from, when the request asked for them.
     pub logits: Option<Vec<f32>>,
+    /// Why the request failed ([`FinishReason::Failed`]).
+    pub error: Option<String>,
 }
 
 /// A request the scheduler holds.

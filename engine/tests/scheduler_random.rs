@@ -144,7 +144,7 @@ fn run(seed: u64, requests: usize, num_blocks: usize, block_size: usize, caching
         for c in &plan.chunks {
             assert!(c.blocks.len() * block_size >= c.start + c.tokens.len());
         }
-        for o in s.complete(&plan, &logits).unwrap() {
+        for o in s.complete(&plan, &logits) {
             got.entry(o.id).or_default().extend(&o.new_tokens);
             if let Some(f) = o.finish {
                 assert!(
@@ -228,7 +228,7 @@ fn the_prefix_cache_gets_hits_and_preemption_happens_under_pressure() {
                     .then(|| Picked::Logits(one_hot(*c.tokens.last().unwrap())))
             })
             .collect();
-        s.complete(&plan, &logits).unwrap();
+        s.complete(&plan, &logits);
         s.pool().check().unwrap();
     }
     let st = s.stats();
@@ -241,4 +241,59 @@ fn the_prefix_cache_gets_hits_and_preemption_happens_under_pressure() {
         "{st:?}"
     );
     assert_eq!(st.blocks.used, 0);
+}
+
+#[test]
+fn a_request_whose_logits_are_nan_fails_alone() {
+    let mut s = Scheduler::new(
+        SchedulerConfig {
+            max_batch_tokens: 64,
+            max_running: 4,
+            max_seq_len: 64,
+        },
+        BlockPool::new(16, 4, true),
+    );
+    let params = RequestParams {
+        max_new_tokens: 5,
+        sampling: SamplingParams::greedy(),
+        stop_token_ids: vec![],
+        return_logits: false,
+    };
+    let bad = s.add(vec![1, 2, 3], params.clone()).unwrap();
+    let good = s.add(vec![4, 5, 6], params).unwrap();
+    let mut ended = std::collections::HashMap::new();
+    let mut tokens = 0;
+    while s.has_work() {
+        let plan = s.schedule();
+        let picked: Vec<_> = plan
+            .chunks
+            .iter()
+            .map(|c| {
+                c.sample.then(|| {
+                    if c.id == bad {
+                        Picked::Logits(vec![f32::NAN; VOCAB])
+                    } else {
+                        Picked::Logits(one_hot(*c.tokens.last().unwrap()))
+                    }
+                })
+            })
+            .collect();
+        for o in s.complete(&plan, &picked) {
+            if o.id == good {
+                tokens += o.new_tokens.len();
+            }
+            if let Some(f) = o.finish {
+                ended.insert(o.id, (f, o.error));
+            }
+        }
+    }
+    assert_eq!(ended[&bad].0, FinishReason::Failed);
+    assert!(
+        ended[&bad].1.as_deref().unwrap_or("").contains("NaN"),
+        "{:?}",
+        ended[&bad]
+    );
+    assert_eq!(ended[&good], (FinishReason::Length, None));
+    assert_eq!(tokens, 5);
+    assert_eq!(s.stats().blocks.used, 0);
 }

@@ -115,8 +115,12 @@ fn offline(
                 ttft.entry(o.id)
                     .or_insert_with(|| started.elapsed().as_secs_f64());
             }
-            if let Some(FinishReason::Aborted) = o.finish {
-                return Err(PioError::Device(format!("request {} was aborted", o.id)));
+            if let Some(f @ (FinishReason::Aborted | FinishReason::Failed)) = o.finish {
+                return Err(PioError::Device(format!(
+                    "request {} ended early ({f:?}): {}",
+                    o.id,
+                    o.error.as_deref().unwrap_or("-")
+                )));
             }
         }
     }
