@@ -109,7 +109,8 @@ impl Region {
     }
 }
 
-/// The template a kernel was generated from (`templates/kernels/FAMILY.cu`).
+/// What a kernel is, and the template it was generated from (`templates/kernels/FAMILY.cu`;
+/// `AttentionPaged` is `attention.cu` rendered over the paged pool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KernelFamily {
@@ -128,7 +129,8 @@ pub enum KernelFamily {
     AttentionMma,
     /// Decode attention, a thread-block cluster per kv head.
     AttentionCluster,
-    /// Causal attention over the paged KV pool (the batching engine's steps).
+    /// Causal attention over the paged KV pool (the batching engine's batch steps): the scalar
+    /// `attention.cu` with paged row addresses, its own family so that profiles tell it apart.
     AttentionPaged,
 }
 

@@ -138,13 +138,12 @@ impl Model {
         opts: &LoadOptions,
     ) -> Result<Model, PioError> {
         opts.check_artifact(&artifact)?;
+        // Every layer's keys and values per position, as the paged pool lays them out.
         let kv_values_per_position = artifact
-            .kv_caches
+            .paged
+            .pool
             .iter()
-            .map(|e| {
-                e.shape.get(1).copied().unwrap_or(1) as u64
-                    * e.shape.get(3).copied().unwrap_or(1) as u64
-            })
+            .map(|e| (e.kv_heads * e.head_dim) as u64)
             .sum();
         let dir = match weights {
             WeightsSource::Dir(d) => Some(d.clone()),

@@ -2,15 +2,14 @@
 //! into spans ([`decode_attention_shape`]); in prefill the tensor-core kernel where the head
 //! dim allows it, else the scalar one.
 
-use super::kernels::{
-    Attention, AttentionCluster, AttentionMma, AttentionPaged, CudaF32, PLACEHOLDER,
-};
+use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
 use super::options::{
     ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
     ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, WARPS,
 };
+use super::phase::PagedStep;
 use super::schedule::{launch, PArg, Phase, Place, Val};
-use super::{err, fixed, Codegen};
+use super::{err, fixed, Codegen, Paging};
 use crate::error::CompileError;
 use crate::ir::NodeId;
 use pio_artifact::{Dim, KernelFamily, Region};
@@ -105,14 +104,12 @@ impl Codegen<'_> {
             scale,
         };
         let mma = h.d % 16 == 0 && h.d <= 128;
-        if ph.paged && !(ph.paged_chunk && mma) {
-            self.paged_attention(ph, id, &h, v, out)?;
-        } else if ph.decode() {
+        if ph.decode() {
             self.decode_attention(ph, id, &h, v, out)?;
-        } else if mma {
+        } else if mma && ph.paged != Some(PagedStep::Batch) {
             self.prefill_attention_mma(ph, id, &h, v, out)?;
         } else {
-            self.prefill_attention(ph, id, &h, v, out);
+            self.scalar_attention(ph, id, &h, v, out)?;
         }
         Ok(out)
     }
@@ -202,15 +199,7 @@ impl Codegen<'_> {
         out: Val,
     ) -> Result<(), CompileError> {
         let g = self.g;
-        let paging = match ph.paged {
-            true => Some(self.paging.clone().ok_or_else(|| {
-                err(format!(
-                    "'{}': a paged step without a pool layout",
-                    g.node(id).name
-                ))
-            })?),
-            false => None,
-        };
+        let paging = self.paging_for(ph, id, v)?;
         let k = self.kernel(
             KernelFamily::AttentionMma,
             &AttentionMma {
@@ -252,43 +241,10 @@ impl Codegen<'_> {
         Ok(())
     }
 
-    /// The scalar kernel (head dims the tensor-core kernel does not take): a block per query
-    /// head and token.
-    fn prefill_attention(&mut self, ph: &mut Phase, id: NodeId, h: &Heads, v: &[Val], out: Val) {
-        let g = self.g;
-        let k = self.kernel(
-            KernelFamily::Attention,
-            &Attention {
-                name: PLACEHOLDER,
-                doc: "causal GQA attention (prefill)".into(),
-                heads: h.heads,
-                kv_heads: h.kv_heads,
-                d: h.d,
-                warps: WARPS,
-                scale: CudaF32(h.scale as f32),
-                q_stride: v[0].stride,
-                sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
-                ctx: self.max_context,
-            },
-        );
-        ph.push(launch(
-            k,
-            &g.node(id).name,
-            [Dim::Fixed(h.heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
-            (WARPS * 32) as u32,
-            vec![
-                PArg::Ptr(v[0]),
-                PArg::Ptr(v[1]),
-                PArg::Ptr(v[2]),
-                PArg::Ptr(v[3]),
-                PArg::Ptr(out),
-            ],
-        ));
-    }
-
-    /// The batching engine's attention: a block per query head and token, each token reading
+    /// The scalar kernel (head dims the tensor-core kernel does not take, and the batching
+    /// engine's batch steps): a block per query head and token; in a paged step each token reads
     /// its own sequence's rows through its block table.
-    fn paged_attention(
+    fn scalar_attention(
         &mut self,
         ph: &mut Phase,
         id: NodeId,
@@ -297,7 +253,70 @@ impl Codegen<'_> {
         out: Val,
     ) -> Result<(), CompileError> {
         let g = self.g;
-        let name = &g.node(id).name;
+        let paging = self.paging_for(ph, id, v)?;
+        // Paged batch steps split the keys over more warps (see PAGED_ATTENTION_WARPS).
+        let warps = if paging.is_some() {
+            PAGED_ATTENTION_WARPS
+        } else {
+            WARPS
+        };
+        let (family, doc) = match paging {
+            Some(_) => (
+                KernelFamily::AttentionPaged,
+                "causal GQA attention over the paged KV pool",
+            ),
+            None => (KernelFamily::Attention, "causal GQA attention (prefill)"),
+        };
+        let k = self.kernel(
+            family,
+            &Attention {
+                name: PLACEHOLDER,
+                doc: doc.into(),
+                heads: h.heads,
+                kv_heads: h.kv_heads,
+                d: h.d,
+                warps,
+                scale: CudaF32(h.scale as f32),
+                q_stride: v[0].stride,
+                sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
+                ctx: self.max_context,
+                block_size: paging.as_ref().map_or(0, |p| p.block_size),
+                block_elems: paging.as_ref().map_or(0, |p| p.block_elems),
+                max_blocks: paging.as_ref().map_or(0, |p| p.max_blocks),
+            },
+        );
+        let mut args = vec![
+            PArg::Ptr(v[0]),
+            PArg::Ptr(v[1]),
+            PArg::Ptr(v[2]),
+            PArg::Ptr(v[3]),
+        ];
+        if let Some(p) = &paging {
+            args.extend([PArg::Ptr(p.seq_index), PArg::Ptr(p.block_tables)]);
+        }
+        args.push(PArg::Ptr(out));
+        ph.push(launch(
+            k,
+            &g.node(id).name,
+            [Dim::Fixed(h.heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
+            (warps * 32) as u32,
+            args,
+        ));
+        Ok(())
+    }
+
+    /// The pool layout of a paged step (None outside one), with its keys and values checked to
+    /// be the pool's.
+    fn paging_for(
+        &self,
+        ph: &Phase,
+        id: NodeId,
+        v: &[Val],
+    ) -> Result<Option<Paging>, CompileError> {
+        if !ph.paged() {
+            return Ok(None);
+        }
+        let name = &self.g.node(id).name;
         let p = self
             .paging
             .clone()
@@ -307,38 +326,6 @@ impl Codegen<'_> {
                 "'{name}': its keys and values are not the paged pool's"
             )));
         }
-        let k = self.kernel(
-            KernelFamily::AttentionPaged,
-            &AttentionPaged {
-                name: PLACEHOLDER,
-                doc: "causal GQA attention over the paged KV pool".into(),
-                heads: h.heads,
-                kv_heads: h.kv_heads,
-                d: h.d,
-                warps: PAGED_ATTENTION_WARPS,
-                scale: CudaF32(h.scale as f32),
-                q_stride: v[0].stride,
-                sc_max: self.max_context.min(ATTENTION_SCORES_IN_SHARED),
-                block_size: p.block_size,
-                block_elems: p.block_elems,
-                max_blocks: p.max_blocks,
-            },
-        );
-        ph.push(launch(
-            k,
-            name,
-            [Dim::Fixed(h.heads as u32), Dim::PerToken(1), Dim::Fixed(1)],
-            (PAGED_ATTENTION_WARPS * 32) as u32,
-            vec![
-                PArg::Ptr(v[0]),
-                PArg::Ptr(v[1]),
-                PArg::Ptr(v[2]),
-                PArg::Ptr(v[3]),
-                PArg::Ptr(p.seq_index),
-                PArg::Ptr(p.block_tables),
-                PArg::Ptr(out),
-            ],
-        ));
-        Ok(())
+        Ok(Some(p))
     }
 }

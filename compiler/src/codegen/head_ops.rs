@@ -24,7 +24,7 @@ impl Codegen<'_> {
     ) -> Result<Val, CompileError> {
         let g = self.g;
         let node = g.node(id);
-        let pool = self.paging.as_ref().filter(|_| ph.paged);
+        let pool = self.paging.as_ref().filter(|_| ph.paged());
         let cache = |layer, cache| match pool {
             Some(p) => Val {
                 place: Place::Region(Region::Pool),
@@ -93,7 +93,7 @@ impl Codegen<'_> {
         let paging = self
             .paging
             .as_ref()
-            .filter(|_| ph.paged && cache_positions.is_some());
+            .filter(|_| ph.paged() && cache_positions.is_some());
         let slots = paging.map_or(positions, |p| p.slots);
         let ctx = HeadOp {
             name: PLACEHOLDER,

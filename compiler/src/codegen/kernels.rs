@@ -100,20 +100,8 @@ pub struct Attention {
     pub sc_max: usize,
     /// Positions the KV cache holds ([KV_HEADS, ctx, D]).
     pub ctx: usize,
-}
-
-#[derive(Template)]
-#[template(path = "kernels/attention_paged.cu", escape = "none")]
-pub struct AttentionPaged {
-    pub name: &'static str,
-    pub doc: String,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub d: usize,
-    pub warps: usize,
-    pub scale: CudaF32,
-    pub q_stride: usize,
-    pub sc_max: usize,
+    /// Paged (a batch of sequences over the pool): positions per block, 0 for the static
+    /// cache; bf16 elements of a block; block-table entries per sequence.
     pub block_size: usize,
     pub block_elems: usize,
     pub max_blocks: usize,

@@ -26,8 +26,7 @@ impl Codegen<'_> {
         paged: Option<PagedStep>,
     ) -> Result<(Vec<Step>, memory::Plan), CompileError> {
         let mut ph = Phase::new(self.g, order, tokens);
-        ph.paged = paged.is_some();
-        ph.paged_chunk = paged == Some(PagedStep::Chunk);
+        ph.paged = paged;
         for &id in order {
             let val = self.lower(&mut ph, id)?;
             ph.set(id, val);

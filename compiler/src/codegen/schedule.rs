@@ -63,10 +63,8 @@ pub(super) enum PArg {
 pub(super) struct Phase {
     /// Tokens per step: arena buffers hold this many rows.
     pub tokens: usize,
-    /// The batching engine's step: KV writes and attention go through the paged pool.
-    pub paged: bool,
-    /// A paged step of one sequence's chunk (else a batch of sequences, a token each or any).
-    pub paged_chunk: bool,
+    /// A batching engine's step (KV writes and attention go through the paged pool), and which.
+    pub paged: Option<super::phase::PagedStep>,
     /// Each node's index in the schedule order.
     position: HashMap<NodeId, usize>,
     /// The last node (by schedule index) that reads each value, through views.
@@ -97,8 +95,7 @@ impl Phase {
         }
         Phase {
             tokens,
-            paged: false,
-            paged_chunk: false,
+            paged: None,
             position,
             last_reader,
             vals: HashMap::new(),
@@ -109,7 +106,12 @@ impl Phase {
 
     /// A decode step: one token, GEMV kernels (never a paged step).
     pub fn decode(&self) -> bool {
-        self.tokens == 1 && !self.paged
+        self.tokens == 1 && self.paged.is_none()
+    }
+
+    /// A batching engine's step (either paged list).
+    pub fn paged(&self) -> bool {
+        self.paged.is_some()
     }
 
     /// Where an already lowered value lives (the schedule order lowers operands first).

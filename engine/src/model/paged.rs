@@ -111,17 +111,7 @@ impl Model {
     pub fn forward_paged(&mut self, seqs: &[PagedSeq<'_>]) -> Result<Vec<Vec<f32>>, PioError> {
         match &mut self.backend {
             Backend::Cpu(c) => c.forward_paged(seqs),
-            Backend::Cuda(c) => {
-                let refs: Vec<PagedSeqRef<'_>> = seqs
-                    .iter()
-                    .map(|s| PagedSeqRef {
-                        tokens: s.tokens,
-                        start: s.start,
-                        blocks: s.blocks,
-                    })
-                    .collect();
-                Ok(c.model().step_paged(&refs)?)
-            }
+            Backend::Cuda(c) => Ok(c.model().step_paged(&gpu_seqs(seqs))?),
         }
     }
 
@@ -134,17 +124,19 @@ impl Model {
                 .iter()
                 .map(|l| crate::model::argmax(l))
                 .collect()),
-            Backend::Cuda(c) => {
-                let refs: Vec<PagedSeqRef<'_>> = seqs
-                    .iter()
-                    .map(|s| PagedSeqRef {
-                        tokens: s.tokens,
-                        start: s.start,
-                        blocks: s.blocks,
-                    })
-                    .collect();
-                Ok(c.model().step_paged_argmax(&refs)?)
-            }
+            Backend::Cuda(c) => Ok(c.model().step_paged_argmax(&gpu_seqs(seqs))?),
         }
     }
+}
+
+/// The executor's sequences as the GPU runtime's (the same three fields: the runtime does not
+/// depend on the compiler).
+fn gpu_seqs<'a>(seqs: &[PagedSeq<'a>]) -> Vec<PagedSeqRef<'a>> {
+    seqs.iter()
+        .map(|s| PagedSeqRef {
+            tokens: s.tokens,
+            start: s.start,
+            blocks: s.blocks,
+        })
+        .collect()
 }

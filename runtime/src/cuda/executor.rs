@@ -61,6 +61,7 @@ pub struct CudaModel {
     /// Blocks of the paged pool (0 until [`Self::enable_paged`]).
     pool_blocks: usize,
     argmax: paged::BatchArgmax,
+    paged_inputs: paged::PagedInputs,
 }
 
 impl CudaModel {
@@ -112,6 +113,7 @@ impl CudaModel {
             logits_gemm,
             pool_blocks: 0,
             argmax,
+            paged_inputs: paged::PagedInputs::default(),
         };
         m.reset()?;
         Ok(m)

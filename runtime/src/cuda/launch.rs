@@ -35,10 +35,6 @@ pub(crate) struct ArgPack {
     params: Box<[*mut c_void]>,
 }
 
-/// A pointer argument into the paged pool: (paged list: 0 batch, 1 chunk; step; index into its
-/// pack's pointers; offset).
-type PoolArg = (usize, usize, usize, u64);
-
 // SAFETY: `params` only holds pointers into the pack's own boxed slices, rewritten before every
 // use; the pack owns everything it points to. It is not `Sync`.
 unsafe impl Send for ArgPack {}
@@ -97,6 +93,9 @@ struct KernelStep {
     block: (u32, u32, u32),
     shared_bytes: u32,
     args: ArgPack,
+    /// Pointer arguments into the paged pool: (index among the pack's pointers, offset within a
+    /// block), rebased when the pool is allocated.
+    pool_ptrs: Box<[(usize, u64)]>,
     /// The kernel's name and IR node, for error messages.
     kernel: String,
     node: String,
@@ -190,8 +189,6 @@ pub(crate) struct LaunchRunner {
     prefill: Vec<Resolved>,
     paged: Vec<Resolved>,
     paged_chunk: Vec<Resolved>,
-    /// The paged lists' pool pointers, rebased when the pool is allocated.
-    pool_args: Vec<PoolArg>,
     blas: Blas,
     /// Launch kernels as programmatic dependent launches (Hopper and later).
     pub pdl: bool,
@@ -218,43 +215,23 @@ impl LaunchRunner {
         };
         let (decode, prefill) = (&artifact.decode, &artifact.prefill);
         let (paged, paged_chunk) = (&artifact.paged.steps, &artifact.paged.chunk_steps);
-        let mut pool_args = Vec::new();
-        for (list, steps) in [paged, paged_chunk].into_iter().enumerate() {
-            for (i, s) in steps.iter().enumerate() {
-                let Step::Kernel(l) = s else { continue };
-                let ptrs = l.args.iter().filter(|a| matches!(a, Arg::Ptr { .. }));
-                for (j, a) in ptrs.enumerate() {
-                    if let Arg::Ptr {
-                        region: pio_artifact::Region::Pool,
-                        offset,
-                    } = a
-                    {
-                        pool_args.push((list, i, j, *offset));
-                    }
-                }
-            }
-        }
         Ok(LaunchRunner {
             decode: resolve(decode)?,
             prefill: resolve(prefill)?,
             paged: resolve(paged)?,
             paged_chunk: resolve(paged_chunk)?,
-            pool_args,
             blas: Blas::new(gpu)?,
             pdl,
         })
     }
 
-    /// Points the paged list's pool arguments at a pool based at `base`.
+    /// Points the paged lists' pool arguments at a pool based at `base`.
     pub(crate) fn rebase_pool(&mut self, base: u64) {
-        for &(list, step, ptr, offset) in &self.pool_args {
-            let steps = if list == 0 {
-                &mut self.paged
-            } else {
-                &mut self.paged_chunk
-            };
-            if let Resolved::Kernel(k) = &mut steps[step] {
-                k.args.ptrs[ptr] = base + offset;
+        for s in self.paged.iter_mut().chain(self.paged_chunk.iter_mut()) {
+            if let Resolved::Kernel(k) = s {
+                for &(ptr, offset) in k.pool_ptrs.iter() {
+                    k.args.ptrs[ptr] = base + offset;
+                }
             }
         }
     }
@@ -312,8 +289,22 @@ fn resolve_kernel(
             Arg::I32(v) => ArgValue::I32(v),
         })
         .collect();
+    let pool_ptrs = l
+        .args
+        .iter()
+        .filter(|a| matches!(a, Arg::Ptr { .. }))
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Arg::Ptr {
+                region: pio_artifact::Region::Pool,
+                offset,
+            } => Some((i, *offset)),
+            _ => None,
+        })
+        .collect();
     Ok(KernelStep {
         func: f.func,
+        pool_ptrs,
         grid: l.grid,
         block: (l.block[0], l.block[1], l.block[2]),
         shared_bytes: l.shared_bytes,

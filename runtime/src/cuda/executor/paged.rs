@@ -66,6 +66,29 @@ impl BatchArgmax {
     }
 }
 
+/// A paged step's inputs as little-endian i32 bytes, kept between steps so that a step
+/// allocates nothing on the host.
+#[derive(Default)]
+pub(crate) struct PagedInputs {
+    ids: Vec<u8>,
+    positions: Vec<u8>,
+    slots: Vec<u8>,
+    seq_index: Vec<u8>,
+    tables: Vec<u8>,
+}
+
+impl PagedInputs {
+    /// Empties the buffers; the block tables become `table_bytes` zero bytes.
+    fn clear(&mut self, table_bytes: usize) {
+        self.ids.clear();
+        self.positions.clear();
+        self.slots.clear();
+        self.seq_index.clear();
+        self.tables.clear();
+        self.tables.resize(table_bytes, 0);
+    }
+}
+
 /// One sequence of a paged step: its new tokens at positions `start..`, its cache in `blocks`.
 #[derive(Clone, Copy, Debug)]
 pub struct PagedSeqRef<'a> {
@@ -161,11 +184,16 @@ impl CudaModel {
         }
         let vocab = self.artifact.model.vocab_size;
         let bs = p.block_size;
-        let mut ids = Vec::with_capacity(total * 4);
-        let mut positions = Vec::with_capacity(total * 4);
-        let mut slots = Vec::with_capacity(total * 4);
-        let mut seq_index = Vec::with_capacity(total * 4);
-        let mut tables = vec![0u8; seqs.len() * p.max_blocks_per_seq * 4];
+        // The host staging buffers of earlier steps, refilled (no allocation once warm).
+        let mut st = std::mem::take(&mut self.paged_inputs);
+        st.clear(seqs.len() * p.max_blocks_per_seq * 4);
+        let PagedInputs {
+            ids,
+            positions,
+            slots,
+            seq_index,
+            tables,
+        } = &mut st;
         for (i, s) in seqs.iter().enumerate() {
             let end = s.start + s.tokens.len();
             if end > self.artifact.max_context {
@@ -208,11 +236,12 @@ impl CudaModel {
         }
         let io = &self.artifact.io;
         let at = |off| self.regions.addr(Region::Io, off);
-        self.gpu.upload_async(at(io.tokens), &ids)?;
-        self.gpu.upload_async(at(io.positions), &positions)?;
-        self.gpu.upload_async(at(p.slots), &slots)?;
-        self.gpu.upload_async(at(p.seq_index), &seq_index)?;
-        self.gpu.upload_async(at(p.block_tables), &tables)?;
+        self.gpu.upload_async(at(io.tokens), ids)?;
+        self.gpu.upload_async(at(io.positions), positions)?;
+        self.gpu.upload_async(at(p.slots), slots)?;
+        self.gpu.upload_async(at(p.seq_index), seq_index)?;
+        self.gpu.upload_async(at(p.block_tables), tables)?;
+        self.paged_inputs = st;
         // A decode batch needs every row's logits; a chunk its last row only (or every row when
         // the logits are not a marked GEMM).
         let all_rows = decode;
