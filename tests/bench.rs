@@ -229,4 +229,11 @@ fn serving_modes_on_the_cpu() {
     args.extend(["--mode", "shared-prefix", "--shared-prefix", "4,600,8"]);
     let (ok, _, err) = pio(&args);
     assert!(!ok && err.contains("exceeds"), "{err}");
+    // Engine flags out of range name the flag.
+    for (flag, value) in [("--memory-fraction", "1.5"), ("--kv-blocks", "0")] {
+        let mut args = common.to_vec();
+        args.extend(["--mode", "throughput", flag, value]);
+        let (ok, _, err) = pio(&args);
+        assert!(!ok && err.contains(flag), "{flag} {value}: {err}");
+    }
 }
