@@ -9,17 +9,27 @@ pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
     if let Some(p) = &a.json {
         pio::cli::check_output_file(p, "--json")?;
     }
+    let mode = match a.mode {
+        BenchMode::Throughput => "throughput",
+        _ => "shared-prefix",
+    };
     if a.spec.len() + a.artifact.len() > 1 || a.weights.len() > 1 {
-        bail!(
-            "--mode {:?} measures one model: give one --spec or --artifact",
-            a.mode
-        );
+        bail!("--mode {mode} measures one model: give one --spec or --artifact");
     }
     let prompt_len = match a.prompt_len.as_deref() {
         None => 512,
         Some([p]) => *p,
-        Some(_) => bail!("--mode {:?} takes one --prompt-len", a.mode),
+        Some(_) => bail!("--mode {mode} takes one --prompt-len"),
     };
+    if a.kv_blocks == Some(0) || a.max_running == 0 || a.max_batch_tokens == 0 {
+        bail!("--kv-blocks, --max-running and --max-batch-tokens must be at least 1");
+    }
+    if !(a.memory_fraction > 0.0 && a.memory_fraction <= 1.0) {
+        bail!(
+            "--memory-fraction must be in (0, 1] (got {})",
+            a.memory_fraction
+        );
+    }
     let shared = match (a.mode, a.shared_prefix.as_slice()) {
         (BenchMode::SharedPrefix, &[n, prefix, own]) => Some((n, prefix, own)),
         (BenchMode::SharedPrefix, _) => {
