@@ -275,6 +275,7 @@ fn gpu_sampling() {
             min_p: 0.0,
             repetition_penalty: 1.0,
             presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed,
         };
         let mut opts = m.generate_options(1, Some(p));

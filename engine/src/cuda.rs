@@ -148,7 +148,8 @@ impl Forward for CudaBackend {
             self.model.mark_seen(tokens)?;
         }
         self.model.step(tokens)?;
-        if gpu_sampling_supported(&p) {
+        // The GPU sampler has no frequency penalty: such requests sample on the host.
+        if gpu_sampling_supported(&p) && p.frequency_penalty == 0.0 {
             return Ok(self.model.sample(&p, generated.len() as u64)?);
         }
         // Sampling the GPU sampler cannot do exactly (no top-k): on the host.

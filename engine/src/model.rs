@@ -189,6 +189,7 @@ impl Model {
                 min_p: s.min_p,
                 repetition_penalty: s.repetition_penalty,
                 presence_penalty: s.presence_penalty,
+                frequency_penalty: 0.0,
                 seed: 0,
             },
         };

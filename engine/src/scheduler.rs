@@ -351,6 +351,7 @@ impl Scheduler {
             p.is_greedy()
                 && p.repetition_penalty == 1.0
                 && p.presence_penalty == 0.0
+                && p.frequency_penalty == 0.0
                 && !s.params.return_logits
         })
     }

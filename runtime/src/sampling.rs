@@ -1,5 +1,5 @@
-//! Token sampling: greedy, temperature, top-k, top-p, min-p, repetition and presence
-//! penalties, seeded for reproducibility.
+//! Token sampling: greedy, temperature, top-k, top-p, min-p, repetition, presence and
+//! frequency penalties, seeded for reproducibility.
 //!
 //! # Order of operations (HF transformers' `generate`)
 //!
@@ -8,7 +8,9 @@
 //!    `prompt_and_generated`, a positive logit is divided by the penalty, a negative one
 //!    multiplied by it.
 //! 3. Presence penalty (OpenAI / vLLM): the penalty is subtracted once from the logit of every
-//!    distinct token id in `generated`.
+//!    distinct token id in `generated`. Then the frequency penalty (OpenAI / vLLM): the penalty
+//!    times the number of times a token id occurs in `generated` is subtracted from its logit
+//!    (both are subtractions, so their order does not change the result).
 //! 4. Temperature 0: greedy argmax of the penalised logits (ties go to the lowest id); the seed
 //!    is not used and no random number is drawn.
 //! 5. Otherwise the logits are divided by the temperature and turned into probabilities, then
@@ -72,7 +74,8 @@ pub enum SamplingError {
 }
 
 /// Sampling parameters. Neutral values switch a filter off: `top_k` 0, `top_p` 1, `min_p` 0,
-/// `repetition_penalty` 1, `presence_penalty` 0. Temperature 0 means greedy decoding.
+/// `repetition_penalty` 1, `presence_penalty` 0, `frequency_penalty` 0. Temperature 0 means
+/// greedy decoding.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
     /// Softmax temperature; 0 = greedy argmax. Must be finite and >= 0.
@@ -88,6 +91,9 @@ pub struct SamplingParams {
     /// OpenAI/vLLM presence penalty (finite, 0 = off), subtracted once for every token id
     /// already generated.
     pub presence_penalty: f32,
+    /// OpenAI/vLLM frequency penalty (finite, 0 = off): subtracted once for every occurrence
+    /// of a token id among the tokens already generated.
+    pub frequency_penalty: f32,
     /// Seed of the sampler's ChaCha8 generator.
     pub seed: u64,
 }
@@ -102,6 +108,7 @@ impl SamplingParams {
             min_p: 0.0,
             repetition_penalty: 1.0,
             presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: 0,
         }
     }
@@ -162,6 +169,13 @@ impl SamplingParams {
             "presence_penalty",
             pp,
             pp.is_finite(),
+            "must be finite (0 = off)",
+        )?;
+        let fp = self.frequency_penalty;
+        check(
+            "frequency_penalty",
+            fp,
+            fp.is_finite(),
             "must be finite (0 = off)",
         )?;
         Ok(())
@@ -390,6 +404,13 @@ impl Sampler {
                 }
             }
         }
+        let freq = self.params.frequency_penalty;
+        if freq != 0.0 {
+            // Once per occurrence: count x penalty in all.
+            for &t in generated {
+                self.logits[t as usize] -= freq;
+            }
+        }
         let (best, max) = argmax(&self.logits);
         if max == f32::NEG_INFINITY {
             return Err(SamplingError::NoFiniteLogits { vocab });
@@ -487,9 +508,9 @@ impl Sampler {
     /// Picks the next token from `logits` (one per vocabulary id).
     ///
     /// `prompt_and_generated` is the whole context (for the repetition penalty), `generated`
-    /// the tokens generated so far (for the presence penalty). See the module docs for the
-    /// order of operations. Errors if `logits` is empty, every logit is `-inf`/NaN, or a
-    /// context id is out of range; never panics on NaN.
+    /// the tokens generated so far (for the presence and frequency penalties). See the module
+    /// docs for the order of operations. Errors if `logits` is empty, every logit is
+    /// `-inf`/NaN, or a context id is out of range; never panics on NaN.
     pub fn sample(
         &mut self,
         logits: &[f32],

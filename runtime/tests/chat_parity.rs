@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pio_runtime::chat::{ChatError, ChatOptions, ChatTemplate, Message};
+use pio_runtime::chat::{ChatError, ChatExtras, ChatOptions, ChatTemplate, Message, TemplateValue};
 use pio_runtime::tokenizer::Tokenizer;
 use serde::Deserialize;
 
@@ -101,6 +101,73 @@ fn enable_thinking_false_inserts_empty_think_block() {
         render(Some(false)),
         format!("{plain}<think>\n\n</think>\n\n")
     );
+}
+
+/// Tools, an assistant turn's tool calls and a tool result, as transformers renders them
+/// (expected text from Jinja2 with transformers' settings: `trim_blocks`, `lstrip_blocks`,
+/// `tojson` = `json.dumps(ensure_ascii=False)`); object keys keep the order they were
+/// written in (`unit` before `city`).
+#[test]
+fn tools_and_tool_calls_render_as_transformers_does() {
+    let path = repo_root().join("model-specs/tokenizers/qwen3/tokenizer_config.json");
+    let template = ChatTemplate::from_tokenizer_config(&path).unwrap();
+    let tool = TemplateValue::from_json(
+        r#"{"type":"function","function":{"name":"get_weather","description":"Weather of a city","parameters":{"type":"object","properties":{"city":{"type":"string"},"unit":{"type":"string","enum":["c","f"]}},"required":["city"]}}}"#,
+    )
+    .unwrap();
+    let call = TemplateValue::from_json(
+        r#"{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":{"unit":"c","city":"Paris"}}}"#,
+    )
+    .unwrap();
+    let mut assistant = Message::assistant("");
+    assistant.tool_calls = Some(vec![call]);
+    let mut result = Message::new("tool", r#"{"temp": 21}"#);
+    result.tool_call_id = Some("call_1".into());
+    let messages = [
+        Message::system("You are terse."),
+        Message::user("Weather in Paris?"),
+        assistant,
+        result,
+    ];
+    let extras = ChatExtras {
+        tools: Some(vec![tool]),
+        ..ChatExtras::default()
+    };
+    let opts = ChatOptions {
+        add_generation_prompt: true,
+        enable_thinking: None,
+    };
+    let text = template.render_with(&messages, &opts, &extras).unwrap();
+    let expected: &str = "<|im_start|>system\nYou are terse.\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather of a city\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}, \"unit\": {\"type\": \"string\", \"enum\": [\"c\", \"f\"]}}, \"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"c\", \"city\": \"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+    assert_eq!(text, expected);
+    // Without tools the system prompt has no tool section.
+    let plain = template.render(&messages[..2], &opts).unwrap();
+    assert!(!plain.contains("# Tools"), "{plain}");
+}
+
+#[test]
+fn template_variables_reach_the_template() {
+    let template =
+        ChatTemplate::from_source("{{ greeting }} {{ n }}|{{ enable_thinking }}".into()).unwrap();
+    let mut extras = ChatExtras::default();
+    extras
+        .variables
+        .insert("greeting".into(), TemplateValue::string("hi"));
+    extras.variables.insert(
+        "n".into(),
+        TemplateValue::from_json("[1, {\"b\": 2, \"a\": 1}]").unwrap(),
+    );
+    extras.variables.insert(
+        "enable_thinking".into(),
+        TemplateValue::from_json("true").unwrap(),
+    );
+    let opts = ChatOptions {
+        add_generation_prompt: false,
+        enable_thinking: Some(false),
+    };
+    let text = template.render_with(&[], &opts, &extras).unwrap();
+    // Python (and so transformers) writes booleans as `True`/`False`.
+    assert_eq!(text, "hi [1, {\"b\": 2, \"a\": 1}]|False");
 }
 
 #[test]

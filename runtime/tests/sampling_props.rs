@@ -264,6 +264,52 @@ fn presence_penalty_on_generated_only() {
 }
 
 #[test]
+fn frequency_penalty_counts_every_occurrence_in_generated() {
+    let p = SamplingParams {
+        frequency_penalty: 0.3,
+        ..SamplingParams::greedy()
+    };
+    let mut s = Sampler::new(p).unwrap();
+    // once: 2.0 - 0.3 = 1.7 > 1.5
+    assert_eq!(s.sample(&[2.0, 1.5], &[0], &[0]).unwrap(), 0);
+    // twice: 2.0 - 0.6 = 1.4 < 1.5 (a presence penalty of 0.3 would not flip it)
+    assert_eq!(s.sample(&[2.0, 1.5], &[0, 0], &[0, 0]).unwrap(), 1);
+    // only in the prompt: no frequency penalty
+    assert_eq!(s.sample(&[2.0, 1.5], &[0, 0, 0], &[]).unwrap(), 0);
+    // negative penalties favour repeats
+    let p = SamplingParams {
+        frequency_penalty: -1.0,
+        ..SamplingParams::greedy()
+    };
+    let mut s = Sampler::new(p).unwrap();
+    assert_eq!(s.sample(&[2.0, 1.5], &[1], &[1]).unwrap(), 1);
+}
+
+#[test]
+fn presence_then_frequency_penalty_as_openai_defines_them() {
+    // OpenAI: logit - count * frequency - (count > 0) * presence.
+    let p = SamplingParams {
+        presence_penalty: 0.5,
+        frequency_penalty: 0.25,
+        temperature: 1.0,
+        ..SamplingParams::greedy()
+    };
+    let mut s = Sampler::new(p).unwrap();
+    let logits = [1.0f32, 1.0, 1.0];
+    let generated = [0u32, 0, 0, 1];
+    let d = s.distribution(&logits, &generated, &generated).unwrap();
+    let want = [1.0 - 3.0 * 0.25 - 0.5, 1.0 - 0.25 - 0.5, 1.0f64];
+    let z: f64 = want.iter().map(|l| l.exp()).sum();
+    for (id, prob) in d {
+        let expect = want[id as usize].exp() / z;
+        assert!(
+            (prob as f64 - expect).abs() < 1e-6,
+            "{id}: {prob} vs {expect}"
+        );
+    }
+}
+
+#[test]
 fn bad_params_rejected_with_their_name() {
     let cases: Vec<(SamplingParams, &str, &str)> = vec![
         (
@@ -353,6 +399,14 @@ fn bad_params_rejected_with_their_name() {
             },
             "presence_penalty",
             "NaN",
+        ),
+        (
+            SamplingParams {
+                frequency_penalty: f32::INFINITY,
+                ..SamplingParams::greedy()
+            },
+            "frequency_penalty",
+            "inf",
         ),
     ];
     for (p, name, value) in cases {

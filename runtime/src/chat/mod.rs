@@ -15,8 +15,10 @@
 //!   (with its `indent`, `separators`, `sort_keys` and `ensure_ascii` arguments), not
 //!   minijinja's HTML-safe variant;
 //! - the config's named special tokens (`bos_token`, `eos_token`, `pad_token`, ...) as
-//!   variables, `messages`, `add_generation_prompt`, `tools` and `documents` (none), and
-//!   `enable_thinking` only when the caller sets it.
+//!   variables, `messages`, `add_generation_prompt`, `tools` (none unless given through
+//!   [`ChatExtras`]) and `documents` (none), and `enable_thinking` only when the caller sets
+//!   it; [`ChatExtras::variables`] adds any other keyword argument (vLLM's
+//!   `chat_template_kwargs`).
 //!
 //! Layout: this module holds the types and [`ChatTemplate`]'s public API; `config` reads a
 //! `tokenizer_config.json` (template selection, special tokens); `render` sets up the
@@ -111,6 +113,57 @@ impl ChatError {
     }
 }
 
+/// A JSON value handed to a template as it was written (object keys keep their order, as a
+/// Python `dict` from `json.loads` does): tool definitions, tool calls, keyword arguments.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct TemplateValue(minijinja::Value);
+
+impl TemplateValue {
+    /// Parses JSON text, keeping the order of object keys.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// A string value.
+    pub fn string(s: impl Into<String>) -> Self {
+        TemplateValue(minijinja::Value::from(s.into()))
+    }
+
+    /// A list of values.
+    pub fn list(items: impl IntoIterator<Item = TemplateValue>) -> Self {
+        TemplateValue(minijinja::Value::from_iter(items.into_iter().map(|v| v.0)))
+    }
+
+    /// An object with these keys, in this order.
+    pub fn object(entries: impl IntoIterator<Item = (String, TemplateValue)>) -> Self {
+        TemplateValue(minijinja::Value::from_iter(
+            entries.into_iter().map(|(k, v)| (k, v.0)),
+        ))
+    }
+
+    /// The text, when the value is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        self.0.as_str()
+    }
+
+    pub(crate) fn value(&self) -> &minijinja::Value {
+        &self.0
+    }
+}
+
+/// What a conversation is rendered with besides its messages and [`ChatOptions`]: the
+/// `tools` argument of HF `apply_chat_template` and other keyword arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatExtras {
+    /// The tool (function) definitions, OpenAI-style objects; `None` renders `tools` as none.
+    pub tools: Option<Vec<TemplateValue>>,
+    /// More template variables (e.g. vLLM's `chat_template_kwargs`). They cannot replace
+    /// `messages`, `tools` or `add_generation_prompt`; [`ChatOptions::enable_thinking`], when
+    /// set, wins over an `enable_thinking` given here.
+    pub variables: BTreeMap<String, TemplateValue>,
+}
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
@@ -123,6 +176,16 @@ pub struct Message {
     /// `reasoning_content`). `None` leaves the field out, as HF does for a missing key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    /// An assistant turn's tool calls (OpenAI-style objects:
+    /// `{"id", "type": "function", "function": {"name", "arguments"}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<TemplateValue>>,
+    /// A `tool` message's call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A `tool` (or other) message's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Message {
@@ -132,6 +195,9 @@ impl Message {
             role: role.into(),
             content: content.into(),
             reasoning_content: None,
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 
@@ -170,7 +236,7 @@ pub struct ChatOptions {
 }
 
 /// A compiled chat template plus the special-token variables it is rendered with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
@@ -261,7 +327,18 @@ impl ChatTemplate {
     /// Errors raised by the template (`raise_exception`) become [`ChatError::Render`] with the
     /// template's own message and line.
     pub fn render(&self, messages: &[Message], opts: &ChatOptions) -> Result<String, ChatError> {
-        render::render(&self.env, &self.special_tokens, messages, opts).map_err(|e| {
+        self.render_with(messages, opts, &ChatExtras::default())
+    }
+
+    /// [`Self::render`] with tools and more template variables, as HF
+    /// `apply_chat_template(messages, tools=..., **kwargs)`.
+    pub fn render_with(
+        &self,
+        messages: &[Message],
+        opts: &ChatOptions,
+        extras: &ChatExtras,
+    ) -> Result<String, ChatError> {
+        render::render(&self.env, &self.special_tokens, messages, opts, extras).map_err(|e| {
             match &self.origin {
                 Some(path) => e.in_file(path),
                 None => e,

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Environment, ErrorKind, Value};
 
-use super::{ChatError, ChatOptions, Message};
+use super::{ChatError, ChatExtras, ChatOptions, Message};
 
 pub(super) const TEMPLATE_NAME: &str = "chat_template";
 
@@ -117,6 +117,7 @@ pub(super) fn render(
     special_tokens: &BTreeMap<String, String>,
     messages: &[Message],
     opts: &ChatOptions,
+    extras: &ChatExtras,
 ) -> Result<String, ChatError> {
     let template = env
         .get_template(TEMPLATE_NAME)
@@ -126,11 +127,18 @@ pub(super) fn render(
         .iter()
         .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
         .collect();
+    for (name, value) in &extras.variables {
+        ctx.insert(name.clone(), value.value().clone());
+    }
     ctx.insert(
         "messages".to_string(),
         Value::from(messages.iter().map(Message::to_value).collect::<Vec<_>>()),
     );
-    ctx.insert("tools".to_string(), Value::from(()));
+    let tools = match &extras.tools {
+        Some(tools) => Value::from_iter(tools.iter().map(|t| t.value().clone())),
+        None => Value::from(()),
+    };
+    ctx.insert("tools".to_string(), tools);
     ctx.insert("documents".to_string(), Value::from(()));
     ctx.insert(
         "add_generation_prompt".to_string(),
@@ -172,6 +180,18 @@ impl Message {
             // (gpt-oss) that read that name.
             map.insert("reasoning_content", Value::from(reasoning.as_str()));
             map.insert("thinking", Value::from(reasoning.as_str()));
+        }
+        if let Some(calls) = &self.tool_calls {
+            map.insert(
+                "tool_calls",
+                Value::from_iter(calls.iter().map(|c| c.value().clone())),
+            );
+        }
+        if let Some(id) = &self.tool_call_id {
+            map.insert("tool_call_id", Value::from(id.as_str()));
+        }
+        if let Some(name) = &self.name {
+            map.insert("name", Value::from(name.as_str()));
         }
         Value::from_iter(map)
     }

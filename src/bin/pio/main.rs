@@ -13,6 +13,7 @@ mod specs;
 mod inspect;
 mod reports;
 mod run;
+mod serve;
 mod serving;
 
 #[derive(Parser)]
@@ -101,6 +102,9 @@ enum Command {
         #[arg(long)]
         plots: Option<PathBuf>,
     },
+    /// An OpenAI-compatible HTTP server on the batching engine (/v1/chat/completions,
+    /// /v1/completions, /v1/models, /health, /metrics).
+    Serve(serve::ServeArgs),
     /// Write a complete HF-layout directory of random weights for a spec.
     InitWeights {
         /// The variant spec (a path or a name in model-specs/).
@@ -265,12 +269,18 @@ pub(crate) struct RunArgs {
 }
 
 fn main() {
-    pio::cli::remove_temporaries_on_interrupt();
-    pio::cli::finish(run())
+    let cli = Cli::parse();
+    // The server shuts down gracefully on its own signals (serve.rs); every other command
+    // removes its temporaries and exits.
+    if !matches!(cli.command, Command::Serve(_)) {
+        pio::cli::remove_temporaries_on_interrupt();
+    }
+    pio::cli::finish(run(cli))
 }
 
-fn run() -> Result<()> {
-    match Cli::parse().command {
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args),
         Command::List { specs } => inspect::list(specs.unwrap_or_else(specs::specs_dir)),
         Command::Run(args) => run::run_model(args),
         Command::Bench(args) => reports::bench(args),

@@ -16,6 +16,7 @@ fn sampling_flags(a: &RunArgs) -> SamplingParams {
         min_p: a.min_p.unwrap_or(n.min_p),
         repetition_penalty: a.repetition_penalty.unwrap_or(n.repetition_penalty),
         presence_penalty: a.presence_penalty.unwrap_or(n.presence_penalty),
+        frequency_penalty: n.frequency_penalty,
         seed: a.seed,
     }
 }
@@ -66,6 +67,7 @@ pub(crate) fn run_model(a: RunArgs) -> Result<()> {
         min_p: a.min_p.unwrap_or(d.min_p),
         repetition_penalty: a.repetition_penalty.unwrap_or(d.repetition_penalty),
         presence_penalty: a.presence_penalty.unwrap_or(d.presence_penalty),
+        frequency_penalty: d.frequency_penalty,
         seed: a.seed,
     };
     sampling.validate()?;
