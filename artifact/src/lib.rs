@@ -26,7 +26,7 @@ pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 4;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -101,8 +101,7 @@ pub struct Paged {
     pub slots: u64,
     pub seq_index: u64,
     pub block_tables: u64,
-    /// A batch of up to `max_seqs` tokens, each a query of its own sequence at its position
-    /// (decode: a token per sequence); its arena is planned for `max_seqs` tokens.
+    /// A batch of sequences (decode: a token each).
     pub steps: Vec<Step>,
     /// One sequence's prefill chunk (its attention on tensor cores where the head dim allows).
     pub chunk_steps: Vec<Step>,

@@ -110,7 +110,7 @@ impl Region {
 }
 
 /// What a kernel is, and the template it was generated from (`templates/kernels/FAMILY.cu`;
-/// `AttentionPaged` is `attention_cluster.cu` or `attention.cu` rendered over the paged pool).
+/// `AttentionPaged` is `attention.cu` rendered over the paged pool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KernelFamily {
@@ -129,13 +129,9 @@ pub enum KernelFamily {
     AttentionMma,
     /// Decode attention, a thread-block cluster per kv head.
     AttentionCluster,
-    /// Decode attention over the paged KV pool (the batching engine's decode batches):
-    /// `attention_cluster.cu` rendered paged, a grid layer per token (or the scalar
-    /// `attention.cu` with paged row addresses where the cluster kernel does not fit); its own
-    /// family so that profiles tell it apart.
+    /// Causal attention over the paged KV pool (the batching engine's batch steps): the scalar
+    /// `attention.cu` with paged row addresses, its own family so that profiles tell it apart.
     AttentionPaged,
-    /// The paged decode attention's spans, added.
-    AttentionCombine,
 }
 
 impl KernelFamily {
@@ -152,7 +148,6 @@ impl KernelFamily {
             KernelFamily::AttentionMma => "attention_mma",
             KernelFamily::AttentionCluster => "attention_cluster",
             KernelFamily::AttentionPaged => "attention_paged",
-            KernelFamily::AttentionCombine => "attention_combine",
         }
     }
 }

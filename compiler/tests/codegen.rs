@@ -52,8 +52,8 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
     assert_eq!(a.decode.len(), 28 * 6 + 2);
     // The same layer shape in every layer: each kernel is emitted once (the merged head-op
     // kernel comes in two orders of its ops, hence 12 rather than 11); the paged list adds its
-    // attention, the kernel that adds its spans and its two merged head ops that write the pool;
-    // the chunk list its tensor-core attention over the pool.
+    // attention and its two merged head ops that write the pool; the chunk list its tensor-core
+    // attention over the pool.
     let paged_only: std::collections::HashSet<&str> = a
         .paged
         .steps
@@ -70,8 +70,8 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
                 .any(|s| matches!(s, Step::Kernel(l) if l.kernel == *k))
         })
         .collect();
-    assert_eq!(paged_only.len(), 5);
-    assert_eq!(a.kernels.len(), 12 + 5);
+    assert_eq!(paged_only.len(), 4);
+    assert_eq!(a.kernels.len(), 12 + 4);
     let chunk_mma = a
         .paged
         .chunk_steps

@@ -17,25 +17,12 @@
 // block. With D = 128 and at most 8 query heads per kv head, q.k and P.V run on tensor cores
 // (mma.sync m16n8k16, bf16 in, f32 accumulation; sm_80+), each warp loading its key and value
 // rows from global memory straight into the fragments; otherwise in scalar f32.
-// Paged (BS > 0, the batching engine's decode batches): a grid layer per token t (grid.z), which
-// attends to keys 0..=positions[t] of its sequence seq_index[t]; that sequence's block table
-// (MAX_BLOCKS entries) names the pool block of each BS positions, a block holding every layer's
-// rows (BLOCK_ELEMS bf16), this layer's at kc / vc as [KV_HEADS, BS, D]. Tokens are Q_STRIDE
-// apart in q. A context of more than one span leaves each span's output and softmax state in the
-// token's share of the scratch, and attention_combine.cu adds them (no counter, no L2 prefetch).
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define GROUP (HEADS / KV_HEADS)
 #define D {{ d }}
 #define SCALE {{ scale }}
-{% if block_size > 0 %}
-#define BS {{ block_size }}
-#define BLOCK_ELEMS {{ block_elems }}
-#define MAX_BLOCKS {{ max_blocks }}
-#define Q_STRIDE {{ q_stride }}
-{% else %}
 #define CTX {{ ctx }}
-{% endif %}
 #define CL {{ cluster }}
 #define PER {{ per_block }}
 #define PER_MIN {{ per_min }}
@@ -59,14 +46,8 @@
 // Spans the scratch has room for.
 #define SPAN_SLOTS (CL * SPANS)
 
-// The row of position p of kv head kvh (through the sequence's block table when paged).
-__device__ __forceinline__ const bf16* cache_row(const bf16* c, const int* __restrict__ table,
-                                                 int p, int kvh) {
-{% if block_size > 0 %}
-    return c + (size_t)table[p / BS] * BLOCK_ELEMS + ((size_t)kvh * BS + p % BS) * D;
-{% else %}
+__device__ __forceinline__ const bf16* cache_row(const bf16* c, int p, int kvh) {
     return c + ((size_t)kvh * CTX + p) * D;
-{% endif %}
 }
 
 {% if vec %}
@@ -76,10 +57,8 @@ __device__ __forceinline__ const bf16* cache_row(const bf16* c, const int* __res
 {% endif %}
 extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
-    const int* __restrict__ positions,{% if block_size > 0 %} const int* __restrict__ seq_index,
-    const int* __restrict__ block_tables,{% endif %} float* __restrict__ span_out,
-    float* __restrict__ span_state,{% if block_size == 0 %} unsigned* __restrict__ count,{% endif %}
-    bf16* __restrict__ out)
+    const int* __restrict__ positions, float* __restrict__ span_out, float* __restrict__ span_state,
+    unsigned* __restrict__ count, bf16* __restrict__ out)
 {
     // grid.y == CL * SPANS: the cluster is the span, the rank the block within it (without
     // clusters, every block is a span).
@@ -89,20 +68,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 #else
     const int span = blockIdx.y, rank = 0;
 #endif
-    // Positions (and when paged the sequence indices and block tables) are written before the
-    // step's first kernel.
-{% if block_size > 0 %}
-    const int tok = blockIdx.z;
-    const int* table = block_tables + (size_t)seq_index[tok] * MAX_BLOCKS;
-    q += (size_t)tok * Q_STRIDE;
-    out += (size_t)tok * HEADS * D;
-    span_out += (size_t)tok * KV_HEADS * SPAN_SLOTS * GROUP * D;
-    span_state += (size_t)tok * KV_HEADS * SPAN_SLOTS * GROUP * 2;
-{% else %}
-    const int tok = 0;
-    const int* table = nullptr;
-{% endif %}
-    const int pos = positions[tok];
+    // Positions are written before the step's first kernel.
+    const int pos = positions[0];
     const int len = pos + 1;
     const int spans = min(SLOTS, (len + NB * PER_MIN - 1) / (NB * PER_MIN));
     if (span >= spans) {  // the same for every block of a cluster
@@ -122,7 +89,6 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 {% if vec %}
     // mma fragment coordinates.
     const int quad = lane & 3, grp = lane >> 2;
-{% if block_size == 0 %}
     // Each warp's first AHEAD rounds of key rows start streaming into L2 (a bulk prefetch each;
     // rows before the current position only, which the previous kernel does not write).
     if (lane == 0) {
@@ -130,10 +96,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
         for (int a = 0; a < AHEAD; ++a) {
             const int r = warp * RW + a * WARPS * RW;
-            if (r < m) prefetch_l2(cache_row(kc, table, start + r, kvh), min(RW, m - r) * D * 2);
+            if (r < m) prefetch_l2(cache_row(kc, start + r, kvh), min(RW, m - r) * D * 2);
         }
     }
-{% endif %}
 {% endif %}
     pdl_wait();
     pdl_launch_dependents();
@@ -167,18 +132,16 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     const int r = r0 + 16 * t + 8 * h + grp;
-                    const bf16* row = cache_row(kc, table, start + min(r, n - 1), kvh) + quad * 8;
+                    const bf16* row = cache_row(kc, start + min(r, n - 1), kvh) + quad * 8;
 #pragma unroll
                     for (int c = 0; c < D / 32; ++c)
                         kr[t][h][c] = r < n ? *reinterpret_cast<const uint4*>(row + c * 32)
                                             : make_uint4(0, 0, 0, 0);
                 }
-{% if block_size == 0 %}
             // The warp's next rows stream into L2 meanwhile.
             if (lane == 0 && r0 + AHEAD * WARPS * RW < n)
-                prefetch_l2(cache_row(kc, table, start + r0 + AHEAD * WARPS * RW, kvh),
+                prefetch_l2(cache_row(kc, start + r0 + AHEAD * WARPS * RW, kvh),
                             min(RW, n - r0 - AHEAD * WARPS * RW) * D * 2);
-{% endif %}
 #pragma unroll
             for (int t = 0; t < RW / 16; ++t) {
                 float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -205,7 +168,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     __syncthreads();
     for (int p = threadIdx.x; p < n * GROUP; p += THREADS) {
         const int j = p / GROUP, g = p % GROUP;
-        const bf16* krow = cache_row(kc, table, start + j, kvh);
+        const bf16* krow = cache_row(kc, start + j, kvh);
         float s = 0.0f;
         for (int k = 0; k < D; ++k) s = fmaf(qs[g][k], bf2f(krow[k]), s);
         sc[g][j] = rbf(rbf(s) * SCALE);
@@ -267,17 +230,15 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
                 for (int h = 0; h < 4; ++h) {
                     const int r = k0 + 16 * t + 2 * quad + (h & 1) + (h >> 1) * 8;
-                    const bf16* row = cache_row(vc, table, start + min(r, n - 1), kvh) + grp * 4;
+                    const bf16* row = cache_row(vc, start + min(r, n - 1), kvh) + grp * 4;
 #pragma unroll
                     for (int c = 0; c < D / 32; ++c)
                         vr[t][h][c] = r < n ? *reinterpret_cast<const uint2*>(row + c * 32)
                                             : make_uint2(0, 0);
                 }
-{% if block_size == 0 %}
             if (lane == 0 && k0 + AHEAD * WARPS * RW < n)
-                prefetch_l2(cache_row(vc, table, start + k0 + AHEAD * WARPS * RW, kvh),
+                prefetch_l2(cache_row(vc, start + k0 + AHEAD * WARPS * RW, kvh),
                             min(RW, n - k0 - AHEAD * WARPS * RW) * D * 2);
-{% endif %}
 #pragma unroll
             for (int t = 0; t < RW / 16; ++t) {
                 const int ka = k0 + 16 * t + 2 * quad, kb = ka + 8;
@@ -320,7 +281,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
         const int g = i / D, d = i % D;
         float o = 0.0f;
-        for (int j = 0; j < n; ++j) o = fmaf(sc[g][j], bf2f(cache_row(vc, table, start + j, kvh)[d]), o);
+        for (int j = 0; j < n; ++j) o = fmaf(sc[g][j], bf2f(cache_row(vc, start + j, kvh)[d]), o);
         part[g][d] = o;
     }
 {% endif %}
@@ -351,10 +312,6 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     // No block leaves while another may still read its shared memory.
     cluster_sync();
     if (spans == 1) return;
-{% if block_size > 0 %}
-    // attention_combine.cu adds the spans.
-}
-{% else %}
     // The last span to finish adds the spans' outputs, each weighed by its share of the sum:
     // rank 0 counts the span done (all its blocks' outputs are visible), then every block of
     // the last cluster takes a share of the outputs.
@@ -413,4 +370,3 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) {{ name }}(
     }
 #endif
 }
-{% endif %}

@@ -2,9 +2,7 @@
 //! into spans ([`decode_attention_shape`]); in prefill the tensor-core kernel where the head
 //! dim allows it, else the scalar one.
 
-use super::kernels::{
-    Attention, AttentionCluster, AttentionCombine, AttentionMma, CudaF32, PLACEHOLDER,
-};
+use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
 use super::options::{
     ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
     ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, WARPS,
@@ -108,13 +106,7 @@ impl Codegen<'_> {
         let mma = h.d % 16 == 0 && h.d <= 128;
         if ph.decode() {
             self.decode_attention(ph, id, &h, v, out)?;
-        } else if ph.paged == Some(PagedStep::Batch) {
-            let group = h.heads / h.kv_heads;
-            match decode_attention_shape(group, h.d, self.max_context, self.attention_spans) {
-                Some(shape) => self.paged_decode_attention(ph, id, &h, shape, v, out)?,
-                None => self.scalar_attention(ph, id, &h, v, out)?,
-            }
-        } else if mma {
+        } else if mma && ph.paged != Some(PagedStep::Batch) {
             self.prefill_attention_mma(ph, id, &h, v, out)?;
         } else {
             self.scalar_attention(ph, id, &h, v, out)?;
@@ -171,10 +163,6 @@ impl Codegen<'_> {
                 threads: ATTENTION_THREADS,
                 rows_per_warp: ATTENTION_ROWS_PER_WARP,
                 prefetch_rounds: ATTENTION_PREFETCH_ROUNDS,
-                block_size: 0,
-                block_elems: 0,
-                max_blocks: 0,
-                q_stride: 0,
             },
         );
         ph.push(launch(
@@ -194,114 +182,6 @@ impl Codegen<'_> {
                 PArg::Ptr(span_out),
                 PArg::Ptr(span_state),
                 PArg::Ptr(count),
-                PArg::Ptr(out),
-            ],
-        ));
-        Ok(())
-    }
-
-    /// The batching engine's decode batches: the batch-1 decode attention (same spans, same
-    /// arithmetic) with a grid layer per token reading its sequence's rows through its block
-    /// table; the spans of long contexts meet in arena scratch and a second kernel adds them.
-    fn paged_decode_attention(
-        &mut self,
-        ph: &mut Phase,
-        id: NodeId,
-        h: &Heads,
-        shape: DecodeAttentionShape,
-        v: &[Val],
-        out: Val,
-    ) -> Result<(), CompileError> {
-        let g = self.g;
-        let name = &g.node(id).name;
-        let paging = self.paging_for(ph, id, v)?.ok_or_else(|| {
-            err(format!(
-                "'{name}': a paged decode attention outside a paged step"
-            ))
-        })?;
-        let (heads, d, tokens) = (h.heads, h.d, ph.tokens);
-        let slots = ATTENTION_CLUSTER * shape.spans;
-        let span_out = ph.buffer(
-            (tokens * heads * slots * d * 4) as u64,
-            format!("{name}.span_out"),
-        );
-        let span_state = ph.buffer(
-            (tokens * heads * slots * 2 * 4) as u64,
-            format!("{name}.span_state"),
-        );
-        let per_min = shape.per_block.min(ATTENTION_SCORES_PER_BLOCK);
-        let k = self.kernel(
-            KernelFamily::AttentionPaged,
-            &AttentionCluster {
-                name: PLACEHOLDER,
-                doc: "decode attention over the paged KV pool, a cluster of blocks per kv head and token".into(),
-                heads,
-                kv_heads: h.kv_heads,
-                d,
-                scale: CudaF32(h.scale as f32),
-                ctx: self.max_context,
-                cluster: ATTENTION_CLUSTER,
-                per_block: shape.per_block,
-                per_min,
-                spans: shape.spans,
-                vec: shape.vec,
-                threads: ATTENTION_THREADS,
-                rows_per_warp: ATTENTION_ROWS_PER_WARP,
-                prefetch_rounds: ATTENTION_PREFETCH_ROUNDS,
-                block_size: paging.block_size,
-                block_elems: paging.block_elems,
-                max_blocks: paging.max_blocks,
-                q_stride: v[0].stride,
-            },
-        );
-        ph.push(launch(
-            k,
-            name,
-            [
-                Dim::Fixed(h.kv_heads as u32),
-                Dim::Fixed(slots as u32),
-                Dim::PerToken(1),
-            ],
-            ATTENTION_THREADS as u32,
-            vec![
-                PArg::Ptr(v[0]),
-                PArg::Ptr(v[1]),
-                PArg::Ptr(v[2]),
-                PArg::Ptr(v[3]),
-                PArg::Ptr(paging.seq_index),
-                PArg::Ptr(paging.block_tables),
-                PArg::Ptr(span_out),
-                PArg::Ptr(span_state),
-                PArg::Ptr(out),
-            ],
-        ));
-        let combine = self.kernel(
-            KernelFamily::AttentionCombine,
-            &AttentionCombine {
-                name: PLACEHOLDER,
-                doc: "the paged decode attention's spans, added".into(),
-                heads,
-                kv_heads: h.kv_heads,
-                d,
-                cluster: ATTENTION_CLUSTER,
-                per_min,
-                spans: shape.spans,
-                threads: ATTENTION_THREADS,
-            },
-        );
-        ph.push(launch(
-            combine,
-            &format!("{name}.combine"),
-            [
-                Dim::Fixed(h.kv_heads as u32),
-                Dim::Fixed(1),
-                Dim::PerToken(1),
-            ],
-            ATTENTION_THREADS as u32,
-            vec![
-                PArg::Ptr(v[3]),
-                PArg::Ptr(span_out),
-                PArg::Ptr(span_state),
                 PArg::Ptr(out),
             ],
         ));
@@ -362,8 +242,8 @@ impl Codegen<'_> {
     }
 
     /// The scalar kernel (head dims the tensor-core kernel does not take, and the batching
-    /// engine's decode batches where the cluster kernel does not fit): a block per query head and
-    /// token; in a paged step each token reads its own sequence's rows through its block table.
+    /// engine's batch steps): a block per query head and token; in a paged step each token reads
+    /// its own sequence's rows through its block table.
     fn scalar_attention(
         &mut self,
         ph: &mut Phase,

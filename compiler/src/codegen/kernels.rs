@@ -154,28 +154,6 @@ pub struct AttentionCluster {
     pub rows_per_warp: usize,
     /// Rounds of rows a warp streams into L2 ahead of its loads.
     pub prefetch_rounds: usize,
-    /// Paged (the batching engine's decode batches): positions per pool block (0 = the
-    /// batch-1 KV cache), bf16 elements per block, block-table entries per sequence, and the
-    /// elements between tokens' queries.
-    pub block_size: usize,
-    pub block_elems: usize,
-    pub max_blocks: usize,
-    pub q_stride: usize,
-}
-
-/// The spans of the paged decode attention, added (its constants are the attention's).
-#[derive(Template)]
-#[template(path = "kernels/attention_combine.cu", escape = "none")]
-pub struct AttentionCombine {
-    pub name: &'static str,
-    pub doc: String,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub d: usize,
-    pub cluster: usize,
-    pub per_min: usize,
-    pub spans: usize,
-    pub threads: usize,
 }
 
 #[derive(Template)]

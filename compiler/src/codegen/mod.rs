@@ -116,8 +116,7 @@ pub fn generate(
         io_end,
     );
     cg.paging = Some(paging_of(&paged));
-    // Decode batches: a token per sequence, so at most max_seqs tokens.
-    let (paged_steps, paged_plan) = cg.phase(&order, max_seqs, Some(PagedStep::Batch))?;
+    let (paged_steps, paged_plan) = cg.phase(&order, opts.max_prefill, Some(PagedStep::Batch))?;
     let (chunk_steps, chunk_plan) = cg.phase(&order, opts.max_prefill, Some(PagedStep::Chunk))?;
     paged.steps = paged_steps;
     paged.chunk_steps = chunk_steps;

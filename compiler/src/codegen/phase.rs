@@ -11,7 +11,7 @@ use pio_artifact::{Region, Step};
 /// Which paged launch list a phase is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PagedStep {
-    /// Up to `max_seqs` tokens, each a query of its own sequence (the decode batches).
+    /// Any sequences, any tokens each (the decode batches).
     Batch,
     /// One sequence's chunk (its attention on tensor cores where the head dim allows).
     Chunk,
