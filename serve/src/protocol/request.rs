@@ -30,102 +30,73 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
-/// The fields both endpoints share: how much to generate, sampling, stopping, streaming.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct Generation {
-    pub max_tokens: Option<i64>,
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
-    pub top_k: Option<i64>,
-    pub min_p: Option<f32>,
-    pub presence_penalty: Option<f32>,
-    pub frequency_penalty: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    pub seed: Option<i64>,
-    pub stop: Option<Stop>,
-    pub stop_token_ids: Option<Vec<u32>>,
-    pub n: Option<i64>,
-    pub stream: Option<bool>,
-    pub stream_options: Option<StreamOptions>,
-    /// vLLM: do not stop on the model's eos ids.
-    pub ignore_eos: Option<bool>,
-    /// vLLM: leave special tokens out of the text (default true).
-    pub skip_special_tokens: Option<bool>,
-    /// vLLM: keep a matched stop string at the end of the text.
-    pub include_stop_str_in_output: Option<bool>,
-    /// Refused when it would change anything (non-empty).
-    pub logit_bias: Option<BTreeMap<String, f32>>,
-    /// vLLM: refused when above 0.
-    pub min_tokens: Option<i64>,
-    /// Only `{"type": "text"}` is taken.
-    pub response_format: Option<serde_json::Value>,
-    /// OpenAI's end-user id: taken and ignored (metadata).
-    pub user: Option<String>,
+/// The fields both endpoints share (how much to generate, sampling, stopping, streaming),
+/// listed once: `generation_fields!(m! { ... })` calls `m!` with its own input followed by
+/// `fields { ... }`.
+macro_rules! generation_fields {
+    ($callback:ident ! { $($input:tt)* }) => {
+        $callback! { $($input)* fields {
+            max_tokens: Option<i64>,
+            temperature: Option<f32>,
+            top_p: Option<f32>,
+            top_k: Option<i64>,
+            min_p: Option<f32>,
+            presence_penalty: Option<f32>,
+            frequency_penalty: Option<f32>,
+            repetition_penalty: Option<f32>,
+            seed: Option<i64>,
+            stop: Option<Stop>,
+            stop_token_ids: Option<Vec<u32>>,
+            n: Option<i64>,
+            stream: Option<bool>,
+            stream_options: Option<StreamOptions>,
+            /// vLLM: do not stop on the model's eos ids.
+            ignore_eos: Option<bool>,
+            /// vLLM: leave special tokens out of the text (default true).
+            skip_special_tokens: Option<bool>,
+            /// vLLM: keep a matched stop string at the end of the text.
+            include_stop_str_in_output: Option<bool>,
+            /// Refused when it would change anything (non-empty).
+            logit_bias: Option<BTreeMap<String, f32>>,
+            /// vLLM: refused when above 0.
+            min_tokens: Option<i64>,
+            /// Only `{"type": "text"}` is taken.
+            response_format: Option<serde_json::Value>,
+            /// OpenAI's end-user id: taken and ignored (metadata).
+            user: Option<String>,
+        } }
+    };
 }
 
-/// The fields both endpoints share (how much to generate, sampling, stopping, streaming),
-/// written into each request struct (not `#[serde(flatten)]`, which would lose the field name
-/// of a type error) and taken out as a [`Generation`].
+/// [`Generation`] itself, from the shared field list.
+macro_rules! generation_struct {
+    (fields { $($(#[$gmeta:meta])* $g:ident: $gty:ty,)* }) => {
+        /// The fields both endpoints share: how much to generate, sampling, stopping, streaming.
+        #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+        pub struct Generation {
+            $($(#[$gmeta])* pub $g: $gty,)*
+        }
+    };
+}
+
+generation_fields!(generation_struct! {});
+
+/// A request struct with the shared fields written into it (not `#[serde(flatten)]`, which
+/// would lose the field name of a type error), taken out as a [`Generation`].
 macro_rules! with_generation {
-    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }
+     fields { $($(#[$gmeta:meta])* $g:ident: $gty:ty,)* }) => {
         $(#[$meta])*
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
-            pub max_tokens: Option<i64>,
-            pub temperature: Option<f32>,
-            pub top_p: Option<f32>,
-            pub top_k: Option<i64>,
-            pub min_p: Option<f32>,
-            pub presence_penalty: Option<f32>,
-            pub frequency_penalty: Option<f32>,
-            pub repetition_penalty: Option<f32>,
-            pub seed: Option<i64>,
-            pub stop: Option<Stop>,
-            pub stop_token_ids: Option<Vec<u32>>,
-            pub n: Option<i64>,
-            pub stream: Option<bool>,
-            pub stream_options: Option<StreamOptions>,
-            /// vLLM: do not stop on the model's eos ids.
-            pub ignore_eos: Option<bool>,
-            /// vLLM: leave special tokens out of the text (default true).
-            pub skip_special_tokens: Option<bool>,
-            /// vLLM: keep a matched stop string at the end of the text.
-            pub include_stop_str_in_output: Option<bool>,
-            /// Refused when it would change anything (non-empty).
-            pub logit_bias: Option<BTreeMap<String, f32>>,
-            /// vLLM: refused when above 0.
-            pub min_tokens: Option<i64>,
-            /// Only `{"type": "text"}` is taken.
-            pub response_format: Option<serde_json::Value>,
-            /// OpenAI's end-user id: taken and ignored (metadata).
-            pub user: Option<String>,
+            $($(#[$gmeta])* pub $g: $gty,)*
         }
 
         impl $name {
             /// Takes the shared fields out.
             pub fn take_generation(&mut self) -> Generation {
                 Generation {
-                    max_tokens: std::mem::take(&mut self.max_tokens),
-                    temperature: std::mem::take(&mut self.temperature),
-                    top_p: std::mem::take(&mut self.top_p),
-                    top_k: std::mem::take(&mut self.top_k),
-                    min_p: std::mem::take(&mut self.min_p),
-                    presence_penalty: std::mem::take(&mut self.presence_penalty),
-                    frequency_penalty: std::mem::take(&mut self.frequency_penalty),
-                    repetition_penalty: std::mem::take(&mut self.repetition_penalty),
-                    seed: std::mem::take(&mut self.seed),
-                    stop: std::mem::take(&mut self.stop),
-                    stop_token_ids: std::mem::take(&mut self.stop_token_ids),
-                    n: std::mem::take(&mut self.n),
-                    stream: std::mem::take(&mut self.stream),
-                    stream_options: std::mem::take(&mut self.stream_options),
-                    ignore_eos: std::mem::take(&mut self.ignore_eos),
-                    skip_special_tokens: std::mem::take(&mut self.skip_special_tokens),
-                    include_stop_str_in_output: std::mem::take(&mut self.include_stop_str_in_output),
-                    logit_bias: std::mem::take(&mut self.logit_bias),
-                    min_tokens: std::mem::take(&mut self.min_tokens),
-                    response_format: std::mem::take(&mut self.response_format),
-                    user: std::mem::take(&mut self.user),
+                    $($g: std::mem::take(&mut self.$g),)*
                 }
             }
         }
@@ -228,7 +199,7 @@ pub struct FunctionDef {
     pub parameters: Option<serde_json::Value>,
 }
 
-with_generation! {
+generation_fields!(with_generation! {
 /// `POST /v1/chat/completions`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct ChatRequest {
@@ -248,7 +219,7 @@ pub struct ChatRequest {
     /// vLLM: open the assistant's turn (default true).
     pub add_generation_prompt: Option<bool>,
 }
-}
+});
 
 /// `prompt`: text, texts, token ids or lists of token ids.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -260,7 +231,7 @@ pub enum Prompt {
     IdLists(Vec<Vec<u32>>),
 }
 
-with_generation! {
+generation_fields!(with_generation! {
 /// `POST /v1/completions`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct CompletionRequest {
@@ -275,4 +246,4 @@ pub struct CompletionRequest {
     /// Refused unless equal to `n`.
     pub best_of: Option<i64>,
 }
-}
+});
