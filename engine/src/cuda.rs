@@ -148,8 +148,7 @@ impl Forward for CudaBackend {
             self.model.mark_seen(tokens)?;
         }
         self.model.step(tokens)?;
-        // The GPU sampler has no frequency penalty: such requests sample on the host.
-        if gpu_sampling_supported(&p) && p.frequency_penalty == 0.0 {
+        if gpu_sampling_supported(&p) {
             return Ok(self.model.sample(&p, generated.len() as u64)?);
         }
         // Sampling the GPU sampler cannot do exactly (no top-k): on the host.

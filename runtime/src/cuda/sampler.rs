@@ -12,9 +12,10 @@ use std::ffi::c_void;
 pub const GPU_MAX_TOP_K: usize = 64;
 
 /// Whether the GPU sampler draws exactly from `p`: greedy, or top-k between 1 and 64 (without
-/// top-k the whole vocabulary is a candidate, which the host sampler handles).
+/// top-k the whole vocabulary is a candidate, which the host sampler handles), and no frequency
+/// penalty (the GPU sampler does not count occurrences).
 pub fn gpu_sampling_supported(p: &SamplingParams) -> bool {
-    p.temperature == 0.0 || (1..=GPU_MAX_TOP_K).contains(&p.top_k)
+    p.frequency_penalty == 0.0 && (p.temperature == 0.0 || (1..=GPU_MAX_TOP_K).contains(&p.top_k))
 }
 
 /// Vocabulary entries per block of the first kernel (`SLICE` in sample.cu).
