@@ -82,6 +82,12 @@ pub fn check(a: &Artifact) -> Result<(), String> {
         .checked_mul(pg.max_blocks_per_seq as u64 * 4)
         .ok_or("paged: block tables overflow")?;
     within("paged block tables", Region::Io, pg.block_tables, tables)?;
+    within(
+        "paged split counts",
+        Region::Io,
+        pg.split_counts,
+        pg.split_counts_bytes,
+    )?;
     for e in &pg.pool {
         let bytes = (e.kv_heads * pg.block_size * e.head_dim * 2) as u64;
         if e.offset

@@ -26,7 +26,7 @@ pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -88,7 +88,9 @@ impl Artifact {
 /// keys and values for its positions (`block_bytes`; [`KvPoolEntry`] gives each layer's
 /// offset within a block, `[kv_heads, block_size, head_dim]` each). Per step the io region
 /// holds each token's pool slot (`block * block_size + position % block_size`), its
-/// sequence's index, and each sequence's block table (`max_blocks_per_seq` i32 each).
+/// sequence's index, and each sequence's block table (`max_blocks_per_seq` i32 each); the
+/// decode attention's split counts (`split_counts_bytes`, u32 each) are zeroed once when the
+/// pool is allocated and return to 0 after every launch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Paged {
     pub block_size: usize,
@@ -101,6 +103,10 @@ pub struct Paged {
     pub slots: u64,
     pub seq_index: u64,
     pub block_tables: u64,
+    /// io offset and bytes of the decode attention's per-(token, kv head) count of finished
+    /// context splits.
+    pub split_counts: u64,
+    pub split_counts_bytes: u64,
     /// A batch of sequences (decode: a token each).
     pub steps: Vec<Step>,
     /// One sequence's prefill chunk (its attention on tensor cores where the head dim allows).

@@ -4,14 +4,20 @@
 use crate::types::Region;
 use serde::{Deserialize, Serialize};
 
-/// A grid or GEMM dimension: fixed, proportional to the step's token count, or its number of
-/// tiles of so many tokens.
+/// A grid or GEMM dimension: fixed, proportional to the step's token count, its number of
+/// tiles of so many tokens, or the splits of each token's work (fewer for more tokens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dim {
     Fixed(u32),
     PerToken(u32),
     TokenTiles(u32),
+    /// ceil(target / tokens), at least 1 and at most `max`: a token's work split over enough
+    /// blocks that the step has about `target` of them (per other grid index).
+    Split {
+        target: u32,
+        max: u32,
+    },
 }
 
 impl Dim {
@@ -21,6 +27,7 @@ impl Dim {
             Dim::Fixed(n) => n,
             Dim::PerToken(n) => n * tokens,
             Dim::TokenTiles(n) => tokens.div_ceil(n.max(1)),
+            Dim::Split { target, max } => target.div_ceil(tokens.max(1)).clamp(1, max.max(1)),
         }
     }
 }

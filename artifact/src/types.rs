@@ -110,7 +110,8 @@ impl Region {
 }
 
 /// What a kernel is, and the template it was generated from (`templates/kernels/FAMILY.cu`;
-/// `AttentionPaged` is `attention.cu` rendered over the paged pool).
+/// `AttentionPaged` is `attention_paged_decode.cu`, or `attention.cu` rendered over the paged
+/// pool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KernelFamily {
@@ -129,8 +130,10 @@ pub enum KernelFamily {
     AttentionMma,
     /// Decode attention, a thread-block cluster per kv head.
     AttentionCluster,
-    /// Causal attention over the paged KV pool (the batching engine's batch steps): the scalar
-    /// `attention.cu` with paged row addresses, its own family so that profiles tell it apart.
+    /// Attention over the paged KV pool (the batching engine's batch steps): a block per kv
+    /// head, context split and token (`attention_paged_decode.cu`), or the scalar `attention.cu`
+    /// with paged row addresses for head sizes that kernel does not take; its own family so
+    /// that profiles tell it apart.
     AttentionPaged,
 }
 

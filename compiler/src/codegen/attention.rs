@@ -1,12 +1,14 @@
 //! Attention kernel selection: in decode a cluster of blocks per kv head, the KV cache split
-//! into spans ([`decode_attention_shape`]); in prefill the tensor-core kernel where the head
-//! dim allows it, else the scalar one.
+//! into spans ([`decode_attention_shape`]); in the batching engine's decode batches a block
+//! per kv head, split and token over the paged pool (`paged_attention.rs`); in prefill the
+//! tensor-core kernel where the head dim allows it, else the scalar one.
 
 use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
 use super::options::{
     ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
     ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, WARPS,
 };
+use super::paged_attention::paged_decode_shape;
 use super::phase::PagedStep;
 use super::schedule::{launch, PArg, Phase, Place, Val};
 use super::{err, fixed, Codegen, Paging};
@@ -79,11 +81,11 @@ pub fn decode_attention_shape(
 }
 
 /// An attention node's shape (query heads, kv heads, head dim) and scale.
-struct Heads {
-    heads: usize,
-    kv_heads: usize,
-    d: usize,
-    scale: f64,
+pub(super) struct Heads {
+    pub(super) heads: usize,
+    pub(super) kv_heads: usize,
+    pub(super) d: usize,
+    pub(super) scale: f64,
 }
 
 impl Codegen<'_> {
@@ -104,8 +106,19 @@ impl Codegen<'_> {
             scale,
         };
         let mma = h.d % 16 == 0 && h.d <= 128;
+        let paged_decode = match ph.paged {
+            Some(PagedStep::Batch) => {
+                paged_decode_shape(h.heads / h.kv_heads, h.d).filter(|_| {
+                    // 16-byte query loads.
+                    v[0].offset % 16 == 0 && v[0].stride % 8 == 0
+                })
+            }
+            _ => None,
+        };
         if ph.decode() {
             self.decode_attention(ph, id, &h, v, out)?;
+        } else if let Some(shape) = paged_decode {
+            self.paged_decode_attention(ph, id, &h, shape, v, out)?;
         } else if mma && ph.paged != Some(PagedStep::Batch) {
             self.prefill_attention_mma(ph, id, &h, v, out)?;
         } else {
@@ -242,7 +255,7 @@ impl Codegen<'_> {
     }
 
     /// The scalar kernel (head dims the tensor-core kernel does not take, and the batching
-    /// engine's batch steps): a block per query head and token; in a paged step each token reads
+    /// engine's batch steps where the paged decode kernel does not fit): a block per query head and token; in a paged step each token reads
     /// its own sequence's rows through its block table.
     fn scalar_attention(
         &mut self,
@@ -307,7 +320,7 @@ impl Codegen<'_> {
 
     /// The pool layout of a paged step (None outside one), with its keys and values checked to
     /// be the pool's.
-    fn paging_for(
+    pub(super) fn paging_for(
         &self,
         ph: &Phase,
         id: NodeId,

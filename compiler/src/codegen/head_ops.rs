@@ -193,6 +193,7 @@ impl Codegen<'_> {
             nodes.push(node);
             ys.push(match grid[1] {
                 Dim::Fixed(y) | Dim::PerToken(y) | Dim::TokenTiles(y) => y,
+                Dim::Split { max, .. } => max,
             });
         }
         let n = nodes.len();

@@ -127,6 +127,32 @@ pub struct AttentionMma {
     pub max_blocks: usize,
 }
 
+/// Decode attention over the paged KV pool: a block per kv head, context split and token.
+#[derive(Template)]
+#[template(path = "kernels/attention_paged_decode.cu", escape = "none")]
+pub struct AttentionPagedDecode {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d: usize,
+    pub scale: CudaF32,
+    /// Elements between tokens' queries.
+    pub q_stride: usize,
+    /// Positions per pool block, bf16 elements per block, block-table entries per sequence.
+    pub block_size: usize,
+    pub block_elems: usize,
+    pub max_blocks: usize,
+    /// Keys whose scores a block keeps in shared memory at a time.
+    pub chunk: usize,
+    /// Keys per context split at least.
+    pub min_span: usize,
+    pub warps: usize,
+    /// 16-byte pieces of a key row per lane, and loads of them per lane in flight.
+    pub pieces: usize,
+    pub unroll: usize,
+}
+
 #[derive(Template)]
 #[template(path = "kernels/attention_cluster.cu", escape = "none")]
 pub struct AttentionCluster {

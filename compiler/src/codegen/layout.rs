@@ -149,7 +149,10 @@ pub(super) fn paged_layout(
     let slots = align(io_end);
     let seq_index = slots + align(4 * max_tokens as u64);
     let block_tables = seq_index + align(4 * max_tokens as u64);
-    let end = block_tables + align(4 * (max_seqs * max_blocks_per_seq) as u64);
+    let split_counts = block_tables + align(4 * (max_seqs * max_blocks_per_seq) as u64);
+    let max_kv_heads = kv.iter().map(|e| e.shape[1]).max().unwrap_or(1);
+    let split_counts_bytes = 4 * (max_tokens * max_kv_heads) as u64;
+    let end = split_counts + align(split_counts_bytes);
     (
         art::Paged {
             block_size,
@@ -161,6 +164,8 @@ pub(super) fn paged_layout(
             slots,
             seq_index,
             block_tables,
+            split_counts,
+            split_counts_bytes,
             steps: Vec::new(),
             chunk_steps: Vec::new(),
         },

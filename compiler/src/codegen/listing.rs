@@ -10,6 +10,7 @@ pub fn listing(steps: &[Step]) -> String {
         Dim::PerToken(1) => "T".into(),
         Dim::PerToken(n) => format!("{n}T"),
         Dim::TokenTiles(n) => format!("T/{n}"),
+        Dim::Split { target, max } => format!("split({target}/T,<={max})"),
     };
     let arg = |a: &Arg| match a {
         Arg::Ptr { region, offset } => format!("{region:?}+{offset}").to_lowercase(),

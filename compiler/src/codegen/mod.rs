@@ -15,6 +15,7 @@ pub mod kernels;
 mod layout;
 mod listing;
 mod options;
+mod paged_attention;
 mod phase;
 mod projection;
 pub mod rope;
@@ -207,6 +208,8 @@ struct Paging {
     slots: schedule::Val,
     seq_index: schedule::Val,
     block_tables: schedule::Val,
+    /// The decode attention's per-(token, kv head) split counts.
+    split_counts: schedule::Val,
 }
 
 fn paging_of(p: &art::Paged) -> Paging {
@@ -227,6 +230,7 @@ fn paging_of(p: &art::Paged) -> Paging {
         slots: io(p.slots),
         seq_index: io(p.seq_index),
         block_tables: io(p.block_tables),
+        split_counts: io(p.split_counts),
     }
 }
 

@@ -112,6 +112,21 @@ pub(super) const ATTENTION_THREADS: usize = 128;
 pub(super) const ATTENTION_ROWS_PER_WARP: usize = 32;
 /// Rounds of rows a warp of the decode attention streams into L2 ahead of its loads.
 pub(super) const ATTENTION_PREFETCH_ROUNDS: usize = 1;
+/// Blocks the paged decode attention aims at per kv head (its launch splits each token's
+/// context over ceil(this / tokens) blocks): about 4 per SM of an H100 / H200 (132 SMs) for
+/// 8 kv heads.
+pub(super) const PAGED_ATTENTION_TARGET_BLOCKS: usize = 4 * 132;
+/// Context splits per token of the paged decode attention at most.
+pub(super) const PAGED_ATTENTION_MAX_SPLITS: usize = 32;
+/// Keys per split of the paged decode attention at least.
+pub(super) const PAGED_ATTENTION_MIN_SPAN: usize = 64;
+/// Warps per block of the paged decode attention.
+pub(super) const PAGED_ATTENTION_DECODE_WARPS: usize = 4;
+/// Bytes of scores (f32 per query head and key) a block of the paged decode attention keeps
+/// in shared memory: the chunk of keys it scores before the values.
+pub(super) const PAGED_ATTENTION_SCORE_BYTES: usize = 16 << 10;
+/// 16-byte loads per lane in flight in the paged decode attention.
+pub(super) const PAGED_ATTENTION_LOADS: usize = 8;
 /// Warps per block of the per-head kernels and the scalar prefill attention.
 pub(super) const WARPS: usize = 4;
 /// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.

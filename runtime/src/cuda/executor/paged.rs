@@ -122,6 +122,19 @@ impl CudaModel {
         let bytes = self.paged_pool_bytes(num_blocks);
         let base = self.regions.alloc_pool(&self.gpu, bytes)?;
         self.runner.rebase_pool(base);
+        // The decode attention's split counts start at 0 (each launch leaves them so).
+        let counts = self
+            .regions
+            .addr(Region::Io, self.artifact.paged.split_counts);
+        // SAFETY: the artifact's checks put the counts inside the io region.
+        drv("clear the paged attention's split counts", unsafe {
+            result::memset_d8_async(
+                counts,
+                0,
+                self.artifact.paged.split_counts_bytes as usize,
+                self.gpu.stream,
+            )
+        })?;
         self.pool_blocks = num_blocks;
         self.gpu.sync()
     }
