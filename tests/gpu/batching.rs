@@ -90,6 +90,8 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
         // CPU executor (f32) teacher-forced on the engine's tokens.
         let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
         let (mut vs_alone, mut vs_cpu, mut bitwise, mut same_tokens) = (0f64, 0f64, 0, 0);
+        // Where the CPU gap is largest: request, generated row (0 = the prompt's last chunk).
+        let mut worst_cpu_at = (0, 0);
         for (i, (prompt, n, _)) in reqs.iter().enumerate() {
             gpu.clear_prefix_cache();
             let alone = run(&mut gpu, &[(prompt.clone(), *n, 0)], true);
@@ -108,15 +110,22 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
                 rows.extend(cpu.step_logits(&[t]).unwrap());
             }
             for (k, l) in logits.iter().enumerate() {
-                vs_cpu = vs_cpu.max(rel_l2(l, &rows[prompt.len() - 1 + k]));
+                let e = rel_l2(l, &rows[prompt.len() - 1 + k]);
+                if e > vs_cpu {
+                    (vs_cpu, worst_cpu_at) = (e, (i, k));
+                }
             }
         }
         let rows: usize = reqs.iter().map(|r| r.1).sum();
         eprintln!(
             "{spec}: paged batch vs each request alone on the GPU: worst rel L2 {vs_alone:.2e} \
              ({bitwise}/{rows} rows bitwise equal), {same_tokens}/{} requests with the same \
-             greedy tokens; vs the CPU executor (f32): worst rel L2 {vs_cpu:.2e}",
-            reqs.len()
+             greedy tokens; vs the CPU executor (f32): worst rel L2 {vs_cpu:.2e} (request {}, \
+             generated row {} of {}; row 0 comes from the prompt's last chunk)",
+            reqs.len(),
+            worst_cpu_at.0,
+            worst_cpu_at.1,
+            reqs[worst_cpu_at.0].1
         );
         assert!(
             vs_alone <= 1e-2,
