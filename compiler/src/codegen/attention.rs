@@ -17,7 +17,7 @@ use crate::ir::NodeId;
 use pio_artifact::{Dim, KernelFamily, Region};
 
 /// Static shared memory a kernel may use.
-const STATIC_SHARED: usize = 48 << 10;
+pub(super) const STATIC_SHARED: usize = 48 << 10;
 /// Tokens per block of the tensor-core prefill attention (BQ in attention_mma.cu), and its threads.
 const PREFILL_ATTENTION_TOKENS: u32 = 64;
 const PREFILL_ATTENTION_THREADS: u32 = 128;
@@ -255,8 +255,9 @@ impl Codegen<'_> {
     }
 
     /// The scalar kernel (head dims the tensor-core kernel does not take, and the batching
-    /// engine's batch steps where the paged decode kernel does not fit): a block per query head and token; in a paged step each token reads
-    /// its own sequence's rows through its block table.
+    /// engine's batch steps where the paged decode kernel does not fit): a block per query head
+    /// and token; in a paged step each token reads its own sequence's rows through its block
+    /// table.
     fn scalar_attention(
         &mut self,
         ph: &mut Phase,

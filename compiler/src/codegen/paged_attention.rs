@@ -3,7 +3,7 @@
 //! (`attention_paged_decode.cu`); the splits per token shrink as the batch grows
 //! ([`Dim::Split`]), and the last split of a token combines their partials in arena scratch.
 
-use super::attention::Heads;
+use super::attention::{Heads, STATIC_SHARED};
 use super::kernels::{AttentionPagedDecode, CudaF32, PLACEHOLDER};
 use super::options::{
     PAGED_ATTENTION_DECODE_WARPS, PAGED_ATTENTION_LOADS, PAGED_ATTENTION_MAX_SPLITS,
@@ -15,8 +15,6 @@ use crate::error::CompileError;
 use crate::ir::NodeId;
 use pio_artifact::{Dim, KernelFamily};
 
-/// Static shared memory a kernel may use.
-const STATIC_SHARED: usize = 48 << 10;
 /// Query heads per kv head the kernel keeps in registers at most.
 const MAX_GROUP: usize = 8;
 
