@@ -6,6 +6,8 @@
 
 #[path = "gpu/batching.rs"]
 mod batching;
+#[path = "gpu/chunking.rs"]
+mod chunking;
 mod common;
 
 use common::rel_l2;

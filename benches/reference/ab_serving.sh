@@ -3,7 +3,10 @@
 # throughput (N requests of 512 prompt + 256 generated tokens), batch-1 decode (`pio bench`,
 # context 128) and, for build B, the GPU time per kernel family (PIO_PROFILE=1) at the largest N.
 # A=path B=path (binaries carried in the working tree); MODELS, REQUESTS as in bench_serving.sh.
-# GPU_TESTS=path also runs the batching GPU tests first (`gpu-tests batching`).
+# A_ENV / B_ENV: environment settings for one side ("PIO_NO_CUDA_GRAPH=1": one binary, graphs
+# off against on).
+# GPU_TESTS=path also runs GPU tests first: those GPU_FILTER names (default `batching`).
+# PROFILE=0 skips the profile.
 # Reports (JSON and markdown) land in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/pio-out}
@@ -17,23 +20,28 @@ LAST=${REQUESTS##*,}
 status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if [ -n "${GPU_TESTS:-}" ]; then
-    echo "=== GPU tests: batching"
-    PIO_REQUIRE_GPU=1 "$GPU_TESTS" batching --include-ignored 2>&1 | tail -15 || status=1
+    echo "=== GPU tests: ${GPU_FILTER:-batching}"
+    PIO_REQUIRE_GPU=1 "$GPU_TESTS" ${GPU_FILTER:-batching} --include-ignored --nocapture \
+        > "$OUT/gpu-tests.log" 2>&1 || status=1
+    grep -E "row 0:|worst|panicked|^test |test result" "$OUT/gpu-tests.log" | tail -${GPU_LINES:-60}
 fi
 for m in $MODELS; do
     for side in A B; do
         bin=${!side}
+        side_env=${side}_ENV
+        run=(env ${!side_env:-} "$bin")
         echo "=== $m, build $side: throughput"
-        "$bin" bench --mode throughput --spec "$m" --requests "$REQUESTS" --prompt-len 512 --gen 256 \
+        "${run[@]}" bench --mode throughput --spec "$m" --requests "$REQUESTS" --prompt-len 512 --gen 256 \
             --json "$OUT/throughput-$m-$side.json" > "$OUT/throughput-$m-$side.md" \
             2> "$OUT/throughput-$m-$side.err" || status=1
         cat "$OUT/throughput-$m-$side.md"; tail -2 "$OUT/throughput-$m-$side.err"
         echo "=== $m, build $side: batch-1 decode"
-        "$bin" bench --spec "$m" --prompt-len 128 --gen 64 --context 128 --repeats 3 --device cuda \
+        "${run[@]}" bench --spec "$m" --prompt-len 128 --gen 64 --context 128 --repeats 3 --device cuda \
             --json "$OUT/latency-$m-$side.json" > "$OUT/latency-$m-$side.md" \
             2> "$OUT/latency-$m-$side.err" || status=1
         grep -i "decode" "$OUT/latency-$m-$side.md" | head -4
     done
+    [ "${PROFILE:-1}" = 1 ] || continue
     echo "=== $m, build B: profile at N = $LAST"
     PIO_PROFILE=1 "$B" bench --mode throughput --spec "$m" --requests "$LAST" --prompt-len 512 \
         --gen 256 > "$OUT/profile-$m.md" 2> "$OUT/profile-$m.err" || status=1

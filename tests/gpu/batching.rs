@@ -1,7 +1,9 @@
 //! The batching engine on the GPU (the artifact's paged launch lists over the KV block pool):
 //! requests of different lengths joining and leaving mid-way, a prefix shared through the
 //! cache, against each request run alone through the same engine and against the CPU executor
-//! (f32, teacher-forced on the same tokens); and a pool small enough to preempt.
+//! (f32, teacher-forced on the same tokens, bounded by the batch-1 path's own gap to it); and a
+//! pool small enough to preempt. Decode batches are padded to their bucket and replayed from
+//! CUDA graphs, so this also checks the padding rows disturb nothing.
 
 use super::{have_gpu, load};
 use crate::common::rel_l2;
@@ -89,7 +91,12 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
         // Each request alone through the same engine (a batch of one, nothing cached), and the
         // CPU executor (f32) teacher-forced on the engine's tokens.
         let mut cpu = load(spec, Device::Cpu, &LoadOptions::default());
+        // The batch-1 path (one prefill step, the decode graph) on the same tokens: its own gap
+        // to the f32 CPU is the yardstick of a bf16 path's (it grows with the prompt: 1.38e-2
+        // at the 70-token prompt of the 0.6B shapes, where the engine's chunks equal it bitwise).
+        let mut single = load(spec, Device::Cuda, &LoadOptions::default());
         let (mut vs_alone, mut vs_cpu, mut bitwise, mut same_tokens) = (0f64, 0f64, 0, 0);
+        let mut worst_ratio = 0f64;
         // Where the CPU gap is largest: request, generated row (0 = the prompt's last chunk).
         let mut worst_cpu_at = (0, 0);
         for (i, (prompt, n, _)) in reqs.iter().enumerate() {
@@ -106,11 +113,18 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
                 }
             }
             let mut rows = cpu.prefill_logits(prompt).unwrap();
+            let mut one = single.prefill_logits(prompt).unwrap();
             for &t in &tokens[..n - 1] {
                 rows.extend(cpu.step_logits(&[t]).unwrap());
+                one.extend(single.step_logits(&[t]).unwrap());
             }
             for (k, l) in logits.iter().enumerate() {
-                let e = rel_l2(l, &rows[prompt.len() - 1 + k]);
+                let want = &rows[prompt.len() - 1 + k];
+                let e = rel_l2(l, want);
+                let yardstick = rel_l2(&one[prompt.len() - 1 + k], want);
+                // As hf_parity.py bounds pio against HF-bf16: 1.5 times the other bf16 path's
+                // gap, and 1e-2 where that gap is small.
+                worst_ratio = worst_ratio.max(e / (1.5 * yardstick).max(1e-2));
                 if e > vs_cpu {
                     (vs_cpu, worst_cpu_at) = (e, (i, k));
                 }
@@ -121,7 +135,8 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
             "{spec}: paged batch vs each request alone on the GPU: worst rel L2 {vs_alone:.2e} \
              ({bitwise}/{rows} rows bitwise equal), {same_tokens}/{} requests with the same \
              greedy tokens; vs the CPU executor (f32): worst rel L2 {vs_cpu:.2e} (request {}, \
-             generated row {} of {}; row 0 comes from the prompt's last chunk)",
+             generated row {} of {}; row 0 comes from the prompt's last chunk), at most \
+             {worst_ratio:.2} of its bound (1.5 x the batch-1 path's gap, at least 1e-2)",
             reqs.len(),
             worst_cpu_at.0,
             worst_cpu_at.1,
@@ -132,8 +147,8 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
             "{spec}: batched vs alone, rel L2 {vs_alone:e}"
         );
         assert!(
-            vs_cpu <= 1e-2,
-            "{spec}: vs the CPU executor, rel L2 {vs_cpu:e}"
+            worst_ratio <= 1.0,
+            "{spec}: vs the CPU executor, rel L2 {vs_cpu:e} ({worst_ratio:.2} of the bound)"
         );
         // bf16 near-ties of random weights may flip one greedy pick between chunkings (the
         // rows are compared only while the tokens agree, so a flip hides no logits error).

@@ -89,8 +89,10 @@ impl Model {
             Backend::Cuda(c) => {
                 let gpu = c.model().gpu();
                 gpu.bind_to_thread()?;
-                // A pool allocated before is replaced: its memory counts as free.
+                // A pool allocated before is replaced: its memory counts as free. The GPU's pool
+                // has a scratch block more (the padding rows of its decode buckets).
                 let free = gpu.memory().0 + c.model().paged_pool_allocated();
+                let bytes = c.model().paged_pool_bytes(num_blocks);
                 if bytes > free {
                     return Err(pio_runtime::resources::NotEnough {
                         resource: "GPU memory".into(),

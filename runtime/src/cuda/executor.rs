@@ -8,7 +8,7 @@
 //! `sampler` and `profile`.
 
 use super::device::{CudaError, Gpu};
-use super::graph::DecodeGraph;
+use super::graph::{BucketGraphs, DecodeGraph};
 use super::launch::LaunchRunner;
 use super::modules::Functions;
 use super::nvrtc::{arch_number, KernelCache};
@@ -39,6 +39,8 @@ pub struct CudaModel {
     pub graph_fallback: Option<String>,
     // Dropped in this order: the graph and cuBLAS before the memory they use.
     graph: DecodeGraph,
+    /// The paged decode steps' graphs, one per batch bucket.
+    paged_graphs: BucketGraphs,
     runner: LaunchRunner,
     sampler: GpuSampler,
     regions: DeviceRegions,
@@ -100,6 +102,7 @@ impl CudaModel {
             artifact,
             graph_fallback: (!use_graph).then(|| "PIO_NO_CUDA_GRAPH is set".to_string()),
             graph: DecodeGraph::default(),
+            paged_graphs: BucketGraphs::default(),
             runner,
             sampler,
             regions,
@@ -352,6 +355,7 @@ impl CudaModel {
             self.runner.pdl = on;
             let _ = self.gpu.sync();
             self.graph.destroy();
+            self.paged_graphs.destroy();
         }
     }
 

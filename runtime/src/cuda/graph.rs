@@ -87,3 +87,81 @@ fn capture(
         exec
     }
 }
+
+/// The batching engine's decode steps as CUDA graphs, one per batch bucket: a batch of `n`
+/// sequences runs as [`bucket`]`(n)` rows (the extra rows are padding the caller writes), so a
+/// handful of graphs covers every batch size.
+#[derive(Default)]
+pub(crate) struct BucketGraphs {
+    /// (bucket, its graph), in the order first used.
+    graphs: Vec<(u32, DecodeGraph)>,
+    /// Why the paged decode steps run eagerly, once a capture failed.
+    pub(crate) fallback: Option<String>,
+}
+
+impl BucketGraphs {
+    /// Queues one decode step of `bucket` rows: the bucket's graph (captured from `eager` on
+    /// first use), or `eager` itself without `use_graph` or after a failed capture.
+    pub(crate) fn launch(
+        &mut self,
+        gpu: &Gpu,
+        bucket: u32,
+        use_graph: bool,
+        eager: impl FnMut() -> Result<(), CudaError>,
+    ) -> Result<(), CudaError> {
+        let i = match self.graphs.iter().position(|(b, _)| *b == bucket) {
+            Some(i) => i,
+            None => {
+                self.graphs.push((bucket, DecodeGraph::default()));
+                self.graphs.len() - 1
+            }
+        };
+        self.graphs[i]
+            .1
+            .launch(gpu, use_graph, &mut self.fallback, eager)
+    }
+
+    /// Drops every graph (after the pool moved or PDL was switched: they hold old arguments).
+    pub(crate) fn destroy(&mut self) {
+        self.graphs.clear();
+    }
+
+    /// Buckets with a graph now.
+    pub(crate) fn captured(&self) -> usize {
+        self.graphs.len()
+    }
+}
+
+/// The rows a decode batch of `n` sequences runs as: the next power of two, at most `max` (the
+/// batch size the launch list is planned for); `n` itself past `max` (the caller refuses it).
+pub(crate) fn bucket(n: usize, max: usize) -> usize {
+    if n >= max {
+        return n;
+    }
+    n.max(1).next_power_of_two().min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn buckets_are_powers_of_two_capped_at_the_planned_batch() {
+        let got: Vec<usize> = [1, 2, 3, 5, 8, 9, 33, 64, 65, 100, 128]
+            .iter()
+            .map(|&n| bucket(n, 128))
+            .collect();
+        assert_eq!(got, [1, 2, 4, 8, 8, 16, 64, 64, 128, 128, 128]);
+        // A planned batch that is not a power of two is the last bucket.
+        assert_eq!(bucket(70, 100), 100);
+        assert_eq!(bucket(60, 100), 64);
+        assert_eq!(bucket(100, 100), 100);
+        // Every batch fits its bucket, and a bucket never exceeds the plan.
+        for max in [1, 3, 64, 100, 256] {
+            for n in 1..=max {
+                let b = bucket(n, max);
+                assert!(b >= n && b <= max, "n {n} max {max}: bucket {b}");
+            }
+        }
+    }
+}

@@ -1,9 +1,13 @@
 //! The batching engine's steps on the GPU: the artifact's paged launch list over a KV block pool
 //! sized at [`CudaModel::enable_paged`], each step's tokens, positions, pool slots, sequence
-//! indices and block tables written to the io region first.
+//! indices and block tables written to the io region first. Decode batches are padded to a
+//! bucket (a power of two) and replayed from that bucket's CUDA graph; the padding rows are
+//! sequences of one token at position 0 in a scratch block past the pool's last, which no
+//! sequence owns.
 
 use super::CudaModel;
 use crate::cuda::device::{drv, CudaError, DeviceBuffer, Gpu};
+use crate::cuda::graph::bucket;
 use crate::cuda::profile::Phase;
 use cudarc::driver::{result, sys};
 use pio_artifact::Region;
@@ -103,12 +107,23 @@ impl CudaModel {
         self.regions.pool_bytes()
     }
 
-    /// Bytes a pool of `num_blocks` blocks takes.
+    /// Bytes a pool of `num_blocks` blocks takes on the device: one block more, the scratch
+    /// block the padding rows of a decode bucket write to.
     pub fn paged_pool_bytes(&self, num_blocks: usize) -> u64 {
         self.artifact
             .paged
             .block_bytes
-            .saturating_mul(num_blocks as u64)
+            .saturating_mul(num_blocks as u64 + 1)
+    }
+
+    /// Batch buckets whose decode graph is captured now.
+    pub fn paged_graphs_captured(&self) -> usize {
+        self.paged_graphs.captured()
+    }
+
+    /// Why the paged decode steps run without CUDA graphs, if they do.
+    pub fn paged_graph_fallback(&self) -> Option<&str> {
+        self.paged_graphs.fallback.as_deref()
     }
 
     /// Allocates the paged KV pool: `num_blocks` blocks of the artifact's block size.
@@ -120,6 +135,9 @@ impl CudaModel {
             ));
         }
         let bytes = self.paged_pool_bytes(num_blocks);
+        // The graphs hold the old pool's addresses.
+        self.gpu.sync()?;
+        self.paged_graphs.destroy();
         let base = self.regions.alloc_pool(&self.gpu, bytes)?;
         self.runner.rebase_pool(base);
         // The decode attention's split counts start at 0 (each launch leaves them so).
@@ -143,32 +161,28 @@ impl CudaModel {
     /// Either every sequence brings one token (a decode batch, up to `max_seqs`) or there is
     /// one sequence (a prefill chunk of up to `max_tokens`).
     pub fn step_paged(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<Vec<f32>>, CudaError> {
-        let rows = self.run_paged(seqs)?;
+        let first = self.run_paged(seqs)?;
         let vocab = self.artifact.model.vocab_size;
-        let mut logits = self
-            .regions
-            .read_logits(&self.gpu, &self.artifact.io, rows, vocab)?;
-        Ok(if rows == seqs.len() {
-            logits
-        } else {
-            vec![logits.pop().unwrap_or_default()]
-        })
+        let mut logits =
+            self.regions
+                .read_logits(&self.gpu, &self.artifact.io, first + seqs.len(), vocab)?;
+        Ok(logits.split_off(first))
     }
 
     /// [`Self::step_paged`] with each sequence's greedy pick instead of its logits (the argmax on
     /// the device: only the ids travel).
     pub fn step_paged_argmax(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<u32>, CudaError> {
-        let rows = self.run_paged(seqs)?;
+        let first = self.run_paged(seqs)?;
         let vocab = self.artifact.model.vocab_size;
         let io = &self.artifact.io;
         let logits = self.regions.addr(Region::Io, io.logits);
-        // A chunk's logits are its last row.
-        let skip = (rows - seqs.len()) as u64 * vocab as u64 * 2;
+        let skip = first as u64 * vocab as u64 * 2;
         self.argmax
             .run(&self.gpu, logits + skip, seqs.len(), vocab, io.logits_rows)
     }
 
-    /// Writes a paged step's inputs and runs it; returns the logits rows it left.
+    /// Writes a paged step's inputs and runs it; returns the logits row of its first sequence
+    /// (the sequences' rows follow it: a decode batch's from row 0, a chunk's last row alone).
     fn run_paged(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<usize, CudaError> {
         self.gpu.bind_to_thread()?;
         let p = &self.artifact.paged;
@@ -197,9 +211,15 @@ impl CudaModel {
         }
         let vocab = self.artifact.model.vocab_size;
         let bs = p.block_size;
+        // A decode batch runs as its bucket's sequences (padding included); a chunk as it is.
+        let padded = if decode {
+            bucket(seqs.len(), p.max_seqs)
+        } else {
+            seqs.len()
+        };
         // The host staging buffers of earlier steps, refilled (no allocation once warm).
         let mut st = std::mem::take(&mut self.paged_inputs);
-        st.clear(seqs.len() * p.max_blocks_per_seq * 4);
+        st.clear(padded * p.max_blocks_per_seq * 4);
         let PagedInputs {
             ids,
             positions,
@@ -247,6 +267,15 @@ impl CudaModel {
                 row[k * 4..k * 4 + 4].copy_from_slice(&(b as i32).to_le_bytes());
             }
         }
+        // Padding up to the bucket: one token each at position 0 of the scratch block.
+        let scratch = self.pool_blocks as i32;
+        for i in seqs.len()..padded {
+            ids.extend(0i32.to_le_bytes());
+            positions.extend(0i32.to_le_bytes());
+            slots.extend((scratch * bs as i32).to_le_bytes());
+            seq_index.extend((i as i32).to_le_bytes());
+            tables[i * p.max_blocks_per_seq * 4..][..4].copy_from_slice(&scratch.to_le_bytes());
+        }
         let io = &self.artifact.io;
         let at = |off| self.regions.addr(Region::Io, off);
         self.gpu.upload_async(at(io.tokens), ids)?;
@@ -255,28 +284,34 @@ impl CudaModel {
         self.gpu.upload_async(at(p.seq_index), seq_index)?;
         self.gpu.upload_async(at(p.block_tables), tables)?;
         self.paged_inputs = st;
-        // A decode batch needs every row's logits; a chunk its last row only (or every row when
-        // the logits are not a marked GEMM).
-        let all_rows = decode;
-        // One sequence's chunk has a list of its own (tensor-core attention).
-        let phase = if decode {
-            Phase::Paged
+        let (runner, gpu) = (&mut self.runner, &self.gpu);
+        if decode {
+            // Every row's logits; the bucket's graph (eager while profiling, so that every
+            // launch is timed).
+            let rows = padded as u32;
+            match self.profiler.as_mut() {
+                Some(prof) => runner.run(gpu, Phase::Paged, rows, true, Some(prof))?,
+                None => self.paged_graphs.launch(gpu, rows, self.use_graph, || {
+                    runner.run(gpu, Phase::Paged, rows, true, None)
+                })?,
+            }
         } else {
-            Phase::PagedChunk
-        };
-        self.runner.run(
-            &self.gpu,
-            phase,
-            total as u32,
-            all_rows,
-            self.profiler.as_mut(),
-        )?;
+            // One sequence's chunk has a list of its own (tensor-core attention); its last row's
+            // logits only (every row when the logits are not a marked GEMM).
+            runner.run(
+                gpu,
+                Phase::PagedChunk,
+                total as u32,
+                false,
+                self.profiler.as_mut(),
+            )?;
+        }
         // The batch-1 path's logits rows are stale now.
         self.logit_rows = 0;
-        Ok(if all_rows || !self.logits_gemm {
-            total
+        Ok(if decode || self.logits_gemm {
+            0
         } else {
-            1
+            total - 1
         })
     }
 }
