@@ -38,7 +38,7 @@ impl Default for EngineConfig {
             block_size: 16,
             num_blocks: None,
             memory_fraction: 0.9,
-            max_batch_tokens: 512,
+            max_batch_tokens: 2048,
             max_running: 64,
             prefix_caching: true,
         }

@@ -87,7 +87,7 @@ impl GemvTuning {
 /// The KV-cache length when none is asked for: the spec's bound, at most this.
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 /// Most tokens per prefill step when none is asked for.
-pub const DEFAULT_PREFILL: usize = 512;
+pub const DEFAULT_PREFILL: usize = 2048;
 /// Positions per paged KV block by default (vLLM's default too).
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
 /// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).

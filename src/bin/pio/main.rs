@@ -138,7 +138,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 128)]
     max_running: usize,
     /// Batching engine: most tokens per step (decode tokens plus prefill chunks).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 2048)]
     max_batch_tokens: usize,
     /// Batching engine: KV blocks in the pool [default: enough for --max-running whole
     /// sequences, within --memory-fraction of the free memory].

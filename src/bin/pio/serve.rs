@@ -47,7 +47,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 0.9)]
     memory_fraction: f64,
     /// Most tokens per engine step (decode tokens plus prefill chunks).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 2048)]
     max_batch_tokens: usize,
     /// Most requests running at once in the engine (the others queue).
     #[arg(long, default_value_t = 64)]
