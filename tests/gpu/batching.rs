@@ -30,9 +30,13 @@ fn workload() -> Vec<(Vec<u32>, usize, usize)> {
 }
 
 /// Per request: generated tokens and the logits each was picked from.
-type Out = HashMap<usize, (Vec<u32>, Vec<Vec<f32>>)>;
+pub(super) type Out = HashMap<usize, (Vec<u32>, Vec<Vec<f32>>)>;
 
-fn run(engine: &mut Engine, reqs: &[(Vec<u32>, usize, usize)], with_logits: bool) -> Out {
+pub(super) fn run(
+    engine: &mut Engine,
+    reqs: &[(Vec<u32>, usize, usize)],
+    with_logits: bool,
+) -> Out {
     let mut ids: Vec<Option<RequestId>> = vec![None; reqs.len()];
     let mut out: HashMap<RequestId, (Vec<u32>, Vec<Vec<f32>>)> = HashMap::new();
     let mut step = 0;

@@ -4,13 +4,13 @@
 //! are bf16 paths; their gaps to f32 grow with the prompt, so a fixed bound alone is too loose
 //! for short prompts and too tight for long ones).
 
+use super::batching::run;
 use super::{have_gpu, load};
 use crate::common::rel_l2;
-use pio::runtime::sampling::SamplingParams;
 use pio::{Device, Engine, EngineConfig, LoadOptions};
 
-/// The logits rows of `prompt` then `gen - 1` teacher-forced `tokens`, through the engine with
-/// prefill chunks of at most `chunk` tokens; and the engine's greedy tokens.
+/// The engine's greedy tokens for `prompt` and the logits each was picked from, with prefill
+/// chunks of at most `chunk` tokens.
 fn engine_rows(spec: &str, prompt: &[u32], gen: usize, chunk: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
     let mut engine = Engine::new(
         load(spec, Device::Cuda, &LoadOptions::default()),
@@ -22,18 +22,9 @@ fn engine_rows(spec: &str, prompt: &[u32], gen: usize, chunk: usize) -> (Vec<u32
         },
     )
     .unwrap();
-    let mut params = engine.request_params(gen, Some(SamplingParams::greedy()));
-    params.stop_token_ids.clear();
-    params.return_logits = true;
-    engine.add_request(prompt.to_vec(), params).unwrap();
-    let (mut tokens, mut rows) = (vec![], vec![]);
-    while engine.has_work() {
-        for o in engine.step().unwrap() {
-            tokens.extend(o.new_tokens);
-            rows.extend(o.logits);
-        }
-    }
-    (tokens, rows)
+    run(&mut engine, &[(prompt.to_vec(), gen, 0)], true)
+        .remove(&0)
+        .unwrap_or_default()
 }
 
 #[test]

@@ -95,8 +95,8 @@ fn capture(
 pub(crate) struct BucketGraphs {
     /// (bucket, its graph), in the order first used.
     graphs: Vec<(u32, DecodeGraph)>,
-    /// Why the paged decode steps run eagerly, once a capture failed.
-    pub(crate) fallback: Option<String>,
+    /// Why the paged decode steps run eagerly, once a capture failed (said once on stderr).
+    fallback: Option<String>,
 }
 
 impl BucketGraphs {
@@ -124,11 +124,6 @@ impl BucketGraphs {
     /// Drops every graph (after the pool moved or PDL was switched: they hold old arguments).
     pub(crate) fn destroy(&mut self) {
         self.graphs.clear();
-    }
-
-    /// Buckets with a graph now.
-    pub(crate) fn captured(&self) -> usize {
-        self.graphs.len()
     }
 }
 

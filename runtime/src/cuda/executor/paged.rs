@@ -116,16 +116,6 @@ impl CudaModel {
             .saturating_mul(num_blocks as u64 + 1)
     }
 
-    /// Batch buckets whose decode graph is captured now.
-    pub fn paged_graphs_captured(&self) -> usize {
-        self.paged_graphs.captured()
-    }
-
-    /// Why the paged decode steps run without CUDA graphs, if they do.
-    pub fn paged_graph_fallback(&self) -> Option<&str> {
-        self.paged_graphs.fallback.as_deref()
-    }
-
     /// Allocates the paged KV pool: `num_blocks` blocks of the artifact's block size.
     pub fn enable_paged(&mut self, num_blocks: usize) -> Result<(), CudaError> {
         self.gpu.bind_to_thread()?;
