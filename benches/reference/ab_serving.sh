@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two pio builds on the GPU machine, in one device call: the batching engine's offline
 # throughput (N requests of 512 prompt + 256 generated tokens), batch-1 decode (`pio bench`,
-# context 128) and, for build B, the GPU time per kernel family (PIO_PROFILE=1) at the largest N.
+# context 128) and, for build B (with B_ENV), the GPU time per kernel family (PIO_PROFILE=1) at
+# the largest N.
 # A=path B=path (binaries carried in the working tree); MODELS, REQUESTS as in bench_serving.sh.
 # A_ENV / B_ENV: environment settings for one side ("PIO_NO_CUDA_GRAPH=1": one binary, graphs
 # off against on).
@@ -39,11 +40,11 @@ for m in $MODELS; do
         "${run[@]}" bench --spec "$m" --prompt-len 128 --gen 64 --context 128 --repeats 3 --device cuda \
             --json "$OUT/latency-$m-$side.json" > "$OUT/latency-$m-$side.md" \
             2> "$OUT/latency-$m-$side.err" || status=1
-        grep -i "decode" "$OUT/latency-$m-$side.md" | head -4
+        grep -A2 "decode (tokens/s)" "$OUT/latency-$m-$side.md" | tail -1
     done
     [ "${PROFILE:-1}" = 1 ] || continue
     echo "=== $m, build B: profile at N = $LAST"
-    PIO_PROFILE=1 "$B" bench --mode throughput --spec "$m" --requests "$LAST" --prompt-len 512 \
+    env ${B_ENV:-} PIO_PROFILE=1 "$B" bench --mode throughput --spec "$m" --requests "$LAST" --prompt-len 512 \
         --gen 256 > "$OUT/profile-$m.md" 2> "$OUT/profile-$m.err" || status=1
     grep -v "^\s*$" "$OUT/profile-$m.err" | tail -40
 done

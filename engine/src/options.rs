@@ -71,7 +71,8 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     /// The codegen settings of a load from a spec: these options, the developer knobs
-    /// `PIO_GEMV` and `PIO_DECODE_SPANS` (README), else the defaults.
+    /// `PIO_GEMV`, `PIO_DECODE_SPANS` and `PIO_PAGED_ATTENTION_HEADS` (README), else the
+    /// defaults.
     pub fn codegen_options(&self) -> Result<CodegenOptions, PioError> {
         Ok(CodegenOptions {
             max_prefill: self.max_prefill.unwrap_or(DEFAULT_PREFILL),
@@ -82,6 +83,14 @@ impl LoadOptions {
                 Err(_) => GemvTuning::default(),
             },
             attention_spans: self.attention_spans()?,
+            paged_attention_heads: match std::env::var("PIO_PAGED_ATTENTION_HEADS") {
+                Ok(t) => Some(t.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
+                    PioError::Options(format!(
+                        "PIO_PAGED_ATTENTION_HEADS '{t}': not a positive integer"
+                    ))
+                })?),
+                Err(_) => None,
+            },
             ..Default::default()
         })
     }

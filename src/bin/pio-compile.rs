@@ -38,7 +38,7 @@ struct Args {
     #[arg(long)]
     no_fusion: bool,
     /// Most tokens in one prefill step (longer prompts are prefilled in chunks).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = pio_compiler::codegen::DEFAULT_PREFILL)]
     max_prefill: usize,
     /// KV-cache length in tokens (default: the spec's bound, at most 32768).
     #[arg(long)]
@@ -57,6 +57,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = pio_compiler::codegen::DEFAULT_BLOCK_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     block_size: u32,
+    /// Query heads of a kv head per block of the batching engine's decode attention (a divisor
+    /// of the model's query heads per kv head; a tuning knob, every setting computes the same).
+    /// Default: the largest divisor of the group up to PAGED_ATTENTION_HEADS_PER_BLOCK (8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    paged_attention_heads: Option<u32>,
 }
 
 fn main() {
@@ -88,6 +93,7 @@ fn run() -> Result<()> {
             },
             attention_spans: args.attention_spans as usize,
             block_size: args.block_size as usize,
+            paged_attention_heads: args.paged_attention_heads.map(|n| n as usize),
         },
     };
     let compiled = pio_compiler::compile(&spec, &opts)?;

@@ -1,8 +1,8 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
 // Decode attention over the paged KV pool (the batching engine's decode batches): a block per
-// (kv head, split, token) computes all GROUP query heads of its kv head at once, so each key
-// and value row is read once for the group. Token t belongs to sequence seq_index[t], whose
+// (kv head and part of its group, split, token) computes HG query heads of its kv head at once,
+// so each key and value row is read once for them. Token t belongs to sequence seq_index[t], whose
 // block table (MAX_BLOCKS entries) names the pool block of each BS positions; a block holds
 // every layer's rows (BLOCK_ELEMS bf16), this layer's at kc / vc as [KV_HEADS, BS, D].
 // The context 0..=positions[t] is cut into gridDim.y splits (the launch picks fewer, longer
@@ -18,6 +18,12 @@
 #define HEADS {{ heads }}
 #define KV_HEADS {{ kv_heads }}
 #define GROUP (HEADS / KV_HEADS)
+// A block takes HG of its kv head's GROUP query heads (the PARTS blocks of a kv head read
+// the same rows at about the same time, so L2 serves all but the first): fewer registers per
+// thread where a group is large. Block x = kv head * PARTS + part.
+#define HG {{ heads_per_block }}
+#define PARTS (GROUP / HG)
+#define UNITS (KV_HEADS * PARTS)
 #define D {{ d }}
 #define SCALE {{ scale }}
 #define Q_STRIDE {{ q_stride }}
@@ -33,7 +39,7 @@
 #define KPI (32 / LPK)
 #define U {{ unroll }}
 #define KEYS_PER_WARP (KPI * U)
-#define SHARED_FLOATS (GROUP * CHUNK > WARPS * GROUP * D ? GROUP * CHUNK : WARPS * GROUP * D)
+#define SHARED_FLOATS (HG * CHUNK > WARPS * HG * D ? HG * CHUNK : WARPS * HG * D)
 
 // The row of position `key` of kv head `kvh` in a sequence's blocks.
 __device__ __forceinline__ const bf16* row(const bf16* __restrict__ base,
@@ -42,17 +48,17 @@ __device__ __forceinline__ const bf16* row(const bf16* __restrict__ base,
 }
 
 // The block's max or sum of one value per head, each already reduced over its warp.
-__device__ __forceinline__ void block_reduce(float (&v)[GROUP], bool is_max,
-                                             float (*red)[GROUP]) {
+__device__ __forceinline__ void block_reduce(float (&v)[HG], bool is_max,
+                                             float (*red)[HG]) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     __syncthreads();
     if (lane == 0) {
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) red[warp][g] = v[g];
+        for (int g = 0; g < HG; ++g) red[warp][g] = v[g];
     }
     __syncthreads();
 #pragma unroll
-    for (int g = 0; g < GROUP; ++g) {
+    for (int g = 0; g < HG; ++g) {
         float r = red[0][g];
 #pragma unroll
         for (int w = 1; w < WARPS; ++w) r = is_max ? fmaxf(r, red[w][g]) : r + red[w][g];
@@ -68,7 +74,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
 {
     pdl_wait();
     pdl_launch_dependents();
-    const int kvh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+    const int unit = blockIdx.x, kvh = unit / PARTS, part = unit % PARTS;
+    const int split = blockIdx.y, t = blockIdx.z;
     const int splits = gridDim.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int sub = lane % LPK, kl = lane / LPK;
@@ -82,15 +89,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const bool one_chunk = k_end - k_begin <= CHUNK;
 
     __shared__ __align__(16) float sh[SHARED_FLOATS];
-    __shared__ float red[WARPS][GROUP];
+    __shared__ float red[WARPS][HG];
     __shared__ bool last;
     float (*sc)[CHUNK] = reinterpret_cast<float (*)[CHUNK]>(sh);
     const int* table = block_tables + (size_t)seq_index[t] * MAX_BLOCKS;
 
-    float qv[GROUP][E * 8], acc[GROUP][E * 8];
+    float qv[HG][E * 8], acc[HG][E * 8];
 #pragma unroll
-    for (int g = 0; g < GROUP; ++g) {
-        const bf16* qrow = q + (size_t)t * Q_STRIDE + (size_t)(kvh * GROUP + g) * D;
+    for (int g = 0; g < HG; ++g) {
+        const bf16* qrow = q + (size_t)t * Q_STRIDE + (size_t)(kvh * GROUP + part * HG + g) * D;
 #pragma unroll
         for (int e = 0; e < E; ++e) {
             unpack8(*reinterpret_cast<const uint4*>(qrow + 8 * (sub + LPK * e)), &qv[g][8 * e]);
@@ -99,19 +106,19 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
         for (int i = 0; i < E * 8; ++i) acc[g][i] = 0.0f;
     }
     // The running max and sum of the chunks so far (several chunks only).
-    float run_m[GROUP], run_l[GROUP];
+    float run_m[HG], run_l[HG];
 #pragma unroll
-    for (int g = 0; g < GROUP; ++g) {
+    for (int g = 0; g < HG; ++g) {
         run_m[g] = NEG_INF;
         run_l[g] = 0.0f;
     }
-    float chunk_m[GROUP], chunk_l[GROUP];
+    float chunk_m[HG], chunk_l[HG];
 
     for (int c0 = k_begin; c0 < k_end; c0 += CHUNK) {
         const int c1 = min(k_end, c0 + CHUNK);
         // Scores of the chunk and their max.
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) chunk_m[g] = NEG_INF;
+        for (int g = 0; g < HG; ++g) chunk_m[g] = NEG_INF;
         for (int base = c0 + warp * KEYS_PER_WARP; base < c1; base += WARPS * KEYS_PER_WARP) {
             uint4 kr[U][E];
 #pragma unroll
@@ -128,7 +135,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
                 for (int e = 0; e < E; ++e) unpack8(kr[u][e], &kf[8 * e]);
                 const int key = base + u * KPI + kl;
 #pragma unroll
-                for (int g = 0; g < GROUP; ++g) {
+                for (int g = 0; g < HG; ++g) {
                     float s = 0.0f;
 #pragma unroll
                     for (int i = 0; i < E * 8; ++i) s = fmaf(qv[g][i], kf[i], s);
@@ -143,11 +150,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
             }
         }
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) chunk_m[g] = warp_max(chunk_m[g]);
+        for (int g = 0; g < HG; ++g) chunk_m[g] = warp_max(chunk_m[g]);
         block_reduce(chunk_m, true, red);
         // exp(s - max) in place, and its sum.
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) {
+        for (int g = 0; g < HG; ++g) {
             float l = 0.0f;
             for (int k = threadIdx.x; k < c1 - c0; k += THREADS) {
                 const float x = __expf(sc[g][k] - chunk_m[g]);
@@ -158,9 +165,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
         }
         block_reduce(chunk_l, false, red);
         // p = bf16(exp / sum), weighed by the chunk's share relative to the running max.
-        float w[GROUP];
+        float w[HG];
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) {
+        for (int g = 0; g < HG; ++g) {
             if (one_chunk) {
                 w[g] = 1.0f;
             } else {
@@ -194,7 +201,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
 #pragma unroll
                     for (int e = 0; e < E; ++e) unpack8(vr[u][e], &vf[8 * e]);
 #pragma unroll
-                    for (int g = 0; g < GROUP; ++g) {
+                    for (int g = 0; g < HG; ++g) {
                         const float p = sc[g][key - c0];
 #pragma unroll
                         for (int i = 0; i < E * 8; ++i) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
@@ -206,24 +213,24 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     }
     if (one_chunk) {
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) {
+        for (int g = 0; g < HG; ++g) {
             run_m[g] = chunk_m[g];
             run_l[g] = chunk_l[g];
         }
     }
     // The lanes of one dim piece (KPI keys apart), then the warps, through shared memory.
 #pragma unroll
-    for (int g = 0; g < GROUP; ++g) {
+    for (int g = 0; g < HG; ++g) {
 #pragma unroll
         for (int i = 0; i < E * 8; ++i) {
 #pragma unroll
             for (int o = LPK; o < 32; o <<= 1) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], o);
         }
     }
-    float (*sacc)[GROUP][D] = reinterpret_cast<float (*)[GROUP][D]>(sh);
+    float (*sacc)[HG][D] = reinterpret_cast<float (*)[HG][D]>(sh);
     if (kl == 0) {
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) {
+        for (int g = 0; g < HG; ++g) {
 #pragma unroll
             for (int e = 0; e < E; ++e) {
 #pragma unroll
@@ -233,46 +240,46 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     }
     __syncthreads();
     // This split's output (normalized when it had several chunks).
-    const size_t slot = ((size_t)t * KV_HEADS + kvh) * splits;
-    for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
+    const size_t slot = ((size_t)t * UNITS + unit) * splits;
+    for (int i = threadIdx.x; i < HG * D; i += THREADS) {
         const int g = i / D, d = i % D;
         float o = 0.0f;
 #pragma unroll
         for (int w = 0; w < WARPS; ++w) o += sacc[w][g][d];
         if (!one_chunk) o /= run_l[g];
         if (active == 1) {
-            out[((size_t)t * HEADS + kvh * GROUP + g) * D + d] = f2bf(o);
+            out[((size_t)t * HEADS + kvh * GROUP + part * HG + g) * D + d] = f2bf(o);
         } else {
-            part_out[((slot + split) * GROUP + g) * D + d] = o;
+            part_out[((slot + split) * HG + g) * D + d] = o;
         }
     }
     if (active == 1) return;
-    if (threadIdx.x < GROUP) {
-        part_state[((slot + split) * GROUP + threadIdx.x) * 2] = run_m[threadIdx.x];
-        part_state[((slot + split) * GROUP + threadIdx.x) * 2 + 1] = run_l[threadIdx.x];
+    if (threadIdx.x < HG) {
+        part_state[((slot + split) * HG + threadIdx.x) * 2] = run_m[threadIdx.x];
+        part_state[((slot + split) * HG + threadIdx.x) * 2 + 1] = run_l[threadIdx.x];
     }
     // The last split to finish combines them all.
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        unsigned* count = counts + (size_t)t * KV_HEADS + kvh;
+        unsigned* count = counts + (size_t)t * UNITS + unit;
         last = atomicAdd(count, 1u) == (unsigned)(active - 1);
         if (last) *count = 0u;
     }
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int i = threadIdx.x; i < GROUP * D; i += THREADS) {
+    for (int i = threadIdx.x; i < HG * D; i += THREADS) {
         const int g = i / D, d = i % D;
         float m = NEG_INF;
-        for (int s = 0; s < active; ++s) m = fmaxf(m, __ldcg(part_state + ((slot + s) * GROUP + g) * 2));
+        for (int s = 0; s < active; ++s) m = fmaxf(m, __ldcg(part_state + ((slot + s) * HG + g) * 2));
         float num = 0.0f, den = 0.0f;
         for (int s = 0; s < active; ++s) {
-            const float* st = part_state + ((slot + s) * GROUP + g) * 2;
+            const float* st = part_state + ((slot + s) * HG + g) * 2;
             const float wgt = __ldcg(st + 1) * __expf(__ldcg(st) - m);
-            num = fmaf(wgt, __ldcg(part_out + ((slot + s) * GROUP + g) * D + d), num);
+            num = fmaf(wgt, __ldcg(part_out + ((slot + s) * HG + g) * D + d), num);
             den += wgt;
         }
-        out[((size_t)t * HEADS + kvh * GROUP + g) * D + d] = f2bf(num / den);
+        out[((size_t)t * HEADS + kvh * GROUP + part * HG + g) * D + d] = f2bf(num / den);
     }
 }

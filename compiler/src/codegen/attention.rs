@@ -6,7 +6,7 @@
 use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
 use super::options::{
     ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
-    ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, WARPS,
+    ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, PAGED_ATTENTION_HEADS_PER_BLOCK, WARPS,
 };
 use super::paged_attention::paged_decode_shape;
 use super::phase::PagedStep;
@@ -106,9 +106,24 @@ impl Codegen<'_> {
             scale,
         };
         let mma = h.d % 16 == 0 && h.d <= 128;
+        let group = h.heads / h.kv_heads.max(1);
+        let heads_per_block = match self.paged_attention_heads {
+            Some(n) if n == 0 || group % n != 0 => {
+                return Err(err(format!(
+                    "'{}': {n} query heads per block of the paged decode attention do not \
+                     divide its group of {group} query heads per kv head",
+                    g.node(id).name
+                )))
+            }
+            Some(n) => n,
+            None => (1..=PAGED_ATTENTION_HEADS_PER_BLOCK.min(group))
+                .rev()
+                .find(|n| group % n == 0)
+                .unwrap_or(1),
+        };
         let paged_decode = match ph.paged {
             Some(PagedStep::Batch) => {
-                paged_decode_shape(h.heads / h.kv_heads, h.d).filter(|_| {
+                paged_decode_shape(group, h.d, Some(heads_per_block)).filter(|_| {
                     // 16-byte query loads.
                     v[0].offset % 16 == 0 && v[0].stride % 8 == 0
                 })

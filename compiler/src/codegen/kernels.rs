@@ -151,6 +151,8 @@ pub struct AttentionPagedDecode {
     /// 16-byte pieces of a key row per lane, and loads of them per lane in flight.
     pub pieces: usize,
     pub unroll: usize,
+    /// Query heads of a kv head per block (a divisor of the group).
+    pub heads_per_block: usize,
 }
 
 #[derive(Template)]

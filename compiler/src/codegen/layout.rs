@@ -2,6 +2,7 @@
 //! decode-attention span counters) and the io region's offsets. Every entry starts on
 //! [`memory::ALIGN`].
 
+use super::paged_attention::MAX_GROUP;
 use super::{err, fixed, Codegen};
 use crate::error::CompileError;
 use crate::ir::{CacheKind, NodeId, Op};
@@ -151,7 +152,9 @@ pub(super) fn paged_layout(
     let block_tables = seq_index + align(4 * max_tokens as u64);
     let split_counts = block_tables + align(4 * (max_seqs * max_blocks_per_seq) as u64);
     let max_kv_heads = kv.iter().map(|e| e.shape[1]).max().unwrap_or(1);
-    let split_counts_bytes = 4 * (max_tokens * max_kv_heads) as u64;
+    // One count per token and block of a token's split (a kv head's group in up to
+    // MAX_GROUP parts).
+    let split_counts_bytes = 4 * (max_tokens * max_kv_heads * MAX_GROUP) as u64;
     let end = split_counts + align(split_counts_bytes);
     (
         art::Paged {

@@ -25,7 +25,7 @@ pub use attention::{decode_attention_shape, DecodeAttentionShape};
 pub use listing::listing;
 pub use options::{
     CodegenOptions, GemvTuning, ATTENTION_SPANS, DEFAULT_BLOCK_SIZE, DEFAULT_CONTEXT_CAP,
-    DEFAULT_PREFILL, MAX_ATTENTION_SPANS,
+    DEFAULT_PREFILL, MAX_ATTENTION_SPANS, PAGED_ATTENTION_HEADS_PER_BLOCK,
 };
 
 use crate::error::CompileError;
@@ -77,6 +77,7 @@ pub fn generate(
         max_context,
         gemv: opts.gemv,
         attention_spans: opts.attention_spans,
+        paged_attention_heads: opts.paged_attention_heads,
         io: layout::io_offsets(opts.max_prefill),
         paging: None,
     };
@@ -191,6 +192,8 @@ struct Codegen<'a> {
     max_context: usize,
     gemv: GemvTuning,
     attention_spans: usize,
+    /// Query heads per block of the paged decode attention asked for (None: the default).
+    paged_attention_heads: Option<usize>,
     io: art::Io,
     /// The paged pool's layout, set for the paged phase.
     paging: Option<Paging>,

@@ -15,46 +15,59 @@ use crate::error::CompileError;
 use crate::ir::NodeId;
 use pio_artifact::{Dim, KernelFamily};
 
-/// Query heads per kv head the kernel keeps in registers at most.
-const MAX_GROUP: usize = 8;
+/// Query heads per kv head the kernel takes at most.
+pub const MAX_GROUP: usize = 8;
 
 /// How the paged decode attention reads a key row: `pieces` 16-byte loads per lane, so that
 /// `d / (8 * pieces)` lanes (a power of two, at most 32) share a row; `unroll` rows per lane
-/// in flight; `chunk` keys scored per round.
+/// in flight; `chunk` keys scored per round; `heads_per_block` of a kv head's query heads per
+/// block (the group's others in as many blocks more, reading the same rows through L2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PagedDecodeShape {
     pub pieces: usize,
     pub unroll: usize,
     pub chunk: usize,
+    pub heads_per_block: usize,
 }
 
-/// The kernel's shape for `group` query heads per kv head of `d` dims, or None where it does
-/// not apply (the scalar paged attention takes those).
-pub fn paged_decode_shape(group: usize, d: usize) -> Option<PagedDecodeShape> {
+/// The kernel's shape for `group` query heads per kv head of `d` dims, `heads_per_block` of
+/// them per block (`None`: the whole group), or None where it does not apply (the scalar
+/// paged attention takes those; a `heads_per_block` that does not divide the group too).
+pub fn paged_decode_shape(
+    group: usize,
+    d: usize,
+    heads_per_block: Option<usize>,
+) -> Option<PagedDecodeShape> {
     if group == 0 || group > MAX_GROUP || d == 0 || d % 8 != 0 {
+        return None;
+    }
+    let hg = heads_per_block.unwrap_or(group);
+    if hg == 0 || group % hg != 0 {
         return None;
     }
     // Two pieces per lane halve the shuffles of the dot products where the registers allow
     // (H200, Qwen3-4B, 128 requests: 131 us per layer with two, 148 with one); a lane's
     // registers grow with its pieces, not with the head dim. Rows of more than 32 x 16 bytes
     // take more pieces.
-    let mut pieces = if group <= 4 { (d / 64).clamp(1, 2) } else { 1 };
+    let mut pieces = if hg <= 4 { (d / 64).clamp(1, 2) } else { 1 };
     pieces = pieces.max((d / 8).div_ceil(32));
     if (d / 8) % pieces != 0 || !(d / 8 / pieces).is_power_of_two() {
         return None;
     }
-    let chunk = PAGED_ATTENTION_SCORE_BYTES / (4 * group);
-    let shared = 4 * (group * chunk).max(PAGED_ATTENTION_DECODE_WARPS * group * d);
+    let chunk = PAGED_ATTENTION_SCORE_BYTES / (4 * hg);
+    let shared = 4 * (hg * chunk).max(PAGED_ATTENTION_DECODE_WARPS * hg * d);
     (shared + 1024 <= STATIC_SHARED).then_some(PagedDecodeShape {
         pieces,
         unroll: (PAGED_ATTENTION_LOADS / pieces).max(1),
         chunk,
+        heads_per_block: hg,
     })
 }
 
-/// The launch's splits per token: ceil(target / tokens) clamped to [1, max].
-pub fn paged_decode_splits(kv_heads: usize, max_context: usize) -> Dim {
-    let target = PAGED_ATTENTION_TARGET_BLOCKS.div_ceil(kv_heads.max(1));
+/// The launch's splits per token, for `blocks` blocks per token and split: ceil(target /
+/// tokens) clamped to [1, max].
+pub fn paged_decode_splits(blocks: usize, max_context: usize) -> Dim {
+    let target = PAGED_ATTENTION_TARGET_BLOCKS.div_ceil(blocks.max(1));
     let max = PAGED_ATTENTION_MAX_SPLITS.min(max_context.div_ceil(PAGED_ATTENTION_MIN_SPAN));
     Dim::Split {
         target: target as u32,
@@ -90,7 +103,9 @@ impl Codegen<'_> {
             .paging_for(ph, id, v)?
             .ok_or_else(|| err(format!("'{name}': a paged step without a pool layout")))?;
         let (heads, d) = (h.heads, h.d);
-        let splits = paged_decode_splits(h.kv_heads, self.max_context);
+        // Blocks per token and split: each kv head's group in parts of heads_per_block.
+        let units = heads / shape.heads_per_block;
+        let splits = paged_decode_splits(units, self.max_context);
         let slots = partial_slots(splits, ph.tokens);
         let part_out = ph.buffer((slots * heads * d * 4) as u64, format!("{name}.split_out"));
         let part_state = ph.buffer(
@@ -117,12 +132,13 @@ impl Codegen<'_> {
                 warps: PAGED_ATTENTION_DECODE_WARPS,
                 pieces: shape.pieces,
                 unroll: shape.unroll,
+                heads_per_block: shape.heads_per_block,
             },
         );
         ph.push(launch(
             k,
             name,
-            [Dim::Fixed(h.kv_heads as u32), splits, Dim::PerToken(1)],
+            [Dim::Fixed(units as u32), splits, Dim::PerToken(1)],
             (PAGED_ATTENTION_DECODE_WARPS * 32) as u32,
             vec![
                 PArg::Ptr(v[0]),
@@ -148,24 +164,37 @@ mod tests {
     #[test]
     fn qwen3_head_shapes_take_the_kernel_and_odd_ones_do_not() {
         // 0.6B (16:8 heads), 4B / 8B (32:8), 32B (64:8), tiny (head dim 32).
-        let s = paged_decode_shape(2, 128).unwrap();
-        assert_eq!((s.pieces, s.unroll, s.chunk), (2, 4, 2048));
-        let s = paged_decode_shape(4, 128).unwrap();
-        assert_eq!((s.pieces, s.unroll, s.chunk), (2, 4, 1024));
-        let s = paged_decode_shape(8, 128).unwrap();
-        assert_eq!((s.pieces, s.unroll, s.chunk), (1, 8, 512));
-        assert!(paged_decode_shape(2, 32).is_some());
-        assert_eq!(paged_decode_shape(2, 512).unwrap().pieces, 2);
-        assert_eq!(paged_decode_shape(2, 1024).unwrap().pieces, 4);
+        let s = paged_decode_shape(2, 128, None).unwrap();
         assert_eq!(
-            paged_decode_shape(8, 1024),
+            (s.pieces, s.unroll, s.chunk, s.heads_per_block),
+            (2, 4, 2048, 2)
+        );
+        let s = paged_decode_shape(4, 128, None).unwrap();
+        assert_eq!((s.pieces, s.unroll, s.chunk), (2, 4, 1024));
+        // A 4-head group in blocks of 2: the chunk and pieces of a 2-head group.
+        let s = paged_decode_shape(4, 128, Some(2)).unwrap();
+        assert_eq!((s.pieces, s.chunk, s.heads_per_block), (2, 2048, 2));
+        assert_eq!(
+            paged_decode_shape(4, 128, Some(3)),
+            None,
+            "3 does not divide 4"
+        );
+        assert_eq!(paged_decode_shape(4, 128, Some(0)), None);
+        let s = paged_decode_shape(8, 128, None).unwrap();
+        assert_eq!((s.pieces, s.unroll, s.chunk), (1, 8, 512));
+        assert_eq!(paged_decode_shape(8, 128, Some(4)).unwrap().pieces, 2);
+        assert!(paged_decode_shape(2, 32, None).is_some());
+        assert_eq!(paged_decode_shape(2, 512, None).unwrap().pieces, 2);
+        assert_eq!(paged_decode_shape(2, 1024, None).unwrap().pieces, 4);
+        assert_eq!(
+            paged_decode_shape(8, 1024, None),
             None,
             "its partial sums exceed the shared memory"
         );
         // Head dim 10 (no 16-byte rows), 24 lanes a row (not a power of two), 9 heads a group.
-        assert_eq!(paged_decode_shape(2, 10), None);
-        assert_eq!(paged_decode_shape(4, 192), None);
-        assert_eq!(paged_decode_shape(9, 128), None);
+        assert_eq!(paged_decode_shape(2, 10, None), None);
+        assert_eq!(paged_decode_shape(4, 192, None), None);
+        assert_eq!(paged_decode_shape(9, 128, None), None);
     }
 
     #[test]

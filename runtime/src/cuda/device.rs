@@ -197,6 +197,52 @@ impl Gpu {
         })
     }
 
+    /// Queues a copy of `rows` host rows of `width` bytes each (packed in `src`) to device rows
+    /// `pitch` bytes apart from `dst`: the used prefix of each row of a strided table, in one
+    /// call (staged by the driver before it returns, as [`Self::upload_async`]).
+    pub fn upload_rows_async(
+        &self,
+        dst: u64,
+        pitch: usize,
+        src: &[u8],
+        width: usize,
+        rows: usize,
+    ) -> Result<(), CudaError> {
+        if width > pitch || src.len() < width * rows {
+            return Err(CudaError::Other(format!(
+                "copy of {rows} rows of {width} bytes: a pitch of {pitch} bytes and {} source \
+                 bytes cannot hold them",
+                src.len()
+            )));
+        }
+        if width == 0 || rows == 0 {
+            return Ok(());
+        }
+        let copy = sys::CUDA_MEMCPY2D {
+            srcXInBytes: 0,
+            srcY: 0,
+            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
+            srcHost: src.as_ptr() as *const std::ffi::c_void,
+            srcDevice: 0,
+            srcArray: std::ptr::null_mut(),
+            srcPitch: width,
+            dstXInBytes: 0,
+            dstY: 0,
+            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+            dstHost: std::ptr::null_mut(),
+            dstDevice: dst,
+            dstArray: std::ptr::null_mut(),
+            dstPitch: pitch,
+            WidthInBytes: width,
+            Height: rows,
+        };
+        // SAFETY: the source holds rows x width bytes (checked above); callers pass a
+        // destination of rows x pitch bytes inside one of their allocations.
+        drv("copy rows to device", unsafe {
+            sys::cuMemcpy2DAsync_v2(&copy, self.stream).result()
+        })
+    }
+
     fn gpu_stream(&self) -> sys::CUstream {
         self.stream
     }

@@ -283,6 +283,9 @@ impl CudaModel {
     /// One prefill launch list run over `chunk` (at most `max_prefill` tokens).
     fn prefill_chunk(&mut self, chunk: &[u32]) -> Result<(), CudaError> {
         self.write_inputs(chunk, self.cached)?;
+        let all_rows = self.logits_all_rows;
+        self.runner
+            .tune(&self.gpu, Phase::Prefill, chunk.len() as u32, all_rows)?;
         self.runner.run(
             &self.gpu,
             Phase::Prefill,
@@ -303,6 +306,7 @@ impl CudaModel {
     /// (always eager while profiling, so that every launch is timed).
     fn decode_launch(&mut self) -> Result<(), CudaError> {
         let (runner, gpu, all_rows) = (&mut self.runner, &self.gpu, self.logits_all_rows);
+        runner.tune(gpu, Phase::Decode, 1, all_rows)?;
         if let Some(p) = self.profiler.as_mut() {
             return runner.run(gpu, Phase::Decode, 1, all_rows, Some(p));
         }

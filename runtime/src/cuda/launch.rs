@@ -3,13 +3,13 @@
 //! step's token count where an argument or a dimension takes it, and launches. GEMM steps go
 //! through cuBLAS with its own workspace.
 
-use super::device::{launch, CudaError, DeviceBuffer, Gpu};
+use super::device::{launch, CudaError, Gpu, GpuTimer};
+use super::gemm::{gemm, resolve_gemm, tune_step, Blas, GemmStep, GemmTuner};
 use super::modules::Functions;
 use super::profile::{label, Phase, Profiler};
 use super::regions::DeviceRegions;
-use cudarc::cublas::{result as blas, sys as blas_sys};
 use cudarc::driver::sys;
-use pio_artifact::{Arg, Dim, Gemm, Launch, Step};
+use pio_artifact::{Arg, Dim, Launch, Step};
 use std::ffi::c_void;
 
 /// A kernel argument resolved at load.
@@ -107,15 +107,6 @@ struct KernelStep {
 // any thread once the GPU's context is current; the step is not `Sync`.
 unsafe impl Send for KernelStep {}
 
-/// A GEMM resolved at load: its operands are device addresses.
-struct GemmStep {
-    gemm: Gemm,
-    a: u64,
-    b: u64,
-    c: u64,
-    label: String,
-}
-
 enum Resolved {
     Kernel(KernelStep),
     Gemm(GemmStep),
@@ -130,59 +121,6 @@ impl Resolved {
     }
 }
 
-/// The cuBLAS handle on the GPU's stream, with its workspace.
-struct Blas {
-    handle: blas_sys::cublasHandle_t,
-    workspace: DeviceBuffer,
-}
-
-// SAFETY: the handle is a plain cuBLAS pointer bound to the GPU's context and stream, usable from
-// any thread once that context is current; `Blas` is not `Sync`, so one thread at a time calls
-// cuBLAS with it.
-unsafe impl Send for Blas {}
-
-fn blas_err(what: &str) -> impl Fn(blas::CublasError) -> CudaError + '_ {
-    move |e| CudaError::Cublas {
-        what: what.to_string(),
-        message: e.to_string(),
-    }
-}
-
-impl Blas {
-    fn new(gpu: &Gpu) -> Result<Blas, CudaError> {
-        let handle = blas::create_handle().map_err(blas_err("create"))?;
-        // Owned at once, so that an error below still destroys the handle.
-        let workspace = match gpu.alloc(32 << 20, "the cuBLAS workspace") {
-            Ok(w) => w,
-            Err(e) => {
-                // SAFETY: created above, destroyed once.
-                let _ = unsafe { blas::destroy_handle(handle) };
-                return Err(e);
-            }
-        };
-        let b = Blas { handle, workspace };
-        // SAFETY: valid handle, stream and workspace allocation.
-        unsafe {
-            blas::set_stream(b.handle, gpu.stream as _).map_err(blas_err("set stream"))?;
-            blas_sys::cublasSetWorkspace_v2(
-                b.handle,
-                b.workspace.ptr as *mut c_void,
-                b.workspace.bytes as usize,
-            )
-            .result()
-            .map_err(blas_err("workspace"))?;
-        }
-        Ok(b)
-    }
-}
-
-impl Drop for Blas {
-    fn drop(&mut self) {
-        // SAFETY: created by us, destroyed once (before the workspace is freed).
-        let _ = unsafe { blas::destroy_handle(self.handle) };
-    }
-}
-
 /// The decode, prefill and paged launch lists, resolved, and what runs them.
 pub(crate) struct LaunchRunner {
     decode: Vec<Resolved>,
@@ -190,6 +128,9 @@ pub(crate) struct LaunchRunner {
     paged: Vec<Resolved>,
     paged_chunk: Vec<Resolved>,
     blas: Blas,
+    tuner: GemmTuner,
+    /// Times the tuner's candidates.
+    timer: GpuTimer,
     /// Launch kernels as programmatic dependent launches (Hopper and later).
     pub pdl: bool,
 }
@@ -221,6 +162,8 @@ impl LaunchRunner {
             paged: resolve(paged)?,
             paged_chunk: resolve(paged_chunk)?,
             blas: Blas::new(gpu)?,
+            tuner: GemmTuner::new(),
+            timer: GpuTimer::new(gpu)?,
             pdl,
         })
     }
@@ -238,7 +181,45 @@ impl LaunchRunner {
 
     /// Device memory of the cuBLAS workspace.
     pub(crate) fn workspace_bytes(&self) -> u64 {
-        self.blas.workspace.bytes
+        self.blas.workspace_bytes()
+    }
+
+    /// Tunes the GEMMs of `phase`'s list for a step of `tokens` tokens whose row class is not
+    /// tuned yet (see [`super::gemm`]); returns how many classes were tuned. Waits for the GPU:
+    /// call it between steps, never while a graph is captured.
+    pub(crate) fn tune(
+        &mut self,
+        gpu: &Gpu,
+        phase: Phase,
+        tokens: u32,
+        all_logit_rows: bool,
+    ) -> Result<usize, CudaError> {
+        let before = self.tuner.tuned;
+        let steps = match phase {
+            Phase::Decode => &self.decode,
+            Phase::Prefill => &self.prefill,
+            Phase::Paged => &self.paged,
+            Phase::PagedChunk => &self.paged_chunk,
+        };
+        for s in steps {
+            if let Resolved::Gemm(g) = s {
+                tune_step(
+                    &mut self.tuner,
+                    gpu,
+                    &self.blas,
+                    &self.timer,
+                    g,
+                    tokens,
+                    all_logit_rows,
+                )?;
+            }
+        }
+        Ok(self.tuner.tuned - before)
+    }
+
+    /// GEMM classes tuned so far, and how many a cuBLASLt algorithm won.
+    pub(crate) fn tuned(&self) -> (usize, usize) {
+        (self.tuner.tuned, self.tuner.lt_wins)
     }
 
     /// Queues `phase`'s launch list for a step of `tokens` tokens on the GPU's stream. With
@@ -258,14 +239,14 @@ impl LaunchRunner {
             Phase::Paged => &mut self.paged,
             Phase::PagedChunk => &mut self.paged_chunk,
         };
-        let (blas, pdl) = (&self.blas, self.pdl);
+        let (blas, tuner, pdl) = (&self.blas, &mut self.tuner, self.pdl);
         for s in steps.iter_mut() {
             match profiler.as_deref_mut() {
-                None => run_step(s, gpu, blas, pdl, tokens, all_logit_rows)?,
+                None => run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)?,
                 Some(p) => {
                     let label = s.label().to_string();
                     p.time(gpu, phase, &label, || {
-                        run_step(s, gpu, blas, pdl, tokens, all_logit_rows)
+                        run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)
                     })?
                 }
             }
@@ -315,27 +296,11 @@ fn resolve_kernel(
     })
 }
 
-fn resolve_gemm(g: &Gemm, regions: &DeviceRegions) -> Result<GemmStep, CudaError> {
-    let ptr = |a: &Arg| match *a {
-        Arg::Ptr { region, offset } => Ok(regions.addr(region, offset)),
-        _ => Err(CudaError::Other(format!(
-            "gemm {}: operand is not a pointer",
-            g.node
-        ))),
-    };
-    Ok(GemmStep {
-        a: ptr(&g.a)?,
-        b: ptr(&g.b)?,
-        c: ptr(&g.c)?,
-        label: label("cublas_gemm", &g.node),
-        gemm: g.clone(),
-    })
-}
-
 fn run_step(
     s: &mut Resolved,
     gpu: &Gpu,
     blas: &Blas,
+    tuner: &mut GemmTuner,
     pdl: bool,
     tokens: u32,
     all_logit_rows: bool,
@@ -358,49 +323,8 @@ fn run_step(
                 }
             })
         }
-        Resolved::Gemm(g) => gemm(blas, g, tokens, all_logit_rows),
+        Resolved::Gemm(g) => gemm(tuner, blas, g, tokens, all_logit_rows),
     }
-}
-
-fn gemm(blas: &Blas, s: &GemmStep, tokens: u32, all_logit_rows: bool) -> Result<(), CudaError> {
-    let g = &s.gemm;
-    let (mut a, b, c) = (s.a, s.b, s.c);
-    let mut m = g.m.eval(tokens);
-    if g.logits && !all_logit_rows && m > 1 {
-        // Generation wants the last row's logits only: A's last row, C's first.
-        a += (m as u64 - 1) * g.lda as u64 * 2;
-        m = 1;
-    }
-    let (alpha, beta) = (1.0f32, g.beta);
-    // Row-major C[m,n] = A[m,k] · B[n,k]ᵀ is column-major Cᵀ[n,m] = B · Aᵀ.
-    // SAFETY: pointers are inside our regions with the shapes the artifact gives.
-    unsafe {
-        blas::gemm_ex(
-            blas.handle,
-            blas_sys::cublasOperation_t::CUBLAS_OP_T,
-            blas_sys::cublasOperation_t::CUBLAS_OP_N,
-            g.n as i32,
-            m as i32,
-            g.k as i32,
-            &alpha as *const f32 as *const c_void,
-            b as *const c_void,
-            blas_sys::cudaDataType::CUDA_R_16BF,
-            g.k as i32,
-            a as *const c_void,
-            blas_sys::cudaDataType::CUDA_R_16BF,
-            g.lda as i32,
-            &beta as *const f32 as *const c_void,
-            c as *mut c_void,
-            blas_sys::cudaDataType::CUDA_R_16BF,
-            g.ldc as i32,
-            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-            blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-        )
-    }
-    .map_err(|e| CudaError::Cublas {
-        what: format!("gemm {}", g.node),
-        message: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod executor;
+mod gemm;
 mod graph;
 mod launch;
 mod modules;

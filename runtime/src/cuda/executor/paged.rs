@@ -82,7 +82,8 @@ pub(crate) struct PagedInputs {
 }
 
 impl PagedInputs {
-    /// Empties the buffers; the block tables become `table_bytes` zero bytes.
+    /// Empties the buffers; the block tables become `table_bytes` zero bytes (rows of the
+    /// step's widest table, packed: only that prefix of each device row is written).
     fn clear(&mut self, table_bytes: usize) {
         self.ids.clear();
         self.positions.clear();
@@ -144,7 +145,44 @@ impl CudaModel {
             )
         })?;
         self.pool_blocks = num_blocks;
-        self.gpu.sync()
+        self.gpu.sync()?;
+        self.tune_paged_gemms()
+    }
+
+    /// Tunes the paged lists' GEMMs for every decode bucket and every row class of a chunk, so
+    /// that no step pays for it later (see `gemm.rs`). Reports how long that took on stderr.
+    fn tune_paged_gemms(&mut self) -> Result<(), CudaError> {
+        let started = std::time::Instant::now();
+        let p = &self.artifact.paged;
+        let (max_seqs, max_tokens) = (p.max_seqs.max(1), p.max_tokens.max(1));
+        let mut tuned = 0;
+        let mut rows = 1;
+        loop {
+            let padded = bucket(rows, max_seqs);
+            tuned += self
+                .runner
+                .tune(&self.gpu, Phase::Paged, padded as u32, true)?;
+            if padded >= max_seqs {
+                break;
+            }
+            rows *= 2;
+        }
+        let mut rows = 2;
+        while rows <= max_tokens {
+            tuned += self
+                .runner
+                .tune(&self.gpu, Phase::PagedChunk, rows as u32, false)?;
+            rows *= 2;
+        }
+        if tuned > 0 {
+            let (all, lt_wins) = self.runner.tuned();
+            eprintln!(
+                "tuned {tuned} GEMM shape classes in {:.2} s; cuBLASLt won {lt_wins} of {all} \
+                 so far (PIO_GEMM_TUNE=0 turns tuning off)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
     }
 
     /// Runs one paged step and returns each sequence's last-token logits (f32, in order).
@@ -208,8 +246,16 @@ impl CudaModel {
             seqs.len()
         };
         // The host staging buffers of earlier steps, refilled (no allocation once warm).
+        // Each row of the block tables is written up to the step's widest table only (the
+        // kernels read a sequence's entries below its length): rows of `width` entries.
+        let width = seqs
+            .iter()
+            .map(|s| s.blocks.len())
+            .max()
+            .unwrap_or(1)
+            .clamp(1, p.max_blocks_per_seq);
         let mut st = std::mem::take(&mut self.paged_inputs);
-        st.clear(padded * p.max_blocks_per_seq * 4);
+        st.clear(padded * width * 4);
         let PagedInputs {
             ids,
             positions,
@@ -252,7 +298,7 @@ impl CudaModel {
                 slots.extend((slot as i32).to_le_bytes());
                 seq_index.extend((i as i32).to_le_bytes());
             }
-            let row = &mut tables[i * p.max_blocks_per_seq * 4..];
+            let row = &mut tables[i * width * 4..];
             for (k, &b) in s.blocks.iter().enumerate() {
                 row[k * 4..k * 4 + 4].copy_from_slice(&(b as i32).to_le_bytes());
             }
@@ -264,7 +310,7 @@ impl CudaModel {
             positions.extend(0i32.to_le_bytes());
             slots.extend((scratch * bs as i32).to_le_bytes());
             seq_index.extend((i as i32).to_le_bytes());
-            tables[i * p.max_blocks_per_seq * 4..][..4].copy_from_slice(&scratch.to_le_bytes());
+            tables[i * width * 4..][..4].copy_from_slice(&scratch.to_le_bytes());
         }
         let io = &self.artifact.io;
         let at = |off| self.regions.addr(Region::Io, off);
@@ -272,9 +318,18 @@ impl CudaModel {
         self.gpu.upload_async(at(io.positions), positions)?;
         self.gpu.upload_async(at(p.slots), slots)?;
         self.gpu.upload_async(at(p.seq_index), seq_index)?;
-        self.gpu.upload_async(at(p.block_tables), tables)?;
+        let pitch = p.max_blocks_per_seq * 4;
+        self.gpu
+            .upload_rows_async(at(p.block_tables), pitch, tables, width * 4, padded)?;
         self.paged_inputs = st;
         let (runner, gpu) = (&mut self.runner, &self.gpu);
+        // Before a graph captures the step's GEMMs (tuned already after enable_paged, except
+        // for a row class it did not cover).
+        if decode {
+            runner.tune(gpu, Phase::Paged, padded as u32, true)?;
+        } else {
+            runner.tune(gpu, Phase::PagedChunk, total as u32, false)?;
+        }
         if decode {
             // Every row's logits; the bucket's graph (eager while profiling, so that every
             // launch is timed).

@@ -1,0 +1,560 @@
+//! The launch lists' GEMMs: cuBLAS (`cublasGemmEx`) by default, or a cuBLASLt algorithm picked
+//! by timing. For each GEMM shape and each class of row counts (the next power of two), the
+//! tuner times cuBLAS's default against cuBLASLt's heuristic candidates (split-K among them,
+//! which the default rarely picks for the few-row GEMMs of a decode batch) and keeps the
+//! fastest. Tuning runs between steps, never inside a CUDA-graph capture, and writes only to
+//! GEMM outputs in the activation arena or the io region (scratch until the step that follows
+//! rewrites them); GEMMs writing anywhere else are never tuned. `PIO_GEMM_TUNE=0` turns it off.
+
+use super::device::{CudaError, DeviceBuffer, Gpu, GpuTimer};
+use super::profile::label;
+use super::regions::DeviceRegions;
+use cudarc::cublas::{result as blas, sys as blas_sys};
+use cudarc::cublaslt::sys as lt;
+use pio_artifact::{Arg, Gemm, Region};
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+/// cuBLASLt candidates timed per (shape, row class).
+const CANDIDATES: usize = 16;
+/// Timed runs per candidate (after two untimed ones).
+const TIMED_RUNS: usize = 8;
+
+/// The cuBLAS handle on the GPU's stream, with its workspace (shared with cuBLASLt: both run
+/// on the one stream, one call at a time).
+pub(crate) struct Blas {
+    handle: blas_sys::cublasHandle_t,
+    workspace: DeviceBuffer,
+}
+
+// SAFETY: the handle is a plain cuBLAS pointer bound to the GPU's context and stream, usable from
+// any thread once that context is current; `Blas` is not `Sync`, so one thread at a time calls
+// cuBLAS with it.
+unsafe impl Send for Blas {}
+
+fn blas_err(what: &str) -> impl Fn(blas::CublasError) -> CudaError + '_ {
+    move |e| CudaError::Cublas {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn lt_err(what: &str, status: lt::cublasStatus_t) -> CudaError {
+    CudaError::Cublas {
+        what: format!("cuBLASLt {what}"),
+        message: format!("{status:?}"),
+    }
+}
+
+fn lt_ok(what: &str, status: lt::cublasStatus_t) -> Result<(), CudaError> {
+    match status {
+        lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS => Ok(()),
+        s => Err(lt_err(what, s)),
+    }
+}
+
+impl Blas {
+    pub(crate) fn new(gpu: &Gpu) -> Result<Blas, CudaError> {
+        let handle = blas::create_handle().map_err(blas_err("create"))?;
+        // Owned at once, so that an error below still destroys the handle.
+        let workspace = match gpu.alloc(32 << 20, "the cuBLAS workspace") {
+            Ok(w) => w,
+            Err(e) => {
+                // SAFETY: created above, destroyed once.
+                let _ = unsafe { blas::destroy_handle(handle) };
+                return Err(e);
+            }
+        };
+        let b = Blas { handle, workspace };
+        // SAFETY: valid handle, stream and workspace allocation.
+        unsafe {
+            blas::set_stream(b.handle, gpu.stream as _).map_err(blas_err("set stream"))?;
+            blas_sys::cublasSetWorkspace_v2(
+                b.handle,
+                b.workspace.ptr as *mut c_void,
+                b.workspace.bytes as usize,
+            )
+            .result()
+            .map_err(blas_err("workspace"))?;
+        }
+        Ok(b)
+    }
+
+    pub(crate) fn workspace_bytes(&self) -> u64 {
+        self.workspace.bytes
+    }
+}
+
+impl Drop for Blas {
+    fn drop(&mut self) {
+        // SAFETY: created by us, destroyed once (before the workspace is freed).
+        let _ = unsafe { blas::destroy_handle(self.handle) };
+    }
+}
+
+/// A GEMM resolved at load: its operands are device addresses.
+pub(crate) struct GemmStep {
+    pub(crate) gemm: Gemm,
+    a: u64,
+    b: u64,
+    c: u64,
+    /// C lies in scratch memory (the arena or the io region), so tuning may write it.
+    tunable: bool,
+    pub(crate) label: String,
+}
+
+pub(crate) fn resolve_gemm(g: &Gemm, regions: &DeviceRegions) -> Result<GemmStep, CudaError> {
+    let ptr = |a: &Arg| match *a {
+        Arg::Ptr { region, offset } => Ok(regions.addr(region, offset)),
+        _ => Err(CudaError::Other(format!(
+            "gemm {}: operand is not a pointer",
+            g.node
+        ))),
+    };
+    Ok(GemmStep {
+        a: ptr(&g.a)?,
+        b: ptr(&g.b)?,
+        c: ptr(&g.c)?,
+        tunable: matches!(
+            g.c,
+            Arg::Ptr {
+                region: Region::Arena | Region::Io,
+                ..
+            }
+        ),
+        label: label("cublas_gemm", &g.node),
+        gemm: g.clone(),
+    })
+}
+
+/// What a GEMM of one shape is, apart from its row count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Shape {
+    n: u32,
+    k: u32,
+    lda: u32,
+    ldc: u32,
+    beta_bits: u32,
+}
+
+/// The row class a row count is tuned in: the next power of two.
+pub(crate) fn row_class(m: u32) -> u32 {
+    m.max(1).next_power_of_two()
+}
+
+/// One problem (shape and exact row count) set up for cuBLASLt with the algorithm of its class.
+struct LtProblem {
+    desc: lt::cublasLtMatmulDesc_t,
+    /// The weights [n, k] (column-major k x n, transposed), the activations (k x m), C and D.
+    layouts: [lt::cublasLtMatrixLayout_t; 3],
+    algo: lt::cublasLtMatmulAlgo_t,
+}
+
+impl Drop for LtProblem {
+    fn drop(&mut self) {
+        // SAFETY: created by `LtProblem::new`, destroyed once.
+        unsafe {
+            for l in self.layouts {
+                let _ = lt::cublasLtMatrixLayoutDestroy(l);
+            }
+            let _ = lt::cublasLtMatmulDescDestroy(self.desc);
+        }
+    }
+}
+
+impl LtProblem {
+    /// The descriptors of `shape` at `m` rows (the algorithm zeroed until one is set).
+    fn new(shape: Shape, m: u32) -> Result<LtProblem, CudaError> {
+        let bf16 = lt::cudaDataType::CUDA_R_16BF;
+        let mut desc = std::ptr::null_mut();
+        // SAFETY: out-pointers to locals; the descriptors are destroyed by Drop (or below).
+        unsafe {
+            lt_ok(
+                "matmul descriptor",
+                lt::cublasLtMatmulDescCreate(
+                    &mut desc,
+                    lt::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    lt::cudaDataType::CUDA_R_32F,
+                ),
+            )?;
+            let mut p = LtProblem {
+                desc,
+                layouts: [std::ptr::null_mut(); 3],
+                algo: lt::cublasLtMatmulAlgo_t { data: [0; 8] },
+            };
+            // cublasOperation_t: 1 = transposed (the weights), 0 = as stored.
+            let (t, n) = (1i32, 0i32);
+            for (attr, v) in [
+                (
+                    lt::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
+                    &t,
+                ),
+                (
+                    lt::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB,
+                    &n,
+                ),
+            ] {
+                lt_ok(
+                    "matmul transpose",
+                    lt::cublasLtMatmulDescSetAttribute(
+                        p.desc,
+                        attr,
+                        v as *const i32 as *const c_void,
+                        4,
+                    ),
+                )?;
+            }
+            let dims = [
+                (shape.k, shape.n, shape.k),
+                (shape.k, m, shape.lda),
+                (shape.n, m, shape.ldc),
+            ];
+            for (slot, (rows, cols, ld)) in p.layouts.iter_mut().zip(dims) {
+                lt_ok(
+                    "matrix layout",
+                    lt::cublasLtMatrixLayoutCreate(slot, bf16, rows as u64, cols as u64, ld as i64),
+                )?;
+            }
+            Ok(p)
+        }
+    }
+
+    /// Up to [`CANDIDATES`] algorithms cuBLASLt offers for this problem within `workspace`
+    /// bytes.
+    fn candidates(
+        &self,
+        handle: lt::cublasLtHandle_t,
+        workspace: u64,
+    ) -> Result<Vec<lt::cublasLtMatmulAlgo_t>, CudaError> {
+        let mut pref = std::ptr::null_mut();
+        // SAFETY: out-pointers to locals; the preference is destroyed before returning.
+        unsafe {
+            lt_ok("preference", lt::cublasLtMatmulPreferenceCreate(&mut pref))?;
+            let found = (|| {
+                lt_ok(
+                    "preference workspace",
+                    lt::cublasLtMatmulPreferenceSetAttribute(
+                        pref,
+                        lt::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                        &workspace as *const u64 as *const c_void,
+                        8,
+                    ),
+                )?;
+                let mut results: Vec<lt::cublasLtMatmulHeuristicResult_t> =
+                    vec![std::mem::zeroed(); CANDIDATES];
+                let mut count = 0i32;
+                let [a, b, c] = self.layouts;
+                lt_ok(
+                    "heuristics",
+                    lt::cublasLtMatmulAlgoGetHeuristic(
+                        handle,
+                        self.desc,
+                        a,
+                        b,
+                        c,
+                        c,
+                        pref,
+                        CANDIDATES as i32,
+                        results.as_mut_ptr(),
+                        &mut count,
+                    ),
+                )?;
+                Ok(results
+                    .into_iter()
+                    .take(count.max(0) as usize)
+                    .filter(|r| r.state == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS)
+                    .map(|r| r.algo)
+                    .collect())
+            })();
+            let _ = lt::cublasLtMatmulPreferenceDestroy(pref);
+            found
+        }
+    }
+
+    /// Whether `algo` runs this problem (cuBLASLt's own check).
+    fn accepts(&self, handle: lt::cublasLtHandle_t, algo: &lt::cublasLtMatmulAlgo_t) -> bool {
+        let [a, b, c] = self.layouts;
+        // SAFETY: live descriptors; the result is written to a local.
+        unsafe {
+            let mut r: lt::cublasLtMatmulHeuristicResult_t = std::mem::zeroed();
+            lt::cublasLtMatmulAlgoCheck(handle, self.desc, a, b, c, c, algo, &mut r)
+                == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS
+                && r.workspaceSize <= 32 << 20
+        }
+    }
+}
+
+/// Row counts and pointers of one GEMM call.
+#[derive(Clone, Copy)]
+struct Call {
+    m: u32,
+    a: u64,
+    b: u64,
+    c: u64,
+    beta: f32,
+}
+
+/// The tuned choices and the problems set up from them.
+pub(crate) struct GemmTuner {
+    handle: Option<lt::cublasLtHandle_t>,
+    /// Per (shape, row class): the cuBLASLt algorithm that won, or `None` when cuBLAS's
+    /// default did.
+    choices: HashMap<(Shape, u32), Option<lt::cublasLtMatmulAlgo_t>>,
+    /// Per (shape, exact rows): the problem with its class's algorithm, or `None` (cuBLAS).
+    problems: HashMap<(Shape, u32), Option<LtProblem>>,
+    /// Classes tuned so far, and how many of them a cuBLASLt candidate won (for the log line).
+    pub(crate) tuned: usize,
+    pub(crate) lt_wins: usize,
+}
+
+// SAFETY: the cuBLASLt handle and descriptors are plain pointers used from one thread at a time
+// with the GPU's context current; the tuner is not `Sync`.
+unsafe impl Send for GemmTuner {}
+
+impl Drop for GemmTuner {
+    fn drop(&mut self) {
+        self.problems.clear();
+        if let Some(h) = self.handle {
+            // SAFETY: created in `new`, destroyed once, after every descriptor.
+            let _ = unsafe { lt::cublasLtDestroy(h) };
+        }
+    }
+}
+
+impl GemmTuner {
+    /// A tuner; without cuBLASLt, or with `PIO_GEMM_TUNE=0`, one that never tunes (every GEMM
+    /// runs cuBLAS's default).
+    pub(crate) fn new() -> GemmTuner {
+        let wanted = std::env::var("PIO_GEMM_TUNE").map_or(true, |v| v != "0");
+        // SAFETY: only probes whether the library loads.
+        let handle = (wanted && unsafe { lt::is_culib_present() })
+            .then(|| {
+                let mut h = std::ptr::null_mut();
+                // SAFETY: out-pointer to a local.
+                let ok = unsafe { lt::cublasLtCreate(&mut h) }
+                    == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS;
+                ok.then_some(h)
+            })
+            .flatten();
+        GemmTuner {
+            handle,
+            choices: HashMap::new(),
+            problems: HashMap::new(),
+            tuned: 0,
+            lt_wins: 0,
+        }
+    }
+
+    fn shape(g: &Gemm) -> Shape {
+        Shape {
+            n: g.n,
+            k: g.k,
+            lda: g.lda,
+            ldc: g.ldc,
+            beta_bits: g.beta.to_bits(),
+        }
+    }
+
+    /// Tunes `step` at `m` rows unless its class is tuned (or it may not be). Runs GEMMs and
+    /// waits for them: never call it while a graph is being captured.
+    fn tune(
+        &mut self,
+        gpu: &Gpu,
+        blas: &Blas,
+        timer: &GpuTimer,
+        step: &GemmStep,
+        call: Call,
+    ) -> Result<(), CudaError> {
+        let Some(handle) = self.handle else {
+            return Ok(());
+        };
+        let shape = Self::shape(&step.gemm);
+        let key = (shape, row_class(call.m));
+        if !step.tunable || self.choices.contains_key(&key) {
+            return Ok(());
+        }
+        let problem = LtProblem::new(shape, call.m)?;
+        let time = |run: &mut dyn FnMut() -> Result<(), CudaError>| -> Result<f64, CudaError> {
+            run()?;
+            run()?;
+            timer.start(gpu)?;
+            for _ in 0..TIMED_RUNS {
+                run()?;
+            }
+            timer.stop(gpu)
+        };
+        let mut best = (time(&mut || gemm_ex(blas, &step.gemm, call))?, None);
+        for algo in problem.candidates(handle, blas.workspace.bytes)? {
+            let mut p = LtProblem::new(shape, call.m)?;
+            p.algo = algo;
+            // A candidate that fails to run is skipped, not an error.
+            if let Ok(ms) = time(&mut || lt_matmul(handle, blas, &p, call)) {
+                if ms < best.0 {
+                    best = (ms, Some(algo));
+                }
+            }
+        }
+        gpu.sync()?;
+        self.lt_wins += usize::from(best.1.is_some());
+        self.choices.insert(key, best.1);
+        self.tuned += 1;
+        Ok(())
+    }
+
+    /// The problem to run `call` of `step` with: its class's cuBLASLt algorithm when one won
+    /// and cuBLASLt accepts it at this row count; `None` means cuBLAS's default.
+    fn problem(&mut self, step: &GemmStep, m: u32) -> Option<&LtProblem> {
+        let handle = self.handle?;
+        let shape = Self::shape(&step.gemm);
+        let algo = (*self.choices.get(&(shape, row_class(m)))?)?;
+        self.problems
+            .entry((shape, m))
+            .or_insert_with(|| {
+                let mut p = LtProblem::new(shape, m).ok()?;
+                p.algo = algo;
+                p.accepts(handle, &algo).then_some(p)
+            })
+            .as_ref()
+    }
+}
+
+/// The rows and pointers of `step` for a step of `tokens` tokens: generation wants the last
+/// row's logits only (A's last row into C's first) unless every row's are asked for.
+fn call_of(step: &GemmStep, tokens: u32, all_logit_rows: bool) -> Call {
+    let g = &step.gemm;
+    let mut call = Call {
+        m: g.m.eval(tokens),
+        a: step.a,
+        b: step.b,
+        c: step.c,
+        beta: g.beta,
+    };
+    if g.logits && !all_logit_rows && call.m > 1 {
+        call.a += (call.m as u64 - 1) * g.lda as u64 * 2;
+        call.m = 1;
+    }
+    call
+}
+
+/// Tunes `step` for a step of `tokens` tokens (see [`GemmTuner::tune`]).
+pub(crate) fn tune_step(
+    tuner: &mut GemmTuner,
+    gpu: &Gpu,
+    blas: &Blas,
+    timer: &GpuTimer,
+    step: &GemmStep,
+    tokens: u32,
+    all_logit_rows: bool,
+) -> Result<(), CudaError> {
+    let call = call_of(step, tokens, all_logit_rows);
+    tuner.tune(gpu, blas, timer, step, call)
+}
+
+/// Queues `step` for a step of `tokens` tokens: the tuned cuBLASLt algorithm, else cuBLAS.
+pub(crate) fn gemm(
+    tuner: &mut GemmTuner,
+    blas: &Blas,
+    step: &GemmStep,
+    tokens: u32,
+    all_logit_rows: bool,
+) -> Result<(), CudaError> {
+    let call = call_of(step, tokens, all_logit_rows);
+    if let Some(handle) = tuner.handle {
+        if let Some(p) = tuner.problem(step, call.m) {
+            if lt_matmul(handle, blas, p, call).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    gemm_ex(blas, &step.gemm, call)
+}
+
+fn lt_matmul(
+    handle: lt::cublasLtHandle_t,
+    blas: &Blas,
+    p: &LtProblem,
+    call: Call,
+) -> Result<(), CudaError> {
+    let alpha = 1.0f32;
+    let [a, b, c] = p.layouts;
+    // SAFETY: pointers are inside our regions with the shapes the artifact gives; the
+    // descriptors are live; the workspace is ours.
+    lt_ok("matmul", unsafe {
+        lt::cublasLtMatmul(
+            handle,
+            p.desc,
+            &alpha as *const f32 as *const c_void,
+            call.b as *const c_void,
+            a,
+            call.a as *const c_void,
+            b,
+            &call.beta as *const f32 as *const c_void,
+            call.c as *const c_void,
+            c,
+            call.c as *mut c_void,
+            c,
+            &p.algo,
+            blas.workspace.ptr as *mut c_void,
+            blas.workspace.bytes as usize,
+            blas_stream(blas)?,
+        )
+    })
+}
+
+/// The stream cuBLAS was given (the GPU's), for cuBLASLt.
+fn blas_stream(blas: &Blas) -> Result<lt::cudaStream_t, CudaError> {
+    let mut s = std::ptr::null_mut();
+    // SAFETY: a live handle; out-pointer to a local.
+    unsafe { blas_sys::cublasGetStream_v2(blas.handle, &mut s) }
+        .result()
+        .map_err(blas_err("get stream"))?;
+    Ok(s as lt::cudaStream_t)
+}
+
+fn gemm_ex(blas: &Blas, g: &Gemm, call: Call) -> Result<(), CudaError> {
+    let alpha = 1.0f32;
+    // Row-major C[m,n] = A[m,k] · B[n,k]ᵀ is column-major Cᵀ[n,m] = B · Aᵀ.
+    // SAFETY: pointers are inside our regions with the shapes the artifact gives.
+    unsafe {
+        blas::gemm_ex(
+            blas.handle,
+            blas_sys::cublasOperation_t::CUBLAS_OP_T,
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            g.n as i32,
+            call.m as i32,
+            g.k as i32,
+            &alpha as *const f32 as *const c_void,
+            call.b as *const c_void,
+            blas_sys::cudaDataType::CUDA_R_16BF,
+            g.k as i32,
+            call.a as *const c_void,
+            blas_sys::cudaDataType::CUDA_R_16BF,
+            g.lda as i32,
+            &call.beta as *const f32 as *const c_void,
+            call.c as *mut c_void,
+            blas_sys::cudaDataType::CUDA_R_16BF,
+            g.ldc as i32,
+            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
+    .map_err(|e| CudaError::Cublas {
+        what: format!("gemm {}", g.node),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_tuned_in_power_of_two_classes() {
+        assert_eq!(row_class(0), 1);
+        assert_eq!(row_class(1), 1);
+        assert_eq!(row_class(3), 4);
+        assert_eq!(row_class(128), 128);
+        assert_eq!(row_class(129), 256);
+        assert_eq!(row_class(2000), 2048);
+    }
+}
