@@ -9,6 +9,8 @@ mod batching;
 #[path = "gpu/chunking.rs"]
 mod chunking;
 mod common;
+#[path = "gpu/long_batch.rs"]
+mod long_batch;
 
 use common::rel_l2;
 use pio::{Device, LoadOptions, Model, WeightsSource};

@@ -91,6 +91,14 @@ impl LoadOptions {
                 })?),
                 Err(_) => None,
             },
+            paged_attention_min_blocks: match std::env::var("PIO_PAGED_ATTENTION_MIN_BLOCKS") {
+                Ok(t) => Some(t.parse().ok().filter(|&n: &usize| n <= 32).ok_or_else(|| {
+                    PioError::Options(format!(
+                        "PIO_PAGED_ATTENTION_MIN_BLOCKS '{t}': not an integer from 0 to 32"
+                    ))
+                })?),
+                Err(_) => None,
+            },
             ..Default::default()
         })
     }

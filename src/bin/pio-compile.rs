@@ -94,6 +94,7 @@ fn run() -> Result<()> {
             attention_spans: args.attention_spans as usize,
             block_size: args.block_size as usize,
             paged_attention_heads: args.paged_attention_heads.map(|n| n as usize),
+            ..CodegenOptions::default()
         },
     };
     let compiled = pio_compiler::compile(&spec, &opts)?;

@@ -66,7 +66,7 @@ __device__ __forceinline__ void block_reduce(float (&v)[HG], bool is_max,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
+extern "C" __global__ void __launch_bounds__(THREADS{% if min_blocks > 0 %}, {{ min_blocks }}{% endif %}) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
     const int* __restrict__ positions, const int* __restrict__ seq_index,
     const int* __restrict__ block_tables, float* __restrict__ part_out,
@@ -90,21 +90,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
 
     __shared__ __align__(16) float sh[SHARED_FLOATS];
     __shared__ float red[WARPS][HG];
+    // This split's P.V so far (rescaled to the running max), each chunk's added at its end.
+    __shared__ float total[HG][D];
     __shared__ bool last;
     float (*sc)[CHUNK] = reinterpret_cast<float (*)[CHUNK]>(sh);
     const int* table = block_tables + (size_t)seq_index[t] * MAX_BLOCKS;
 
-    float qv[HG][E * 8], acc[HG][E * 8];
-#pragma unroll
-    for (int g = 0; g < HG; ++g) {
-        const bf16* qrow = q + (size_t)t * Q_STRIDE + (size_t)(kvh * GROUP + part * HG + g) * D;
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-            unpack8(*reinterpret_cast<const uint4*>(qrow + 8 * (sub + LPK * e)), &qv[g][8 * e]);
-        }
-#pragma unroll
-        for (int i = 0; i < E * 8; ++i) acc[g][i] = 0.0f;
-    }
     // The running max and sum of the chunks so far (several chunks only).
     float run_m[HG], run_l[HG];
 #pragma unroll
@@ -116,6 +107,18 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
 
     for (int c0 = k_begin; c0 < k_end; c0 += CHUNK) {
         const int c1 = min(k_end, c0 + CHUNK);
+        // The queries live in registers during the scores only and the P.V accumulators during
+        // the values only (read again per chunk), so that the two never hold registers at once:
+        // half the registers, twice the blocks per SM.
+        float qv[HG][E * 8];
+#pragma unroll
+        for (int g = 0; g < HG; ++g) {
+            const bf16* qrow = q + (size_t)t * Q_STRIDE + (size_t)(kvh * GROUP + part * HG + g) * D;
+#pragma unroll
+            for (int e = 0; e < E; ++e) {
+                unpack8(*reinterpret_cast<const uint4*>(qrow + 8 * (sub + LPK * e)), &qv[g][8 * e]);
+            }
+        }
         // Scores of the chunk and their max.
 #pragma unroll
         for (int g = 0; g < HG; ++g) chunk_m[g] = NEG_INF;
@@ -165,18 +168,17 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
         }
         block_reduce(chunk_l, false, red);
         // p = bf16(exp / sum), weighed by the chunk's share relative to the running max.
-        float w[HG];
+        float w[HG], rescale[HG];
 #pragma unroll
         for (int g = 0; g < HG; ++g) {
             if (one_chunk) {
                 w[g] = 1.0f;
+                rescale[g] = 0.0f;
             } else {
                 const float m = fmaxf(run_m[g], chunk_m[g]);
-                const float rescale = __expf(run_m[g] - m);
-#pragma unroll
-                for (int i = 0; i < E * 8; ++i) acc[g][i] *= rescale;
+                rescale[g] = __expf(run_m[g] - m);
                 w[g] = chunk_l[g] * __expf(chunk_m[g] - m);
-                run_l[g] = run_l[g] * rescale + w[g];
+                run_l[g] = run_l[g] * rescale[g] + w[g];
                 run_m[g] = m;
             }
             for (int k = threadIdx.x; k < c1 - c0; k += THREADS)
@@ -184,6 +186,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
         }
         __syncthreads();
         // P.V over the chunk's value rows.
+        float acc[HG][E * 8];
+#pragma unroll
+        for (int g = 0; g < HG; ++g) {
+#pragma unroll
+            for (int i = 0; i < E * 8; ++i) acc[g][i] = 0.0f;
+        }
         for (int base = c0 + warp * KEYS_PER_WARP; base < c1; base += WARPS * KEYS_PER_WARP) {
             uint4 vr[U][E];
 #pragma unroll
@@ -209,6 +217,38 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
                 }
             }
         }
+        // The lanes of one dim piece (KPI keys apart), then the warps, through shared memory
+        // (the scores' room: every warp is done with them), into the split's total.
+#pragma unroll
+        for (int g = 0; g < HG; ++g) {
+#pragma unroll
+            for (int i = 0; i < E * 8; ++i) {
+#pragma unroll
+                for (int o = LPK; o < 32; o <<= 1) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+            }
+        }
+        __syncthreads();
+        float (*sacc)[HG][D] = reinterpret_cast<float (*)[HG][D]>(sh);
+        if (kl == 0) {
+#pragma unroll
+            for (int g = 0; g < HG; ++g) {
+#pragma unroll
+                for (int e = 0; e < E; ++e) {
+#pragma unroll
+                    for (int i = 0; i < 8; ++i) sacc[warp][g][8 * (sub + LPK * e) + i] = acc[g][8 * e + i];
+                }
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int g = 0; g < HG; ++g) {
+            for (int d = threadIdx.x; d < D; d += THREADS) {
+                float o = 0.0f;
+#pragma unroll
+                for (int wi = 0; wi < WARPS; ++wi) o += sacc[wi][g][d];
+                total[g][d] = c0 == k_begin ? o : total[g][d] * rescale[g] + o;
+            }
+        }
         __syncthreads();
     }
     if (one_chunk) {
@@ -218,34 +258,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
             run_l[g] = chunk_l[g];
         }
     }
-    // The lanes of one dim piece (KPI keys apart), then the warps, through shared memory.
-#pragma unroll
-    for (int g = 0; g < HG; ++g) {
-#pragma unroll
-        for (int i = 0; i < E * 8; ++i) {
-#pragma unroll
-            for (int o = LPK; o < 32; o <<= 1) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], o);
-        }
-    }
-    float (*sacc)[HG][D] = reinterpret_cast<float (*)[HG][D]>(sh);
-    if (kl == 0) {
-#pragma unroll
-        for (int g = 0; g < HG; ++g) {
-#pragma unroll
-            for (int e = 0; e < E; ++e) {
-#pragma unroll
-                for (int i = 0; i < 8; ++i) sacc[warp][g][8 * (sub + LPK * e) + i] = acc[g][8 * e + i];
-            }
-        }
-    }
-    __syncthreads();
     // This split's output (normalized when it had several chunks).
     const size_t slot = ((size_t)t * UNITS + unit) * splits;
     for (int i = threadIdx.x; i < HG * D; i += THREADS) {
         const int g = i / D, d = i % D;
-        float o = 0.0f;
-#pragma unroll
-        for (int w = 0; w < WARPS; ++w) o += sacc[w][g][d];
+        float o = total[g][d];
         if (!one_chunk) o /= run_l[g];
         if (active == 1) {
             out[((size_t)t * HEADS + kvh * GROUP + part * HG + g) * D + d] = f2bf(o);

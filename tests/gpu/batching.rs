@@ -77,6 +77,8 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
         "model-specs/qwen3-tiny.yaml",
         "tests/specs/gpu/qwen3-odd50.yaml",
         "compiler/tests/specs/qwen3-0.6b-2layers.yaml",
+        // 8 query heads per kv head: one 16-byte piece per lane, 512-key chunks.
+        "tests/specs/gpu/qwen3-group8.yaml",
     ] {
         let cfg = EngineConfig {
             num_blocks: Some(256),

@@ -153,6 +153,8 @@ pub struct AttentionPagedDecode {
     pub unroll: usize,
     /// Query heads of a kv head per block (a divisor of the group).
     pub heads_per_block: usize,
+    /// Blocks per SM the registers must allow (`__launch_bounds__`); 0: the compiler's choice.
+    pub min_blocks: usize,
 }
 
 #[derive(Template)]

@@ -24,8 +24,9 @@ mod schedule;
 pub use attention::{decode_attention_shape, DecodeAttentionShape};
 pub use listing::listing;
 pub use options::{
-    CodegenOptions, GemvTuning, ATTENTION_SPANS, DEFAULT_BLOCK_SIZE, DEFAULT_CONTEXT_CAP,
-    DEFAULT_PREFILL, MAX_ATTENTION_SPANS, PAGED_ATTENTION_HEADS_PER_BLOCK,
+    paged_attention_min_blocks, CodegenOptions, GemvTuning, ATTENTION_SPANS, DEFAULT_BLOCK_SIZE,
+    DEFAULT_CONTEXT_CAP, DEFAULT_PREFILL, MAX_ATTENTION_SPANS, PAGED_ATTENTION_HEADS_PER_BLOCK,
+    PAGED_ATTENTION_MIN_BLOCKS,
 };
 
 use crate::error::CompileError;
@@ -78,6 +79,7 @@ pub fn generate(
         gemv: opts.gemv,
         attention_spans: opts.attention_spans,
         paged_attention_heads: opts.paged_attention_heads,
+        paged_attention_min_blocks: opts.paged_attention_min_blocks,
         io: layout::io_offsets(opts.max_prefill),
         paging: None,
     };
@@ -194,6 +196,8 @@ struct Codegen<'a> {
     attention_spans: usize,
     /// Query heads per block of the paged decode attention asked for (None: the default).
     paged_attention_heads: Option<usize>,
+    /// Blocks per SM the paged decode attention's registers must allow (0: any).
+    paged_attention_min_blocks: Option<usize>,
     io: art::Io,
     /// The paged pool's layout, set for the paged phase.
     paging: Option<Paging>,

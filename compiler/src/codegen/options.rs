@@ -17,6 +17,11 @@ pub struct CodegenOptions {
     /// Query heads of a kv head per block of the paged decode attention (a divisor of the
     /// group; `None`: the default, [`PAGED_ATTENTION_HEADS_PER_BLOCK`] or the group if less).
     pub paged_attention_heads: Option<usize>,
+    /// Blocks per SM the paged decode attention's registers must allow (its
+    /// `__launch_bounds__`; 0: the compiler's choice). A tuning knob: every setting computes the
+    /// same.
+    /// `None`: [`paged_attention_min_blocks`]'s choice.
+    pub paged_attention_min_blocks: Option<usize>,
 }
 
 impl Default for CodegenOptions {
@@ -28,6 +33,7 @@ impl Default for CodegenOptions {
             attention_spans: ATTENTION_SPANS,
             block_size: DEFAULT_BLOCK_SIZE,
             paged_attention_heads: None,
+            paged_attention_min_blocks: None,
         }
     }
 }
@@ -136,6 +142,23 @@ pub(super) const PAGED_ATTENTION_LOADS: usize = 8;
 /// call, 2026-12-03): Qwen3-4B (groups of 4) 7,666 with 4 per block, 7,514 with 2, 7,152 with
 /// 1; Qwen3-0.6B (groups of 2) 17,463 with 2, 17,126 with 1: the whole group wins.
 pub const PAGED_ATTENTION_HEADS_PER_BLOCK: usize = 8;
+/// Blocks per SM the paged decode attention's registers allow at least, by default, where a
+/// lane holds 8 or more 16-byte pieces of queries (heads per block x pieces per lane; below
+/// that, the compiler's choice). H200, 128 requests of 512 + 256 tokens, one call (2026-12-03):
+/// Qwen3-4B (4 heads x 2 pieces; 244 registers and 2 blocks per SM before the queries and the
+/// accumulators stopped overlapping) 7,359 output tokens/s with the compiler's choice, 7,797
+/// with 3, 7,985 with 4.
+pub const PAGED_ATTENTION_MIN_BLOCKS: usize = 4;
+
+/// The paged decode attention's `__launch_bounds__` minimum blocks per SM for `heads_per_block`
+/// heads of `pieces` 16-byte pieces per lane (0: none).
+pub fn paged_attention_min_blocks(heads_per_block: usize, pieces: usize) -> usize {
+    if heads_per_block * pieces >= 8 {
+        PAGED_ATTENTION_MIN_BLOCKS
+    } else {
+        0
+    }
+}
 /// Warps per block of the per-head kernels and the scalar prefill attention.
 pub(super) const WARPS: usize = 4;
 /// What a decode GEMV's warps prefetch into L2 (H100: 50 MB) before their first rows, in all.

@@ -55,7 +55,8 @@ pub fn paged_decode_shape(
         return None;
     }
     let chunk = PAGED_ATTENTION_SCORE_BYTES / (4 * hg);
-    let shared = 4 * (hg * chunk).max(PAGED_ATTENTION_DECODE_WARPS * hg * d);
+    // The scores (or the warps' P.V partials) and the split's P.V total.
+    let shared = 4 * (hg * chunk).max(PAGED_ATTENTION_DECODE_WARPS * hg * d) + 4 * hg * d;
     (shared + 1024 <= STATIC_SHARED).then_some(PagedDecodeShape {
         pieces,
         unroll: (PAGED_ATTENTION_LOADS / pieces).max(1),
@@ -133,6 +134,9 @@ impl Codegen<'_> {
                 pieces: shape.pieces,
                 unroll: shape.unroll,
                 heads_per_block: shape.heads_per_block,
+                min_blocks: self.paged_attention_min_blocks.unwrap_or_else(|| {
+                    super::options::paged_attention_min_blocks(shape.heads_per_block, shape.pieces)
+                }),
             },
         );
         ph.push(launch(
@@ -195,6 +199,18 @@ mod tests {
         assert_eq!(paged_decode_shape(2, 10, None), None);
         assert_eq!(paged_decode_shape(4, 192, None), None);
         assert_eq!(paged_decode_shape(9, 128, None), None);
+    }
+
+    #[test]
+    fn register_heavy_shapes_are_bounded_to_four_blocks_per_sm() {
+        use super::super::options::paged_attention_min_blocks as min_blocks;
+        let at = |group| {
+            let s = paged_decode_shape(group, 128, None).unwrap();
+            min_blocks(s.heads_per_block, s.pieces)
+        };
+        // 0.6B (2 heads x 2 pieces): the compiler's choice; 4B (4 x 2) and 8 x 1: four.
+        assert_eq!((at(2), at(4), at(8)), (0, 4, 4));
+        assert_eq!(at(1), 0);
     }
 
     #[test]
