@@ -175,6 +175,8 @@ impl CudaModel {
             rows *= 2;
         }
         if tuned > 0 {
+            // Tuning wrote the io region's logits rows.
+            self.logit_rows = 0;
             let (all, lt_wins) = self.runner.tuned();
             eprintln!(
                 "tuned {tuned} GEMM shape classes in {:.2} s; cuBLASLt won {lt_wins} of {all} \
