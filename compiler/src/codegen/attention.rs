@@ -123,7 +123,7 @@ impl Codegen<'_> {
         };
         let paged_decode = match ph.paged {
             Some(PagedStep::Batch) => {
-                paged_decode_shape(group, h.d, Some(heads_per_block)).filter(|_| {
+                paged_decode_shape(group, h.d, heads_per_block).filter(|_| {
                     // 16-byte query loads.
                     v[0].offset % 16 == 0 && v[0].stride % 8 == 0
                 })

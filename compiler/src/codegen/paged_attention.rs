@@ -30,18 +30,13 @@ pub struct PagedDecodeShape {
     pub heads_per_block: usize,
 }
 
-/// The kernel's shape for `group` query heads per kv head of `d` dims, `heads_per_block` of
-/// them per block (`None`: the whole group), or None where it does not apply (the scalar
-/// paged attention takes those; a `heads_per_block` that does not divide the group too).
-pub fn paged_decode_shape(
-    group: usize,
-    d: usize,
-    heads_per_block: Option<usize>,
-) -> Option<PagedDecodeShape> {
+/// The kernel's shape for `group` query heads per kv head of `d` dims, `hg` of them per block,
+/// or None where it does not apply (the scalar paged attention takes those; an `hg` that does
+/// not divide the group too).
+pub fn paged_decode_shape(group: usize, d: usize, hg: usize) -> Option<PagedDecodeShape> {
     if group == 0 || group > MAX_GROUP || d == 0 || d % 8 != 0 {
         return None;
     }
-    let hg = heads_per_block.unwrap_or(group);
     if hg == 0 || group % hg != 0 {
         return None;
     }
@@ -168,44 +163,40 @@ mod tests {
     #[test]
     fn qwen3_head_shapes_take_the_kernel_and_odd_ones_do_not() {
         // 0.6B (16:8 heads), 4B / 8B (32:8), 32B (64:8), tiny (head dim 32).
-        let s = paged_decode_shape(2, 128, None).unwrap();
+        let s = paged_decode_shape(2, 128, 2).unwrap();
         assert_eq!(
             (s.pieces, s.unroll, s.chunk, s.heads_per_block),
             (2, 4, 2048, 2)
         );
-        let s = paged_decode_shape(4, 128, None).unwrap();
+        let s = paged_decode_shape(4, 128, 4).unwrap();
         assert_eq!((s.pieces, s.unroll, s.chunk), (2, 4, 1024));
         // A 4-head group in blocks of 2: the chunk and pieces of a 2-head group.
-        let s = paged_decode_shape(4, 128, Some(2)).unwrap();
+        let s = paged_decode_shape(4, 128, 2).unwrap();
         assert_eq!((s.pieces, s.chunk, s.heads_per_block), (2, 2048, 2));
-        assert_eq!(
-            paged_decode_shape(4, 128, Some(3)),
-            None,
-            "3 does not divide 4"
-        );
-        assert_eq!(paged_decode_shape(4, 128, Some(0)), None);
-        let s = paged_decode_shape(8, 128, None).unwrap();
+        assert_eq!(paged_decode_shape(4, 128, 3), None, "3 does not divide 4");
+        assert_eq!(paged_decode_shape(4, 128, 0), None);
+        let s = paged_decode_shape(8, 128, 8).unwrap();
         assert_eq!((s.pieces, s.unroll, s.chunk), (1, 8, 512));
-        assert_eq!(paged_decode_shape(8, 128, Some(4)).unwrap().pieces, 2);
-        assert!(paged_decode_shape(2, 32, None).is_some());
-        assert_eq!(paged_decode_shape(2, 512, None).unwrap().pieces, 2);
-        assert_eq!(paged_decode_shape(2, 1024, None).unwrap().pieces, 4);
+        assert_eq!(paged_decode_shape(8, 128, 4).unwrap().pieces, 2);
+        assert!(paged_decode_shape(2, 32, 2).is_some());
+        assert_eq!(paged_decode_shape(2, 512, 2).unwrap().pieces, 2);
+        assert_eq!(paged_decode_shape(2, 1024, 2).unwrap().pieces, 4);
         assert_eq!(
-            paged_decode_shape(8, 1024, None),
+            paged_decode_shape(8, 1024, 8),
             None,
             "its partial sums exceed the shared memory"
         );
         // Head dim 10 (no 16-byte rows), 24 lanes a row (not a power of two), 9 heads a group.
-        assert_eq!(paged_decode_shape(2, 10, None), None);
-        assert_eq!(paged_decode_shape(4, 192, None), None);
-        assert_eq!(paged_decode_shape(9, 128, None), None);
+        assert_eq!(paged_decode_shape(2, 10, 2), None);
+        assert_eq!(paged_decode_shape(4, 192, 4), None);
+        assert_eq!(paged_decode_shape(9, 128, 9), None);
     }
 
     #[test]
     fn register_heavy_shapes_are_bounded_to_four_blocks_per_sm() {
         use super::super::options::paged_attention_min_blocks as min_blocks;
         let at = |group| {
-            let s = paged_decode_shape(group, 128, None).unwrap();
+            let s = paged_decode_shape(group, 128, group).unwrap();
             min_blocks(s.heads_per_block, s.pieces)
         };
         // 0.6B (2 heads x 2 pieces): the compiler's choice; 4B (4 x 2) and 8 x 1: four.

@@ -25,6 +25,8 @@ const TIMED_RUNS: usize = 8;
 pub(crate) struct Blas {
     handle: blas_sys::cublasHandle_t,
     workspace: DeviceBuffer,
+    /// The GPU's stream, which the handle was given (cuBLASLt takes it per call).
+    stream: lt::cudaStream_t,
 }
 
 // SAFETY: the handle is a plain cuBLAS pointer bound to the GPU's context and stream, usable from
@@ -65,7 +67,11 @@ impl Blas {
                 return Err(e);
             }
         };
-        let b = Blas { handle, workspace };
+        let b = Blas {
+            handle,
+            workspace,
+            stream: gpu.stream as lt::cudaStream_t,
+        };
         // SAFETY: valid handle, stream and workspace allocation.
         unsafe {
             blas::set_stream(b.handle, gpu.stream as _).map_err(blas_err("set stream"))?;
@@ -355,25 +361,26 @@ impl GemmTuner {
         }
     }
 
-    /// Tunes `step` at `m` rows unless its class is tuned (or it may not be). Runs GEMMs and
-    /// waits for them: never call it while a graph is being captured.
-    fn tune(
+    /// Tunes `step` for a step of `tokens` tokens unless its row class is tuned (or it may not
+    /// be). Runs GEMMs and waits for them: never call it while a graph is being captured.
+    pub(crate) fn tune(
         &mut self,
         gpu: &Gpu,
         blas: &Blas,
         timer: &GpuTimer,
         step: &GemmStep,
-        call: Call,
+        (tokens, all_logit_rows): (u32, bool),
     ) -> Result<(), CudaError> {
         let Some(handle) = self.handle else {
             return Ok(());
         };
+        let call = call_of(step, tokens, all_logit_rows);
         let shape = Self::shape(&step.gemm);
         let key = (shape, row_class(call.m));
         if !step.tunable || self.choices.contains_key(&key) {
             return Ok(());
         }
-        let problem = LtProblem::new(shape, call.m)?;
+        let mut problem = LtProblem::new(shape, call.m)?;
         let time = |run: &mut dyn FnMut() -> Result<(), CudaError>| -> Result<f64, CudaError> {
             run()?;
             run()?;
@@ -385,10 +392,9 @@ impl GemmTuner {
         };
         let mut best = (time(&mut || gemm_ex(blas, &step.gemm, call))?, None);
         for algo in problem.candidates(handle, blas.workspace.bytes)? {
-            let mut p = LtProblem::new(shape, call.m)?;
-            p.algo = algo;
+            problem.algo = algo;
             // A candidate that fails to run is skipped, not an error.
-            if let Ok(ms) = time(&mut || lt_matmul(handle, blas, &p, call)) {
+            if let Ok(ms) = time(&mut || lt_matmul(handle, blas, &problem, call)) {
                 if ms < best.0 {
                     best = (ms, Some(algo));
                 }
@@ -434,20 +440,6 @@ fn call_of(step: &GemmStep, tokens: u32, all_logit_rows: bool) -> Call {
         call.m = 1;
     }
     call
-}
-
-/// Tunes `step` for a step of `tokens` tokens (see [`GemmTuner::tune`]).
-pub(crate) fn tune_step(
-    tuner: &mut GemmTuner,
-    gpu: &Gpu,
-    blas: &Blas,
-    timer: &GpuTimer,
-    step: &GemmStep,
-    tokens: u32,
-    all_logit_rows: bool,
-) -> Result<(), CudaError> {
-    let call = call_of(step, tokens, all_logit_rows);
-    tuner.tune(gpu, blas, timer, step, call)
 }
 
 /// Queues `step` for a step of `tokens` tokens: the tuned cuBLASLt algorithm, else cuBLAS.
@@ -496,19 +488,9 @@ fn lt_matmul(
             &p.algo,
             blas.workspace.ptr as *mut c_void,
             blas.workspace.bytes as usize,
-            blas_stream(blas)?,
+            blas.stream,
         )
     })
-}
-
-/// The stream cuBLAS was given (the GPU's), for cuBLASLt.
-fn blas_stream(blas: &Blas) -> Result<lt::cudaStream_t, CudaError> {
-    let mut s = std::ptr::null_mut();
-    // SAFETY: a live handle; out-pointer to a local.
-    unsafe { blas_sys::cublasGetStream_v2(blas.handle, &mut s) }
-        .result()
-        .map_err(blas_err("get stream"))?;
-    Ok(s as lt::cudaStream_t)
 }
 
 fn gemm_ex(blas: &Blas, g: &Gemm, call: Call) -> Result<(), CudaError> {

@@ -4,12 +4,13 @@
 //! through cuBLAS with its own workspace.
 
 use super::device::{launch, CudaError, Gpu, GpuTimer};
-use super::gemm::{gemm, resolve_gemm, tune_step, Blas, GemmStep, GemmTuner};
+use super::gemm::{gemm, resolve_gemm, row_class, Blas, GemmStep, GemmTuner};
 use super::modules::Functions;
 use super::profile::{label, Phase, Profiler};
 use super::regions::DeviceRegions;
 use cudarc::driver::sys;
 use pio_artifact::{Arg, Dim, Launch, Step};
+use std::collections::HashSet;
 use std::ffi::c_void;
 
 /// A kernel argument resolved at load.
@@ -129,6 +130,9 @@ pub(crate) struct LaunchRunner {
     paged_chunk: Vec<Resolved>,
     blas: Blas,
     tuner: GemmTuner,
+    /// The (list, row class of the step's tokens, every logits row) already tuned, so that a
+    /// step of a tuned class costs one lookup.
+    tuned_lists: HashSet<(Phase, u32, bool)>,
     /// Times the tuner's candidates.
     timer: GpuTimer,
     /// Launch kernels as programmatic dependent launches (Hopper and later).
@@ -163,6 +167,7 @@ impl LaunchRunner {
             paged_chunk: resolve(paged_chunk)?,
             blas: Blas::new(gpu)?,
             tuner: GemmTuner::new(),
+            tuned_lists: HashSet::new(),
             timer: GpuTimer::new(gpu)?,
             pdl,
         })
@@ -194,6 +199,12 @@ impl LaunchRunner {
         tokens: u32,
         all_logit_rows: bool,
     ) -> Result<usize, CudaError> {
+        if !self
+            .tuned_lists
+            .insert((phase, row_class(tokens), all_logit_rows))
+        {
+            return Ok(0);
+        }
         let before = self.tuner.tuned;
         let steps = match phase {
             Phase::Decode => &self.decode,
@@ -203,15 +214,8 @@ impl LaunchRunner {
         };
         for s in steps {
             if let Resolved::Gemm(g) = s {
-                tune_step(
-                    &mut self.tuner,
-                    gpu,
-                    &self.blas,
-                    &self.timer,
-                    g,
-                    tokens,
-                    all_logit_rows,
-                )?;
+                self.tuner
+                    .tune(gpu, &self.blas, &self.timer, g, (tokens, all_logit_rows))?;
             }
         }
         Ok(self.tuner.tuned - before)
