@@ -9,8 +9,12 @@ mod batching;
 #[path = "gpu/chunking.rs"]
 mod chunking;
 mod common;
+#[path = "gpu/kernel_oracle.rs"]
+mod kernel_oracle;
 #[path = "gpu/long_batch.rs"]
 mod long_batch;
+#[path = "gpu/oracle.rs"]
+mod oracle;
 
 use common::rel_l2;
 use pio::{Device, LoadOptions, Model, WeightsSource};

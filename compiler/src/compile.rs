@@ -24,6 +24,9 @@ pub struct Compiled {
     pub lowered: Graph,
     /// The graph codegen ran on.
     pub optimized: Graph,
+    /// Which of `optimized`'s nodes each step of each launch list computes, and where their
+    /// values live (for per-kernel checks; not in the artifact).
+    pub trace: codegen::Trace,
     pub report: PassReport,
 }
 
@@ -38,11 +41,12 @@ pub fn compile(spec: &ModelSpec, opts: &CompileOptions) -> Result<Compiled, Comp
         "reference-graph.json",
         serial::to_json(&lowered).into_bytes(),
     );
-    let artifact = codegen::generate(&optimized, &opts.codegen, model, reference)?;
+    let (artifact, trace) = codegen::generate_traced(&optimized, &opts.codegen, model, reference)?;
     Ok(Compiled {
         artifact,
         lowered,
         optimized,
+        trace,
         report,
     })
 }

@@ -142,35 +142,41 @@ impl Codegen<'_> {
     /// Merges runs of adjacent, independent per-head launches (a layer's Q, K and V head ops)
     /// into one launch of a `head_ops` kernel each, in the phase's steps.
     pub(super) fn merge_head_ops(&mut self, ph: &mut Phase) {
-        let steps = std::mem::take(&mut ph.steps);
-        let mut out: Vec<Pending> = Vec::with_capacity(steps.len());
-        let mut run: Vec<Pending> = Vec::new();
-        for step in steps {
+        let steps = ph.take_steps();
+        let mut out: Vec<(Pending, Vec<NodeId>)> = Vec::with_capacity(steps.len());
+        let mut run: Vec<(Pending, Vec<NodeId>)> = Vec::new();
+        for (step, owners) in steps {
             let mergeable = matches!(&step, Pending::Kernel { head: Some(_), .. });
             if mergeable && run.len() < MAX_MERGED && independent(&run, &step) {
-                run.push(step);
+                run.push((step, owners));
             } else {
                 self.flush(&mut run, &mut out);
                 if mergeable {
-                    run.push(step);
+                    run.push((step, owners));
                 } else {
-                    out.push(step);
+                    out.push((step, owners));
                 }
             }
         }
         self.flush(&mut run, &mut out);
-        ph.steps = out;
+        ph.put_steps(out);
     }
 
     /// Moves a run of head ops to `out`: one merged launch for two or more, else as it is.
-    fn flush(&mut self, run: &mut Vec<Pending>, out: &mut Vec<Pending>) {
+    fn flush(
+        &mut self,
+        run: &mut Vec<(Pending, Vec<NodeId>)>,
+        out: &mut Vec<(Pending, Vec<NodeId>)>,
+    ) {
         if run.len() < 2 {
             out.append(run);
             return;
         }
         let mut bodies = String::new();
         let (mut args, mut nodes, mut ys) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, p) in run.drain(..).enumerate() {
+        let mut owners = Vec::new();
+        for (i, (p, o)) in run.drain(..).enumerate() {
+            owners.extend(o);
             let Pending::Kernel {
                 node,
                 grid,
@@ -211,17 +217,18 @@ impl Codegen<'_> {
             Dim::Fixed(ys.into_iter().max().unwrap_or(1)),
             Dim::Fixed(n as u32),
         ];
-        out.push(launch(k, &nodes.join("+"), grid, (WARPS * 32) as u32, args));
+        let step = launch(k, &nodes.join("+"), grid, (WARPS * 32) as u32, args);
+        out.push((step, owners));
     }
 }
 
 /// Whether a head op may join `run`: it reads nothing the run writes and writes nothing the
 /// run reads (args: x, weight, positions, out, slots).
-fn independent(run: &[Pending], step: &Pending) -> bool {
+fn independent(run: &[(Pending, Vec<NodeId>)], step: &Pending) -> bool {
     let Pending::Kernel { args, .. } = step else {
         return false;
     };
-    run.iter().all(|p| match p {
+    run.iter().all(|(p, _)| match p {
         Pending::Kernel { args: prev, .. } => {
             !reads(args).iter().any(|r| same_ptr(r, &prev[3]))
                 && !reads(prev).iter().any(|r| same_ptr(r, &args[3]))

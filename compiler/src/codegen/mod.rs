@@ -20,6 +20,7 @@ mod phase;
 mod projection;
 pub mod rope;
 mod schedule;
+mod trace;
 
 pub use attention::{decode_attention_shape, DecodeAttentionShape};
 pub use listing::listing;
@@ -28,6 +29,7 @@ pub use options::{
     DEFAULT_CONTEXT_CAP, DEFAULT_PREFILL, MAX_ATTENTION_SPANS, PAGED_ATTENTION_HEADS_PER_BLOCK,
     PAGED_ATTENTION_MIN_BLOCKS,
 };
+pub use trace::{PhaseTrace, Trace, ValuePlace};
 
 use crate::error::CompileError;
 use crate::ir::{CacheKind, Dim as IrDim, Graph, NodeId, Op};
@@ -51,6 +53,17 @@ pub fn generate(
     model: art::ModelInfo,
     reference_graph: art::Attachment,
 ) -> Result<Artifact, CompileError> {
+    generate_traced(g, opts, model, reference_graph).map(|(artifact, _)| artifact)
+}
+
+/// [`generate`], with the launch lists' [`Trace`] (which nodes each step computes, where each
+/// value lives).
+pub fn generate_traced(
+    g: &Graph,
+    opts: &CodegenOptions,
+    model: art::ModelInfo,
+    reference_graph: art::Attachment,
+) -> Result<(Artifact, Trace), CompileError> {
     let order = g
         .topo_order()
         .map_err(|c| err(format!("cycle through {}", c.join(", "))))?;
@@ -95,8 +108,8 @@ pub fn generate(
         err("the graph has no logits output with a fixed last dim (the vocabulary)")
     })?;
 
-    let (decode, decode_plan) = cg.phase(&order, 1, None)?;
-    let (prefill, prefill_plan) = cg.phase(&order, opts.max_prefill, None)?;
+    let (decode, decode_plan, decode_trace) = cg.phase(&order, 1, None)?;
+    let (prefill, prefill_plan, prefill_trace) = cg.phase(&order, opts.max_prefill, None)?;
     // Generation needs the last row's logits only: a marked logits GEMM computes just that, and
     // the region keeps LOGITS_ROWS rows for callers that want every row (their prefill steps
     // take that many tokens at most). Logits written some other way take every prefill row.
@@ -120,8 +133,10 @@ pub fn generate(
         io_end,
     );
     cg.paging = Some(paging_of(&paged));
-    let (paged_steps, paged_plan) = cg.phase(&order, opts.max_prefill, Some(PagedStep::Batch))?;
-    let (chunk_steps, chunk_plan) = cg.phase(&order, opts.max_prefill, Some(PagedStep::Chunk))?;
+    let (paged_steps, paged_plan, paged_trace) =
+        cg.phase(&order, opts.max_prefill, Some(PagedStep::Batch))?;
+    let (chunk_steps, chunk_plan, chunk_trace) =
+        cg.phase(&order, opts.max_prefill, Some(PagedStep::Chunk))?;
     paged.steps = paged_steps;
     paged.chunk_steps = chunk_steps;
     let arena = decode_plan
@@ -146,7 +161,13 @@ pub fn generate(
         .filter(|k| used.contains(k.name.as_str()))
         .map(KernelSource::into_artifact)
         .collect();
-    Ok(Artifact {
+    let trace = Trace {
+        decode: decode_trace,
+        prefill: prefill_trace,
+        paged: paged_trace,
+        chunk: chunk_trace,
+    };
+    let artifact = Artifact {
         format_version: art::FORMAT_VERSION,
         model,
         dtype: DType::BF16,
@@ -179,7 +200,8 @@ pub fn generate(
             alignment: memory::ALIGN,
         },
         reference_graph,
-    })
+    };
+    Ok((artifact, trace))
 }
 
 /// What both phases share: the graph, the fixed regions' layouts and the kernels rendered so

@@ -2,6 +2,7 @@
 //! kind; then the per-head launches merge and the arena is planned.
 
 use super::schedule::{Phase, Place, Val};
+use super::trace::PhaseTrace;
 use super::{err, feeds_output, last, row_width, Codegen};
 use crate::error::CompileError;
 use crate::ir::{InputRole, NodeId, Op};
@@ -24,10 +25,11 @@ impl Codegen<'_> {
         order: &[NodeId],
         tokens: usize,
         paged: Option<PagedStep>,
-    ) -> Result<(Vec<Step>, memory::Plan), CompileError> {
+    ) -> Result<(Vec<Step>, memory::Plan, PhaseTrace), CompileError> {
         let mut ph = Phase::new(self.g, order, tokens);
         ph.paged = paged;
         for &id in order {
+            ph.lowering(id);
             let val = self.lower(&mut ph, id)?;
             ph.set(id, val);
         }

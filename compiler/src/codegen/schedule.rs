@@ -5,6 +5,7 @@
 
 use super::err;
 use super::kernels::HeadOp;
+use super::trace::{PhaseTrace, ValuePlace};
 use crate::error::CompileError;
 use crate::ir::{Graph, NodeId};
 use crate::memory::{self, BufReq};
@@ -73,6 +74,10 @@ pub(super) struct Phase {
     /// The arena buffers asked for so far: bytes, and a name for messages.
     bufs: Vec<(u64, String)>,
     pub steps: Vec<Pending>,
+    /// The nodes each step computes (parallel to `steps`).
+    owners: Vec<Vec<NodeId>>,
+    /// The node being lowered: the owner of the steps pushed now.
+    current: Option<NodeId>,
 }
 
 impl Phase {
@@ -101,6 +106,8 @@ impl Phase {
             vals: HashMap::new(),
             bufs: Vec::new(),
             steps: Vec::new(),
+            owners: Vec::new(),
+            current: None,
         }
     }
 
@@ -144,13 +151,32 @@ impl Phase {
         self.last_reader.get(&value) == Some(&self.position[&reader])
     }
 
+    /// The node whose steps are pushed from now on.
+    pub fn lowering(&mut self, id: NodeId) {
+        self.current = Some(id);
+    }
+
     pub fn push(&mut self, step: Pending) {
         self.steps.push(step);
+        self.owners.push(self.current.into_iter().collect());
+    }
+
+    /// The steps with the nodes each computes, taken out (to be rewritten and put back).
+    pub fn take_steps(&mut self) -> Vec<(Pending, Vec<NodeId>)> {
+        let owners = std::mem::take(&mut self.owners);
+        std::mem::take(&mut self.steps)
+            .into_iter()
+            .zip(owners)
+            .collect()
+    }
+
+    pub fn put_steps(&mut self, steps: Vec<(Pending, Vec<NodeId>)>) {
+        (self.steps, self.owners) = steps.into_iter().unzip();
     }
 
     /// Plans the arena over the buffers' lifetimes (first to last step that names them),
     /// checks the plan and resolves every pointer.
-    pub fn finish(self) -> Result<(Vec<Step>, memory::Plan), CompileError> {
+    pub fn finish(self) -> Result<(Vec<Step>, memory::Plan, PhaseTrace), CompileError> {
         let span = lifetimes(&self.steps, self.bufs.len());
         let reqs: Vec<BufReq> = self
             .bufs
@@ -166,7 +192,23 @@ impl Phase {
         let plan = memory::plan(&reqs);
         memory::check(&reqs, &plan).map_err(err)?;
         let steps = self.steps.into_iter().map(|s| resolve(s, &plan)).collect();
-        Ok((steps, plan))
+        let place = |v: &Val| match v.place {
+            Place::Region(region) => ValuePlace {
+                region,
+                offset: v.offset,
+                stride: v.stride,
+            },
+            Place::Buf(b) => ValuePlace {
+                region: Region::Arena,
+                offset: plan.offsets[b] + v.offset,
+                stride: v.stride,
+            },
+        };
+        let trace = PhaseTrace {
+            step_nodes: self.owners,
+            values: self.vals.iter().map(|(&id, v)| (id, place(v))).collect(),
+        };
+        Ok((steps, plan, trace))
     }
 }
 

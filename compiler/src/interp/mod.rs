@@ -10,9 +10,11 @@
 
 mod cache;
 mod kernels;
+mod single;
 
 pub use cache::PagedSeq;
 use cache::{Contiguous, KvStore, PagedPool};
+pub use single::eval_node;
 
 use crate::ir::{Graph, InputRole, NodeId, Op, OutputRole};
 use std::collections::HashMap;

@@ -12,6 +12,7 @@ use super::graph::{BucketGraphs, DecodeGraph};
 use super::launch::LaunchRunner;
 use super::modules::Functions;
 use super::nvrtc::{arch_number, KernelCache};
+use super::observe::{StepHook, StepObserver};
 use super::profile::Profiler;
 use super::regions::DeviceRegions;
 use super::sampler::GpuSampler;
@@ -222,18 +223,36 @@ impl CudaModel {
     /// computed (where the artifact's logits GEMM allows it); [`Self::step_all_logits`] gives
     /// every row's.
     pub fn step(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
+        self.step_with(tokens, None)
+    }
+
+    /// [`Self::step`] run eagerly with `observer` called before and after every step of its
+    /// launch lists (see [`super::observe`]; a diagnostic for per-kernel checks).
+    pub fn step_observed(
+        &mut self,
+        tokens: &[u32],
+        observer: &mut dyn StepObserver,
+    ) -> Result<(), CudaError> {
+        self.step_with(tokens, Some(observer))
+    }
+
+    fn step_with(
+        &mut self,
+        tokens: &[u32],
+        mut observer: Option<&mut (dyn StepObserver + '_)>,
+    ) -> Result<(), CudaError> {
         self.gpu.bind_to_thread()?;
         self.check_step(tokens)?;
         if tokens.len() == 1 && !self.single_tokens_as_prefill {
             self.write_inputs(tokens, self.cached)?;
-            self.decode_launch()?;
+            self.decode_launch(observer)?;
             self.cached += 1;
             self.logit_rows = 1;
             // No sync: reading the logits or the sampled token waits for the step.
             return Ok(());
         }
         for chunk in tokens.chunks(self.artifact.max_prefill) {
-            self.prefill_chunk(chunk)?;
+            self.prefill_chunk(chunk, observer.as_deref_mut())?;
         }
         self.gpu.sync()
     }
@@ -252,7 +271,7 @@ impl CudaModel {
         self.logits_all_rows = true;
         let mut done = Ok(());
         for chunk in tokens.chunks(self.artifact.io.logits_rows.max(1)) {
-            done = self.prefill_chunk(chunk).and_then(|()| {
+            done = self.prefill_chunk(chunk, None).and_then(|()| {
                 rows.extend(self.logits()?);
                 Ok(())
             });
@@ -281,7 +300,11 @@ impl CudaModel {
     }
 
     /// One prefill launch list run over `chunk` (at most `max_prefill` tokens).
-    fn prefill_chunk(&mut self, chunk: &[u32]) -> Result<(), CudaError> {
+    fn prefill_chunk(
+        &mut self,
+        chunk: &[u32],
+        observer: Option<&mut (dyn StepObserver + '_)>,
+    ) -> Result<(), CudaError> {
         self.write_inputs(chunk, self.cached)?;
         let all_rows = self.logits_all_rows;
         self.runner
@@ -291,7 +314,7 @@ impl CudaModel {
             Phase::Prefill,
             chunk.len() as u32,
             self.logits_all_rows,
-            self.profiler.as_mut(),
+            step_hook(&mut self.profiler, &self.regions, observer),
         )?;
         self.cached += chunk.len();
         self.logit_rows = if self.logits_all_rows || !self.logits_gemm {
@@ -304,15 +327,19 @@ impl CudaModel {
 
     /// One decode step with the inputs already in device memory: graph replay, else eager
     /// (always eager while profiling, so that every launch is timed).
-    fn decode_launch(&mut self) -> Result<(), CudaError> {
+    fn decode_launch(
+        &mut self,
+        observer: Option<&mut (dyn StepObserver + '_)>,
+    ) -> Result<(), CudaError> {
         let (runner, gpu, all_rows) = (&mut self.runner, &self.gpu, self.logits_all_rows);
         runner.tune(gpu, Phase::Decode, 1, all_rows)?;
-        if let Some(p) = self.profiler.as_mut() {
-            return runner.run(gpu, Phase::Decode, 1, all_rows, Some(p));
+        let hook = step_hook(&mut self.profiler, &self.regions, observer);
+        if hook.eager() {
+            return runner.run(gpu, Phase::Decode, 1, all_rows, hook);
         }
         self.graph
             .launch(gpu, self.use_graph, &mut self.graph_fallback, || {
-                runner.run(gpu, Phase::Decode, 1, all_rows, None)
+                runner.run(gpu, Phase::Decode, 1, all_rows, StepHook::None)
             })
     }
 
@@ -332,7 +359,7 @@ impl CudaModel {
         let at = self.io_addr(self.artifact.io.positions);
         self.gpu
             .upload_async(at, &(position as i32).to_le_bytes())?;
-        self.decode_launch()?;
+        self.decode_launch(None)?;
         self.cached = position + 1;
         self.logit_rows = 1;
         Ok(())
@@ -405,6 +432,20 @@ impl Drop for CudaModel {
         // The fields free their handles and memory next, in the context of this model (another
         // thread may have owned it last).
         let _ = self.gpu.bind_to_thread();
+    }
+}
+
+/// What a run does around its steps: call the observer (if given), else time them while
+/// profiling, else nothing.
+fn step_hook<'a, 'o>(
+    profiler: &'a mut Option<Profiler>,
+    regions: &'a DeviceRegions,
+    observer: Option<&'a mut (dyn StepObserver + 'o)>,
+) -> StepHook<'a, 'o> {
+    match (observer, profiler.as_mut()) {
+        (Some(observer), _) => StepHook::Observe { observer, regions },
+        (None, Some(p)) => StepHook::Profile(p),
+        (None, None) => StepHook::None,
     }
 }
 

@@ -6,7 +6,8 @@
 use super::device::{launch, CudaError, Gpu, GpuTimer};
 use super::gemm::{gemm, resolve_gemm, row_class, Blas, GemmStep, GemmTuner};
 use super::modules::Functions;
-use super::profile::{label, Phase, Profiler};
+use super::observe::{StepAt, StepHook};
+use super::profile::{label, Phase};
 use super::regions::DeviceRegions;
 use cudarc::driver::sys;
 use pio_artifact::{Arg, Dim, Launch, Step};
@@ -228,14 +229,15 @@ impl LaunchRunner {
 
     /// Queues `phase`'s launch list for a step of `tokens` tokens on the GPU's stream. With
     /// `all_logit_rows` the logits GEMM computes every row, else the last only. With a
-    /// profiler every launch is timed (and waited for).
+    /// profiler every launch is timed (and waited for); with an observer it is called before
+    /// and after every step.
     pub(crate) fn run(
         &mut self,
         gpu: &Gpu,
         phase: Phase,
         tokens: u32,
         all_logit_rows: bool,
-        mut profiler: Option<&mut Profiler>,
+        mut hook: StepHook<'_, '_>,
     ) -> Result<(), CudaError> {
         let steps = match phase {
             Phase::Decode => &mut self.decode,
@@ -244,14 +246,25 @@ impl LaunchRunner {
             Phase::PagedChunk => &mut self.paged_chunk,
         };
         let (blas, tuner, pdl) = (&self.blas, &mut self.tuner, self.pdl);
-        for s in steps.iter_mut() {
-            match profiler.as_deref_mut() {
-                None => run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)?,
-                Some(p) => {
+        for (index, s) in steps.iter_mut().enumerate() {
+            let at = |after| StepAt {
+                phase,
+                index,
+                after,
+                tokens,
+            };
+            match &mut hook {
+                StepHook::None => run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)?,
+                StepHook::Profile(p) => {
                     let label = s.label().to_string();
                     p.time(gpu, phase, &label, || {
                         run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)
                     })?
+                }
+                StepHook::Observe { .. } => {
+                    hook.notify(gpu, at(false))?;
+                    run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)?;
+                    hook.notify(gpu, at(true))?;
                 }
             }
         }

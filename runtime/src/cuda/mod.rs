@@ -9,6 +9,7 @@ mod graph;
 mod launch;
 mod modules;
 pub mod nvrtc;
+pub mod observe;
 pub mod profile;
 mod regions;
 pub mod sampler;

@@ -48,6 +48,14 @@ impl DeviceRegions {
         }
     }
 
+    /// A region's size in bytes (the pool's: 0 before [`Self::alloc_pool`]).
+    pub(crate) fn size(&self, region: Region) -> u64 {
+        match region {
+            Region::Pool => self.pool_bytes(),
+            r => self.bufs[index(r)].bytes,
+        }
+    }
+
     /// The paged pool's base address (0 before [`Self::alloc_pool`]).
     pub(crate) fn pool_base(&self) -> u64 {
         self.pool.as_ref().map_or(0, |p| p.ptr)

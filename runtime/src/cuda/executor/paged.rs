@@ -5,9 +5,10 @@
 //! sequences of one token at position 0 in a scratch block past the pool's last, which no
 //! sequence owns.
 
-use super::CudaModel;
+use super::{step_hook, CudaModel};
 use crate::cuda::device::{drv, CudaError, DeviceBuffer, Gpu};
 use crate::cuda::graph::bucket;
+use crate::cuda::observe::{StepHook, StepObserver};
 use crate::cuda::profile::Phase;
 use cudarc::driver::{result, sys};
 use pio_artifact::Region;
@@ -191,7 +192,7 @@ impl CudaModel {
     /// Either every sequence brings one token (a decode batch, up to `max_seqs`) or there is
     /// one sequence (a prefill chunk of up to `max_tokens`).
     pub fn step_paged(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<Vec<f32>>, CudaError> {
-        let first = self.run_paged(seqs)?;
+        let first = self.run_paged(seqs, None)?;
         let vocab = self.artifact.model.vocab_size;
         let mut logits =
             self.regions
@@ -202,7 +203,7 @@ impl CudaModel {
     /// [`Self::step_paged`] with each sequence's greedy pick instead of its logits (the argmax on
     /// the device: only the ids travel).
     pub fn step_paged_argmax(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<u32>, CudaError> {
-        let first = self.run_paged(seqs)?;
+        let first = self.run_paged(seqs, None)?;
         let vocab = self.artifact.model.vocab_size;
         let io = &self.artifact.io;
         let logits = self.regions.addr(Region::Io, io.logits);
@@ -213,7 +214,21 @@ impl CudaModel {
 
     /// Writes a paged step's inputs and runs it; returns the logits row of its first sequence
     /// (the sequences' rows follow it: a decode batch's from row 0, a chunk's last row alone).
-    fn run_paged(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<usize, CudaError> {
+    /// [`Self::step_paged`] run eagerly with `observer` called before and after every step (a
+    /// diagnostic for per-kernel checks). The logits stay in the io region.
+    pub fn step_paged_observed(
+        &mut self,
+        seqs: &[PagedSeqRef<'_>],
+        observer: &mut dyn StepObserver,
+    ) -> Result<(), CudaError> {
+        self.run_paged(seqs, Some(observer)).map(|_| ())
+    }
+
+    fn run_paged(
+        &mut self,
+        seqs: &[PagedSeqRef<'_>],
+        observer: Option<&mut (dyn StepObserver + '_)>,
+    ) -> Result<usize, CudaError> {
         self.gpu.bind_to_thread()?;
         let p = &self.artifact.paged;
         let bad = |m: String| Err(CudaError::Other(format!("paged step: {m}")));
@@ -332,26 +347,22 @@ impl CudaModel {
         } else {
             runner.tune(gpu, Phase::PagedChunk, total as u32, false)?;
         }
+        let hook = step_hook(&mut self.profiler, &self.regions, observer);
         if decode {
-            // Every row's logits; the bucket's graph (eager while profiling, so that every
-            // launch is timed).
+            // Every row's logits; the bucket's graph (eager while profiling or observed, so
+            // that every launch is seen).
             let rows = padded as u32;
-            match self.profiler.as_mut() {
-                Some(prof) => runner.run(gpu, Phase::Paged, rows, true, Some(prof))?,
-                None => self.paged_graphs.launch(gpu, rows, self.use_graph, || {
-                    runner.run(gpu, Phase::Paged, rows, true, None)
-                })?,
+            if hook.eager() {
+                runner.run(gpu, Phase::Paged, rows, true, hook)?;
+            } else {
+                self.paged_graphs.launch(gpu, rows, self.use_graph, || {
+                    runner.run(gpu, Phase::Paged, rows, true, StepHook::None)
+                })?;
             }
         } else {
             // One sequence's chunk has a list of its own (tensor-core attention); its last row's
             // logits only (every row when the logits are not a marked GEMM).
-            runner.run(
-                gpu,
-                Phase::PagedChunk,
-                total as u32,
-                false,
-                self.profiler.as_mut(),
-            )?;
+            runner.run(gpu, Phase::PagedChunk, total as u32, false, hook)?;
         }
         // The batch-1 path's logits rows are stale now.
         self.logit_rows = 0;
