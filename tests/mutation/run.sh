@@ -29,5 +29,6 @@ if [ ${#FILES[@]} -eq 0 ]; then
 fi
 args=()
 for f in "${FILES[@]}"; do args+=(--file "$f"); done
+mkdir -p target
 cargo mutants --in-place --workspace --timeout 180 \
     --output target/mutants "${args[@]}"

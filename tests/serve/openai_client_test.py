@@ -245,6 +245,33 @@ def curl_sse(base):
     check(len(events) - 2 >= 3, repr(out))
 
 
+def load_gen(base):
+    """The repo's load generator (benches/reference/load_gen.py) against the server: fixed
+    concurrency and Poisson arrivals complete every request at its exact length; an unknown
+    model makes every request an error and the generator exit 1."""
+    import os
+    import tempfile
+
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "benches", "reference", "load_gen.py")
+    common = ["--url", base, "--prompt-len", "24", "--max-tokens", "7"]
+    with tempfile.TemporaryDirectory() as d:
+        for mode in (["--concurrency", "8", "--requests", "16"], ["--rate", "40", "--requests", "6"]):
+            out = os.path.join(d, "report.json")
+            r = subprocess.run([sys.executable, script, "--model", MODEL, *mode, *common, "--out", out],
+                               capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, f"load_gen {mode}: {r.returncode}\n{r.stderr}")
+            rep = json.load(open(out))
+            n = int(mode[3])
+            check(rep["completed"] == n and rep["errors"] == 0, rep)
+            check(rep["output_tokens"] == 7 * n, rep)
+            check(rep["ttft_ms"]["p50"] > 0 and rep["itl_ms"]["p99"] >= rep["itl_ms"]["p50"], rep)
+            check(rep["output_tokens_per_s"] > 0, rep)
+        r = subprocess.run([sys.executable, script, "--model", "no-such-model", "--requests", "2", *common],
+                           capture_output=True, text=True, timeout=60)
+        rep = json.loads(r.stdout)
+        check(r.returncode == 1 and rep["errors"] == 2 and "404" in rep["first_errors"][0], (r.returncode, rep))
+
+
 def main():
     pio = sys.argv[1]
     proc, addr, lines = start(pio)
@@ -261,6 +288,8 @@ def main():
         print("ok: curl")
         load(base)
         print("ok: load")
+        load_gen(base)
+        print("ok: load_gen")
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(20)
         check(rc == 0, f"exit status {rc} after SIGTERM:\n" + "".join(lines))

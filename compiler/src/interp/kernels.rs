@@ -34,11 +34,27 @@ fn sgemm(
     b: &[f32],
     b_strides: (usize, usize),
 ) -> Vec<f32> {
+    sgemm_checked(m, k, n, a, a_strides, b, b_strides)
+        .expect("the operands' strides stay inside their slices")
+}
+
+/// [`sgemm`], or None when a stride reaches past its slice.
+pub(super) fn sgemm_checked(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+) -> Option<Vec<f32>> {
     let last =
         |(rs, cs): (usize, usize), rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(m * k * n == 0 || (last(a_strides, m, k) < a.len() && last(b_strides, k, n) < b.len()));
+    if m * k * n != 0 && (last(a_strides, m, k) >= a.len() || last(b_strides, k, n) >= b.len()) {
+        return None;
+    }
     let mut out = vec![0f32; m * n];
-    // SAFETY: the assertion above keeps every element the strides reach inside `a` and `b`;
+    // SAFETY: the check above keeps every element the strides reach inside `a` and `b`;
     // `out` is m×n row-major.
     unsafe {
         matrixmultiply::sgemm(
@@ -58,7 +74,7 @@ fn sgemm(
             1,
         );
     }
-    out
+    Some(out)
 }
 
 /// Decode-sized products (a few rows of x): one dot product per weight row, the weight rows

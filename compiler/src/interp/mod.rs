@@ -10,6 +10,8 @@
 
 mod cache;
 mod kernels;
+#[cfg(test)]
+mod kernels_naive;
 mod single;
 
 pub use cache::PagedSeq;
