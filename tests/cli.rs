@@ -11,7 +11,7 @@ fn compile(args: &[&str]) -> (bool, String, String) {
 }
 
 #[test]
-fn list_shows_the_three_specs_with_exact_parameter_counts() {
+fn list_shows_every_spec_with_exact_parameter_counts() {
     let (ok, out, err) = pio(&["list"]);
     assert!(ok, "{err}");
     let line = |name: &str| {
@@ -25,7 +25,14 @@ fn list_shows_the_three_specs_with_exact_parameter_counts() {
     assert!(line("Qwen3-4B-Instruct-2507").contains("4,022,468,096"));
     assert!(line("Qwen3-4B-Instruct-2507").contains("262,144"));
     assert!(line("Qwen3-tiny").contains("119,232"));
-    assert_eq!(out.lines().count(), 4, "{out}");
+    // The LM head counted once where tied (1.7B, 4B) and on its own where not (8B and up).
+    assert!(line("Qwen3-1.7B ").contains("1,720,574,976"));
+    assert!(line("Qwen3-4B ").contains("4,022,468,096"));
+    assert!(line("Qwen3-8B ").contains("8,190,735,360"));
+    assert!(line("Qwen3-14B ").contains("14,768,307,200"));
+    assert!(line("Qwen3-32B ").contains("32,762,123,264"));
+    // A header and one line per spec in model-specs/.
+    assert_eq!(out.lines().count(), 9, "{out}");
 }
 
 #[test]

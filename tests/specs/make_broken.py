@@ -37,6 +37,9 @@ CASES = [
     ("unused-weight", "family", [("    ln: {shape: [hidden]", "    spare: {shape: [hidden], hf: \"model.layers.{layer}.spare.weight\"}\n    ln: {shape: [hidden]")]),
     ("unknown-hyper-in-shape", "family", [("wq: {shape: [heads*head_dim, hidden]", "wq: {shape: [head*head_dim, hidden]")]),
     ("tie-to-missing", "family", [("tie_to: embed}", "tie_to: embedding}")]),
+    ("tie-if-not-bool", "family", [("tie_to: embed}", "tie_to: {weight: embed, if: eps}}")]),
+    ("tie-if-unknown", "family", [("tie_to: embed}", "tie_to: {weight: embed, if: tied}}")]),
+    ("bool-default-not-bool", "family", [("  max_batch: {type: int, default: 1}", "  max_batch: {type: int, default: 1}\n  tied: {type: bool, default: yes}"), ("tie_to: embed}", "tie_to: {weight: embed, if: tied}}")]),
     ("no-outputs", "family", [("outputs:\n  logits: logits_raw\n", "")]),
     ("bad-dtype", "family", [("dtype: bf16", "dtype: bf17")]),
     ("reshape-count", "family", [("a3: {op: reshape, in: [a], shape: [batch, seq, heads*head_dim]}", "a3: {op: reshape, in: [a], shape: [batch, seq, hidden*3]}")]),
@@ -45,6 +48,8 @@ CASES = [
     ("unknown-hyperparameter", "variant", [("  hidden: 32", "  hiden: 32")]),
     ("missing-hyperparameter", "variant", [("  head_dim: 16\n", "")]),
     ("float-for-int", "variant", [("heads: 4", "heads: 4.5")]),
+    ("bool-for-int", "variant", [("heads: 4", "heads: true")]),
+    ("word-for-number", "variant", [("heads: 4", "heads: four")]),
     ("zero-layers", "variant", [("layers: 1", "layers: 0")]),
     ("gqa-mismatch", "variant", [("kv_heads: 2", "kv_heads: 3")]),
     ("odd-head-dim", "variant", [("head_dim: 16", "head_dim: 15")]),
@@ -67,8 +72,7 @@ RAW = {
 
 def main():
     OUT.mkdir(exist_ok=True)
-    for f in OUT.glob("*.yaml"):
-        f.unlink()
+    # Overwrites its own cases only: the folder also holds cases written by hand.
     for name, which, edits in CASES:
         if which == "family":
             fam = FAMILY

@@ -57,7 +57,7 @@ impl ModelSpec {
 
     /// A hyperparameter as a float.
     pub fn float(&self, name: &str) -> Option<f64> {
-        self.hyper.get(name).map(|v| v.as_f64())
+        self.hyper.get(name).and_then(|v| v.as_f64())
     }
 }
 
@@ -206,7 +206,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     }
     let family = parse::parse_family(&mut fr, &fam_root);
     let mut errors = fr.errors;
-    let Some(family) = family.filter(|_| errors.is_empty()) else {
+    let Some(mut family) = family.filter(|_| errors.is_empty()) else {
         return Err(SpecErrors(errors));
     };
     let by_name = !(variant.family.0.ends_with(".yaml") || variant.family.0.contains('/'));
@@ -224,6 +224,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     }
     let hyper = resolve_hyper(&mut vr, &variant, &family);
     let mut fr = Reader::new(&fam_path);
+    resolve_ties(&mut fr, &mut family, &hyper);
     bounds::check(&mut vr, &mut fr, &variant, &family, &hyper);
     check_dims(&mut fr, &family, &hyper);
     check_roles(&mut fr, &family);
@@ -241,6 +242,31 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
         hyper,
         hf_config,
     })
+}
+
+/// Conditional ties (`tie_to: {weight, if}`): kept where the named bool hyperparameter is true,
+/// dropped (the weight is stored on its own) where it is false.
+fn resolve_ties(r: &mut Reader, f: &mut Family, hyper: &BTreeMap<String, HyperValue>) {
+    let layer_weights = f.layers.iter_mut().flat_map(|l| l.weights.iter_mut());
+    for w in f.weights.iter_mut().chain(layer_weights) {
+        let Some((cond, loc)) = w.tie_if.take() else {
+            continue;
+        };
+        match hyper.get(&cond).map(|v| v.as_bool()) {
+            Some(Some(true)) => {}
+            Some(Some(false)) => w.tie_to = None,
+            Some(None) => r.err(
+                loc,
+                &join(&w.path, "tie_to.if"),
+                format!("'{cond}' is not a bool hyperparameter"),
+            ),
+            None => r.err(
+                loc,
+                &join(&w.path, "tie_to.if"),
+                format!("unknown hyperparameter '{cond}'"),
+            ),
+        }
+    }
 }
 
 fn resolve_hyper(r: &mut Reader, v: &Variant, f: &Family) -> BTreeMap<String, HyperValue> {
@@ -270,6 +296,19 @@ fn resolve_hyper(r: &mut Reader, v: &Variant, f: &Family) -> BTreeMap<String, Hy
                 continue;
             }
             (HyperType::Float, HyperValue::Int(i)) => HyperValue::Float(i as f64),
+            (HyperType::Bool, v @ HyperValue::Bool(_)) => v,
+            (HyperType::Bool, v) => {
+                r.err(
+                    *loc,
+                    &path,
+                    format!("must be true or false, got {}", v.to_json()),
+                );
+                continue;
+            }
+            (HyperType::Int | HyperType::Float, HyperValue::Bool(b)) => {
+                r.err(*loc, &path, format!("must be a number, got {b}"));
+                continue;
+            }
             (_, v) => v,
         };
         out.insert(name.clone(), val);

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 pub enum HyperType {
     Int,
     Float,
+    /// `true` or `false` (a choice such as tying the LM head to the embedding).
+    Bool,
 }
 
 /// A hyperparameter's value.
@@ -18,20 +20,30 @@ pub enum HyperType {
 pub enum HyperValue {
     Int(i64),
     Float(f64),
+    Bool(bool),
 }
 
 impl HyperValue {
-    pub fn as_f64(self) -> f64 {
+    /// A number's value (None for a bool).
+    pub fn as_f64(self) -> Option<f64> {
         match self {
-            HyperValue::Int(v) => v as f64,
-            HyperValue::Float(v) => v,
+            HyperValue::Int(v) => Some(v as f64),
+            HyperValue::Float(v) => Some(v),
+            HyperValue::Bool(_) => None,
         }
     }
 
     pub fn as_int(self) -> Option<i64> {
         match self {
             HyperValue::Int(v) => Some(v),
-            HyperValue::Float(_) => None,
+            HyperValue::Float(_) | HyperValue::Bool(_) => None,
+        }
+    }
+
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            HyperValue::Bool(b) => Some(b),
+            HyperValue::Int(_) | HyperValue::Float(_) => None,
         }
     }
 
@@ -39,6 +51,7 @@ impl HyperValue {
         match self {
             HyperValue::Int(v) => v.into(),
             HyperValue::Float(v) => v.into(),
+            HyperValue::Bool(v) => v.into(),
         }
     }
 }
@@ -87,6 +100,9 @@ pub struct WeightDecl {
     pub hf_loc: Loc,
     pub init: InitKind,
     pub tie_to: Option<(String, Loc)>,
+    /// `tie_to: {weight: W, if: H}`: tied only where the bool hyperparameter H is true (the
+    /// variant's choice); resolved when the spec loads.
+    pub tie_if: Option<(String, Loc)>,
     pub loc: Loc,
     pub path: String,
 }

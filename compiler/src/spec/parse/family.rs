@@ -127,12 +127,13 @@ fn parse_hyper_decls(r: &mut Reader, y: &Y) -> Vec<HyperDecl> {
         let ty = match ty_node.as_str() {
             Some("int") => HyperType::Int,
             Some("float") => HyperType::Float,
+            Some("bool") => HyperType::Bool,
             _ => {
                 r.err(
                     ty_node.loc,
                     &path,
                     format!(
-                        "unknown type {} (expected int or float)",
+                        "unknown type {} (expected int, float or bool)",
                         ty_node.describe()
                     ),
                 );

@@ -32,9 +32,24 @@ pub(super) fn parse_weights(r: &mut Reader, y: &Y, section: &str) -> Vec<WeightD
                 }
             },
         };
-        let tie_to = v
-            .get("tie_to")
-            .and_then(|t| r.ident(t, &path).map(|s| (s, t.loc)));
+        // `tie_to: W`, or `tie_to: {weight: W, if: H}` (tied where bool hyperparameter H is true).
+        let (tie_to, tie_if) = match v.get("tie_to") {
+            None => (None, None),
+            Some(t) => match t.as_map() {
+                Some(tm) => {
+                    let tpath = join(&path, "tie_to");
+                    r.only_keys(tm, &tpath, &["weight", "if"]);
+                    let weight = r
+                        .required(tm, "weight", &tpath, t.loc)
+                        .and_then(|w| r.ident(w, &tpath).map(|s| (s, w.loc)));
+                    let cond = r
+                        .required(tm, "if", &tpath, t.loc)
+                        .and_then(|c| r.ident(c, &tpath).map(|s| (s, c.loc)));
+                    (weight, cond)
+                }
+                None => (r.ident(t, &path).map(|s| (s, t.loc)), None),
+            },
+        };
         if let (Some(shape), Some((hf, hf_loc)), Some(init)) = (shape, hf, init) {
             out.push(WeightDecl {
                 name: k.name.clone(),
@@ -43,6 +58,7 @@ pub(super) fn parse_weights(r: &mut Reader, y: &Y, section: &str) -> Vec<WeightD
                 hf_loc,
                 init,
                 tie_to,
+                tie_if,
                 loc: k.loc,
                 path,
             });

@@ -46,5 +46,17 @@ pub fn hyper_value(r: &mut Reader, y: &Y, ty: HyperType, path: &str) -> Option<H
                 None
             }
         },
+        HyperType::Bool => match s {
+            "true" => Some(HyperValue::Bool(true)),
+            "false" => Some(HyperValue::Bool(false)),
+            _ => {
+                r.err(
+                    y.loc,
+                    path,
+                    format!("expected true or false, found {}", y.describe()),
+                );
+                None
+            }
+        },
     }
 }

@@ -36,14 +36,15 @@ pub fn parse_variant(r: &mut Reader, root: &Y, dir: &Path) -> Option<Variant> {
         for (k, v) in hm {
             let path = join("hyperparameters", &k.name);
             let s = v.as_str().unwrap_or("");
-            let val = match (parse_int(s), parse_float(s)) {
-                (Some(i), _) => HyperValue::Int(i),
-                (None, Some(f)) => HyperValue::Float(f),
+            let val = match (parse_int(s), parse_float(s), s) {
+                (Some(i), _, _) => HyperValue::Int(i),
+                (None, Some(f), _) => HyperValue::Float(f),
+                (None, None, "true" | "false") => HyperValue::Bool(s == "true"),
                 _ => {
                     r.err(
                         v.loc,
                         &path,
-                        format!("expected a number, found {}", v.describe()),
+                        format!("expected a number, true or false, found {}", v.describe()),
                     );
                     continue;
                 }
