@@ -78,9 +78,11 @@ fn attention_matches_the_formula() {
 
 #[test]
 fn rope_matches_the_formula() {
-    let (tokens, heads, d, theta) = (3, 2, 8, 500.0f64);
-    let x = Tensor::new(vec![1, tokens, heads, d], values(tokens * heads * d, 4));
-    let positions = [7., 11., 2.];
+    // Two sequences of three tokens (batch x seq, not batch + seq, rows).
+    let (batch, seq, heads, d, theta) = (2, 3, 2, 8, 500.0f64);
+    let tokens = batch * seq;
+    let x = Tensor::new(vec![batch, seq, heads, d], values(tokens * heads * d, 4));
+    let positions = [7., 11., 2., 0., 1., 30.];
     let got = rope(&x, &positions, theta);
     let mut want = vec![0f64; x.data.len()];
     for (s, &pos) in positions.iter().enumerate() {
@@ -128,4 +130,16 @@ fn the_product_refuses_strides_past_its_slices() {
         sgemm_checked(0, 3, 2, &[], (3, 1), &a, (2, 1)),
         Some(vec![])
     );
+}
+
+#[test]
+fn attention_survives_scores_whose_exponent_overflows() {
+    // Scores of about 900: exp() of them overflows f64, the softmax shifted by its max does not.
+    let q = Tensor::new(vec![1, 1, 1, 2], vec![30.0, 0.0]);
+    let k = Tensor::new(vec![1, 2, 1, 2], vec![30.0, 0.0, 29.0, 0.0]);
+    let v = Tensor::new(vec![1, 2, 1, 2], vec![1.0, 0.0, 0.0, 1.0]);
+    let got = attention(&q, &k, &v, &[1.0], 1.0);
+    // Weights e^900 : e^870, i.e. 1 : e^-30.
+    let w1 = (-30f64).exp() / (1.0 + (-30f64).exp());
+    close(&got.data, &[1.0 - w1, w1], "attention at large scores");
 }
