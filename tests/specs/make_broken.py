@@ -3,7 +3,7 @@
 
 Each case makes one file broken in one way (or a few, where the case is about reporting several
 problems at once). The expected error text of each case is in broken/NAME.expected and is checked
-by tests/broken_specs.rs (PIO_BLESS=1 rewrites the .expected files; review the diff by hand).
+by compiler/tests/broken_specs.rs (PIO_BLESS=1 rewrites the .expected files; review the diff by hand).
 Run: python3 tests/specs/make_broken.py
 """
 import os, pathlib
@@ -37,6 +37,7 @@ CASES = [
     ("unused-weight", "family", [("    ln: {shape: [hidden]", "    spare: {shape: [hidden], hf: \"model.layers.{layer}.spare.weight\"}\n    ln: {shape: [hidden]")]),
     ("unknown-hyper-in-shape", "family", [("wq: {shape: [heads*head_dim, hidden]", "wq: {shape: [head*head_dim, hidden]")]),
     ("tie-to-missing", "family", [("tie_to: embed}", "tie_to: embedding}")]),
+    ("negative-init-std", "family", [("  max_batch: {type: int, default: 1}", "  max_batch: {type: int, default: 1}\n  init_std: {type: float, default: -0.5}")]),
     ("huge-default", "family", [("  max_batch: {type: int, default: 1}", "  max_batch: {type: int, default: 99999999}")]),
     ("tie-if-not-bool", "family", [("tie_to: embed}", "tie_to: {weight: embed, if: eps}}")]),
     ("tie-if-unknown", "family", [("tie_to: embed}", "tie_to: {weight: embed, if: tied}}")]),
@@ -51,6 +52,9 @@ CASES = [
     ("float-for-int", "variant", [("heads: 4", "heads: 4.5")]),
     ("bool-for-int", "variant", [("heads: 4", "heads: true")]),
     ("huge-hyperparameter", "variant", [("hidden: 32", "hidden: 100000000")]),
+    ("infinite-float", "variant", [("  vocab: 64", "  vocab: 64\n  eps: 1e999")]),
+    ("float-past-f32", "variant", [("  vocab: 64", "  vocab: 64\n  theta: 1e300")]),
+    ("too-many-layers", "variant", [("layers: 1", "layers: 16777216")]),
     ("word-for-number", "variant", [("heads: 4", "heads: four")]),
     ("zero-layers", "variant", [("layers: 1", "layers: 0")]),
     ("gqa-mismatch", "variant", [("kv_heads: 2", "kv_heads: 3")]),
