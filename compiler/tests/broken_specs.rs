@@ -75,6 +75,57 @@ fn the_mini_spec_itself_is_valid() {
     );
 }
 
+/// The bound on integer hyperparameters is inclusive: 2^24 loads, one more does not.
+#[test]
+fn the_largest_integer_hyperparameter_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("../tests/specs/mini.yaml", dir.path().join("mini.yaml")).unwrap();
+    // The variant names its tokenizer and template `mini.yaml`, copied beside it.
+    let variant = std::fs::read_to_string("../tests/specs/mini-variant.yaml").unwrap();
+    for (vocab, ok) in [(16_777_216, true), (16_777_217, false)] {
+        let path = dir.path().join("v.yaml");
+        std::fs::write(
+            &path,
+            variant.replace("vocab: 64", &format!("vocab: {vocab}")),
+        )
+        .unwrap();
+        let loaded = pio_compiler::spec::load(&path);
+        assert_eq!(
+            loaded.is_ok(),
+            ok,
+            "vocab {vocab}: {:?}",
+            loaded.err().map(|e| e.to_string())
+        );
+    }
+}
+
+/// A standard deviation of 0 (all-zero random weights) is allowed; below 0 it is not.
+#[test]
+fn an_init_std_of_zero_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let family = std::fs::read_to_string("../tests/specs/mini.yaml").unwrap();
+    std::fs::copy(
+        "../tests/specs/mini-variant.yaml",
+        dir.path().join("v.yaml"),
+    )
+    .unwrap();
+    for (std, ok) in [("0.0", true), ("-0.0001", false)] {
+        let decl = format!(
+            "  max_batch: {{type: int, default: 1}}\n  init_std: {{type: float, default: {std}}}"
+        );
+        let edited = family.replace("  max_batch: {type: int, default: 1}", &decl);
+        assert_ne!(edited, family);
+        std::fs::write(dir.path().join("mini.yaml"), edited).unwrap();
+        let loaded = pio_compiler::spec::load(&dir.path().join("v.yaml"));
+        assert_eq!(
+            loaded.is_ok(),
+            ok,
+            "init_std {std}: {:?}",
+            loaded.err().map(|e| e.to_string())
+        );
+    }
+}
+
 /// Mutated and truncated versions of a valid spec must give errors, never a panic.
 #[test]
 fn random_corruption_never_panics() {
