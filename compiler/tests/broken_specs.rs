@@ -75,25 +75,35 @@ fn the_mini_spec_itself_is_valid() {
     );
 }
 
-/// The bound on integer hyperparameters is inclusive: 2^24 loads, one more does not.
+/// The bounds are inclusive: a value at each bound loads, one more does not.
 #[test]
 fn the_largest_integer_hyperparameter_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy("../tests/specs/mini.yaml", dir.path().join("mini.yaml")).unwrap();
     // The variant names its tokenizer and template `mini.yaml`, copied beside it.
     let variant = std::fs::read_to_string("../tests/specs/mini-variant.yaml").unwrap();
-    for (vocab, ok) in [(16_777_216, true), (16_777_217, false)] {
+    // (vocab, hidden, layers): the largest integer; the largest tensor (2^24 x 2^12 = 2^36
+    // elements); the most layers (1024); and one past each.
+    for (vocab, hidden, layers, ok) in [
+        (16_777_216, 32, 1, true),
+        (16_777_217, 32, 1, false),
+        (16_777_216, 4096, 1, true),
+        (16_777_216, 4097, 1, false),
+        (64, 32, 1024, true),
+        (64, 32, 1025, false),
+    ] {
+        let v = variant
+            .replace("vocab: 64", &format!("vocab: {vocab}"))
+            .replace("hidden: 32", &format!("hidden: {hidden}"))
+            .replace("layers: 1", &format!("layers: {layers}"));
         let path = dir.path().join("v.yaml");
-        std::fs::write(
-            &path,
-            variant.replace("vocab: 64", &format!("vocab: {vocab}")),
-        )
-        .unwrap();
+        std::fs::write(&path, v).unwrap();
         let loaded = pio_compiler::spec::load(&path);
+        let what = format!("vocab {vocab}, hidden {hidden}, layers {layers}");
         assert_eq!(
             loaded.is_ok(),
             ok,
-            "vocab {vocab}: {:?}",
+            "{what}: {:?}",
             loaded.err().map(|e| e.to_string())
         );
     }

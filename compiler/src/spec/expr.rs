@@ -30,14 +30,6 @@ impl Expr {
         Ok(e)
     }
 
-    /// A bare name (`seq`), if the expression is only that.
-    pub fn as_name(&self) -> Option<&str> {
-        match self {
-            Expr::Name(n) => Some(n),
-            _ => None,
-        }
-    }
-
     /// Every name the expression mentions, in order.
     pub fn names(&self) -> Vec<&str> {
         match self {
