@@ -178,5 +178,16 @@ mod tests {
         assert!(ev("a $ b").is_err());
         assert!(ev("99999999999999999999").is_err());
         assert!(ev(&"(".repeat(100)).is_err());
+        // A character that starts nothing is named, with where it is.
+        assert_eq!(ev("a*@"), Err("unexpected '@' at character 3".into()));
+    }
+
+    #[test]
+    fn nesting_is_bounded_at_32_and_groups_side_by_side_do_not_add_up() {
+        let nested = |n: usize| format!("{}a{}", "(".repeat(n), ")".repeat(n));
+        assert_eq!(ev(&nested(32)), Ok(16));
+        assert_eq!(ev(&nested(33)), Err("expression nested too deeply".into()));
+        let side_by_side = vec!["(a)"; 40].join("+");
+        assert_eq!(ev(&side_by_side), Ok(640));
     }
 }
