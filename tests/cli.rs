@@ -45,7 +45,7 @@ fn compile_writes_ir_dot_and_summary() {
     assert!(out.contains("596,049,920 params"), "{out}");
     assert!(out.contains("KV 114,688 bytes/token"), "{out}");
     assert!(
-        out.contains("988 -> 651 nodes, 16 distinct kernels, 170 launches per decode step"),
+        out.contains("988 -> 651 nodes, 17 distinct kernels, 170 launches per decode step"),
         "{out}"
     );
     let ir = std::fs::read_to_string(out_dir.join("ir-before.txt")).unwrap();

@@ -105,6 +105,7 @@ pub fn check(a: &Artifact) -> Result<(), String> {
         ("prefill", &a.prefill),
         ("paged", &a.paged.steps),
         ("paged chunk", &a.paged.chunk_steps),
+        ("paged single", &a.paged.single_steps),
     ] {
         for (i, s) in steps.iter().enumerate() {
             let at = format!("{list} step {i} ({})", s.node());

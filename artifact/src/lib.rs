@@ -26,7 +26,7 @@ pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -65,6 +65,7 @@ impl Artifact {
             Phase::Prefill => &self.prefill,
             Phase::Paged => &self.paged.steps,
             Phase::PagedChunk => &self.paged.chunk_steps,
+            Phase::PagedSingle => &self.paged.single_steps,
         }
     }
 
@@ -111,6 +112,9 @@ pub struct Paged {
     pub steps: Vec<Step>,
     /// One sequence's prefill chunk (its attention on tensor cores where the head dim allows).
     pub chunk_steps: Vec<Step>,
+    /// One sequence's decode token: the batch-1 decode list's GEMV kernels with the paged
+    /// attention and cache writes (a batch of one runs this instead of `steps`).
+    pub single_steps: Vec<Step>,
 }
 
 /// Where one layer's keys or values sit within a pool block.

@@ -173,6 +173,8 @@ pub enum Phase {
     Paged,
     /// A batching-engine step of one sequence's chunk: `Artifact::paged.chunk_steps`.
     PagedChunk,
+    /// A batching-engine step of one sequence's decode token: `Artifact::paged.single_steps`.
+    PagedSingle,
 }
 
 impl Phase {
@@ -182,6 +184,7 @@ impl Phase {
             Phase::Prefill => "prefill",
             Phase::Paged => "paged",
             Phase::PagedChunk => "paged_chunk",
+            Phase::PagedSingle => "paged_single",
         }
     }
 }

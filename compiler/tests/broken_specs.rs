@@ -109,6 +109,36 @@ fn the_largest_integer_hyperparameter_is_accepted() {
     }
 }
 
+/// A model of exactly MAX_PARAMS (2^41) parameters loads; one more row of the embedding (4,096
+/// parameters more) does not. Parameters: hidden x (vocab + 1 + layers x (1 + head_dim x
+/// (2 x heads + kv_heads))) = 4096 x (12,581,887 + 1 + 1024 x 512,001) = 2^12 x 2^29.
+#[test]
+fn a_model_of_exactly_the_parameter_bound_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("../tests/specs/mini.yaml", dir.path().join("mini.yaml")).unwrap();
+    let variant = std::fs::read_to_string("../tests/specs/mini-variant.yaml").unwrap();
+    for (vocab, ok) in [(12_581_887, true), (12_581_888, false)] {
+        let v = variant
+            .replace("vocab: 64", &format!("vocab: {vocab}"))
+            .replace("hidden: 32", "hidden: 4096")
+            .replace("heads: 4", "heads: 1600")
+            .replace("kv_heads: 2", "kv_heads: 800")
+            .replace("head_dim: 16", "head_dim: 128")
+            .replace("layers: 1", "layers: 1024");
+        let path = dir.path().join("v.yaml");
+        std::fs::write(&path, v).unwrap();
+        let loaded = pio_compiler::spec::load(&path);
+        match (&loaded, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => assert!(
+                e.to_string().contains("above pio's bound of 2199023255552"),
+                "vocab {vocab}: {e}"
+            ),
+            _ => panic!("vocab {vocab}: {:?}", loaded.err().map(|e| e.to_string())),
+        }
+    }
+}
+
 /// A standard deviation of 0 (all-zero random weights) is allowed; below 0 it is not.
 #[test]
 fn an_init_std_of_zero_is_accepted() {

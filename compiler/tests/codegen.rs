@@ -53,12 +53,14 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
     // The same layer shape in every layer: each kernel is emitted once (the merged head-op
     // kernel comes in two orders of its ops, hence 12 rather than 11); the paged list adds its
     // attention and its two merged head ops that write the pool; the chunk list its tensor-core
-    // attention over the pool.
+    // attention over the pool; the single-sequence list its attention of one query head per
+    // block.
     let paged_only: std::collections::HashSet<&str> = a
         .paged
         .steps
         .iter()
         .chain(&a.paged.chunk_steps)
+        .chain(&a.paged.single_steps)
         .filter_map(|s| match s {
             Step::Kernel(l) => Some(l.kernel.as_str()),
             Step::Gemm(_) => None,
@@ -70,8 +72,8 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
                 .any(|s| matches!(s, Step::Kernel(l) if l.kernel == *k))
         })
         .collect();
-    assert_eq!(paged_only.len(), 4);
-    assert_eq!(a.kernels.len(), 12 + 4);
+    assert_eq!(paged_only.len(), 5);
+    assert_eq!(a.kernels.len(), 12 + 5);
     let chunk_mma = a
         .paged
         .chunk_steps
@@ -79,6 +81,28 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
         .filter(|s| matches!(s, Step::Kernel(l) if a.kernel(&l.kernel).unwrap().family == pio_artifact::KernelFamily::AttentionMma))
         .count();
     assert_eq!(chunk_mma, 28, "a chunk's attention runs on tensor cores");
+    // A lone sequence's token: the decode list's GEMV kernels, launch for launch, with the
+    // paged attention and the pool-writing head ops in place of the contiguous cache's.
+    let single = &a.paged.single_steps;
+    assert_eq!(single.len(), a.decode.len());
+    let family = |s: &Step| match s {
+        Step::Kernel(l) => Some(a.kernel(&l.kernel).unwrap().family),
+        Step::Gemm(_) => None,
+    };
+    use pio_artifact::KernelFamily as F;
+    for (s, d) in single.iter().zip(&a.decode) {
+        let (fs, fd) = (family(s), family(d));
+        assert_eq!(s.node(), d.node());
+        match fd {
+            Some(F::AttentionCluster) => assert_eq!(fs, Some(F::AttentionPaged), "{}", s.node()),
+            Some(F::HeadOp | F::HeadOps) => assert_eq!(fs, fd, "{}", s.node()),
+            _ => assert!(
+                matches!((s, d), (Step::Kernel(x), Step::Kernel(y)) if x.kernel == y.kernel && x.grid == y.grid),
+                "{}: not the decode list's kernel",
+                s.node()
+            ),
+        }
+    }
     let names: std::collections::HashSet<&str> =
         a.kernels.iter().map(|k| k.name.as_str()).collect();
     for s in a.decode.iter().chain(&a.prefill) {

@@ -72,6 +72,7 @@ fn every_list_is_traced_as_the_artifact_says() {
         check("prefill", a, g, &a.prefill, &t.prefill);
         check("paged", a, g, &a.paged.steps, &t.paged);
         check("chunk", a, g, &a.paged.chunk_steps, &t.chunk);
+        check("single", a, g, &a.paged.single_steps, &t.single);
         // Merged head-op launches compute several nodes.
         assert!(
             t.prefill.step_nodes.iter().any(|n| n.len() > 1),

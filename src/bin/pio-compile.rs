@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = pio_compiler::codegen::DEFAULT_BLOCK_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     block_size: u32,
-    /// Query heads of a kv head per block of the batching engine's decode attention (a divisor
+    /// Query heads of a kv head per block of the batching engine's batch decode attention (a divisor
     /// of the model's query heads per kv head; a tuning knob, every setting computes the same).
     /// Default: the largest divisor of the group up to PAGED_ATTENTION_HEADS_PER_BLOCK (8).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]

@@ -82,6 +82,7 @@ fn observe(
         Phase::Prefill => &c.trace.prefill,
         Phase::Paged => &c.trace.paged,
         Phase::PagedChunk => &c.trace.chunk,
+        Phase::PagedSingle => &c.trace.single,
     };
     let rows = seqs
         .iter()
@@ -94,7 +95,7 @@ fn observe(
     let mut oracle = Oracle::new(&c.optimized, trace, &c.artifact, phase, rows, seed);
     match phase {
         Phase::Decode | Phase::Prefill => cuda.step_observed(&seqs[0].0, &mut oracle),
-        Phase::Paged | Phase::PagedChunk => {
+        Phase::Paged | Phase::PagedChunk | Phase::PagedSingle => {
             let refs: Vec<PagedSeqRef> = seqs
                 .iter()
                 .map(|(t, start, blocks)| PagedSeqRef {
@@ -206,6 +207,13 @@ fn run_all(c: &Compiled) -> Vec<Check> {
         .map(|(i, &start)| (tokens(1, 10 + i as u32, vocab), start, blocks[i].clone()))
         .collect();
     checks.extend(observe(c, cuda, Phase::Paged, &batch, 7));
+    // One sequence alone runs the single-sequence list (GEMV kernels, paged attention), at a
+    // short context and past 1,024 keys (its positions' slots are written again).
+    for (i, seed) in [(1usize, 11u64), (2, 12)] {
+        let (_, start, b) = &batch[i];
+        let alone = vec![(tokens(1, 20 + i as u32, vocab), *start, b.clone())];
+        checks.extend(observe(c, cuda, Phase::PagedSingle, &alone, seed));
+    }
     checks
 }
 

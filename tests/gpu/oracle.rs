@@ -294,12 +294,7 @@ impl<'a> Oracle<'a> {
     }
 
     fn list(&self) -> &'a [Step] {
-        match self.phase {
-            Phase::Decode => &self.artifact.decode,
-            Phase::Prefill => &self.artifact.prefill,
-            Phase::Paged => &self.artifact.paged.steps,
-            Phase::PagedChunk => &self.artifact.paged.chunk_steps,
-        }
+        self.artifact.steps(self.phase)
     }
 
     fn check(&mut self, id: NodeId, gpu: Tensor) -> Result<(), String> {
@@ -395,7 +390,7 @@ impl CacheView {
         layer: usize,
         cache: CacheKind,
     ) -> Result<CacheView, String> {
-        let paged = matches!(phase, Phase::Paged | Phase::PagedChunk);
+        let paged = !matches!(phase, Phase::Decode | Phase::Prefill);
         let (region, base, len, offset, rows, d, block_elems) = if paged {
             let e = a
                 .paged

@@ -6,7 +6,8 @@
 use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
 use super::options::{
     ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
-    ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, PAGED_ATTENTION_HEADS_PER_BLOCK, WARPS,
+    ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, PAGED_ATTENTION_HEADS_PER_BLOCK,
+    PAGED_SINGLE_ATTENTION_HEADS_PER_BLOCK, WARPS,
 };
 use super::paged_attention::paged_decode_shape;
 use super::phase::PagedStep;
@@ -121,8 +122,13 @@ impl Codegen<'_> {
                 .find(|n| group % n == 0)
                 .unwrap_or(1),
         };
+        // A lone sequence's token has too few blocks to fill the GPU with whole groups.
+        let heads_per_block = match ph.paged {
+            Some(PagedStep::Single) => PAGED_SINGLE_ATTENTION_HEADS_PER_BLOCK,
+            _ => heads_per_block,
+        };
         let paged_decode = match ph.paged {
-            Some(PagedStep::Batch) => {
+            Some(PagedStep::Batch | PagedStep::Single) => {
                 paged_decode_shape(group, h.d, heads_per_block).filter(|_| {
                     // 16-byte query loads.
                     v[0].offset % 16 == 0 && v[0].stride % 8 == 0
@@ -134,7 +140,7 @@ impl Codegen<'_> {
             self.decode_attention(ph, id, &h, v, out)?;
         } else if let Some(shape) = paged_decode {
             self.paged_decode_attention(ph, id, &h, shape, v, out)?;
-        } else if mma && ph.paged != Some(PagedStep::Batch) {
+        } else if mma && matches!(ph.paged, None | Some(PagedStep::Chunk)) {
             self.prefill_attention_mma(ph, id, &h, v, out)?;
         } else {
             self.scalar_attention(ph, id, &h, v, out)?;

@@ -171,6 +171,7 @@ pub(super) fn paged_layout(
             split_counts_bytes,
             steps: Vec::new(),
             chunk_steps: Vec::new(),
+            single_steps: Vec::new(),
         },
         end,
     )

@@ -137,19 +137,23 @@ pub fn generate_traced(
         cg.phase(&order, opts.max_prefill, Some(PagedStep::Batch))?;
     let (chunk_steps, chunk_plan, chunk_trace) =
         cg.phase(&order, opts.max_prefill, Some(PagedStep::Chunk))?;
+    let (single_steps, single_plan, single_trace) = cg.phase(&order, 1, Some(PagedStep::Single))?;
     paged.steps = paged_steps;
     paged.chunk_steps = chunk_steps;
+    paged.single_steps = single_steps;
     let arena = decode_plan
         .arena_bytes
         .max(prefill_plan.arena_bytes)
         .max(paged_plan.arena_bytes)
-        .max(chunk_plan.arena_bytes);
+        .max(chunk_plan.arena_bytes)
+        .max(single_plan.arena_bytes);
     // Kernels rendered for launches that a merge replaced are left out.
     let used: HashSet<&str> = decode
         .iter()
         .chain(&prefill)
         .chain(&paged.steps)
         .chain(&paged.chunk_steps)
+        .chain(&paged.single_steps)
         .filter_map(|s| match s {
             Step::Kernel(l) => Some(l.kernel.as_str()),
             Step::Gemm(_) => None,
@@ -166,6 +170,7 @@ pub fn generate_traced(
         prefill: prefill_trace,
         paged: paged_trace,
         chunk: chunk_trace,
+        single: single_trace,
     };
     let artifact = Artifact {
         format_version: art::FORMAT_VERSION,

@@ -14,7 +14,8 @@ pub struct CodegenOptions {
     pub attention_spans: usize,
     /// Positions per block of the batching engine's paged KV pool.
     pub block_size: usize,
-    /// Query heads of a kv head per block of the paged decode attention (a divisor of the
+    /// Query heads of a kv head per block of the paged decode attention of the batch list (the
+    /// single-sequence list takes [`PAGED_SINGLE_ATTENTION_HEADS_PER_BLOCK`]; a divisor of the
     /// group; `None`: the default, [`PAGED_ATTENTION_HEADS_PER_BLOCK`] or the group if less).
     pub paged_attention_heads: Option<usize>,
     /// Blocks per SM the paged decode attention's registers must allow (its
@@ -142,6 +143,11 @@ pub(super) const PAGED_ATTENTION_LOADS: usize = 8;
 /// call, 2026-12-03): Qwen3-4B (groups of 4) 7,666 with 4 per block, 7,514 with 2, 7,152 with
 /// 1; Qwen3-0.6B (groups of 2) 17,463 with 2, 17,126 with 1: the whole group wins.
 pub const PAGED_ATTENTION_HEADS_PER_BLOCK: usize = 8;
+/// Query heads per block of the paged decode attention in the single-sequence list (a batch of
+/// one): H200, Qwen3-4B, one request of 512 (4,096) + 256 tokens, output tokens/s (one call,
+/// 2026-12-04): 278 (216) with the whole group of 4 per block, 312 (248) with 2, 319 (253)
+/// with 1; 32-key splits instead of 64 changed nothing beyond noise.
+pub const PAGED_SINGLE_ATTENTION_HEADS_PER_BLOCK: usize = 1;
 /// Blocks per SM the paged decode attention's registers allow at least, by default, where a
 /// lane holds 8 or more 16-byte pieces of queries (heads per block x pieces per lane; below
 /// that, the compiler's choice). H200, 128 requests of 512 + 256 tokens, one call (2026-12-03):

@@ -16,6 +16,9 @@ pub(super) enum PagedStep {
     Batch,
     /// One sequence's chunk (its attention on tensor cores where the head dim allows).
     Chunk,
+    /// One sequence's decode token: the batch-1 decode list's GEMV kernels, its attention and
+    /// cache writes through the block table.
+    Single,
 }
 
 impl Codegen<'_> {

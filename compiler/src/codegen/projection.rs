@@ -82,7 +82,7 @@ impl Codegen<'_> {
             out,
             feeds_output,
         };
-        if ph.decode() {
+        if ph.gemv() {
             self.decode_gemv(ph, &p);
         } else {
             self.prefill_gemm(ph, &p);

@@ -116,6 +116,12 @@ impl Phase {
         self.tokens == 1 && self.paged.is_none()
     }
 
+    /// A step of one token whose projections are GEMV kernels: the batch-1 decode and the
+    /// paged list of one sequence's token.
+    pub fn gemv(&self) -> bool {
+        self.tokens == 1 && matches!(self.paged, None | Some(super::phase::PagedStep::Single))
+    }
+
     /// A batching engine's step (either paged list).
     pub fn paged(&self) -> bool {
         self.paged.is_some()

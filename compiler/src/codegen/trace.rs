@@ -43,7 +43,7 @@ impl PhaseTrace {
     }
 }
 
-/// The traces of an artifact's four launch lists.
+/// The traces of an artifact's five launch lists.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     pub decode: PhaseTrace,
@@ -52,4 +52,6 @@ pub struct Trace {
     pub paged: PhaseTrace,
     /// `Artifact::paged.chunk_steps`.
     pub chunk: PhaseTrace,
+    /// `Artifact::paged.single_steps`.
+    pub single: PhaseTrace,
 }

@@ -2,6 +2,7 @@
 
 use cudarc::driver::{result, sys};
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Errors of the CUDA runtime.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,21 @@ pub fn driver_present() -> bool {
 /// Per-thread stack the context reserves up front.
 const STACK_BYTES: usize = 256;
 
+/// The most per-thread stack (local memory) any function loaded in this process needs, at
+/// least [`STACK_BYTES`]. Every `Gpu` of the process shares device 0's primary context, whose
+/// stack limit must cover them all: an eager launch raises a low limit by itself, but a CUDA
+/// graph replays under the limit as it is and fails ("unspecified launch failure") where a
+/// kernel needs more, as a second model's `Gpu::open` once lowered it under the first's graphs.
+static STACK_NEEDED: AtomicUsize = AtomicUsize::new(STACK_BYTES);
+
+/// Sets the current context's per-thread stack limit.
+fn set_stack_limit(bytes: usize) -> Result<(), CudaError> {
+    // SAFETY: a plain setting of the current context.
+    drv("stack limit", unsafe {
+        sys::cuCtxSetLimit(sys::CUlimit::CU_LIMIT_STACK_SIZE, bytes).result()
+    })
+}
+
 /// The GPU this process runs on: device 0's primary context and one stream.
 ///
 /// The context is current on the thread that opened the GPU; another thread that takes the
@@ -94,12 +110,9 @@ impl Gpu {
         // SAFETY: the context was just retained.
         drv("set context", unsafe { result::ctx::set_current(ctx) })?;
         // The driver reserves its default stack (1 KiB) for every thread the GPU can hold,
-        // about 270 MB on an H100; pio's kernels use none. A kernel that needs more still gets
-        // it: the driver raises the limit to what a launched kernel requires.
-        // SAFETY: a plain setting of the current context.
-        drv("stack limit", unsafe {
-            sys::cuCtxSetLimit(sys::CUlimit::CU_LIMIT_STACK_SIZE, STACK_BYTES).result()
-        })?;
+        // about 270 MB on an H100; most of pio's kernels use none. Never below what a function
+        // loaded already needs (see STACK_NEEDED): `load_function` raises it.
+        set_stack_limit(STACK_NEEDED.load(Ordering::SeqCst))?;
         let name = drv("device name", result::device::get_name(dev))?;
         // SAFETY (the three queries): dev is a valid device.
         let major = drv("capability", unsafe {
@@ -287,9 +300,25 @@ impl Gpu {
         let cname =
             std::ffi::CString::new(name).map_err(|_| CudaError::Other("bad kernel name".into()))?;
         // SAFETY: the module was just loaded and stays loaded.
-        drv(&format!("kernel {name}"), unsafe {
+        let f = drv(&format!("kernel {name}"), unsafe {
             result::module::get_function(module, cname)
-        })
+        })?;
+        // Its stack, covered by the context's limit before any graph replays it.
+        let mut local = 0i32;
+        // SAFETY: a valid function handle and an out-pointer to a live integer.
+        drv(&format!("kernel {name}: local memory"), unsafe {
+            sys::cuFuncGetAttribute(
+                &mut local,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES,
+                f,
+            )
+            .result()
+        })?;
+        let local = local.max(0) as usize;
+        if local > STACK_NEEDED.fetch_max(local, Ordering::SeqCst) {
+            set_stack_limit(local)?;
+        }
+        Ok(f)
     }
 }
 

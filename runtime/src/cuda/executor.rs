@@ -52,6 +52,10 @@ pub struct CudaModel {
     /// Single tokens run through the prefill launch list (cuBLAS GEMMs) instead of the decode
     /// list: a diagnostic for parity checks, off by default.
     single_tokens_as_prefill: bool,
+    /// A paged decode step of one sequence runs the single-sequence list (GEMV kernels)
+    /// rather than the batch list at one row; `PIO_NO_PAGED_SINGLE` turns that off (an A/B
+    /// diagnostic).
+    paged_single: bool,
     cached: usize,
     /// Rows of logits the last step left in the io region (its last token's row is the last).
     logit_rows: usize,
@@ -111,6 +115,7 @@ impl CudaModel {
             gpu,
             use_graph,
             single_tokens_as_prefill: false,
+            paged_single: std::env::var_os("PIO_NO_PAGED_SINGLE").is_none(),
             cached: 0,
             logit_rows: 0,
             logits_all_rows: false,
@@ -375,6 +380,12 @@ impl CudaModel {
     /// decode GEMVs' summation order from everything else.
     pub fn set_single_tokens_as_prefill(&mut self, on: bool) {
         self.single_tokens_as_prefill = on;
+    }
+
+    /// Runs a paged decode step of one sequence through the single-sequence list (GEMV
+    /// kernels; the default) or the batch list at one row (for parity checks of both).
+    pub fn set_paged_single(&mut self, on: bool) {
+        self.paged_single = on;
     }
 
     /// Turns programmatic dependent launch off or on (on Hopper and later only); the decode

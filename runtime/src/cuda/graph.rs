@@ -4,6 +4,7 @@
 
 use super::device::{drv, CudaError, Gpu};
 use cudarc::driver::{result, sys};
+use pio_artifact::Phase;
 
 /// The instantiated decode graph, once captured.
 #[derive(Default)]
@@ -88,36 +89,38 @@ fn capture(
     }
 }
 
-/// The batching engine's decode steps as CUDA graphs, one per batch bucket: a batch of `n`
-/// sequences runs as [`bucket`]`(n)` rows (the extra rows are padding the caller writes), so a
-/// handful of graphs covers every batch size.
+/// The batching engine's decode steps as CUDA graphs, one per launch list and batch bucket: a
+/// batch of `n` sequences runs as [`bucket`]`(n)` rows (the extra rows are padding the caller
+/// writes), so a handful of graphs covers every batch size.
 #[derive(Default)]
 pub(crate) struct BucketGraphs {
-    /// (bucket, its graph), in the order first used.
-    graphs: Vec<(u32, DecodeGraph)>,
+    /// (list, bucket, its graph), in the order first used.
+    graphs: Vec<(Phase, u32, DecodeGraph)>,
     /// Why the paged decode steps run eagerly, once a capture failed (said once on stderr).
     fallback: Option<String>,
 }
 
 impl BucketGraphs {
-    /// Queues one decode step of `bucket` rows: the bucket's graph (captured from `eager` on
-    /// first use), or `eager` itself without `use_graph` or after a failed capture.
+    /// Queues one decode step of `phase`'s list at `bucket` rows: its graph (captured from
+    /// `eager` on first use), or `eager` itself without `use_graph` or after a failed capture.
     pub(crate) fn launch(
         &mut self,
         gpu: &Gpu,
+        phase: Phase,
         bucket: u32,
         use_graph: bool,
         eager: impl FnMut() -> Result<(), CudaError>,
     ) -> Result<(), CudaError> {
-        let i = match self.graphs.iter().position(|(b, _)| *b == bucket) {
+        let key = |(p, b, _): &(Phase, u32, DecodeGraph)| *p == phase && *b == bucket;
+        let i = match self.graphs.iter().position(key) {
             Some(i) => i,
             None => {
-                self.graphs.push((bucket, DecodeGraph::default()));
+                self.graphs.push((phase, bucket, DecodeGraph::default()));
                 self.graphs.len() - 1
             }
         };
         self.graphs[i]
-            .1
+            .2
             .launch(gpu, use_graph, &mut self.fallback, eager)
     }
 

@@ -123,12 +123,13 @@ impl Resolved {
     }
 }
 
-/// The decode, prefill and paged launch lists, resolved, and what runs them.
+/// The decode, prefill and three paged launch lists, resolved, and what runs them.
 pub(crate) struct LaunchRunner {
     decode: Vec<Resolved>,
     prefill: Vec<Resolved>,
     paged: Vec<Resolved>,
     paged_chunk: Vec<Resolved>,
+    paged_single: Vec<Resolved>,
     blas: Blas,
     tuner: GemmTuner,
     /// The (list, row class of the step's tokens, every logits row) already tuned, so that a
@@ -160,12 +161,13 @@ impl LaunchRunner {
                 .collect()
         };
         let (decode, prefill) = (&artifact.decode, &artifact.prefill);
-        let (paged, paged_chunk) = (&artifact.paged.steps, &artifact.paged.chunk_steps);
+        let paged = &artifact.paged;
         Ok(LaunchRunner {
             decode: resolve(decode)?,
             prefill: resolve(prefill)?,
-            paged: resolve(paged)?,
-            paged_chunk: resolve(paged_chunk)?,
+            paged: resolve(&paged.steps)?,
+            paged_chunk: resolve(&paged.chunk_steps)?,
+            paged_single: resolve(&paged.single_steps)?,
             blas: Blas::new(gpu)?,
             tuner: GemmTuner::new(),
             tuned_lists: HashSet::new(),
@@ -176,7 +178,12 @@ impl LaunchRunner {
 
     /// Points the paged lists' pool arguments at a pool based at `base`.
     pub(crate) fn rebase_pool(&mut self, base: u64) {
-        for s in self.paged.iter_mut().chain(self.paged_chunk.iter_mut()) {
+        let lists = [
+            &mut self.paged,
+            &mut self.paged_chunk,
+            &mut self.paged_single,
+        ];
+        for s in lists.into_iter().flat_map(|l| l.iter_mut()) {
             if let Resolved::Kernel(k) = s {
                 for &(ptr, offset) in k.pool_ptrs.iter() {
                     k.args.ptrs[ptr] = base + offset;
@@ -212,6 +219,7 @@ impl LaunchRunner {
             Phase::Prefill => &self.prefill,
             Phase::Paged => &self.paged,
             Phase::PagedChunk => &self.paged_chunk,
+            Phase::PagedSingle => &self.paged_single,
         };
         for s in steps {
             if let Resolved::Gemm(g) = s {
@@ -244,6 +252,7 @@ impl LaunchRunner {
             Phase::Prefill => &mut self.prefill,
             Phase::Paged => &mut self.paged,
             Phase::PagedChunk => &mut self.paged_chunk,
+            Phase::PagedSingle => &mut self.paged_single,
         };
         let (blas, tuner, pdl) = (&self.blas, &mut self.tuner, self.pdl);
         for (index, s) in steps.iter_mut().enumerate() {

@@ -31,6 +31,7 @@ impl Profile {
             Phase::Prefill,
             Phase::Paged,
             Phase::PagedChunk,
+            Phase::PagedSingle,
         ]
         .map(Phase::name)
         {

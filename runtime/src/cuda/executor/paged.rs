@@ -168,6 +168,7 @@ impl CudaModel {
             }
             rows *= 2;
         }
+        tuned += self.runner.tune(&self.gpu, Phase::PagedSingle, 1, true)?;
         let mut rows = 2;
         while rows <= max_tokens {
             tuned += self
@@ -342,7 +343,9 @@ impl CudaModel {
         let (runner, gpu) = (&mut self.runner, &self.gpu);
         // Before a graph captures the step's GEMMs (tuned already after enable_paged, except
         // for a row class it did not cover).
-        if decode {
+        if decode && padded == 1 && self.paged_single {
+            runner.tune(gpu, Phase::PagedSingle, 1, true)?;
+        } else if decode {
             runner.tune(gpu, Phase::Paged, padded as u32, true)?;
         } else {
             runner.tune(gpu, Phase::PagedChunk, total as u32, false)?;
@@ -350,14 +353,20 @@ impl CudaModel {
         let hook = step_hook(&mut self.profiler, &self.regions, observer);
         if decode {
             // Every row's logits; the bucket's graph (eager while profiling or observed, so
-            // that every launch is seen).
+            // that every launch is seen). A lone sequence runs the list of GEMV kernels.
             let rows = padded as u32;
-            if hook.eager() {
-                runner.run(gpu, Phase::Paged, rows, true, hook)?;
+            let phase = if rows == 1 && self.paged_single {
+                Phase::PagedSingle
             } else {
-                self.paged_graphs.launch(gpu, rows, self.use_graph, || {
-                    runner.run(gpu, Phase::Paged, rows, true, StepHook::None)
-                })?;
+                Phase::Paged
+            };
+            if hook.eager() {
+                runner.run(gpu, phase, rows, true, hook)?;
+            } else {
+                self.paged_graphs
+                    .launch(gpu, phase, rows, self.use_graph, || {
+                        runner.run(gpu, phase, rows, true, StepHook::None)
+                    })?;
             }
         } else {
             // One sequence's chunk has a list of its own (tensor-core attention); its last row's
