@@ -65,7 +65,7 @@ fn compile_writes_ir_dot_and_summary() {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
     let kernels = std::fs::read_dir(out_dir.join("kernels")).unwrap().count();
-    assert_eq!(kernels, 16);
+    assert_eq!(kernels, 17);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();
