@@ -31,8 +31,15 @@ fn list_shows_every_spec_with_exact_parameter_counts() {
     assert!(line("Qwen3-8B ").contains("8,190,735,360"));
     assert!(line("Qwen3-14B ").contains("14,768,307,200"));
     assert!(line("Qwen3-32B ").contains("32,762,123,264"));
+    // The qwen2 and llama families (Q/K/V biases; untied heads where config.json says so).
+    assert!(line("Qwen2.5-0.5B ").contains("494,032,768"));
+    assert!(line("Qwen2.5-7B-Instruct").contains("7,615,616,512"));
+    assert!(line("Llama-3.2-1B ").contains("1,235,814,400"));
+    assert!(line("Llama-3.2-3B-Instruct").contains("3,212,749,824"));
+    assert!(line("Llama-3.1-8B ").contains("8,030,261,248"));
+    assert!(line("Llama-3.1-8B ").contains(" llama "));
     // A header and one line per spec in model-specs/.
-    assert_eq!(out.lines().count(), 9, "{out}");
+    assert_eq!(out.lines().count(), 26, "{out}");
 }
 
 #[test]
@@ -185,8 +192,28 @@ fn init_weights_never_overwrites_without_force() {
         cfg.replace("\"rope_theta\": 1000000.0", "\"rope_theta\": 5000000.0"),
     )
     .unwrap();
-    let (ok, _, err) = pio(&["run", "--weights", d, "--device", "cpu"]);
+    // The spec's theta against the checkpoint's: refused, with the field named.
+    let (ok, _, err) = pio(&[
+        "run",
+        "--spec",
+        "qwen3-tiny",
+        "--weights",
+        d,
+        "--device",
+        "cpu",
+    ]);
     assert!(!ok && err.contains("rope_theta"), "{err}");
+    // Without a spec the checkpoint's config.json is the model: it runs with its own theta.
+    let (ok, _, err) = pio(&[
+        "run",
+        "--weights",
+        d,
+        "--device",
+        "cpu",
+        "--max-new-tokens",
+        "2",
+    ]);
+    assert!(ok, "{err}");
 }
 
 #[test]

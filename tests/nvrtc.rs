@@ -35,6 +35,15 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         "tests/specs/gpu/qwen3-odd3.yaml",
         "tests/specs/gpu/qwen3-long.yaml",
         "tests/specs/gpu/qwen3-wide.yaml",
+        // The qwen2 and llama families: bias epilogues, rope without a norm, llama3 and yarn
+        // rope tables with an attention factor, head_dim 64, groups of 6 and 7.
+        "model-specs/qwen2.5-tiny.yaml",
+        "model-specs/llama-tiny.yaml",
+        "tests/specs/qwen3-tiny-yarn.yaml",
+        "model-specs/qwen2.5-0.5b.yaml",
+        "model-specs/qwen2.5-1.5b.yaml",
+        "model-specs/llama-3.2-1b.yaml",
+        "model-specs/llama-3.2-3b.yaml",
     ] {
         for no_fusion in [false, true] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();

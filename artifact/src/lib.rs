@@ -15,18 +15,20 @@ mod check;
 mod dir;
 mod model;
 pub mod read;
+mod rope;
 mod steps;
 mod types;
 
 pub use dir::{ArtifactError, ARTIFACT_FILE};
 pub use model::{Attachment, ModelInfo, SamplingDefaults};
+pub use rope::{lift_rope_parameters, same_scaling, Rope, RopeScaling, Yarn, ROPE_TYPES};
 pub use steps::{Arg, Dim, Gemm, Launch, Step};
 pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {

@@ -32,6 +32,11 @@ pub struct ModelInfo {
     pub tokenizer_config: Attachment,
     /// The config.json fields a checkpoint must agree with (and `pio init-weights` writes).
     pub hf_config: serde_json::Map<String, serde_json::Value>,
+    /// The value transformers assumes for each of those fields a config.json may leave out
+    /// (`head_dim` where it is `hidden_size / num_attention_heads`, `rope_scaling: null`): a
+    /// checkpoint without the field agrees when the expected value is this one.
+    #[serde(default)]
+    pub hf_defaults: serde_json::Map<String, serde_json::Value>,
     /// Element type of the checkpoint's weights as the spec declares it.
     pub weights_dtype: DType,
 }

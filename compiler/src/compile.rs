@@ -113,6 +113,7 @@ pub fn model_info(spec: &ModelSpec, g: &Graph) -> Result<art::ModelInfo, Compile
         tokenizer: read("tokenizer.json", &m.tokenizer)?,
         tokenizer_config: tokenizer_config(&m.chat_template)?,
         hf_config: spec.hf_config.clone(),
+        hf_defaults: spec.hf_defaults.clone(),
         weights_dtype: spec.family.dtype,
     })
 }

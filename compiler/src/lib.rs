@@ -20,6 +20,7 @@ pub mod lower;
 pub mod memory;
 pub mod output;
 pub mod pass;
+pub mod rope;
 pub mod spec;
 pub mod summary;
 

@@ -182,3 +182,157 @@ fn only_commutative_ops_match_with_swapped_operands() {
         );
     }
 }
+
+/// `y = linear(x, w)`, `z = bias_add(y, b)`: fusable into linear_bias, unless the product
+/// without its bias is also used elsewhere.
+fn linear_then_bias(y_used_outside: bool) -> Graph {
+    let mut g = Graph::new("t", vec![]);
+    let x = leaf(&mut g, "x", &[1, 1, 8]);
+    let w = leaf(&mut g, "w", &[8, 8]);
+    let b = leaf(&mut g, "b", &[8]);
+    let y = node(&mut g, "y", Op::Linear, &[1, 1, 8], &[x, w]);
+    let z = node(&mut g, "z", Op::BiasAdd, &[1, 1, 8], &[y, b]);
+    let out = if y_used_outside {
+        node(&mut g, "s", Op::Add, &[1, 1, 8], &[z, y])
+    } else {
+        z
+    };
+    node(
+        &mut g,
+        "logits",
+        Op::Output(OutputRole::Logits),
+        &[1, 1, 8],
+        &[out],
+    );
+    g
+}
+
+#[test]
+fn a_product_used_without_its_bias_keeps_the_bias_apart() {
+    let alone = fuse(linear_then_bias(false));
+    assert_eq!(count(&alone, |o| matches!(o, Op::LinearBias)), 1);
+    assert_eq!(count(&alone, |o| matches!(o, Op::BiasAdd)), 0);
+    let g = fuse(linear_then_bias(true));
+    assert_eq!(
+        count(&g, |o| matches!(o, Op::BiasAdd)),
+        1,
+        "{}",
+        print::print(&g)
+    );
+    assert_eq!(count(&g, |o| matches!(o, Op::LinearBias)), 0);
+}
+
+/// Two sibling linears of `x` with biases: merged with their biases concatenated when both
+/// products are used only by their bias, and with plain slices (biases left alone) when one
+/// product is also read without its bias.
+fn sibling_biases(raw_used: bool) -> Graph {
+    let mut g = Graph::new("t", vec![]);
+    let x = leaf(&mut g, "x", &[1, 1, 8]);
+    let (wq, wk) = (leaf(&mut g, "wq", &[8, 8]), leaf(&mut g, "wk", &[4, 8]));
+    let (bq, bk) = (leaf(&mut g, "bq", &[8]), leaf(&mut g, "bk", &[4]));
+    let q = node(&mut g, "q", Op::Linear, &[1, 1, 8], &[x, wq]);
+    let k = node(&mut g, "k", Op::Linear, &[1, 1, 4], &[x, wk]);
+    let qb = node(&mut g, "qb", Op::BiasAdd, &[1, 1, 8], &[q, bq]);
+    let kb = node(&mut g, "kb", Op::BiasAdd, &[1, 1, 4], &[k, bk]);
+    let w2 = leaf(&mut g, "w2", &[8, 4]);
+    let k8 = node(&mut g, "k8", Op::Linear, &[1, 1, 8], &[kb, w2]);
+    let mut sum = node(&mut g, "sum", Op::Add, &[1, 1, 8], &[qb, k8]);
+    if raw_used {
+        sum = node(&mut g, "sum2", Op::Add, &[1, 1, 8], &[sum, q]);
+    }
+    node(
+        &mut g,
+        "logits",
+        Op::Output(OutputRole::Logits),
+        &[1, 1, 8],
+        &[sum],
+    );
+    g
+}
+
+#[test]
+fn sibling_biases_merge_only_when_every_product_is_used_by_its_bias_alone() {
+    let merged = fuse(sibling_biases(false));
+    let concat = |g: &Graph| {
+        count(
+            g,
+            |o| matches!(o, Op::Weight(w) if w.concat.len() == 2 && w.hf_name.contains("bq")),
+        )
+    };
+    assert_eq!(concat(&merged), 1, "{}", print::print(&merged));
+    assert_eq!(count(&merged, |o| matches!(o, Op::LinearBias)), 1);
+    let apart = fuse(sibling_biases(true));
+    assert_eq!(concat(&apart), 0, "{}", print::print(&apart));
+    assert_eq!(count(&apart, |o| matches!(o, Op::BiasAdd)), 2);
+}
+
+/// `rope` then `kv_write`: fused into rope_kv_write, unless the roped keys are also read.
+#[test]
+fn roped_keys_used_elsewhere_keep_their_rope() {
+    let build = |roped_used: bool| {
+        let mut g = Graph::new(
+            "t",
+            vec![SymDim {
+                name: "ctx".into(),
+                bound: 4,
+            }],
+        );
+        let x = leaf(&mut g, "x", &[1, 1, 2, 8]);
+        let p = g.add(
+            Node {
+                name: "positions".into(),
+                op: Op::Input(InputRole::Positions),
+                ty: TensorType::new(DType::I32, Shape::fixed(&[1, 1])),
+            },
+            &[],
+        );
+        let rope = Op::Rope {
+            rope: Rope::plain(1e4),
+        };
+        let r = node(&mut g, "r", rope, &[1, 1, 2, 8], &[x, p]);
+        let kv = g.add(
+            Node {
+                name: "k_all".into(),
+                op: Op::KvWrite {
+                    layer: 0,
+                    cache: CacheKind::K,
+                },
+                ty: TensorType::new(
+                    DType::F32,
+                    Shape(vec![
+                        Dim::Fixed(1),
+                        Dim::Sym("ctx".into()),
+                        Dim::Fixed(2),
+                        Dim::Fixed(8),
+                    ]),
+                ),
+            },
+            &[r, p],
+        );
+        let a = node(
+            &mut g,
+            "a",
+            Op::Attention { scale: 0.5 },
+            &[1, 1, 2, 8],
+            &[if roped_used { r } else { x }, kv, kv, p],
+        );
+        node(
+            &mut g,
+            "logits",
+            Op::Output(OutputRole::Logits),
+            &[1, 1, 2, 8],
+            &[a],
+        );
+        g
+    };
+    let alone = fuse(build(false));
+    assert_eq!(count(&alone, |o| matches!(o, Op::RopeKvWrite { .. })), 1);
+    let g = fuse(build(true));
+    assert_eq!(
+        count(&g, |o| matches!(o, Op::RopeKvWrite { .. })),
+        0,
+        "{}",
+        print::print(&g)
+    );
+    assert_eq!(count(&g, |o| matches!(o, Op::Rope { .. })), 1);
+}

@@ -117,3 +117,43 @@ fn tiny_spec_same_logits_fused_and_unfused() {
 fn two_layers_of_real_shapes_same_logits_fused_and_unfused() {
     check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs/qwen3-0.6b-2layers.yaml"));
 }
+
+fn spec_path(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn count(g: &Graph, pred: impl Fn(&pio_compiler::ir::Op) -> bool) -> usize {
+    g.ids().filter(|&id| pred(&g.node(id).op)).count()
+}
+
+#[test]
+fn qwen2_biases_merge_and_fuse_and_keep_the_logits() {
+    let spec = spec_path("../model-specs/qwen2.5-tiny.yaml");
+    check(&spec);
+    use pio_compiler::ir::Op;
+    let g = optimized(graph(&spec), false);
+    // Per layer: one Q/K/V projection with its norm and one concatenated bias (3 parts), and
+    // K's rope and cache write in one op; no bias is left on its own.
+    assert_eq!(count(&g, |o| matches!(o, Op::NormLinearBias { .. })), 2);
+    assert_eq!(count(&g, |o| matches!(o, Op::RopeKvWrite { .. })), 2);
+    assert_eq!(count(&g, |o| matches!(o, Op::BiasAdd | Op::LinearBias)), 0);
+    let biases = g
+        .ids()
+        .filter(|&id| matches!(&g.node(id).op, Op::Weight(w) if w.hf_name.contains("q_proj.bias")))
+        .map(|id| match &g.node(id).op {
+            Op::Weight(w) => w.concat.len(),
+            _ => 0,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(biases, vec![3, 3], "concatenated Q/K/V biases per layer");
+}
+
+#[test]
+fn llama_tiny_same_logits_fused_and_unfused() {
+    check(&spec_path("../model-specs/llama-tiny.yaml"));
+}
+
+#[test]
+fn yarn_tiny_same_logits_fused_and_unfused() {
+    check(&spec_path("../tests/specs/qwen3-tiny-yarn.yaml"));
+}

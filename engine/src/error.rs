@@ -8,6 +8,8 @@ pub enum PioError {
     #[error(transparent)]
     Spec(#[from] pio_compiler::SpecErrors),
     #[error(transparent)]
+    FromConfig(#[from] pio_compiler::spec::from_config::FromConfigError),
+    #[error(transparent)]
     Ir(#[from] pio_compiler::IrError),
     #[error(transparent)]
     Compile(#[from] pio_compiler::CompileError),

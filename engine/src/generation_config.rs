@@ -78,13 +78,25 @@ pub fn apply(path: &Path, d: &mut GenerationDefaults, vocab_size: usize) -> Resu
 /// generation_config.json for a spec, as HF writes it.
 pub fn for_spec(spec: &ModelSpec) -> Value {
     let m = &spec.variant.manifest;
-    let mut v = json!({
-        "do_sample": m.sampling.temperature > 0.0,
-        "eos_token_id": m.eos_token_ids,
-        "temperature": m.sampling.temperature,
-        "top_k": m.sampling.top_k,
-        "top_p": m.sampling.top_p,
-    });
+    let s = &m.sampling;
+    // Greedy is `do_sample: false` (with no sampling fields: transformers warns about them).
+    let mut v = if s.temperature > 0.0 {
+        json!({
+            "do_sample": true,
+            "eos_token_id": m.eos_token_ids,
+            "temperature": s.temperature,
+            "top_k": s.top_k,
+            "top_p": s.top_p,
+        })
+    } else {
+        json!({"do_sample": false, "eos_token_id": m.eos_token_ids})
+    };
+    if s.min_p > 0.0 && s.temperature > 0.0 {
+        v["min_p"] = s.min_p.into();
+    }
+    if s.repetition_penalty != 1.0 {
+        v["repetition_penalty"] = s.repetition_penalty.into();
+    }
     if let Some(b) = m.bos_token_id {
         v["bos_token_id"] = b.into();
     }

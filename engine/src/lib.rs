@@ -54,6 +54,7 @@ pub use model::{argmax, LoadTimings, Model, PagedLimits};
 pub use options::{Device, LoadOptions, WeightsSource};
 pub use pio_artifact as artifact;
 pub use pio_compiler as compiler;
+pub use pio_compiler::spec::from_config::SpecSource;
 pub use pio_runtime as runtime;
 pub use sequence::{FinishReason, RequestId, RequestOutput, RequestParams};
 

@@ -6,6 +6,7 @@ use crate::error::PioError;
 use crate::generation_config::GenerationDefaults;
 use crate::options::{Device, LoadOptions, WeightsSource};
 use pio_artifact::{Artifact, ModelInfo};
+use pio_compiler::spec::from_config::SpecSource;
 use pio_runtime::chat::ChatTemplate;
 use pio_runtime::generate::{Forward, GenerateOptions, Generation};
 use pio_runtime::sampling::SamplingParams;
@@ -98,8 +99,19 @@ impl Model {
         device: Device,
         opts: &LoadOptions,
     ) -> Result<Model, PioError> {
+        Self::load_source(&SpecSource::File(spec.to_path_buf()), weights, device, opts)
+    }
+
+    /// [`Model::load_with`] from a spec's source: a variant file, or a checkpoint's
+    /// config.json (no spec: the family its `architectures` names).
+    pub fn load_source(
+        source: &SpecSource,
+        weights: &WeightsSource,
+        device: Device,
+        opts: &LoadOptions,
+    ) -> Result<Model, PioError> {
         let started = Instant::now();
-        let spec = pio_compiler::spec::load(spec)?;
+        let spec = source.load()?;
         let compile_opts = pio_compiler::CompileOptions {
             codegen: opts.codegen_options()?,
             ..Default::default()

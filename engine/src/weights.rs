@@ -58,7 +58,11 @@ pub fn weight_specs(g: &Graph) -> Vec<WeightSpec> {
 /// Opens a weights directory for an artifact: config.json agrees with the model, and every
 /// tensor is present with its shape (all problems reported at once).
 pub fn open_dir(a: &Artifact, dir: &std::path::Path) -> Result<WeightDir, PioError> {
-    weights::check_config(&dir.join("config.json"), &a.model.hf_config)?;
+    weights::check_config(
+        &dir.join("config.json"),
+        &a.model.hf_config,
+        &a.model.hf_defaults,
+    )?;
     let tied = artifact_tied_names(a);
     let tied: Vec<&str> = tied.iter().map(String::as_str).collect();
     Ok(WeightDir::open_with(dir, &artifact_weight_specs(a), &tied)?)

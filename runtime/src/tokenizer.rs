@@ -139,6 +139,18 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Encodes a plain-text prompt as HF's `tokenizer(text)` does: with the special tokens the
+    /// tokenizer's own post-processor adds (Llama 3's puts `<|begin_of_text|>` first; Qwen's
+    /// adds none). A chat prompt, whose template writes those tokens itself, is encoded with
+    /// [`Self::encode`], as `apply_chat_template` does.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
     /// Decodes token ids into text, keeping special tokens (`skip_special_tokens=False`).
     ///
     /// Bytes that do not form valid UTF-8 (e.g. half of an emoji) become U+FFFD, as in HF.

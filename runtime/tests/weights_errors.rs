@@ -340,7 +340,7 @@ fn config_matches_with_numeric_tolerance() {
             "torch_dtype": "bfloat16"}"#,
     )
     .unwrap();
-    check_config(&p, &expected_config()).unwrap();
+    check_config(&p, &expected_config(), &serde_json::Map::new()).unwrap();
 }
 
 #[test]
@@ -353,7 +353,7 @@ fn config_mismatches_all_reported() {
             "tie_word_embeddings": false, "architectures": ["Qwen2ForCausalLM"]}"#,
     )
     .unwrap();
-    let err = check_config(&p, &expected_config()).unwrap_err();
+    let err = check_config(&p, &expected_config(), &serde_json::Map::new()).unwrap_err();
     let WeightsError::ConfigMismatch { mismatches, .. } = &err else {
         panic!("{err}")
     };
@@ -376,7 +376,7 @@ fn config_mismatches_all_reported() {
 fn config_missing_or_bad() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("config.json");
-    let err = check_config(&p, &expected_config()).unwrap_err();
+    let err = check_config(&p, &expected_config(), &serde_json::Map::new()).unwrap_err();
     assert!(matches!(err, WeightsError::Config { .. }));
     let msg = err.to_string();
     assert!(
@@ -384,7 +384,7 @@ fn config_missing_or_bad() {
         "{msg}"
     );
     std::fs::write(&p, b"{\"hidden_size\": ").unwrap();
-    let msg = check_config(&p, &expected_config())
+    let msg = check_config(&p, &expected_config(), &serde_json::Map::new())
         .unwrap_err()
         .to_string();
     assert!(
@@ -392,7 +392,7 @@ fn config_missing_or_bad() {
         "{msg}"
     );
     std::fs::write(&p, b"[1]").unwrap();
-    let msg = check_config(&p, &expected_config())
+    let msg = check_config(&p, &expected_config(), &serde_json::Map::new())
         .unwrap_err()
         .to_string();
     assert!(msg.contains("not an object"), "{msg}");

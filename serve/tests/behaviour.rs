@@ -45,15 +45,26 @@ async fn disconnect_mid_stream_aborts_and_frees_blocks() {
         metric(&text, "pio_request_finish_total{reason=\"cancelled\"}"),
         1.0
     );
-    // A non-streaming request whose client gives up is aborted too.
-    let slow = s
-        .client
-        .post(s.url(COMPLETIONS))
-        .json(&json!({"prompt": "Again", "max_tokens": 500, "ignore_eos": true}))
-        .timeout(Duration::from_millis(100))
-        .send()
-        .await;
-    assert!(slow.is_err());
+    // A non-streaming request whose client gives up is aborted too: the client goes as soon as
+    // the server runs the request (not after a fixed time, which a fast machine outran).
+    let (client, url) = (s.client.clone(), s.url(COMPLETIONS));
+    let slow = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&json!({"prompt": "Again", "max_tokens": 500, "ignore_eos": true}))
+            .send()
+            .await
+    });
+    let started = std::time::Instant::now();
+    while s.stats().await.active == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the request never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    slow.abort();
+    assert!(slow.await.is_err_and(|e| e.is_cancelled()));
     s.wait_idle(Duration::from_secs(5)).await;
     let (_, text) = s.get("/metrics").await;
     assert_eq!(

@@ -4,22 +4,26 @@
 //! clock around synchronized steps. Warm-up runs are not counted.
 
 use super::report::*;
-use crate::{Device, LoadOptions, Model, PioError, WeightsSource};
+use crate::{Device, LoadOptions, Model, PioError, SpecSource, WeightsSource};
 use pio_runtime::sampling::SamplingParams;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// A model to measure: a spec (compiled as a load does) or a `pio-compile` output folder.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A model to measure: a spec (a variant file or a checkpoint's config.json, compiled as a
+/// load does) or a `pio-compile` output folder.
+#[derive(Clone, Debug, PartialEq)]
 pub enum ModelSource {
-    Spec(PathBuf),
+    Spec(SpecSource),
     Artifact(PathBuf),
 }
 
 impl ModelSource {
+    /// The file or folder it comes from.
     pub fn path(&self) -> &std::path::Path {
         match self {
-            ModelSource::Spec(p) | ModelSource::Artifact(p) => p,
+            ModelSource::Spec(SpecSource::File(p))
+            | ModelSource::Spec(SpecSource::Checkpoint { dir: p, .. })
+            | ModelSource::Artifact(p) => p,
         }
     }
 }
@@ -133,15 +137,13 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
             ..Default::default()
         };
         let mut model = match spec {
-            ModelSource::Spec(path) => {
+            ModelSource::Spec(source) => {
                 // As long a cache as the runs need, within the spec's bound (runs that do not
                 // fit are refused below).
-                let bound = pio_compiler::spec::load(path)?
-                    .context_bound()
-                    .unwrap_or(usize::MAX);
+                let bound = source.load()?.context_bound().unwrap_or(usize::MAX);
                 opts.max_context = Some(max_ctx.max(max_prompt + 1).min(bound));
                 opts.max_prefill = Some(max_prompt.clamp(1, 2048));
-                Model::load_with(path, &weights, o.device, &opts)?
+                Model::load_source(source, &weights, o.device, &opts)?
             }
             // An artifact's context and prefill sizes are what pio-compile gave it.
             ModelSource::Artifact(dir) => Model::load_artifact(dir, &weights, o.device, &opts)?,
@@ -156,8 +158,8 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
         // Warm: the same compile again (the spec compile when there is one), every kernel now in
         // the cache.
         let t = Instant::now();
-        if let ModelSource::Spec(path) = spec {
-            let s = pio_compiler::spec::load(path)?;
+        if let ModelSource::Spec(source) = spec {
+            let s = source.load()?;
             let compile_opts = pio_compiler::CompileOptions {
                 codegen: opts.codegen_options()?,
                 ..Default::default()

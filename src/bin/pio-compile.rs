@@ -20,7 +20,8 @@ mod specs;
     about = "Compile a pio model spec (YAML) into a static graph; no GPU needed"
 )]
 struct Args {
-    /// The variant spec (a path, or a name in model-specs/ such as qwen3-0.6b).
+    /// The variant spec (a path, or a name in model-specs/ such as qwen3-0.6b), or an HF
+    /// checkpoint directory (its config.json names the family).
     spec: String,
     /// Output folder (created; an existing folder must be empty or a previous pio-compile output).
     #[arg(short, long)]
@@ -70,13 +71,13 @@ fn main() {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let path = specs::resolve_spec(&args.spec)?;
+    let source = specs::source_of(&args.spec)?;
     // The output folder is checked before any work, and written only through a scratch
     // folder that is swapped in at the end (see pio_compiler::output).
     let out = pio_compiler::output::OutputDir::begin(&args.output, args.force)?;
     pio::cli::register_scratch_dir(out.scratch().to_path_buf());
     let start = Instant::now();
-    let spec = pio_compiler::spec::load(&path)?;
+    let spec = source.load()?;
     let opts = CompileOptions {
         passes: PassOptions {
             disabled: args.disable_pass.clone(),

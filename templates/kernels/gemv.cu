@@ -1,7 +1,9 @@
 {% include "common/pio.cuh" %}
 // {{ doc }}
 // Decode-step matrix-vector product for one token: out[n] = sum_k x'[k] * w[n, k], with
-// x' = rmsnorm(x) * norm_w when NORM, an added residual when RESIDUAL, and
+// x' = rmsnorm(x) * norm_w when NORM, an added residual when RESIDUAL (the product rounded
+// first, as HF adds a residual), a bias when BIAS (`residual` points at it; added before the
+// one rounding, as HF's fused bias epilogue does), and
 // out[n] = silu(g[n]) * u[n] over the gate rows (0..N) and up rows (N..2N) when SWIGLU.
 // One warp per ROWS output rows at a time; 16-byte weight loads. x is staged in shared memory
 // as bf16 (exact: HF rounds the normalized input to bf16 too), read 16 bytes per lane, so the
@@ -143,6 +145,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) {{ name }}(
             if (lane == 0 && row + r < N) out[row + r] = f2bf(rbf(silu(rbf(a))) * rbf(u));
 {% else if residual %}
             if (lane == 0 && row + r < N) out[row + r] = f2bf(rbf(a) + bf2f(residual[row + r]));
+{% else if bias %}
+            if (lane == 0 && row + r < N) out[row + r] = f2bf(a + bf2f(residual[row + r]));
 {% else %}
             if (lane == 0 && row + r < N) out[row + r] = f2bf(a);
 {% endif %}

@@ -11,7 +11,8 @@
 #define EPS {{ eps }}
 #define IN_STRIDE {{ in_stride }}
 {% if rope %}
-// 1 / theta^(2i/D) for i < D/2, in f32 as HF computes it (compiler/src/codegen/rope.rs).
+// 1 / theta^(2i/D) for i < D/2, scaled as the spec's rope_scaling says, in f32 as HF computes
+// it (compiler/src/rope.rs).
 __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|join(", ") }} };
 {% endif %}
 
@@ -70,8 +71,14 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
     for (int i = lane; i < D / 2; i += 32) {
         float s, c;
         sincos_accurate(__fmul_rn((float)pos, {{ name }}_inv_freq[i]), &s, &c);
+{% match attention_factor %}{% when Some with (af) %}
+        // HF: cos and sin times the attention factor in f32, then rounded.
+        c = rbf(c * {{ af }});
+        s = rbf(s * {{ af }});
+{% when None %}
         c = rbf(c);
         s = rbf(s);
+{% endmatch %}
         const float a = hb[i], b = hb[i + D / 2];
         dst[i] = f2bf(rbf(a * c) - rbf(b * s));
         dst[i + D / 2] = f2bf(rbf(b * c) + rbf(a * s));

@@ -13,12 +13,14 @@ use crate::target::{repo, Target};
 /// The vocabulary eos ids are checked against (Qwen3's).
 const VOCAB: usize = 151_936;
 
-fn expected() -> &'static serde_json::Map<String, serde_json::Value> {
-    static E: OnceLock<serde_json::Map<String, serde_json::Value>> = OnceLock::new();
+type Json = serde_json::Map<String, serde_json::Value>;
+
+/// The spec's hf_config and hf_defaults.
+fn expected() -> &'static (Json, Json) {
+    static E: OnceLock<(Json, Json)> = OnceLock::new();
     E.get_or_init(|| {
-        pio_compiler::spec::load(&repo().join("model-specs/qwen3-0.6b.yaml"))
-            .unwrap()
-            .hf_config
+        let spec = pio_compiler::spec::load(&repo().join("model-specs/qwen3-0.6b.yaml")).unwrap();
+        (spec.hf_config, spec.hf_defaults)
     })
 }
 
@@ -29,7 +31,7 @@ pub const CONFIG: Target = Target {
     setup: |_| {
         expected();
     },
-    run: |ctx, bytes| match check_config(&ctx.input, expected()) {
+    run: |ctx, bytes| match check_config(&ctx.input, &expected().0, &expected().1) {
         Ok(()) => match float_dtype(bytes) {
             Some(false) => Err("accepted a torch_dtype that is not a float dtype".to_string()),
             _ => Ok(()),

@@ -79,6 +79,9 @@ fn batched_paged_decode_matches_each_request_alone_on_the_gpu() {
         "compiler/tests/specs/qwen3-0.6b-2layers.yaml",
         // 8 query heads per kv head: one 16-byte piece per lane, 512-key chunks.
         "tests/specs/gpu/qwen3-group8.yaml",
+        // The qwen2 (biases) and llama (llama3 rope scaling) families.
+        "model-specs/qwen2.5-tiny.yaml",
+        "model-specs/llama-tiny.yaml",
     ] {
         let cfg = EngineConfig {
             num_blocks: Some(256),

@@ -38,10 +38,11 @@ use std::path::Path;
 fn tolerance(op: &Op) -> f64 {
     match op {
         Op::Embed | Op::KvWrite { .. } | Op::Reshape { .. } | Op::Slice { .. } => 0.0,
-        Op::Silu | Op::Mul | Op::Add | Op::SiluMul => 1e-3,
+        Op::Silu | Op::Mul | Op::Add | Op::SiluMul | Op::BiasAdd => 1e-3,
         Op::RmsNorm { .. } | Op::Rope { .. } => 6e-3,
-        Op::NormRope { .. } | Op::NormRopeKvWrite { .. } => 7e-3,
+        Op::NormRope { .. } | Op::NormRopeKvWrite { .. } | Op::RopeKvWrite { .. } => 7e-3,
         Op::Linear | Op::NormLinear { .. } | Op::LinearAdd => 6e-3,
+        Op::LinearBias | Op::NormLinearBias { .. } => 6e-3,
         Op::NormLinearSwiGlu { .. } => 1e-2,
         Op::Attention { .. } => 1.2e-2,
         _ => 0.0,
@@ -235,6 +236,14 @@ fn every_kernel_matches_the_cpu_op_alone_on_random_inputs() {
         ("tests/specs/gpu/qwen3-group4-8kv.yaml", false),
         ("compiler/tests/specs/qwen3-0.6b-2layers.yaml", false),
         ("tests/specs/gpu/qwen3-4b-1layer.yaml", false),
+        // The qwen2 and llama families: biases (fused and on their own), rope without a
+        // norm, llama3 and yarn rope scaling, head_dim 64, groups of 6.
+        ("model-specs/qwen2.5-tiny.yaml", false),
+        ("model-specs/qwen2.5-tiny.yaml", true),
+        ("model-specs/llama-tiny.yaml", false),
+        ("tests/specs/qwen3-tiny-yarn.yaml", false),
+        ("tests/specs/gpu/qwen2.5-1.5b-1layer.yaml", false),
+        ("tests/specs/gpu/llama-3.2-1b-1layer.yaml", false),
     ] {
         let c = compiled(spec, no_fusion);
         let checks = run_all(&c);

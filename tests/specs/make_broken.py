@@ -30,7 +30,9 @@ CASES = [
     ("cycle", "family", [("h: {op: rmsnorm, in: [x, ln], eps: eps}", "h: {op: rmsnorm, in: [o, ln], eps: eps}")]),
     ("self-cycle", "family", [("q: {op: linear, in: [h, wq]}", "q: {op: linear, in: [q, wq]}")]),
     ("layer-binding-without-index", "family", [('hf: "model.layers.{layer}.q.weight"', 'hf: "model.layers.q.weight"')]),
-    ("wrong-arity", "family", [("o: {op: linear, in: [a3, wo]}", "o: {op: linear, in: [a3, wo, wq]}")]),
+    ("wrong-arity", "family", [("o: {op: linear, in: [a3, wo]}", "o: {op: linear, in: [a3, wo, wq, wq]}")]),
+    ("bias-wrong-shape", "family", [("o: {op: linear, in: [a3, wo]}", "o: {op: linear, in: [a3, wo, wq]}")]),
+    ("rope-scaling-attr-not-rope", "family", [("qr: {op: rope, in: [q4, positions], theta: theta}", "qr: {op: rope, in: [q4, positions], theta: theta, scaling: theta}")]),
     ("unknown-attribute", "family", [("q: {op: linear, in: [h, wq]}", "q: {op: linear, in: [h, wq], bias: true}")]),
     ("missing-attribute", "family", [("xf: {op: rmsnorm, in: [x_out, norm], eps: eps}", "xf: {op: rmsnorm, in: [x_out, norm]}")]),
     ("dangling-output", "family", [("    x_out: {op: add, in: [x, o]}", "    x_out: {op: add, in: [x, o]}\n    extra: {op: silu, in: [o]}")]),
@@ -72,6 +74,21 @@ CASES = [
     ("syntax-error", "variant", [("  vocab: 64", "  vocab: [64")]),
 ]
 
+# Cases about a rope_scaling hyperparameter: the family declares one (and a rope uses it), the
+# variant sets it; (name, variant edits).
+ROPE_FAMILY = [
+    ("  max_batch: {type: int, default: 1}", "  max_batch: {type: int, default: 1}\n  scaling: {type: rope_scaling, default: null}"),
+    ("qr: {op: rope, in: [q4, positions], theta: theta}", "qr: {op: rope, in: [q4, positions], theta: theta, scaling: scaling}"),
+    ("kr: {op: rope, in: [k4, positions], theta: theta}", "kr: {op: rope, in: [k4, positions], theta: theta, scaling: scaling}"),
+]
+ROPE_CASES = [
+    ("rope-scaling-unknown-type", [("  layers: 1", "  layers: 1\n  scaling: {rope_type: dynamic, factor: 2.0}")]),
+    ("rope-scaling-unknown-field", [("  layers: 1", "  layers: 1\n  scaling: {rope_type: linear, factor: 2.0, beta_fast: 3}")]),
+    ("rope-scaling-bad-bands", [("  layers: 1", "  layers: 1\n  scaling: {rope_type: llama3, factor: 8.0, low_freq_factor: 4.0, high_freq_factor: 1.0, original_max_position_embeddings: 64}")]),
+    ("rope-scaling-not-a-map", [("  layers: 1", "  layers: 1\n  scaling: 2.0")]),
+    ("map-for-int", [("heads: 4", "heads: {rope_type: linear, factor: 2.0}")]),
+]
+
 RAW = {
     "empty": "",
     "only-comments": "# nothing here\n\n",
@@ -95,9 +112,18 @@ def main():
             for a, b in edits:
                 var = sub(var, a, b)
         (OUT / f"{name}.yaml").write_text(var)
+    for name, edits in ROPE_CASES:
+        fam = FAMILY
+        for a, b in ROPE_FAMILY:
+            fam = sub(fam, a, b)
+        (OUT / f"{name}.family.yaml").write_text(fam)
+        var = sub(VARIANT, "family: mini", f"family: {name}.family.yaml")
+        for a, b in edits:
+            var = sub(var, a, b)
+        (OUT / f"{name}.yaml").write_text(var)
     for name, text in RAW.items():
         (OUT / f"{name}.yaml").write_text(text)
     (OUT / "binary-junk.yaml").write_bytes(b"family: mini\nname: \xff\xfe\x00\x01junk\n")
-    print(f"wrote {len(CASES) + len(RAW) + 1} cases to {OUT}")
+    print(f"wrote {len(CASES) + len(ROPE_CASES) + len(RAW) + 1} cases to {OUT}")
 
 main()

@@ -81,6 +81,8 @@ impl Codegen<'_> {
             Op::Silu => ("silu(x)", v[0]),
             Op::Mul => ("x * y", v[1]),
             Op::Add => ("x + y", v[1]),
+            // The bias row read again for every token (a row stride of 0).
+            Op::BiasAdd => ("x + y", Val { stride: 0, ..v[1] }),
             _ => ("rbf(silu(x)) * y", v[1]),
         };
         let width = row_width(g, id);

@@ -5,9 +5,10 @@
 use super::kernels::{CudaF32, HeadOp, HeadOps, PLACEHOLDER};
 use super::options::WARPS;
 use super::schedule::{launch, PArg, Pending, Phase, Place, Val};
-use super::{err, fixed, rope, row_width, Codegen};
+use super::{err, fixed, row_width, Codegen};
 use crate::error::CompileError;
-use crate::ir::{NodeId, Op};
+use crate::ir::{NodeId, Op, Rope};
+use crate::rope;
 use pio_artifact::{Dim, KernelFamily, Region};
 
 /// Most per-head ops one merged launch runs (the template's `op0`..`op3`).
@@ -39,25 +40,30 @@ impl Codegen<'_> {
         };
         let (out, norm, rope, cache_positions) = match node.op {
             Op::RmsNorm { eps } => (self.out_val(ph, id), Some((v[1], eps)), None, None),
-            Op::Rope { theta } => (self.out_val(ph, id), None, Some((theta, v[1])), None),
-            Op::NormRope { eps, theta } => (
+            Op::Rope { rope } => (self.out_val(ph, id), None, Some((rope, v[1])), None),
+            Op::NormRope { eps, rope } => (
                 self.out_val(ph, id),
                 Some((v[1], eps)),
-                Some((theta, v[2])),
+                Some((rope, v[2])),
                 None,
             ),
             Op::KvWrite { layer, cache: c } => (cache(layer, c), None, None, Some(v[1])),
             Op::NormRopeKvWrite {
                 eps,
-                theta,
+                rope,
                 layer,
                 cache: c,
             } => (
                 cache(layer, c),
                 Some((v[1], eps)),
-                Some((theta, v[2])),
+                Some((rope, v[2])),
                 Some(v[2]),
             ),
+            Op::RopeKvWrite {
+                rope,
+                layer,
+                cache: c,
+            } => (cache(layer, c), None, Some((rope, v[1])), Some(v[1])),
             _ => {
                 return Err(err(format!(
                     "'{}': {} is not a per-head op",
@@ -70,7 +76,7 @@ impl Codegen<'_> {
         Ok(out)
     }
 
-    /// A per-head kernel: optional norm (weight, eps), optional rope (theta, positions),
+    /// A per-head kernel: optional norm (weight, eps), optional rope (its parameters, positions),
     /// written to `out` or, with `cache_positions`, into the KV cache.
     #[allow(clippy::too_many_arguments)]
     fn head_op(
@@ -79,7 +85,7 @@ impl Codegen<'_> {
         id: NodeId,
         x: Val,
         norm: Option<(Val, f64)>,
-        rope: Option<(f64, Val)>,
+        rope: Option<(Rope, Val)>,
         cache_positions: Option<Val>,
         out: Val,
     ) -> Result<(), CompileError> {
@@ -104,8 +110,17 @@ impl Codegen<'_> {
             warps: WARPS,
             eps: CudaF32(norm.map_or(1e-6, |n| n.1) as f32),
             inv_freq: rope.map_or(Vec::new(), |r| {
-                rope::inv_freq(r.0, d).into_iter().map(CudaF32).collect()
+                rope::inv_freq_f32(&r.0, d)
+                    .into_iter()
+                    .map(CudaF32)
+                    .collect()
             }),
+            // cos and sin times YaRN's attention factor (left out where it is 1: the same
+            // kernel source as plain RoPE).
+            attention_factor: rope
+                .map(|r| rope::attention_factor_f32(&r.0))
+                .filter(|&f| f != 1.0)
+                .map(CudaF32),
             in_stride: x.stride,
             norm: norm.is_some(),
             rope: rope.is_some(),

@@ -32,6 +32,8 @@ pub struct Gemv {
     pub eps: CudaF32,
     pub norm: bool,
     pub residual: bool,
+    /// A bias added before the rounding (read through the residual pointer).
+    pub bias: bool,
     pub swiglu: bool,
     /// K is a multiple of 8: 16-byte weight loads.
     pub vec8: bool,
@@ -62,6 +64,8 @@ pub struct HeadOp {
     pub eps: CudaF32,
     /// RoPE inverse frequencies (empty without rope).
     pub inv_freq: Vec<CudaF32>,
+    /// What cos and sin are multiplied by before their rounding (YaRN), where it is not 1.
+    pub attention_factor: Option<CudaF32>,
     pub in_stride: usize,
     pub norm: bool,
     pub rope: bool,

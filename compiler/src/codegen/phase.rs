@@ -75,18 +75,24 @@ impl Codegen<'_> {
                 v[0]
             }
             Op::Embed => self.embed(ph, id, &v),
-            Op::Linear | Op::NormLinear { .. } | Op::LinearAdd | Op::NormLinearSwiGlu { .. } => {
-                self.projection(ph, id)?
-            }
+            Op::Linear
+            | Op::NormLinear { .. }
+            | Op::LinearBias
+            | Op::NormLinearBias { .. }
+            | Op::LinearAdd
+            | Op::NormLinearSwiGlu { .. } => self.projection(ph, id)?,
             // Rank 4 ([batch, seq, head, dim]) is a per-head norm (Q/K norm).
             Op::RmsNorm { eps } if node.ty.shape.rank() != 4 => self.rmsnorm(ph, id, *eps, &v),
             Op::RmsNorm { .. }
             | Op::Rope { .. }
             | Op::NormRope { .. }
             | Op::KvWrite { .. }
-            | Op::NormRopeKvWrite { .. } => self.per_head(ph, id, &v)?,
+            | Op::NormRopeKvWrite { .. }
+            | Op::RopeKvWrite { .. } => self.per_head(ph, id, &v)?,
             Op::Attention { scale } => self.attention(ph, id, *scale, &v)?,
-            Op::Silu | Op::Mul | Op::Add | Op::SiluMul => self.elementwise_op(ph, id, &v),
+            Op::Silu | Op::Mul | Op::Add | Op::BiasAdd | Op::SiluMul => {
+                self.elementwise_op(ph, id, &v)
+            }
             Op::MatMul | Op::KvAppend { .. } => {
                 return Err(err(format!(
                     "'{}': {} has no kernel yet",

@@ -1,6 +1,6 @@
-//! The four projection ops (Linear, NormLinear, LinearAdd, NormLinearSwiGlu): in decode one
-//! fused GEMV kernel each; in prefill a cuBLAS GEMM, with an RMSNorm launch before it and the
-//! residual copy or the SwiGLU epilogue around it.
+//! The projection ops (Linear, NormLinear, LinearBias, NormLinearBias, LinearAdd,
+//! NormLinearSwiGlu): in decode one fused GEMV kernel each; in prefill a cuBLAS GEMM, with an
+//! RMSNorm launch before it and the residual or bias copy or the SwiGLU epilogue around it.
 
 use super::elementwise::elementwise_launch;
 use super::kernels::{CudaF32, Gemv, PLACEHOLDER};
@@ -26,6 +26,8 @@ struct Proj<'g> {
     norm: Option<(Val, f64)>,
     /// LinearAdd's residual, added to the product.
     residual: Option<Val>,
+    /// The bias row added to every token's product (LinearBias, NormLinearBias).
+    bias: Option<Val>,
     swiglu: bool,
     out: Val,
     /// The output is a graph output (the logits, in the io region).
@@ -40,8 +42,13 @@ impl Codegen<'_> {
         let node = g.node(id);
         let a = g.operands(id);
         let w = match node.op {
-            Op::Linear | Op::LinearAdd => a[1],
+            Op::Linear | Op::LinearAdd | Op::LinearBias => a[1],
             _ => a[2],
+        };
+        let bias = match node.op {
+            Op::LinearBias => Some(ph.val(a[2])),
+            Op::NormLinearBias { .. } => Some(ph.val(a[3])),
+            _ => None,
         };
         let (rows, k) = (fixed(g, w, 0)?, fixed(g, w, 1)?);
         let width = row_width(g, id);
@@ -65,7 +72,9 @@ impl Codegen<'_> {
             None => self.out_val(ph, id),
         };
         let norm = match node.op {
-            Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } => Some((ph.val(a[1]), eps)),
+            Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } | Op::NormLinearBias { eps } => {
+                Some((ph.val(a[1]), eps))
+            }
             _ => None,
         };
         let p = Proj {
@@ -78,6 +87,7 @@ impl Codegen<'_> {
             width,
             norm,
             residual,
+            bias,
             swiglu: matches!(node.op, Op::NormLinearSwiGlu { .. }),
             out,
             feeds_output,
@@ -121,6 +131,7 @@ impl Codegen<'_> {
                 eps: CudaF32(p.norm.map_or(1e-6, |n| n.1) as f32),
                 norm: p.norm.is_some(),
                 residual: p.residual.is_some(),
+                bias: p.bias.is_some(),
                 swiglu: p.swiglu,
                 vec8: k % 8 == 0,
                 unroll,
@@ -139,14 +150,15 @@ impl Codegen<'_> {
                 PArg::Ptr(p.x),
                 PArg::Ptr(p.norm.map_or(p.x, |n| n.0)),
                 PArg::Ptr(p.w),
-                PArg::Ptr(p.residual.unwrap_or(p.out)),
+                PArg::Ptr(p.residual.or(p.bias).unwrap_or(p.out)),
                 PArg::Ptr(p.out),
             ],
         ));
     }
 
-    /// Normalize into a scratch buffer, copy the residual into the output unless it is in
-    /// place, GEMM (beta 1 over the residual), then SwiGLU from a gate/up scratch buffer.
+    /// Normalize into a scratch buffer, copy the residual (or the bias, into every token's row)
+    /// into the output unless it is in place, GEMM (beta 1 over it), then SwiGLU from a gate/up
+    /// scratch buffer.
     fn prefill_gemm(&mut self, ph: &mut Phase, p: &Proj) {
         let t = ph.tokens as u64;
         let (rows, k, out) = (p.rows, p.k, p.out);
@@ -164,6 +176,12 @@ impl Codegen<'_> {
                 ph.push(elementwise_launch(kc, p.name, p.width, r, r, out));
             }
         }
+        if let Some(b) = p.bias {
+            // The same bias row for every token: a row stride of 0.
+            let b = Val { stride: 0, ..b };
+            let kc = self.elementwise(p.width, 0, 0, "x");
+            ph.push(elementwise_launch(kc, p.name, p.width, b, b, out));
+        }
         let c = if p.swiglu {
             ph.buffer(t * rows as u64 * 2, format!("{}.gate_up", p.name))
         } else {
@@ -178,9 +196,14 @@ impl Codegen<'_> {
             b: p.w,
             c,
             ldc: rows as u32,
-            beta: if p.residual.is_some() { 1.0 } else { 0.0 },
-            // The logits' rows come from this GEMM alone (no residual copy, no epilogue).
-            logits: p.feeds_output && p.residual.is_none() && !p.swiglu,
+            beta: if p.residual.is_some() || p.bias.is_some() {
+                1.0
+            } else {
+                0.0
+            },
+            // The logits' rows come from this GEMM alone (no residual or bias copy, no
+            // epilogue).
+            logits: p.feeds_output && p.residual.is_none() && p.bias.is_none() && !p.swiglu,
         });
         if p.swiglu {
             let half = rows / 2;

@@ -1,18 +1,14 @@
-//! RoPE constants as HF transformers computes them; the tests run a host replica of the
-//! kernels' `sincos_accurate` with the constants read out of templates/common/pio.cuh itself,
-//! so that the kernel's own literals are what is tested.
-
-/// `1 / theta^(2i / d)` for `i < d / 2`, in f32 step by step as HF does it
-/// (`1.0 / (base ** (arange(0, d, 2).float() / d))`).
-pub fn inv_freq(theta: f64, d: usize) -> Vec<f32> {
-    (0..d / 2)
-        .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / d as f32))
-        .collect()
-}
+//! The kernels' RoPE arithmetic: the tests run a host replica of `sincos_accurate` with the
+//! constants read out of templates/common/pio.cuh itself, so that the kernel's own literals are
+//! what is tested. The frequencies are `crate::rope`'s.
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::ir::Rope;
+
+    fn inv_freq(theta: f64, d: usize) -> Vec<f32> {
+        crate::rope::inv_freq_f32(&Rope::plain(theta), d)
+    }
 
     /// The float literals of `sincos_accurate` in the CUDA header, in source order.
     fn kernel_constants() -> Vec<f32> {

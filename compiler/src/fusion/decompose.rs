@@ -50,19 +50,32 @@ pub fn decompose(g: &mut Graph) -> usize {
                 let s = b.add("silu", Op::Silu, &[gate]);
                 b.add("mul", Op::Mul, &[s, up])
             }
-            Op::NormRope { eps, theta } => {
+            Op::NormRope { eps, rope } => {
                 let n = b.add("norm", Op::RmsNorm { eps }, &[a[0], a[1]]);
-                b.add("rope", Op::Rope { theta }, &[n, a[2]])
+                b.add("rope", Op::Rope { rope }, &[n, a[2]])
             }
             Op::NormRopeKvWrite {
                 eps,
-                theta,
+                rope,
                 layer,
                 cache,
             } => {
                 let n = b.add("norm", Op::RmsNorm { eps }, &[a[0], a[1]]);
-                let r = b.add("rope", Op::Rope { theta }, &[n, a[2]]);
+                let r = b.add("rope", Op::Rope { rope }, &[n, a[2]]);
                 b.add("kv_write", Op::KvWrite { layer, cache }, &[r, a[2]])
+            }
+            Op::RopeKvWrite { rope, layer, cache } => {
+                let r = b.add("rope", Op::Rope { rope }, &[a[0], a[1]]);
+                b.add("kv_write", Op::KvWrite { layer, cache }, &[r, a[1]])
+            }
+            Op::LinearBias => {
+                let l = b.add("linear", Op::Linear, &[a[0], a[1]]);
+                b.add("bias", Op::BiasAdd, &[l, a[2]])
+            }
+            Op::NormLinearBias { eps } => {
+                let n = b.add("norm", Op::RmsNorm { eps }, &[a[0], a[1]]);
+                let l = b.add("linear", Op::Linear, &[n, a[2]]);
+                b.add("bias", Op::BiasAdd, &[l, a[3]])
             }
             _ => unreachable!("filtered to fused ops"),
         };

@@ -3,7 +3,7 @@
 //! top to bottom, repeatedly, until none applies.
 
 use super::pattern::{any, op, weight, Match, Pat};
-use crate::ir::{Dim, Graph, NodeId, Op};
+use crate::ir::{Dim, Graph, NodeId, Op, Rope};
 
 /// One rewrite rule.
 pub struct Rule {
@@ -26,9 +26,9 @@ fn eps(g: &Graph, id: NodeId) -> f64 {
     }
 }
 
-fn theta(g: &Graph, id: NodeId) -> f64 {
+fn rope(g: &Graph, id: NodeId) -> Rope {
     match g.node(id).op {
-        Op::Rope { theta } => theta,
+        Op::Rope { rope } => rope,
         _ => unreachable!("pattern binds a rope"),
     }
 }
@@ -80,6 +80,27 @@ pub fn rules() -> Vec<Rule> {
             },
         },
         Rule {
+            // A normed projection with a bias: the bias is the GEMV's epilogue (Qwen2's QKV).
+            name: "norm_linear_bias",
+            pattern: op(
+                "bias_add",
+                "root",
+                vec![
+                    op("norm_linear", "y", vec![any("x"), weight("nw"), any("w")]),
+                    any("b"),
+                ],
+            ),
+            check: always,
+            build: |g, m| {
+                (
+                    Op::NormLinearBias {
+                        eps: eps(g, m.get("y")),
+                    },
+                    vec![m.get("x"), m.get("nw"), m.get("w"), m.get("b")],
+                )
+            },
+        },
+        Rule {
             // RMSNorm feeding a projection: the norm becomes the GEMV's prologue.
             name: "norm_linear",
             pattern: op(
@@ -99,6 +120,17 @@ pub fn rules() -> Vec<Rule> {
                     vec![m.get("x"), m.get("nw"), m.get("w")],
                 )
             },
+        },
+        Rule {
+            // A projection with a bias.
+            name: "linear_bias",
+            pattern: op(
+                "bias_add",
+                "root",
+                vec![op("linear", "lin", vec![any("x"), any("w")]), any("b")],
+            ),
+            check: |g, m| matches!(g.node(m.get("w")).op, Op::Weight(_)),
+            build: |_, m| (Op::LinearBias, vec![m.get("x"), m.get("w"), m.get("b")]),
         },
         Rule {
             name: "silu_mul",
@@ -144,11 +176,34 @@ pub fn rules() -> Vec<Rule> {
                 (
                     Op::NormRopeKvWrite {
                         eps: eps(g, m.get("norm")),
-                        theta: theta(g, m.get("rope")),
+                        rope: rope(g, m.get("rope")),
                         layer,
                         cache,
                     },
                     vec![m.get("x"), m.get("w"), m.get("p")],
+                )
+            },
+        },
+        Rule {
+            // Rotary embedding and the cache write in one kernel (models without a K norm).
+            name: "rope_kv_write",
+            pattern: op(
+                "kv_write",
+                "root",
+                vec![op("rope", "rope", vec![any("x"), any("p")]), any("p")],
+            ),
+            check: always,
+            build: |g, m| {
+                let Op::KvWrite { layer, cache } = g.node(m.get("root")).op else {
+                    unreachable!("pattern root is kv_write")
+                };
+                (
+                    Op::RopeKvWrite {
+                        rope: rope(g, m.get("rope")),
+                        layer,
+                        cache,
+                    },
+                    vec![m.get("x"), m.get("p")],
                 )
             },
         },
@@ -165,7 +220,7 @@ pub fn rules() -> Vec<Rule> {
                 (
                     Op::NormRope {
                         eps: eps(g, m.get("norm")),
-                        theta: theta(g, m.get("root")),
+                        rope: rope(g, m.get("root")),
                     },
                     vec![m.get("x"), m.get("w"), m.get("p")],
                 )

@@ -1,6 +1,8 @@
 //! Merging sibling projections: several `linear`s that read the same input with their own
 //! weights (Q, K and V; gate and up) become one `linear` over the weights concatenated at load
-//! time, followed by `slice` views. One GEMM reads the input once and launches once.
+//! time, followed by `slice` views. One GEMM reads the input once and launches once. Where
+//! every sibling's product is followed by its own bias (Qwen2's Q, K and V), the biases are
+//! concatenated too and added once, before the slices.
 
 use crate::ir::{Dim, Graph, Node, NodeId, Op, Shape, TensorType, WeightBinding};
 
@@ -113,6 +115,7 @@ fn merge(g: &mut Graph, x: NodeId, group: &[NodeId]) {
         },
         &[x, merged_w],
     );
+    let biases: Option<Vec<(NodeId, NodeId)>> = group.iter().map(|&u| own_bias(g, u)).collect();
     let mut start = 0;
     for (&u, &r) in group.iter().zip(&rows) {
         g.node_mut(u).op = Op::Slice { start, len: r };
@@ -122,11 +125,105 @@ fn merge(g: &mut Graph, x: NodeId, group: &[NodeId]) {
     for w in weights {
         g.remove(w);
     }
+    if let Some(biases) = biases {
+        merge_biases(g, merged, group, &rows, &biases);
+    }
 }
 
-/// `layers.0.q`, `layers.0.k`, `layers.0.v` -> `layers.0.q_k_v`.
+/// `u`'s only user when it is `bias_add(u, b)` with `b` a plain weight used by it alone: the
+/// (bias_add, b) pair.
+fn own_bias(g: &Graph, u: NodeId) -> Option<(NodeId, NodeId)> {
+    let users = g.users(u);
+    let [add] = users.as_slice() else {
+        return None;
+    };
+    if !matches!(g.node(*add).op, Op::BiasAdd) {
+        return None;
+    }
+    let b = g.operands(*add)[1];
+    let plain = matches!(&g.node(b).op, Op::Weight(w) if w.concat.is_empty() && w.tied.is_empty());
+    (plain && g.users(b).len() == 1 && g.node(b).ty.dtype == g.node(u).ty.dtype)
+        .then_some((*add, b))
+}
+
+/// The siblings' biases concatenated into one, added to the merged product; each sibling's
+/// `bias_add` becomes its slice of that sum and its plain slice goes.
+fn merge_biases(
+    g: &mut Graph,
+    merged: NodeId,
+    group: &[NodeId],
+    rows: &[usize],
+    biases: &[(NodeId, NodeId)],
+) {
+    let total: usize = rows.iter().sum();
+    let parts: Vec<(String, usize)> = biases
+        .iter()
+        .zip(rows)
+        .map(|(&(_, b), &r)| match &g.node(b).op {
+            Op::Weight(w) => (w.hf_name.clone(), r),
+            _ => unreachable!("checked in own_bias"),
+        })
+        .collect();
+    let first = g.node(biases[0].1).clone();
+    let Op::Weight(first_w) = &first.op else {
+        unreachable!("checked in own_bias")
+    };
+    let names: Vec<String> = biases
+        .iter()
+        .map(|&(_, b)| g.node(b).name.clone())
+        .collect();
+    let bias = g.add(
+        Node {
+            name: joined(&names),
+            op: Op::Weight(WeightBinding {
+                hf_name: format!(
+                    "concat({})",
+                    parts
+                        .iter()
+                        .map(|p| p.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                concat: parts,
+                tied: Vec::new(),
+                init: first_w.init,
+            }),
+            ty: TensorType::new(first.ty.dtype, Shape(vec![Dim::Fixed(total)])),
+        },
+        &[],
+    );
+    let sum_names: Vec<String> = biases
+        .iter()
+        .map(|&(a, _)| g.node(a).name.clone())
+        .collect();
+    let sum = g.add(
+        Node {
+            name: joined(&sum_names),
+            op: Op::BiasAdd,
+            ty: g.node(merged).ty.clone(),
+        },
+        &[merged, bias],
+    );
+    let mut start = 0;
+    for ((&u, &r), &(add, b)) in group.iter().zip(rows).zip(biases) {
+        g.node_mut(add).op = Op::Slice { start, len: r };
+        g.set_operands(add, &[sum]);
+        g.remove(u);
+        g.remove(b);
+        start += r;
+    }
+}
+
+/// `layers.0.q`, `layers.0.k`, `layers.0.v` -> `layers.0.q_k_v` (the longest prefix all share,
+/// up to a `.`, written once).
 fn joined(names: &[String]) -> String {
-    let prefix = names[0].rfind('.').map(|i| &names[0][..=i]).unwrap_or("");
+    let mut prefix = names[0].rfind('.').map(|i| &names[0][..=i]).unwrap_or("");
+    while !names.iter().all(|n| n.starts_with(prefix)) {
+        prefix = prefix[..prefix.len() - 1]
+            .rfind('.')
+            .map(|i| &prefix[..=i])
+            .unwrap_or("");
+    }
     let tails: Vec<&str> = names
         .iter()
         .map(|n| n.strip_prefix(prefix).unwrap_or(n))

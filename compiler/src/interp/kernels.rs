@@ -153,18 +153,21 @@ pub fn rmsnorm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
 }
 
 /// Rotate-half (NeoX) rotary embedding of `[batch, seq, heads, d]` at the given positions
-/// (`[batch, seq]`, row-major).
-pub fn rope(x: &Tensor, positions: &[f32], theta: f64) -> Tensor {
+/// (`[batch, seq]`, row-major), with the frequencies of `rope` (its scaling included) and cos
+/// and sin times its attention factor.
+pub fn rope(x: &Tensor, positions: &[f32], rope: &crate::ir::Rope) -> Tensor {
     let (tokens, heads, d) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3]);
     let half = d / 2;
+    let inv_freq = crate::rope::inv_freq_f64(rope, d);
+    let scale = rope.scaling.attention_factor();
     let mut out = x.data.clone();
     for (s, &pos) in positions.iter().enumerate().take(tokens) {
         let pos = pos as f64;
         for h in 0..heads {
             let base = (s * heads + h) * d;
-            for i in 0..half {
-                let inv_freq = theta.powf(-(2.0 * i as f64) / d as f64);
-                let (sin, cos) = (pos * inv_freq).sin_cos();
+            for (i, f) in inv_freq.iter().enumerate() {
+                let (sin, cos) = (pos * f).sin_cos();
+                let (sin, cos) = (sin * scale, cos * scale);
                 let (a, b) = (x.data[base + i] as f64, x.data[base + i + half] as f64);
                 out[base + i] = (a * cos - b * sin) as f32;
                 out[base + i + half] = (b * cos + a * sin) as f32;
@@ -245,6 +248,19 @@ pub fn zip(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
     )
 }
 
+/// `x + b` with the bias `b` (`[n]`) added to every row of `x` (`[.., n]`).
+pub fn bias_add(x: &Tensor, b: &Tensor) -> Tensor {
+    let n = b.data.len();
+    Tensor::new(
+        x.shape.clone(),
+        x.data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v + b.data[i % n])
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,7 +311,7 @@ mod tests {
     #[test]
     fn rope_at_position_zero_is_identity_and_preserves_norm() {
         let x = t(&[1, 2, 1, 4], &[1., 2., 3., 4., 1., 2., 3., 4.]);
-        let y = rope(&x, &[0., 5.], 10000.0);
+        let y = rope(&x, &[0., 5.], &crate::ir::Rope::plain(10000.0));
         assert_eq!(&y.data[..4], &x.data[..4]);
         let n0: f32 = x.data[4..].iter().map(|v| v * v).sum();
         let n1: f32 = y.data[4..].iter().map(|v| v * v).sum();
@@ -331,7 +347,7 @@ mod tests {
     fn rope_pairs_rotate_at_theta_to_the_minus_2i_over_d() {
         // d = 4: pair (0, 2) at frequency 1, pair (1, 3) at 10000^(-2/4) = 0.01.
         let x = t(&[1, 1, 1, 4], &[1., 2., 3., 4.]);
-        let y = rope(&x, &[5.], 10000.0);
+        let y = rope(&x, &[5.], &crate::ir::Rope::plain(10000.0));
         let (s0, c0) = 5f64.sin_cos();
         let (s1, c1) = 0.05f64.sin_cos();
         let want = [
@@ -371,7 +387,7 @@ mod tests {
         assert_eq!(y.data, vec![1., 20.]);
         // rope rotates each token of a batch at its own position.
         let x = t(&[2, 1, 1, 2], &[1., 0., 1., 0.]);
-        let r = rope(&x, &[0., 1.], 10000.0);
+        let r = rope(&x, &[0., 1.], &crate::ir::Rope::plain(10000.0));
         assert_eq!(&r.data[..2], &[1., 0.]);
         assert!((r.data[2] as f64 - 1f64.cos()).abs() < 1e-6);
     }

@@ -3,7 +3,7 @@
 //! several sequences, query heads, kv heads, positions and a scale; rope over several tokens
 //! and heads at offset positions; the products at decode and prefill row counts.
 
-use super::kernels::{attention, linear, rope, sgemm_checked};
+use super::kernels::{attention, bias_add, linear, rope, sgemm_checked};
 use super::Tensor;
 
 /// Deterministic values in [-1, 1).
@@ -83,7 +83,7 @@ fn rope_matches_the_formula() {
     let tokens = batch * seq;
     let x = Tensor::new(vec![batch, seq, heads, d], values(tokens * heads * d, 4));
     let positions = [7., 11., 2., 0., 1., 30.];
-    let got = rope(&x, &positions, theta);
+    let got = rope(&x, &positions, &crate::ir::Rope::plain(theta));
     let mut want = vec![0f64; x.data.len()];
     for (s, &pos) in positions.iter().enumerate() {
         for h in 0..heads {
@@ -142,4 +142,48 @@ fn attention_survives_scores_whose_exponent_overflows() {
     // Weights e^900 : e^870, i.e. 1 : e^-30.
     let w1 = (-30f64).exp() / (1.0 + (-30f64).exp());
     close(&got.data, &[1.0 - w1, w1], "attention at large scores");
+}
+
+#[test]
+fn scaled_rope_uses_the_scaled_frequencies_and_the_attention_factor() {
+    // YaRN: every frequency from the scaling, cos and sin times 0.1 ln(4) + 1.
+    let scaling = pio_artifact::RopeScaling::from_json(&serde_json::json!(
+        {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}
+    ))
+    .unwrap();
+    let r = crate::ir::Rope {
+        theta: 100.0,
+        scaling,
+    };
+    let (heads, d) = (2, 8);
+    let x = Tensor::new(vec![1, 2, heads, d], values(2 * heads * d, 7));
+    let positions = [3., 40.];
+    let got = rope(&x, &positions, &r);
+    let freqs = crate::rope::inv_freq_f64(&r, d);
+    let af = 0.1 * 4f64.ln() + 1.0;
+    let mut want = vec![0f64; x.data.len()];
+    for (s, &pos) in positions.iter().enumerate() {
+        for h in 0..heads {
+            for i in 0..d / 2 {
+                let angle = pos as f64 * freqs[i];
+                let at = |e: usize| (s * heads + h) * d + e;
+                let (a, b) = (x.data[at(i)] as f64, x.data[at(i + d / 2)] as f64);
+                want[at(i)] = af * (a * angle.cos() - b * angle.sin());
+                want[at(i + d / 2)] = af * (b * angle.cos() + a * angle.sin());
+            }
+        }
+    }
+    close(&got.data, &want, "yarn rope");
+}
+
+#[test]
+fn bias_add_adds_the_bias_to_every_row() {
+    let (rows, n) = (3, 5);
+    let x = Tensor::new(vec![1, rows, n], values(rows * n, 8));
+    let b = Tensor::new(vec![n], values(n, 9));
+    let got = bias_add(&x, &b);
+    let want: Vec<f64> = (0..rows * n)
+        .map(|e| x.data[e] as f64 + b.data[e % n] as f64)
+        .collect();
+    close(&got.data, &want, "bias_add");
 }

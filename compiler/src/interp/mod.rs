@@ -342,7 +342,7 @@ impl Program {
                 Op::Linear => kernels::linear(&args[0], &args[1], out_shape),
                 Op::MatMul => kernels::matmul(&args[0], &args[1], out_shape),
                 Op::RmsNorm { eps } => kernels::rmsnorm(&args[0], &args[1], *eps),
-                Op::Rope { theta } => kernels::rope(&args[0], &args[1].data, *theta),
+                Op::Rope { rope } => kernels::rope(&args[0], &args[1].data, rope),
                 Op::KvAppend { layer, cache } | Op::KvWrite { layer, cache } => {
                     kv.write_and_view(*layer, *cache, &args[0], out_shape)?
                 }
@@ -350,6 +350,9 @@ impl Program {
                 // The executor decomposed every fused op into its primitives (new()): the
                 // fused ops' meaning is decompose()'s alone, the oracle the GPU kernels meet.
                 Op::NormRopeKvWrite { .. }
+                | Op::RopeKvWrite { .. }
+                | Op::LinearBias
+                | Op::NormLinearBias { .. }
                 | Op::NormRope { .. }
                 | Op::NormLinear { .. }
                 | Op::NormLinearSwiGlu { .. }
@@ -366,6 +369,7 @@ impl Program {
                 Op::Silu => kernels::map(&args[0], silu),
                 Op::Mul => kernels::zip(&args[0], &args[1], |a, b| a * b),
                 Op::Add => kernels::zip(&args[0], &args[1], |a, b| a + b),
+                Op::BiasAdd => kernels::bias_add(&args[0], &args[1]),
                 Op::Reshape { .. } => Tensor::new(out_shape, args[0].data.clone()),
                 Op::Output(role) => {
                     outputs.insert(*role, (*args[0]).clone());

@@ -111,7 +111,7 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
             }
             x.clone()
         }
-        Op::Rope { theta } => {
+        Op::Rope { rope } => {
             let (x, pos) = (args[0], args[1]);
             float(0, "the input")?;
             rank(0, 4, "the input [batch, seq, heads, head_dim]")?;
@@ -129,11 +129,13 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
                     ))
                 }
             }
-            if !(*theta > 0.0 && theta.is_finite()) {
+            if !(rope.theta > 0.0 && rope.theta.is_finite()) {
                 return Err(format!(
-                    "rope: theta must be a positive number, got {theta}"
+                    "rope: theta must be a positive number, got {}",
+                    rope.theta
                 ));
             }
+            rope.scaling.validate().map_err(|e| format!("rope: {e}"))?;
             x.clone()
         }
         Op::KvAppend { .. } => {
@@ -185,6 +187,19 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
             float(0, "the input")?;
             args[0].clone()
         }
+        Op::BiasAdd => {
+            let (x, b) = (args[0], args[1]);
+            float(0, "the input")?;
+            same_dtype(0, 1)?;
+            rank(1, 1, "the bias")?;
+            if x.shape.last() != Some(&b.shape.0[0]) {
+                return Err(format!(
+                    "bias_add: bias {} does not match the last dim of input {}",
+                    b.shape, x.shape
+                ));
+            }
+            x.clone()
+        }
         Op::Mul | Op::Add => {
             float(0, "a")?;
             if args[0] != args[1] {
@@ -233,46 +248,20 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
             *shape.last_mut().expect("checked") = Dim::Fixed(*len);
             TensorType::new(x.dtype, Shape(shape))
         }
-        Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } => {
-            let norm = infer(&Op::RmsNorm { eps: *eps }, &[args[0], args[1]])?.expect("not a leaf");
-            let lin = infer(&Op::Linear, &[&norm, args[2]])?.expect("not a leaf");
-            if matches!(op, Op::NormLinear { .. }) {
-                lin
-            } else {
-                swiglu_halve(name, lin)?
-            }
-        }
-        Op::LinearAdd => {
-            let lin = infer(&Op::Linear, &[args[0], args[1]])?.expect("not a leaf");
-            infer(&Op::Add, &[&lin, args[2]])?.expect("not a leaf")
-        }
-        Op::SiluMul => infer(&Op::Mul, &[args[0], args[1]])?.expect("not a leaf"),
-        Op::NormRope { eps, theta } => {
-            let norm = infer(&Op::RmsNorm { eps: *eps }, &[args[0], args[1]])?.expect("not a leaf");
-            infer(&Op::Rope { theta: *theta }, &[&norm, args[2]])?.expect("not a leaf")
-        }
-        Op::NormRopeKvWrite {
-            eps,
-            theta,
-            layer,
-            cache,
-        } => {
-            let norm = infer(&Op::RmsNorm { eps: *eps }, &[args[0], args[1]])?.expect("not a leaf");
-            let roped = infer(&Op::Rope { theta: *theta }, &[&norm, args[2]])?.expect("not a leaf");
-            infer(
-                &Op::KvWrite {
-                    layer: *layer,
-                    cache: *cache,
-                },
-                &[&roped, args[2]],
-            )?
-            .expect("not a leaf")
-        }
+        Op::NormLinear { .. }
+        | Op::NormLinearSwiGlu { .. }
+        | Op::LinearBias
+        | Op::NormLinearBias { .. }
+        | Op::LinearAdd
+        | Op::SiluMul
+        | Op::NormRope { .. }
+        | Op::NormRopeKvWrite { .. }
+        | Op::RopeKvWrite { .. } => super::infer_fused::infer_fused(op, args)?,
     };
     Ok(Some(ty))
 }
 
-fn positions_match(name: &str, pos: &TensorType, x: &TensorType) -> Result<(), String> {
+pub(super) fn positions_match(name: &str, pos: &TensorType, x: &TensorType) -> Result<(), String> {
     if pos.dtype != DType::I32 || pos.shape.0[..] != x.shape.0[..2] {
         return Err(format!(
             "{name}: positions {pos} must be i32 with the input's first two dims {}",
@@ -283,7 +272,7 @@ fn positions_match(name: &str, pos: &TensorType, x: &TensorType) -> Result<(), S
 }
 
 /// The result of a gate/up product `[.., 2I]` halved to `[.., I]`.
-fn swiglu_halve(name: &str, mut t: TensorType) -> Result<TensorType, String> {
+pub(super) fn swiglu_halve(name: &str, mut t: TensorType) -> Result<TensorType, String> {
     match t.shape.0.last_mut() {
         Some(Dim::Fixed(n)) if *n % 2 == 0 => {
             *n /= 2;
@@ -299,7 +288,7 @@ fn swiglu_halve(name: &str, mut t: TensorType) -> Result<TensorType, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::op::CacheKind;
+    use crate::ir::op::{CacheKind, Rope};
 
     fn t(dtype: DType, dims: &[&str]) -> TensorType {
         TensorType::new(
@@ -369,11 +358,37 @@ mod tests {
     fn rope() {
         let x = t(BF16, &["batch", "seq", "4", "32"]);
         let pos = t(I32, &["batch", "seq"]);
-        assert_eq!(ok(Op::Rope { theta: 1e6 }, &[&x, &pos]), x);
+        assert_eq!(
+            ok(
+                Op::Rope {
+                    rope: Rope::plain(1e6)
+                },
+                &[&x, &pos]
+            ),
+            x
+        );
         let odd = t(BF16, &["batch", "seq", "4", "33"]);
-        assert!(err(Op::Rope { theta: 1e6 }, &[&odd, &pos]).contains("even"));
-        assert!(err(Op::Rope { theta: 1e6 }, &[&x, &t(I32, &["seq"])]).contains("positions"));
-        assert!(err(Op::Rope { theta: -1.0 }, &[&x, &pos]).contains("theta"));
+        assert!(err(
+            Op::Rope {
+                rope: Rope::plain(1e6)
+            },
+            &[&odd, &pos]
+        )
+        .contains("even"));
+        assert!(err(
+            Op::Rope {
+                rope: Rope::plain(1e6)
+            },
+            &[&x, &t(I32, &["seq"])]
+        )
+        .contains("positions"));
+        assert!(err(
+            Op::Rope {
+                rope: Rope::plain(-1.0)
+            },
+            &[&x, &pos]
+        )
+        .contains("theta"));
     }
 
     #[test]
@@ -463,7 +478,7 @@ mod tests {
             ok(
                 Op::NormRope {
                     eps: 1e-6,
-                    theta: 1e6
+                    rope: Rope::plain(1e6)
                 },
                 &[&q, &qn, &pos]
             ),
@@ -472,7 +487,7 @@ mod tests {
         let k = t(BF16, &["batch", "seq", "2", "32"]);
         let kw = Op::NormRopeKvWrite {
             eps: 1e-6,
-            theta: 1e6,
+            rope: Rope::plain(1e6),
             layer: 0,
             cache: CacheKind::K,
         };

@@ -4,6 +4,7 @@
 pub mod dot;
 pub mod graph;
 pub mod infer;
+mod infer_fused;
 pub mod op;
 pub mod print;
 pub mod serial;
@@ -11,5 +12,5 @@ pub mod types;
 pub mod verify;
 
 pub use graph::{Graph, Node, NodeId};
-pub use op::{CacheKind, Init, InputRole, Op, OutputRole, WeightBinding};
+pub use op::{CacheKind, Init, InputRole, Op, OutputRole, Rope, RopeScaling, WeightBinding};
 pub use types::{DType, Dim, Shape, SymDim, TensorType};

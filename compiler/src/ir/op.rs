@@ -3,7 +3,7 @@
 use super::types::Shape;
 use serde::{Deserialize, Serialize};
 
-pub use pio_artifact::{CacheKind, Init};
+pub use pio_artifact::{CacheKind, Init, Rope, RopeScaling};
 
 /// What a graph input carries (codegen and the executors find the step's inputs by role).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,9 +86,10 @@ pub enum Op {
     /// RMSNorm over the last axis: `x * rsqrt(mean(x²) + eps) * w`, computed in f32;
     /// operands (x, weight). On a `[.., heads, head_dim]` view it is the per-head norm.
     RmsNorm { eps: f64 },
-    /// Rotary embedding, rotate-half (NeoX) pairs `(i, i + d/2)`, `inv_freq = theta^(-2i/d)`;
+    /// Rotary embedding, rotate-half (NeoX) pairs `(i, i + d/2)`, `inv_freq = theta^(-2i/d)`
+    /// then scaled as `rope.scaling` says (and cos/sin times its attention factor);
     /// operands (x `[b, s, heads, d]`, positions `[b, s]`).
-    Rope { theta: f64 },
+    Rope { rope: Rope },
     /// Appends this step's keys or values (`[b, s, kv_heads, d]`) to the layer's cache and
     /// returns the whole cached sequence `[b, ctx, kv_heads, d]`.
     KvAppend { layer: usize, cache: CacheKind },
@@ -102,6 +103,8 @@ pub enum Op {
     Mul,
     /// Elementwise sum.
     Add,
+    /// `x + b` with the bias `b` `[n]` added to every row of `x` `[.., n]`; operands (x, b).
+    BiasAdd,
     /// Same data, new shape.
     Reshape { shape: Shape },
     /// A graph output.
@@ -116,6 +119,10 @@ pub enum Op {
     Slice { start: usize, len: usize },
     /// `rmsnorm(x) * norm_w · Wᵀ`; operands (x, norm_w, W).
     NormLinear { eps: f64 },
+    /// `x · Wᵀ + b`; operands (x, W, b).
+    LinearBias,
+    /// `rmsnorm(x) * norm_w · Wᵀ + b`; operands (x, norm_w, W, b).
+    NormLinearBias { eps: f64 },
     /// `x · Wᵀ + residual`; operands (x, W, residual).
     LinearAdd,
     /// `silu(gate) * up`; operands (gate, up).
@@ -124,12 +131,19 @@ pub enum Op {
     /// first); operands (x, norm_w, W).
     NormLinearSwiGlu { eps: f64 },
     /// `rope(rmsnorm(x) * w)` per head; operands (x `[b, s, h, d]`, w `[d]`, positions).
-    NormRope { eps: f64, theta: f64 },
+    NormRope { eps: f64, rope: Rope },
     /// `KvWrite(rope(rmsnorm(x) * w))`: per-head norm, rotary embedding and cache write in one;
     /// operands (x, w, positions); returns the cache view.
     NormRopeKvWrite {
         eps: f64,
-        theta: f64,
+        rope: Rope,
+        layer: usize,
+        cache: CacheKind,
+    },
+    /// `KvWrite(rope(x))`: rotary embedding and cache write in one (models without a per-head
+    /// norm); operands (x, positions); returns the cache view.
+    RopeKvWrite {
+        rope: Rope,
         layer: usize,
         cache: CacheKind,
     },
@@ -151,16 +165,20 @@ impl Op {
             Op::Silu => "silu",
             Op::Mul => "mul",
             Op::Add => "add",
+            Op::BiasAdd => "bias_add",
             Op::Reshape { .. } => "reshape",
             Op::Output(_) => "output",
             Op::KvWrite { .. } => "kv_write",
             Op::Slice { .. } => "slice",
             Op::NormLinear { .. } => "norm_linear",
+            Op::LinearBias => "linear_bias",
+            Op::NormLinearBias { .. } => "norm_linear_bias",
             Op::LinearAdd => "linear_add",
             Op::SiluMul => "silu_mul",
             Op::NormLinearSwiGlu { .. } => "norm_linear_swiglu",
             Op::NormRope { .. } => "norm_rope",
             Op::NormRopeKvWrite { .. } => "norm_rope_kv_write",
+            Op::RopeKvWrite { .. } => "rope_kv_write",
         }
     }
 
@@ -170,11 +188,13 @@ impl Op {
             Op::Input(_) | Op::Weight(_) => 0,
             Op::Silu | Op::Reshape { .. } | Op::Output(_) | Op::KvAppend { .. } => 1,
             Op::Embed | Op::Linear | Op::MatMul | Op::RmsNorm { .. } | Op::Rope { .. } => 2,
-            Op::Mul | Op::Add => 2,
+            Op::Mul | Op::Add | Op::BiasAdd => 2,
             Op::Attention { .. } => 4,
             Op::Slice { .. } => 1,
-            Op::KvWrite { .. } | Op::SiluMul => 2,
+            Op::KvWrite { .. } | Op::SiluMul | Op::RopeKvWrite { .. } => 2,
             Op::NormLinear { .. } | Op::LinearAdd | Op::NormLinearSwiGlu { .. } => 3,
+            Op::LinearBias => 3,
+            Op::NormLinearBias { .. } => 4,
             Op::NormRope { .. } | Op::NormRopeKvWrite { .. } => 3,
         }
     }
@@ -194,20 +214,23 @@ impl Op {
         matches!(
             self,
             Op::NormLinear { .. }
+                | Op::LinearBias
+                | Op::NormLinearBias { .. }
                 | Op::LinearAdd
                 | Op::SiluMul
                 | Op::NormLinearSwiGlu { .. }
                 | Op::NormRope { .. }
                 | Op::NormRopeKvWrite { .. }
+                | Op::RopeKvWrite { .. }
         )
     }
 
     /// Ops that write the KV cache.
     pub fn writes_cache(&self) -> Option<(usize, CacheKind)> {
         match self {
-            Op::KvWrite { layer, cache } | Op::NormRopeKvWrite { layer, cache, .. } => {
-                Some((*layer, *cache))
-            }
+            Op::KvWrite { layer, cache }
+            | Op::NormRopeKvWrite { layer, cache, .. }
+            | Op::RopeKvWrite { layer, cache, .. } => Some((*layer, *cache)),
             _ => None,
         }
     }

@@ -56,20 +56,25 @@ pub fn attrs(op: &Op) -> String {
             s
         }
         Op::RmsNorm { eps } => format!(" eps={eps:?}"),
-        Op::Rope { theta } => format!(" theta={theta:?}"),
+        Op::Rope { rope } => format!(" {rope}"),
         Op::KvAppend { layer, cache } => format!(" layer={layer} cache={cache}"),
         Op::Attention { scale } => format!(" scale={scale:?}"),
         Op::Reshape { shape } => format!(" to={shape}"),
         Op::KvWrite { layer, cache } => format!(" layer={layer} cache={cache}"),
         Op::Slice { start, len } => format!(" start={start} len={len}"),
-        Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } => format!(" eps={eps:?}"),
-        Op::NormRope { eps, theta } => format!(" eps={eps:?} theta={theta:?}"),
+        Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } | Op::NormLinearBias { eps } => {
+            format!(" eps={eps:?}")
+        }
+        Op::NormRope { eps, rope } => format!(" eps={eps:?} {rope}"),
         Op::NormRopeKvWrite {
             eps,
-            theta,
+            rope,
             layer,
             cache,
-        } => format!(" eps={eps:?} theta={theta:?} layer={layer} cache={cache}"),
+        } => format!(" eps={eps:?} {rope} layer={layer} cache={cache}"),
+        Op::RopeKvWrite { rope, layer, cache } => {
+            format!(" {rope} layer={layer} cache={cache}")
+        }
         _ => String::new(),
     }
 }

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 /// The op names a spec may use, with their operands (for messages).
 pub const SPEC_OPS: &[(&str, &str)] = &[
     ("embed", "table, ids"),
-    ("linear", "x, weight"),
+    ("linear", "x, weight[, bias]"),
     ("matmul", "a, b"),
     ("rmsnorm", "x, weight"),
     ("rope", "x, positions"),

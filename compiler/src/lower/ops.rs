@@ -2,7 +2,7 @@
 
 use super::{Lowerer, SPEC_OPS};
 use crate::ir::infer::{infer, CTX};
-use crate::ir::{CacheKind, Dim, Node, NodeId, Op, TensorType};
+use crate::ir::{CacheKind, Dim, Node, NodeId, Op, Rope, RopeScaling, TensorType};
 use crate::spec::model::OpDecl;
 use crate::spec::yaml::Y;
 use std::collections::{HashMap, HashSet};
@@ -52,7 +52,7 @@ impl Lowerer<'_> {
         };
         let attr_names: &[&str] = match d.op.as_str() {
             "rmsnorm" => &["eps"],
-            "rope" => &["theta"],
+            "rope" => &["theta", "scaling"],
             "kv_append" => &["cache"],
             "attention" => &["scale"],
             "reshape" => &["shape"],
@@ -95,13 +95,20 @@ impl Lowerer<'_> {
                 }
             }
         }
-        let n_expected = operands.split(", ").count();
-        if d.inputs.len() != n_expected {
+        // `a, b[, c]`: the bracketed operands are optional.
+        let required = operands.split('[').next().unwrap_or("").split(", ").count();
+        let most = operands.split(", ").count();
+        if d.inputs.len() < required || d.inputs.len() > most {
+            let n = if required == most {
+                required.to_string()
+            } else {
+                format!("{required} or {most}")
+            };
             self.r.err(
                 d.in_loc,
                 path,
                 format!(
-                    "{} takes {n_expected} input(s) ({operands}), got {}",
+                    "{} takes {n} input(s) ({operands}), got {}",
                     d.op,
                     d.inputs.len()
                 ),
@@ -119,7 +126,10 @@ impl Lowerer<'_> {
                 eps: self.float_attr(attr("eps"), "eps", d)?,
             },
             "rope" => Op::Rope {
-                theta: self.float_attr(attr("theta"), "theta", d)?,
+                rope: Rope {
+                    theta: self.float_attr(attr("theta"), "theta", d)?,
+                    scaling: self.rope_scaling_attr(attr("scaling"), d)?,
+                },
             },
             "reshape" => {
                 let Some(y) = attr("shape") else {
@@ -187,6 +197,9 @@ impl Lowerer<'_> {
         if !ok {
             return None;
         }
+        if d.op == "linear" && args.len() == 3 {
+            return self.linear_with_bias(d, prefix, &args);
+        }
         let types: Vec<&TensorType> = args.iter().map(|&a| &self.g.node(a).ty).collect();
         let ty = match infer(&op, &types) {
             Ok(Some(ty)) => ty,
@@ -213,6 +226,107 @@ impl Lowerer<'_> {
         );
         self.origin.insert(id, (d.loc, d.path.clone()));
         Some(id)
+    }
+
+    /// Adds one typed node made by op declaration `d` from operands `args` named `labels` (its
+    /// type inferred; an error located at `d`).
+    fn node(
+        &mut self,
+        d: &OpDecl,
+        name: String,
+        op: Op,
+        args: &[NodeId],
+        labels: &[&str],
+    ) -> Option<NodeId> {
+        let types: Vec<&TensorType> = args.iter().map(|&a| &self.g.node(a).ty).collect();
+        let ty = match infer(&op, &types) {
+            Ok(ty) => ty?,
+            Err(e) => {
+                let got: Vec<String> = labels
+                    .iter()
+                    .zip(&types)
+                    .map(|(n, t)| format!("{n}: {t}"))
+                    .collect();
+                self.r
+                    .err(d.loc, &d.path, format!("{e} (inputs: {})", got.join(", ")));
+                return None;
+            }
+        };
+        let id = self.g.add(Node { name, op, ty }, args);
+        self.origin.insert(id, (d.loc, d.path.clone()));
+        Some(id)
+    }
+
+    /// `linear` with a bias: the product (named `NAME.linear`, a name no spec tensor can
+    /// have) and the bias added to its rows (named NAME).
+    fn linear_with_bias(&mut self, d: &OpDecl, prefix: &str, args: &[NodeId]) -> Option<NodeId> {
+        let name = format!("{prefix}{}", d.name);
+        let label = |i: usize| d.inputs[i].0.as_str();
+        let product = self.node(
+            d,
+            format!("{name}.linear"),
+            Op::Linear,
+            &args[..2],
+            &[label(0), label(1)],
+        )?;
+        let product_label = format!("{}.linear", d.name);
+        self.node(
+            d,
+            name,
+            Op::BiasAdd,
+            &[product, args[2]],
+            &[&product_label, label(2)],
+        )
+    }
+
+    /// The `scaling` attribute of `rope`: the name of a rope_scaling hyperparameter (none: no
+    /// scaling). YaRN without `original_max_position_embeddings` takes the model's
+    /// `max_position_embeddings`, as transformers does.
+    fn rope_scaling_attr(&mut self, y: Option<&Y>, d: &OpDecl) -> Option<RopeScaling> {
+        let Some(y) = y else {
+            return Some(RopeScaling::Default);
+        };
+        let name = y.as_str().unwrap_or("");
+        let Some(scaling) = self.spec.hyper.get(name).and_then(|v| v.as_rope_scaling()) else {
+            self.r.err(
+                y.loc,
+                &d.path,
+                format!(
+                    "scaling must name a rope_scaling hyperparameter, found {}",
+                    y.describe()
+                ),
+            );
+            return None;
+        };
+        let context = self
+            .spec
+            .hf_config
+            .get("max_position_embeddings")
+            .and_then(|v| v.as_u64());
+        let needs_context = matches!(scaling, RopeScaling::Yarn(y)
+            if y.original_max_position_embeddings.is_none());
+        match (needs_context, context) {
+            (false, _) => Some(scaling),
+            (true, Some(c)) => Some(
+                crate::rope::with_context(
+                    Rope {
+                        theta: 1.0,
+                        scaling,
+                    },
+                    c as usize,
+                )
+                .scaling,
+            ),
+            (true, None) => {
+                self.r.err(
+                    y.loc,
+                    &d.path,
+                    "yarn scaling without original_max_position_embeddings needs the family's \
+                     hf_config to map max_position_embeddings",
+                );
+                None
+            }
+        }
     }
 
     /// A float attribute: a number or the name of a hyperparameter.

@@ -4,6 +4,7 @@
 
 pub mod bounds;
 pub mod expr;
+pub mod from_config;
 pub mod model;
 pub mod parse;
 pub mod reader;
@@ -28,6 +29,8 @@ pub struct ModelSpec {
     pub hyper: BTreeMap<String, HyperValue>,
     /// The config.json fields this model has (family `hf_config` with hyperparameters filled in).
     pub hf_config: serde_json::Map<String, serde_json::Value>,
+    /// What transformers assumes for the fields of `hf_config` a config.json may leave out.
+    pub hf_defaults: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ModelSpec {
@@ -167,6 +170,19 @@ fn clean(path: &Path) -> PathBuf {
 /// building the graph (lowering checks ops and shapes).
 pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     let root = read_yaml(path)?;
+    load_root(&root, path)
+}
+
+/// [`load`] of a variant held in memory (`pio run --weights DIR` without a spec: the variant
+/// [`from_config`] wrote); `path` names it in messages and its folder is where the family and
+/// relative manifest paths are looked up.
+pub fn load_text(text: &str, path: &Path) -> Result<ModelSpec, SpecErrors> {
+    let root = yaml::parse(text).map_err(|e| single(path, e.loc, e.message))?;
+    load_root(&root, path)
+}
+
+fn load_root(root: &Y, path: &Path) -> Result<ModelSpec, SpecErrors> {
+    let root = root.clone();
     let dir = path.parent().unwrap_or(Path::new("."));
     if !parse::is_variant(&root) {
         let what = if root.get("layers").is_some() {
@@ -229,6 +245,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
     check_dims(&mut fr, &family, &hyper);
     check_roles(&mut fr, &family);
     let hf_config = resolve_hf_config(&mut fr, &family, &hyper);
+    let hf_defaults = resolve_hf_defaults(&mut fr, &family, &hyper);
     vr.errors.sort_by_key(|e| e.loc);
     fr.errors.sort_by_key(|e| e.loc);
     errors.extend(vr.errors);
@@ -241,6 +258,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, SpecErrors> {
         family,
         hyper,
         hf_config,
+        hf_defaults,
     })
 }
 
@@ -307,6 +325,31 @@ fn resolve_hyper(r: &mut Reader, v: &Variant, f: &Family) -> BTreeMap<String, Hy
             }
             (HyperType::Int | HyperType::Float, HyperValue::Bool(b)) => {
                 r.err(*loc, &path, format!("must be a number, got {b}"));
+                continue;
+            }
+            (HyperType::RopeScaling, v @ HyperValue::Rope(_)) => v,
+            (HyperType::RopeScaling, v) => {
+                r.err(
+                    *loc,
+                    &path,
+                    format!(
+                        "must be a rope_scaling map (as config.json has it) or null, got {}",
+                        v.to_json()
+                    ),
+                );
+                continue;
+            }
+            (_, HyperValue::Rope(s)) => {
+                let what = match decl.ty {
+                    HyperType::Int => "an integer",
+                    HyperType::Float => "a number",
+                    _ => "true or false",
+                };
+                r.err(
+                    *loc,
+                    &path,
+                    format!("must be {what}, got the map {}", s.to_json()),
+                );
                 continue;
             }
             (_, v) => v,
@@ -418,6 +461,48 @@ fn resolve_hf_config(
     out
 }
 
+/// The family's `hf_defaults`, evaluated: each names a field of `hf_config`.
+fn resolve_hf_defaults(
+    r: &mut Reader,
+    f: &Family,
+    hyper: &BTreeMap<String, HyperValue>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in &f.hf_defaults {
+        let path = join("hf_defaults", &k.name);
+        if !f.hf_config.iter().any(|(c, _)| c.name == k.name) {
+            r.err(
+                k.loc,
+                &path,
+                format!("'{}' is not a field of hf_config", k.name),
+            );
+            continue;
+        }
+        let value = match v.as_str().and_then(|s| s.strip_prefix("$(")) {
+            Some(inner) => {
+                let Some(text) = inner.strip_suffix(')') else {
+                    r.err(v.loc, &path, "an expression is written $(...)");
+                    continue;
+                };
+                let lookup = |n: &str| hyper.get(n).and_then(|h| h.as_int());
+                match expr::Expr::parse(text).and_then(|e| e.eval(&lookup)) {
+                    Ok(i) => serde_json::Value::from(i),
+                    Err(e) => {
+                        r.err(v.loc, &path, e);
+                        continue;
+                    }
+                }
+            }
+            None => match to_json(r, v, hyper, &path) {
+                Some(j) => j,
+                None => continue,
+            },
+        };
+        out.insert(k.name.clone(), value);
+    }
+    out
+}
+
 fn to_json(
     r: &mut Reader,
     y: &Y,
@@ -435,16 +520,8 @@ fn to_json(
                         return None;
                     }
                 }
-            } else if s == "true" || s == "false" {
-                Value::Bool(s == "true")
-            } else if s == "null" {
-                Value::Null
-            } else if let Some(i) = reader::parse_int(s) {
-                i.into()
-            } else if let Some(x) = reader::parse_float(s) {
-                x.into()
             } else {
-                Value::String(s.clone())
+                reader::scalar_json(s)
             }
         }
         YVal::Seq(items) => Value::Array(

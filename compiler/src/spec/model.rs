@@ -3,7 +3,7 @@
 
 use super::yaml::{Key, Y};
 use crate::error::Loc;
-use crate::ir::DType;
+use crate::ir::{DType, RopeScaling};
 use std::path::PathBuf;
 
 /// The type of a hyperparameter.
@@ -13,6 +13,27 @@ pub enum HyperType {
     Float,
     /// `true` or `false` (a choice such as tying the LM head to the embedding).
     Bool,
+    /// config.json's `rope_scaling`: `null` or `{rope_type: linear | llama3 | yarn, ...}`.
+    RopeScaling,
+}
+
+impl HyperType {
+    /// The spelling in family files (`type: int`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HyperType::Int => "int",
+            HyperType::Float => "float",
+            HyperType::Bool => "bool",
+            HyperType::RopeScaling => "rope_scaling",
+        }
+    }
+
+    pub const ALL: [HyperType; 4] = [
+        HyperType::Int,
+        HyperType::Float,
+        HyperType::Bool,
+        HyperType::RopeScaling,
+    ];
 }
 
 /// A hyperparameter's value.
@@ -21,6 +42,8 @@ pub enum HyperValue {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// A rope scaling (`null` is [`RopeScaling::Default`]).
+    Rope(RopeScaling),
 }
 
 impl HyperValue {
@@ -29,21 +52,28 @@ impl HyperValue {
         match self {
             HyperValue::Int(v) => Some(v as f64),
             HyperValue::Float(v) => Some(v),
-            HyperValue::Bool(_) => None,
+            HyperValue::Bool(_) | HyperValue::Rope(_) => None,
         }
     }
 
     pub fn as_int(self) -> Option<i64> {
         match self {
             HyperValue::Int(v) => Some(v),
-            HyperValue::Float(_) | HyperValue::Bool(_) => None,
+            _ => None,
         }
     }
 
     pub fn as_bool(self) -> Option<bool> {
         match self {
             HyperValue::Bool(b) => Some(b),
-            HyperValue::Int(_) | HyperValue::Float(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn as_rope_scaling(self) -> Option<RopeScaling> {
+        match self {
+            HyperValue::Rope(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -52,6 +82,7 @@ impl HyperValue {
             HyperValue::Int(v) => v.into(),
             HyperValue::Float(v) => v.into(),
             HyperValue::Bool(v) => v.into(),
+            HyperValue::Rope(s) => s.to_json(),
         }
     }
 }
@@ -142,6 +173,9 @@ pub struct Family {
     pub dims: Vec<DimDecl>,
     /// config.json fields; string values `$name` stand for hyperparameters.
     pub hf_config: Vec<(Key, Y)>,
+    /// What transformers assumes for hf_config fields a config.json may leave out: a value,
+    /// `$name` (a hyperparameter) or `$(expression)` (an integer expression over them).
+    pub hf_defaults: Vec<(Key, Y)>,
     pub inputs: Vec<InputDecl>,
     pub weights: Vec<WeightDecl>,
     pub prologue: Vec<OpDecl>,

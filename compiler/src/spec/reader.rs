@@ -1,6 +1,6 @@
 //! Reading values out of the YAML tree while collecting every problem (not just the first).
 
-use super::yaml::{Key, Y};
+use super::yaml::{Key, YVal, Y};
 use crate::error::{Loc, SpecError};
 use std::path::{Path, PathBuf};
 
@@ -181,6 +181,36 @@ pub fn parse_float(s: &str) -> Option<f64> {
 }
 
 /// `a.b` or `a` when the parent is empty.
+/// A YAML scalar as config.json would hold it: a bool, `null`, an integer, a float or a string.
+pub fn scalar_json(s: &str) -> serde_json::Value {
+    use serde_json::Value;
+    if s == "true" || s == "false" {
+        Value::Bool(s == "true")
+    } else if s == "null" {
+        Value::Null
+    } else if let Some(i) = parse_int(s) {
+        i.into()
+    } else if let Some(x) = parse_float(s) {
+        x.into()
+    } else {
+        Value::String(s.to_string())
+    }
+}
+
+/// A YAML value as JSON (scalars by [`scalar_json`]).
+pub fn yaml_json(y: &Y) -> serde_json::Value {
+    use serde_json::Value;
+    match &y.val {
+        YVal::Scalar(s) => scalar_json(s),
+        YVal::Seq(items) => Value::Array(items.iter().map(yaml_json).collect()),
+        YVal::Map(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.name.clone(), yaml_json(v)))
+                .collect(),
+        ),
+    }
+}
+
 pub fn join(parent: &str, child: &str) -> String {
     if parent.is_empty() {
         child.to_string()

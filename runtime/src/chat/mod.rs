@@ -26,6 +26,7 @@
 
 mod config;
 mod render;
+mod strftime;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

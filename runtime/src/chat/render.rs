@@ -105,6 +105,7 @@ fn compile(source: String) -> Result<Environment<'static>, ChatError> {
     env.set_keep_trailing_newline(false);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", raise_exception);
+    env.add_function("strftime_now", super::strftime::strftime_now);
     env.add_filter("tojson", tojson);
     env.add_template_owned(TEMPLATE_NAME, source)
         .map_err(|e| ChatError::from_minijinja(&e, true))?;

@@ -58,7 +58,10 @@ fn check_dtype(config_path: &Path, found: &Map<String, Value>) -> Result<(), Wei
 }
 
 /// Checks that every field of `expected` is present in the HF `config.json` at `config_path`
-/// with an equal value.
+/// with an equal value, or absent where `defaults` holds the value transformers then assumes
+/// and that value is the expected one. A config written by transformers 5 (`rope_parameters`)
+/// is read as the older `rope_theta` and `rope_scaling`, and `rope_scaling` compares by meaning
+/// (`null` or `{rope_type: default}`, `type` or `rope_type`).
 ///
 /// Equality rules: two integers compare exactly; any other pair of numbers compares as `f64`
 /// with relative tolerance 1e-9 (so `rope_theta` `1000000` equals `1000000.0`); arrays and
@@ -69,27 +72,35 @@ fn check_dtype(config_path: &Path, found: &Map<String, Value>) -> Result<(), Wei
 /// Errors: [`WeightsError::Config`] naming the path if the file is missing, unreadable, bad
 /// JSON or not an object; [`WeightsError::ConfigMismatch`] listing *every* differing or missing
 /// field with its expected and found values.
-pub fn check_config(config_path: &Path, expected: &Map<String, Value>) -> Result<(), WeightsError> {
+pub fn check_config(
+    config_path: &Path,
+    expected: &Map<String, Value>,
+    defaults: &Map<String, Value>,
+) -> Result<(), WeightsError> {
     let text = read_bounded(config_path)?;
     let found: Value = serde_json::from_slice(&text).map_err(|e| WeightsError::Config {
         path: config_path.to_path_buf(),
         reason: format!("invalid JSON: {e}"),
     })?;
-    let Value::Object(found) = found else {
+    let Value::Object(mut found) = found else {
         return Err(WeightsError::Config {
             path: config_path.to_path_buf(),
             reason: "top-level JSON value is not an object".to_string(),
         });
     };
     check_dtype(config_path, &found)?;
+    pio_artifact::lift_rope_parameters(&mut found);
     let mut mismatches = Vec::new();
     for (field, want) in expected {
-        match found.get(field) {
+        let got = found.get(field).or_else(|| defaults.get(field));
+        match got {
+            Some(got) if field == "rope_scaling" && pio_artifact::same_scaling(want, got) => {}
             Some(got) if values_equal(want, got) => {}
-            got => mismatches.push(ConfigMismatch {
+            // Absent (with or without a default that differs) is reported as absent.
+            _ => mismatches.push(ConfigMismatch {
                 field: field.clone(),
                 expected: want.clone(),
-                found: got.cloned(),
+                found: found.get(field).cloned(),
             }),
         }
     }
@@ -154,7 +165,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, config.to_string()).unwrap();
-        check_config(&path, &serde_json::Map::new()).map_err(|e| e.to_string())
+        check_config(&path, &serde_json::Map::new(), &serde_json::Map::new())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -179,7 +191,7 @@ mod tests {
         let path = dir.path().join("config.json");
         let f = std::fs::File::create(&path).unwrap();
         f.set_len(super::MAX_CONFIG_BYTES + 1).unwrap();
-        let e = check_config(&path, &serde_json::Map::new())
+        let e = check_config(&path, &serde_json::Map::new(), &serde_json::Map::new())
             .unwrap_err()
             .to_string();
         assert!(e.contains("more than 16777216 bytes"), "{e}");

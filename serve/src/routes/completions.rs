@@ -74,7 +74,7 @@ async fn run(st: Shared, req: Request, arrived: Instant) -> Result<Response, Api
             texts_or_ids
                 .into_iter()
                 .map(|p| match p {
-                    Ok(text) => st2.model.tokenizer.encode(&text).map_err(|e| {
+                    Ok(text) => st2.model.tokenizer.encode_prompt(&text).map_err(|e| {
                         ApiError::internal(format!("tokenizing the prompt failed: {e}"))
                     }),
                     Err(ids) => Ok(ids),

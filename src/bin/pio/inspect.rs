@@ -50,8 +50,9 @@ pub(crate) fn list(dir: PathBuf) -> Result<()> {
     let files = pio_compiler::spec::discover(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?;
     outln!(
-        "{:<26} {:>15} {:>10} {:>7} {:>9}  SPEC",
+        "{:<26} {:<8} {:>15} {:>10} {:>7} {:>9}  SPEC",
         "MODEL",
+        "FAMILY",
         "PARAMS",
         "WEIGHTS",
         "LAYERS",
@@ -65,8 +66,9 @@ pub(crate) fn list(dir: PathBuf) -> Result<()> {
             Ok(spec) => {
                 let size = spec.size();
                 outln!(
-                    "{:<26} {:>15} {:>10} {:>7} {:>9}  {shown}",
+                    "{:<26} {:<8} {:>15} {:>10} {:>7} {:>9}  {shown}",
                     spec.name(),
+                    spec.family.name,
                     thousands(size.params),
                     bytes_human(size.weight_bytes),
                     size.layers,

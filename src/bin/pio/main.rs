@@ -19,7 +19,7 @@ mod serving;
 #[derive(Parser)]
 #[command(
     version,
-    about = "pio: a declarative model compiler and executor for Qwen3"
+    about = "pio: a declarative model compiler and executor for LLMs (Qwen3, Qwen2.5, Llama 3 and any family written as a spec)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -105,6 +105,11 @@ enum Command {
     /// An OpenAI-compatible HTTP server on the batching engine (/v1/chat/completions,
     /// /v1/completions, /v1/models, /health, /metrics).
     Serve(serve::ServeArgs),
+    /// Model specs of checkpoints.
+    Spec {
+        #[command(subcommand)]
+        command: SpecCommand,
+    },
     /// Write a complete HF-layout directory of random weights for a spec.
     InitWeights {
         /// The variant spec (a path or a name in model-specs/).
@@ -117,6 +122,21 @@ enum Command {
         /// Replace files that already exist in the directory.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpecCommand {
+    /// Print the variant spec pio uses for an HF checkpoint directory (what `pio run --weights
+    /// DIR` without --spec runs): the family its config.json's `architectures` names, the
+    /// hyperparameters from config.json, the manifest from its tokenizer and generation files.
+    /// Save it in model-specs/ to keep or edit it.
+    FromConfig {
+        /// The checkpoint directory (config.json, tokenizer.json, tokenizer_config.json).
+        dir: PathBuf,
+        /// Folder of the model families (default: model-specs/).
+        #[arg(long)]
+        specs: Option<PathBuf>,
     },
 }
 
@@ -198,8 +218,9 @@ pub(crate) enum BenchMode {
 
 #[derive(Args)]
 pub(crate) struct ModelArgs {
-    /// The variant spec (a path or a name in model-specs/), compiled at load [default:
-    /// qwen3-tiny].
+    /// The variant spec (a path or a name in model-specs/), compiled at load [default: with
+    /// --weights DIR, the variant its config.json describes (`pio spec from-config DIR` prints
+    /// it); else qwen3-tiny].
     #[arg(long, conflicts_with = "artifact")]
     spec: Option<String>,
     /// A folder written by pio-compile: runs that compiled graph, no spec and no compiler pass.
@@ -213,8 +234,8 @@ impl ModelArgs {
         Ok(match &self.artifact {
             Some(dir) => Model::load_artifact(dir, weights, device, opts)?,
             None => {
-                let spec = specs::resolve_spec(self.spec.as_deref().unwrap_or("qwen3-tiny"))?;
-                Model::load_with(&spec, weights, device, opts)?
+                let source = specs::spec_source(self.spec.as_deref(), weights)?;
+                Model::load_source(&source, weights, device, opts)?
             }
         })
     }
@@ -290,6 +311,16 @@ fn run(cli: Cli) -> Result<()> {
             plots,
         } => reports::compare(&ours, &others, plots.as_deref()),
         Command::CheckKernels { dir, arch } => inspect::check_kernels(&dir, &arch),
+        Command::Spec {
+            command: SpecCommand::FromConfig { dir, specs },
+        } => {
+            let specs_dir = specs.unwrap_or_else(specs::specs_dir);
+            let v = pio_compiler::spec::from_config::from_config(&dir, &specs_dir)?;
+            // Checked as a load would check it before it is shown.
+            pio_compiler::spec::load_text(&v.text, &v.path)?;
+            outln!("{}", v.text.trim_end())?;
+            Ok(())
+        }
         Command::Logits {
             model,
             weights,

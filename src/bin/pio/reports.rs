@@ -21,11 +21,26 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let mut specs = a
         .spec
         .iter()
-        .map(|s| specs::resolve_spec(s).map(ModelSource::Spec))
+        .map(|s| specs::source_of(s).map(ModelSource::Spec))
         .collect::<Result<Vec<_>>>()?;
     specs.extend(a.artifact.iter().cloned().map(ModelSource::Artifact));
     if specs.is_empty() {
-        specs.push(ModelSource::Spec(specs::resolve_spec("qwen3-tiny")?));
+        // With checkpoint directories in --weights and no spec: one model per checkpoint.
+        let weights: Vec<WeightsSource> = a
+            .weights
+            .iter()
+            .map(|w| WeightsSource::from_arg(w, 0))
+            .collect();
+        for w in &weights {
+            specs.push(ModelSource::Spec(specs::spec_source(None, w)?));
+        }
+        specs.dedup();
+        if specs.is_empty() {
+            specs.push(ModelSource::Spec(specs::spec_source(
+                None,
+                &WeightsSource::Random { seed: 0 },
+            )?));
+        }
     }
     let others = read_reports(&a.compare)?;
     let opts = pio::bench::runner::BenchOptions {

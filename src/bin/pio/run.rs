@@ -40,7 +40,7 @@ pub(crate) fn run_model(a: RunArgs) -> Result<()> {
             model.info().name
         );
     }
-    let text = if a.chat {
+    let prompt = if a.chat {
         let mut msgs = Vec::new();
         if let Some(s) = &a.system {
             msgs.push(Message::system(s.clone()));
@@ -54,11 +54,12 @@ pub(crate) fn run_model(a: RunArgs) -> Result<()> {
             add_generation_prompt: true,
             enable_thinking: (thinking && a.no_think).then_some(false),
         };
-        model.chat_template()?.render(&msgs, &opts)?
+        model
+            .tokenizer()
+            .encode(&model.chat_template()?.render(&msgs, &opts)?)?
     } else {
-        a.prompt.clone()
+        model.tokenizer().encode_prompt(&a.prompt)?
     };
-    let prompt = model.tokenizer().encode(&text)?;
     let d = model.defaults().sampling.clone();
     let sampling = SamplingParams {
         temperature: a.temperature.unwrap_or(d.temperature),
@@ -76,7 +77,7 @@ pub(crate) fn run_model(a: RunArgs) -> Result<()> {
         opts.eos_token_ids.clear();
     }
     if !a.chat {
-        pio::cli::out_text(&text)?;
+        pio::cli::out_text(&a.prompt)?;
     }
     let mut gen = model.generate(&prompt, opts)?;
     for token in gen.by_ref() {

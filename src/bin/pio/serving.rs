@@ -68,17 +68,15 @@ pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
     let mut model = match (a.spec.first(), a.artifact.first()) {
         (_, Some(dir)) => Model::load_artifact(dir, &weights, a.device, &LoadOptions::default())?,
         (spec, None) => {
-            let spec = specs::resolve_spec(spec.map_or("qwen3-tiny", String::as_str))?;
+            let source = specs::spec_source(spec.map(String::as_str), &weights)?;
             // Within the spec's bound: a run that does not fit is refused with its sizes.
-            let bound = pio::compiler::spec::load(&spec)?
-                .context_bound()
-                .unwrap_or(usize::MAX);
+            let bound = source.load()?.context_bound().unwrap_or(usize::MAX);
             let opts = LoadOptions {
                 max_context: Some(longest.next_multiple_of(engine.block_size).min(bound)),
                 progress: true,
                 ..Default::default()
             };
-            Model::load_with(&spec, &weights, a.device, &opts)?
+            Model::load_source(&source, &weights, a.device, &opts)?
         }
     };
     if model.has_random_weights() {

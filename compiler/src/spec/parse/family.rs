@@ -15,6 +15,7 @@ const FAMILY_KEYS: &[&str] = &[
     "hyperparameters",
     "dims",
     "hf_config",
+    "hf_defaults",
     "inputs",
     "weights",
     "prologue",
@@ -60,6 +61,13 @@ pub fn parse_family(r: &mut Reader, root: &Y) -> Option<Family> {
         Some(y) => r.map(y, "hf_config").map(<[_]>::to_vec).unwrap_or_default(),
         None => Vec::new(),
     };
+    let hf_defaults = match root.get("hf_defaults") {
+        Some(y) => r
+            .map(y, "hf_defaults")
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let inputs = r
         .required(map, "inputs", "", at)
         .map(|y| parse_inputs(r, y))
@@ -89,6 +97,7 @@ pub fn parse_family(r: &mut Reader, root: &Y) -> Option<Family> {
         hyper,
         dims,
         hf_config,
+        hf_defaults,
         inputs,
         weights,
         prologue,
@@ -124,17 +133,20 @@ fn parse_hyper_decls(r: &mut Reader, y: &Y) -> Vec<HyperDecl> {
             None => (Some(v), None),
         };
         let Some(ty_node) = ty_node else { continue };
-        let ty = match ty_node.as_str() {
-            Some("int") => HyperType::Int,
-            Some("float") => HyperType::Float,
-            Some("bool") => HyperType::Bool,
-            _ => {
+        let ty = match HyperType::ALL
+            .into_iter()
+            .find(|t| ty_node.as_str() == Some(t.name()))
+        {
+            Some(t) => t,
+            None => {
+                let names: Vec<&str> = HyperType::ALL.iter().map(|t| t.name()).collect();
                 r.err(
                     ty_node.loc,
                     &path,
                     format!(
-                        "unknown type {} (expected int, float or bool)",
-                        ty_node.describe()
+                        "unknown type {} (expected {})",
+                        ty_node.describe(),
+                        names.join(", ")
                     ),
                 );
                 continue;

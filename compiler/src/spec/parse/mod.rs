@@ -20,10 +20,22 @@ pub fn is_variant(root: &Y) -> bool {
     root.get("name").is_some() && root.get("layers").is_none()
 }
 
+/// A rope scaling written as config.json has it (`null` or a map), with a located error.
+pub fn rope_scaling_value(r: &mut Reader, y: &Y, path: &str) -> Option<HyperValue> {
+    match pio_artifact::RopeScaling::from_json(&crate::spec::reader::yaml_json(y)) {
+        Ok(s) => Some(HyperValue::Rope(s)),
+        Err(e) => {
+            r.err(y.loc, path, e);
+            None
+        }
+    }
+}
+
 /// A hyperparameter value of type `ty` (an integer is accepted where a float is expected).
 pub fn hyper_value(r: &mut Reader, y: &Y, ty: HyperType, path: &str) -> Option<HyperValue> {
     let s = y.as_str().unwrap_or("");
     match ty {
+        HyperType::RopeScaling => rope_scaling_value(r, y, path),
         HyperType::Int => match parse_int(s) {
             Some(v) => Some(HyperValue::Int(v)),
             None => {

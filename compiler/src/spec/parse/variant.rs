@@ -35,6 +35,13 @@ pub fn parse_variant(r: &mut Reader, root: &Y, dir: &Path) -> Option<Variant> {
     if let Some(hm) = hyper_node.and_then(|y| r.map(y, "hyperparameters")) {
         for (k, v) in hm {
             let path = join("hyperparameters", &k.name);
+            // A map (or null) is a rope scaling, written as config.json has it.
+            if v.as_map().is_some() || v.as_str() == Some("null") {
+                if let Some(val) = super::rope_scaling_value(r, v, &path) {
+                    hyper.push((k.name.clone(), val, k.loc));
+                }
+                continue;
+            }
             let s = v.as_str().unwrap_or("");
             let val = match (parse_int(s), parse_float(s), s) {
                 (Some(i), _, _) => HyperValue::Int(i),
@@ -44,7 +51,10 @@ pub fn parse_variant(r: &mut Reader, root: &Y, dir: &Path) -> Option<Variant> {
                     r.err(
                         v.loc,
                         &path,
-                        format!("expected a number, true or false, found {}", v.describe()),
+                        format!(
+                            "expected a number, true, false, or a rope_scaling map, found {}",
+                            v.describe()
+                        ),
                     );
                     continue;
                 }
