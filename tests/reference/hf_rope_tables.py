@@ -8,7 +8,7 @@ to a JSON fixture; compiler/tests/rope_tables.rs checks pio's tables against it 
 
   python3 tests/reference/hf_rope_tables.py --out tests/fixtures/hf_rope_tables.json
 """
-import argparse, datetime, importlib, json
+import argparse, copy, datetime, importlib, json
 
 import torch
 import transformers
@@ -58,8 +58,10 @@ def table(model_type, fields):
     mod = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
     cfg_cls = getattr(importlib.import_module(f"transformers.models.{model_type}.configuration_{model_type}"),
                       f"{name}Config")
-    cfg = cfg_cls.from_dict(dict(fields, model_type=model_type, num_key_value_heads=2))
-    rope = getattr(mod, f"{name}RotaryEmbedding")(config=cfg, device="cpu")
+    # A deep copy: transformers standardizes the rope fields in place (it adds rope_theta to the
+    # rope_scaling dict), and the fixture records what went in.
+    cfg = cfg_cls.from_dict(copy.deepcopy(dict(fields, model_type=model_type, num_key_value_heads=2)))
+    rope = getattr(mod, f"{name}RotaryEmbedding")(config=cfg)
     inv = rope.inv_freq.detach().to("cpu")
     assert inv.dtype == torch.float32, inv.dtype
     head_dim = fields.get("head_dim", fields["hidden_size"] // fields["num_attention_heads"])
