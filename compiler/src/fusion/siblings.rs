@@ -63,43 +63,7 @@ fn merge(g: &mut Graph, x: NodeId, group: &[NodeId]) {
         })
         .collect();
     let total: usize = rows.iter().sum();
-    let wty = g.node(weights[0]).ty.clone();
-    let parts: Vec<(String, usize)> = weights
-        .iter()
-        .zip(&rows)
-        .map(|(&w, &r)| match &g.node(w).op {
-            Op::Weight(b) => (b.hf_name.clone(), r),
-            _ => unreachable!("checked in mergeable"),
-        })
-        .collect();
-    let init = match &g.node(weights[0]).op {
-        Op::Weight(b) => b.init,
-        _ => unreachable!("checked in mergeable"),
-    };
-    let names: Vec<String> = weights.iter().map(|&w| g.node(w).name.clone()).collect();
-    let merged_w = g.add(
-        Node {
-            name: joined(&names),
-            op: Op::Weight(WeightBinding {
-                hf_name: format!(
-                    "concat({})",
-                    parts
-                        .iter()
-                        .map(|p| p.0.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                concat: parts,
-                tied: Vec::new(),
-                init,
-            }),
-            ty: TensorType::new(
-                wty.dtype,
-                Shape(vec![Dim::Fixed(total), wty.shape.0[1].clone()]),
-            ),
-        },
-        &[],
-    );
+    let merged_w = concatenated(g, &weights, &rows);
     let out_names: Vec<String> = group.iter().map(|&u| g.node(u).name.clone()).collect();
     let mut out_ty = g.node(group[0]).ty.clone();
     *out_ty
@@ -155,43 +119,8 @@ fn merge_biases(
     rows: &[usize],
     biases: &[(NodeId, NodeId)],
 ) {
-    let total: usize = rows.iter().sum();
-    let parts: Vec<(String, usize)> = biases
-        .iter()
-        .zip(rows)
-        .map(|(&(_, b), &r)| match &g.node(b).op {
-            Op::Weight(w) => (w.hf_name.clone(), r),
-            _ => unreachable!("checked in own_bias"),
-        })
-        .collect();
-    let first = g.node(biases[0].1).clone();
-    let Op::Weight(first_w) = &first.op else {
-        unreachable!("checked in own_bias")
-    };
-    let names: Vec<String> = biases
-        .iter()
-        .map(|&(_, b)| g.node(b).name.clone())
-        .collect();
-    let bias = g.add(
-        Node {
-            name: joined(&names),
-            op: Op::Weight(WeightBinding {
-                hf_name: format!(
-                    "concat({})",
-                    parts
-                        .iter()
-                        .map(|p| p.0.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                concat: parts,
-                tied: Vec::new(),
-                init: first_w.init,
-            }),
-            ty: TensorType::new(first.ty.dtype, Shape(vec![Dim::Fixed(total)])),
-        },
-        &[],
-    );
+    let parts: Vec<NodeId> = biases.iter().map(|&(_, b)| b).collect();
+    let bias = concatenated(g, &parts, rows);
     let sum_names: Vec<String> = biases
         .iter()
         .map(|&(a, _)| g.node(a).name.clone())
@@ -212,6 +141,46 @@ fn merge_biases(
         g.remove(b);
         start += r;
     }
+}
+
+/// A weight that is the plain weights `parts` (of `rows` rows each) concatenated along their first
+/// axis at load time; the parts stay in the graph (the caller removes them).
+fn concatenated(g: &mut Graph, parts: &[NodeId], rows: &[usize]) -> NodeId {
+    let first = g.node(parts[0]).clone();
+    let Op::Weight(first_w) = &first.op else {
+        unreachable!("siblings are plain weights")
+    };
+    let bound: Vec<(String, usize)> = parts
+        .iter()
+        .zip(rows)
+        .map(|(&w, &r)| match &g.node(w).op {
+            Op::Weight(b) => (b.hf_name.clone(), r),
+            _ => unreachable!("siblings are plain weights"),
+        })
+        .collect();
+    let names: Vec<String> = parts.iter().map(|&w| g.node(w).name.clone()).collect();
+    let mut shape = first.ty.shape.0.clone();
+    shape[0] = Dim::Fixed(rows.iter().sum());
+    g.add(
+        Node {
+            name: joined(&names),
+            op: Op::Weight(WeightBinding {
+                hf_name: format!(
+                    "concat({})",
+                    bound
+                        .iter()
+                        .map(|p| p.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                concat: bound,
+                tied: Vec::new(),
+                init: first_w.init,
+            }),
+            ty: TensorType::new(first.ty.dtype, Shape(shape)),
+        },
+        &[],
+    )
 }
 
 /// `layers.0.q`, `layers.0.k`, `layers.0.v` -> `layers.0.q_k_v` (the longest prefix all share,
