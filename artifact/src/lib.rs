@@ -13,6 +13,7 @@
 
 mod check;
 mod dir;
+pub mod hf_config;
 mod model;
 pub mod read;
 mod rope;

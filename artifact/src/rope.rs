@@ -302,9 +302,8 @@ pub fn lift_rope_parameters(config: &mut Map<String, Value>) {
         config.insert("rope_theta".into(), theta);
     }
     scaling.remove("partial_rotary_factor");
-    let plain = matches!(scaling.get("rope_type"), None | Some(Value::String(_)))
-        && scaling.get("rope_type").is_none_or(|t| t == "default")
-        && scaling.keys().all(|k| k == "rope_type");
+    let plain = scaling.keys().all(|k| k == "rope_type")
+        && scaling.get("rope_type").is_none_or(|t| t == "default");
     if !config.contains_key("rope_scaling") {
         let value = if plain {
             Value::Null

@@ -125,7 +125,7 @@ pub fn attention_factor_f32(rope: &Rope) -> f32 {
 /// computes it; rounded outwards to whole dimensions unless `truncate` is false).
 fn yarn_range(theta: f64, d: usize, y: &Yarn) -> (f64, f64) {
     // Without original_max_position_embeddings transformers uses max_position_embeddings;
-    // lowering fills it in (`ir::rope_with_context`), so here it is always set.
+    // lowering fills it in (`with_context`), so here it is always set.
     let context = y.original_max_position_embeddings.unwrap_or(1.0);
     let correction_dim = |rotations: f64| {
         (d as f64 * (context / (rotations * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * theta.ln())
@@ -141,14 +141,20 @@ fn yarn_range(theta: f64, d: usize, y: &Yarn) -> (f64, f64) {
     (low.max(0.0), high.min(d as f64 - 1.0))
 }
 
-/// A rope whose YaRN scaling names its pretrained context: `max_position_embeddings` where the
-/// config leaves `original_max_position_embeddings` out (as transformers does).
-pub fn with_context(mut rope: Rope, max_position_embeddings: usize) -> Rope {
-    if let RopeScaling::Yarn(y) = &mut rope.scaling {
+/// Whether a scaling needs the model's `max_position_embeddings` (YaRN without its own
+/// `original_max_position_embeddings`).
+pub fn needs_context(scaling: &RopeScaling) -> bool {
+    matches!(scaling, RopeScaling::Yarn(y) if y.original_max_position_embeddings.is_none())
+}
+
+/// The scaling with YaRN's pretrained context named: `max_position_embeddings` where the config
+/// leaves `original_max_position_embeddings` out (as transformers does).
+pub fn with_context(mut scaling: RopeScaling, max_position_embeddings: usize) -> RopeScaling {
+    if let RopeScaling::Yarn(y) = &mut scaling {
         y.original_max_position_embeddings
             .get_or_insert(max_position_embeddings as f64);
     }
-    rope
+    scaling
 }
 
 #[cfg(test)]
@@ -261,21 +267,17 @@ mod tests {
 
     #[test]
     fn yarn_context_defaults_to_max_positions() {
-        let r = with_context(
-            scaled(1e6, json!({"rope_type": "yarn", "factor": 2.0})),
-            4096,
-        );
-        assert!(matches!(r.scaling, RopeScaling::Yarn(y)
+        let bare = scaled(1e6, json!({"rope_type": "yarn", "factor": 2.0})).scaling;
+        assert!(needs_context(&bare));
+        assert!(matches!(with_context(bare, 4096), RopeScaling::Yarn(y)
             if y.original_max_position_embeddings == Some(4096.0)));
-        let kept = with_context(
-            scaled(
-                1e6,
-                json!({"rope_type": "yarn", "factor": 2.0,
-                               "original_max_position_embeddings": 100}),
-            ),
-            4096,
-        );
-        assert!(matches!(kept.scaling, RopeScaling::Yarn(y)
+        let given = scaled(
+            1e6,
+            json!({"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 100}),
+        )
+        .scaling;
+        assert!(!needs_context(&given));
+        assert!(matches!(with_context(given, 4096), RopeScaling::Yarn(y)
             if y.original_max_position_embeddings == Some(100.0)));
     }
 }

@@ -25,13 +25,13 @@ fn frequency_tables_equal_transformers_to_the_ulp() {
         let config = &case["config"];
         let scaling = RopeScaling::from_json(config.get("rope_scaling").unwrap_or(&Value::Null))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let rope = with_context(
-            Rope {
-                theta: config["rope_theta"].as_f64().unwrap(),
+        let rope = Rope {
+            theta: config["rope_theta"].as_f64().unwrap(),
+            scaling: with_context(
                 scaling,
-            },
-            config["max_position_embeddings"].as_u64().unwrap() as usize,
-        );
+                config["max_position_embeddings"].as_u64().unwrap() as usize,
+            ),
+        };
         let d = case["head_dim"].as_u64().unwrap() as usize;
         let theirs: Vec<f32> = case["inv_freq"]
             .as_array()

@@ -200,32 +200,8 @@ impl Lowerer<'_> {
         if d.op == "linear" && args.len() == 3 {
             return self.linear_with_bias(d, prefix, &args);
         }
-        let types: Vec<&TensorType> = args.iter().map(|&a| &self.g.node(a).ty).collect();
-        let ty = match infer(&op, &types) {
-            Ok(Some(ty)) => ty,
-            Ok(None) => return None,
-            Err(e) => {
-                let got: Vec<String> = d
-                    .inputs
-                    .iter()
-                    .zip(&types)
-                    .map(|((n, _), t)| format!("{n}: {t}"))
-                    .collect();
-                self.r
-                    .err(d.loc, path, format!("{e} (inputs: {})", got.join(", ")));
-                return None;
-            }
-        };
-        let id = self.g.add(
-            Node {
-                name: format!("{prefix}{}", d.name),
-                op,
-                ty,
-            },
-            &args,
-        );
-        self.origin.insert(id, (d.loc, d.path.clone()));
-        Some(id)
+        let labels: Vec<&str> = d.inputs.iter().map(|(n, _)| n.as_str()).collect();
+        self.node(d, format!("{prefix}{}", d.name), op, &args, &labels)
     }
 
     /// Adds one typed node made by op declaration `d` from operands `args` named `labels` (its
@@ -303,20 +279,9 @@ impl Lowerer<'_> {
             .hf_config
             .get("max_position_embeddings")
             .and_then(|v| v.as_u64());
-        let needs_context = matches!(scaling, RopeScaling::Yarn(y)
-            if y.original_max_position_embeddings.is_none());
-        match (needs_context, context) {
+        match (crate::rope::needs_context(&scaling), context) {
             (false, _) => Some(scaling),
-            (true, Some(c)) => Some(
-                crate::rope::with_context(
-                    Rope {
-                        theta: 1.0,
-                        scaling,
-                    },
-                    c as usize,
-                )
-                .scaling,
-            ),
+            (true, Some(c)) => Some(crate::rope::with_context(scaling, c as usize)),
             (true, None) => {
                 self.r.err(
                     y.loc,

@@ -185,7 +185,7 @@ fn hyperparameters(
                     None => literal_default(f, field),
                 };
                 match got {
-                    Some(g) if same_json(&g, &want) => {}
+                    Some(g) if pio_artifact::hf_config::field_equal(field, &g, &want) => {}
                     Some(g) => {
                         return Err(format!(
                             "{field} is {g}; pio runs this family with {field} {want} only"
@@ -420,22 +420,6 @@ fn read_object(path: &Path) -> Result<Map<String, Value>, FromConfigError> {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(bad("not a JSON object".into())),
         Err(e) => Err(bad(format!("invalid JSON: {e}"))),
-    }
-}
-
-/// JSON equality with numbers compared as numbers (`1` equals `1.0`).
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
     }
 }
 

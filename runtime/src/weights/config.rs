@@ -7,9 +7,6 @@ use serde_json::{Map, Value};
 
 use super::error::{ConfigMismatch, WeightsError};
 
-/// Relative tolerance for comparing non-integer numbers.
-const REL_TOL: f64 = 1e-9;
-
 /// Largest config.json read (real ones are a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
@@ -63,11 +60,9 @@ fn check_dtype(config_path: &Path, found: &Map<String, Value>) -> Result<(), Wei
 /// is read as the older `rope_theta` and `rope_scaling`, and `rope_scaling` compares by meaning
 /// (`null` or `{rope_type: default}`, `type` or `rope_type`).
 ///
-/// Equality rules: two integers compare exactly; any other pair of numbers compares as `f64`
-/// with relative tolerance 1e-9 (so `rope_theta` `1000000` equals `1000000.0`); arrays and
-/// objects compare element by element with the same rules (so `"architectures"` must match
-/// exactly); strings, booleans and null compare exactly. Fields of `config.json` that are not in
-/// `expected` are ignored.
+/// Equality rules: [`pio_artifact::hf_config::field_equal`] (integers exactly, other numbers
+/// within a relative 1e-9, arrays and objects element by element, `rope_scaling` by meaning).
+/// Fields of `config.json` that are not in `expected` are ignored.
 ///
 /// Errors: [`WeightsError::Config`] naming the path if the file is missing, unreadable, bad
 /// JSON or not an object; [`WeightsError::ConfigMismatch`] listing *every* differing or missing
@@ -94,8 +89,7 @@ pub fn check_config(
     for (field, want) in expected {
         let got = found.get(field).or_else(|| defaults.get(field));
         match got {
-            Some(got) if field == "rope_scaling" && pio_artifact::same_scaling(want, got) => {}
-            Some(got) if values_equal(want, got) => {}
+            Some(got) if pio_artifact::hf_config::field_equal(field, want, got) => {}
             // Absent (with or without a default that differs) is reported as absent.
             _ => mismatches.push(ConfigMismatch {
                 field: field.clone(),
@@ -114,51 +108,9 @@ pub fn check_config(
     }
 }
 
-/// Compares two JSON values with the rules documented on [`check_config`].
-pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
-                return x == y;
-            }
-            if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
-                return x == y;
-            }
-            if x.is_f64() || y.is_f64() {
-                match (x.as_f64(), y.as_f64()) {
-                    (Some(x), Some(y)) => floats_equal(x, y),
-                    _ => false,
-                }
-            } else {
-                // One fits only i64 (negative), the other only u64 (> i64::MAX): different.
-                false
-            }
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-fn floats_equal(x: f64, y: f64) -> bool {
-    if x == y {
-        return true;
-    }
-    if !x.is_finite() || !y.is_finite() {
-        return false;
-    }
-    (x - y).abs() <= REL_TOL * x.abs().max(y.abs())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{check_config, values_equal};
+    use super::check_config;
     use serde_json::json;
 
     fn check(config: serde_json::Value) -> Result<(), String> {
@@ -195,25 +147,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("more than 16777216 bytes"), "{e}");
-    }
-
-    #[test]
-    fn numbers() {
-        assert!(values_equal(&json!(1000000), &json!(1000000.0)));
-        assert!(values_equal(&json!(1e-6), &json!(0.000001)));
-        assert!(values_equal(&json!(1e-6), &json!(1.0000000001e-6)));
-        assert!(!values_equal(&json!(1e-6), &json!(1.00001e-6)));
-        assert!(!values_equal(&json!(151936), &json!(151937)));
-        assert!(!values_equal(&json!(1), &json!(true)));
-        assert!(!values_equal(&json!(-1), &json!(u64::MAX)));
-        assert!(values_equal(
-            &json!(["Qwen3ForCausalLM"]),
-            &json!(["Qwen3ForCausalLM"])
-        ));
-        assert!(!values_equal(
-            &json!(["Qwen3ForCausalLM"]),
-            &json!(["Qwen3ForCausalLM", "x"])
-        ));
-        assert!(!values_equal(&json!("1"), &json!(1)));
     }
 }
