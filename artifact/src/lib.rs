@@ -17,12 +17,14 @@ pub mod hf_config;
 mod model;
 pub mod read;
 mod rope;
+pub mod shard;
 mod steps;
 mod types;
 
 pub use dir::{ArtifactError, ARTIFACT_FILE};
 pub use model::{Attachment, ModelInfo, SamplingDefaults};
 pub use rope::{lift_rope_parameters, same_scaling, Rope, RopeScaling, Yarn, ROPE_TYPES};
+pub use shard::{Shard, ShardAxis, ShardError};
 pub use steps::{Arg, Dim, Gemm, Launch, Step};
 pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 

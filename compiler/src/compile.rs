@@ -30,12 +30,34 @@ pub struct Compiled {
     pub report: PassReport,
 }
 
-/// Lowers `spec`, verifies it, runs the pass pipeline and generates the artifact.
-pub fn compile(spec: &ModelSpec, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+/// The graphs of a compile without codegen: lowered and after the pass pipeline.
+pub struct Optimized {
+    pub lowered: Graph,
+    pub optimized: Graph,
+    pub report: PassReport,
+}
+
+/// Lowers `spec`, verifies it and runs the pass pipeline (the shard pass too, with
+/// `opts.passes.tensor_parallel` above 1).
+pub fn optimize(spec: &ModelSpec, opts: &CompileOptions) -> Result<Optimized, CompileError> {
     let lowered = crate::lower::lower(spec)?;
     crate::ir::verify::verify(&lowered, Some("lower"))?;
     let mut optimized = lowered.clone();
     let report = default_pipeline(opts.passes.clone())?.run(&mut optimized)?;
+    Ok(Optimized {
+        lowered,
+        optimized,
+        report,
+    })
+}
+
+/// Lowers `spec`, verifies it, runs the pass pipeline and generates the artifact.
+pub fn compile(spec: &ModelSpec, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+    let Optimized {
+        lowered,
+        optimized,
+        report,
+    } = optimize(spec, opts)?;
     let model = model_info(spec, &lowered)?;
     let reference = Attachment::new(
         "reference-graph.json",

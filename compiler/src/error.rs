@@ -77,6 +77,13 @@ pub enum CompileError {
     Output(String),
     #[error("{0}")]
     Options(String),
+    /// The shard pass cannot split the graph over the ranks asked for.
+    #[error("tensor parallel over {ranks} ranks: at '{node}': {message}")]
+    Shard {
+        ranks: usize,
+        node: String,
+        message: String,
+    },
     /// The I/O error is part of the message, not a `source` (so a printed chain says it once).
     #[error("{path}: {cause}")]
     Io {

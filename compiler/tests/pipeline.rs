@@ -11,27 +11,9 @@ use pio_compiler::ir::Graph;
 use pio_compiler::pass::{default_pipeline, PassOptions};
 use std::path::Path;
 
-/// Deterministic pseudo-random weights (hash of name and index), ones for norm weights.
-fn load(name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
-    let n: usize = shape.iter().product();
-    if name.contains("norm") {
-        // Not all ones, so that a norm weight applied twice or not at all shows.
-        return Ok((0..n).map(|i| 1.0 + 0.1 * ((i % 7) as f32 - 3.0)).collect());
-    }
-    let mut h = 0xcbf29ce484222325u64;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    Ok((0..n)
-        .map(|i| {
-            let mut x = h ^ (i as u64).wrapping_mul(0x9E3779B97F4A7C15);
-            x ^= x >> 33;
-            x = x.wrapping_mul(0xff51afd7ed558ccd);
-            x ^= x >> 33;
-            ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.08
-        })
-        .collect())
-}
+#[path = "common/hashed.rs"]
+mod hashed;
+use hashed::{load, rel_l2};
 
 fn graph(spec: &Path) -> Graph {
     let spec = pio_compiler::spec::load(spec).unwrap();
@@ -63,16 +45,6 @@ fn run(g: Graph, vocab_limit: u32) -> Vec<Vec<f32>> {
         rows.extend(logits.rows().map(<[f32]>::to_vec));
     }
     rows
-}
-
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {

@@ -15,6 +15,7 @@ fn weight(name: &str, dims: &[usize]) -> Node {
             tied: vec![],
             concat: vec![],
             init: Init::Ones,
+            shard: None,
         }),
         ty: ty(DType::F32, dims),
     }

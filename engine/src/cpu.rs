@@ -1,14 +1,19 @@
 //! The CPU backend: the artifact's reference graph (the lowered IR, before any pass) run by the
-//! compiler's f32 reference executor, with the same weights.
+//! compiler's f32 reference executor, with the same weights; with tensor parallel, the shard
+//! pass's graph of it run on simulated ranks (one thread each, collectives in memory).
 
 use crate::error::PioError;
 use crate::options::WeightsSource;
 use crate::weights::artifact_weight_specs;
 use pio_artifact::Artifact;
-use pio_compiler::interp::{CpuExecutor, PagedSeq};
+use pio_compiler::interp::load::slicing;
+use pio_compiler::interp::{
+    CpuExecutor, InterpError, PagedSeq, PartLoader, RankGroup, RankPart, Tensor,
+};
 use pio_compiler::ir::OutputRole;
 use pio_runtime::generate::{BoxError, Forward};
 use pio_runtime::weights;
+use std::collections::HashMap;
 
 /// A bar over the f32 bytes of the weights, for loads big enough to take a while (the
 /// 0.6B's 2.4 GB take ~20 s); none for small ones or when not asked.
@@ -33,25 +38,91 @@ fn progress_bar(
     })
 }
 
-/// The CPU reference executor as a model.
-pub struct CpuBackend(CpuExecutor);
+/// The CPU reference executor as a model: the whole graph, or its ranks.
+pub struct CpuBackend(Exec);
+
+enum Exec {
+    Whole(Box<CpuExecutor>),
+    Ranks(RankGroup),
+}
+
+impl Exec {
+    fn step(&mut self, tokens: &[u32]) -> Result<HashMap<OutputRole, Tensor>, InterpError> {
+        match self {
+            Exec::Whole(e) => e.step(tokens),
+            Exec::Ranks(g) => g.step(tokens),
+        }
+    }
+
+    fn step_paged(
+        &mut self,
+        seqs: &[PagedSeq<'_>],
+    ) -> Result<HashMap<OutputRole, Tensor>, InterpError> {
+        match self {
+            Exec::Whole(e) => e.step_paged(seqs),
+            Exec::Ranks(g) => g.step_paged(seqs),
+        }
+    }
+
+    fn enable_paged_cache(&mut self, blocks: usize, block_size: usize) -> Result<(), InterpError> {
+        match self {
+            Exec::Whole(e) => e.enable_paged_cache(blocks, block_size),
+            Exec::Ranks(g) => g.enable_paged_cache(blocks, block_size),
+        }
+    }
+
+    fn set_context_bound(&mut self, n: usize) -> Result<(), InterpError> {
+        match self {
+            Exec::Whole(e) => e.set_context_bound(n),
+            Exec::Ranks(g) => g.set_context_bound(n),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Exec::Whole(e) => e.reset(),
+            Exec::Ranks(g) => g.reset(),
+        }
+    }
+
+    /// Rank 0's executor stands for all (they keep the same cache lengths).
+    fn first(&self) -> &CpuExecutor {
+        match self {
+            Exec::Whole(e) => e,
+            Exec::Ranks(g) => g.first(),
+        }
+    }
+}
 
 impl CpuBackend {
     /// Builds the executor from the artifact's reference graph, its KV cache bounded by the
     /// artifact's context, with the weights of `source`; `progress` draws a bar for loads of
-    /// more than a second or so.
+    /// more than a second or so. `ranks` above 1 shards the graph over that many simulated
+    /// tensor-parallel ranks (each loads every weight and keeps its slice).
     pub fn load(
         a: &Artifact,
         source: &WeightsSource,
         progress: bool,
+        ranks: usize,
     ) -> Result<CpuBackend, PioError> {
         let text = a.reference_graph.text().map_err(|e| PioError::File {
             path: a.reference_graph.file.clone().into(),
             message: format!("not UTF-8: {e}"),
         })?;
-        let graph = pio_compiler::ir::serial::from_json(text)?;
+        let mut graph = pio_compiler::ir::serial::from_json(text)?;
+        pio_compiler::pass::shard::shard(&mut graph, ranks)?;
         let specs = artifact_weight_specs(a);
-        let bar = progress_bar(progress, crate::footprint::cpu_bytes(a), source);
+        // Random weights are made whole for every rank (then cut); a checkpoint's parts are read
+        // straight from the memory map.
+        let loaded_bytes = match source {
+            WeightsSource::Random { .. } => ranks.max(1) as u64,
+            WeightsSource::Dir(_) => 1,
+        };
+        let bar = progress_bar(
+            progress,
+            crate::footprint::cpu_bytes(a).saturating_mul(loaded_bytes),
+            source,
+        );
         let advance = |values: &[f32]| {
             if let Some(b) = &bar {
                 b.inc(4 * values.len() as u64);
@@ -59,7 +130,7 @@ impl CpuBackend {
         };
         let mut exec = match source {
             WeightsSource::Random { seed } => {
-                let mut load = |name: &str, _: &[usize]| {
+                let load = |name: &str, _: &[usize]| {
                     let s = specs
                         .iter()
                         .find(|s| s.name == name)
@@ -68,16 +139,20 @@ impl CpuBackend {
                     advance(&values);
                     Ok(values)
                 };
-                CpuExecutor::new(graph, &mut load)?
+                build(graph, &mut slicing(load))?
             }
             WeightsSource::Dir(dir) => {
                 let wd = crate::weights::open_dir(a, dir)?;
-                let mut load = |name: &str, _: &[usize]| {
-                    let values = wd.tensor_f32(name).map_err(|e| e.to_string())?;
+                let mut load = |name: &str, _: &[usize], part: Option<&RankPart>| {
+                    let values = match part {
+                        None => wd.tensor_f32(name),
+                        Some(p) => wd.tensor_part_f32(name, &p.shard, p.ranks, p.rank),
+                    }
+                    .map_err(|e| e.to_string())?;
                     advance(&values);
                     Ok(values)
                 };
-                CpuExecutor::new(graph, &mut load)?
+                build(graph, &mut load)?
             }
         };
         if let Some(b) = bar {
@@ -89,6 +164,14 @@ impl CpuBackend {
 
     pub fn reset(&mut self) {
         self.0.reset();
+    }
+
+    /// Tensor-parallel ranks (1: the whole graph).
+    pub fn ranks(&self) -> usize {
+        match &self.0 {
+            Exec::Whole(_) => 1,
+            Exec::Ranks(g) => g.ranks(),
+        }
     }
 
     /// Gives the executor a paged KV cache for the batching engine.
@@ -126,6 +209,16 @@ impl CpuBackend {
     }
 }
 
+/// The whole graph's executor, or a rank group for a sharded one.
+fn build(graph: pio_compiler::ir::Graph, load: &mut PartLoader<'_>) -> Result<Exec, InterpError> {
+    Ok(if graph.is_sharded() {
+        Exec::Ranks(RankGroup::new(graph, load)?)
+    } else {
+        let mut whole = |name: &str, shape: &[usize]| load(name, shape, None);
+        Exec::Whole(Box::new(CpuExecutor::new(graph, &mut whole)?))
+    })
+}
+
 impl Forward for CpuBackend {
     fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BoxError> {
         Ok(self.step_logits(tokens)?.pop().unwrap_or_default())
@@ -136,10 +229,10 @@ impl Forward for CpuBackend {
     }
 
     fn cached_len(&self) -> usize {
-        self.0.cached_len()
+        self.0.first().cached_len()
     }
 
     fn context_bound(&self) -> usize {
-        self.0.context_bound()
+        self.0.first().context_bound()
     }
 }

@@ -162,6 +162,13 @@ impl Model {
             WeightsSource::Random { .. } => None,
         };
         use pio_runtime::cuda::device::{driver_present, Gpu};
+        let ranks = opts.ranks()?;
+        if ranks > 1 && device == Device::Cuda {
+            return Err(PioError::Options(format!(
+                "--tp {ranks} runs on the CPU backend only so far (the graph sharded over simulated ranks): the NCCL runtime for GPUs is not built yet; pass --device cpu"
+            )));
+        }
+        let device = if ranks > 1 { Device::Cpu } else { device };
         let gpu = match device {
             Device::Cpu => None,
             Device::Cuda => {
@@ -230,7 +237,7 @@ impl Model {
                 (Backend::Cuda(Box::new(c)), t)
             }
             None => {
-                let c = CpuBackend::load(&artifact, weights, opts.progress)?;
+                let c = CpuBackend::load(&artifact, weights, opts.progress, ranks)?;
                 let t = LoadTimings {
                     weights_s: started.elapsed().as_secs_f64(),
                     ..Default::default()

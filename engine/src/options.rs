@@ -67,9 +67,23 @@ pub struct LoadOptions {
     /// `pio_compiler::codegen::ATTENTION_SPANS`, 5). Every setting computes the same up to f32
     /// summation order.
     pub attention_spans: Option<usize>,
+    /// Tensor-parallel ranks (default 1). More than 1 runs on the CPU backend only for now:
+    /// the graph sharded over simulated ranks (the NCCL runtime for GPUs is not built yet).
+    pub tensor_parallel: Option<usize>,
 }
 
 impl LoadOptions {
+    /// The tensor-parallel ranks asked for (1 when not asked).
+    pub fn ranks(&self) -> Result<usize, PioError> {
+        match self.tensor_parallel {
+            None => Ok(1),
+            Some(0) => Err(PioError::Options(
+                "--tp 0: tensor parallel needs at least one rank".into(),
+            )),
+            Some(n) => Ok(n),
+        }
+    }
+
     /// The codegen settings of a load from a spec: these options, the developer knobs
     /// `PIO_GEMV`, `PIO_DECODE_SPANS` and `PIO_PAGED_ATTENTION_HEADS` (README), else the
     /// defaults.

@@ -438,3 +438,91 @@ fn bad_write_input_leaves_nothing_behind() {
     assert!(err.to_string().contains("not a plain file name"), "{err}");
     assert!(entries(tmp.path()).is_empty());
 }
+
+#[test]
+fn a_ranks_part_is_read_from_the_file_as_the_whole_tensor_cut() {
+    // Tensor-parallel loading: each rank's rows or columns, straight from the memory map, equal
+    // the whole tensor cut the same way, over several files; a split that cannot be made is an
+    // error naming the tensor.
+    use pio_artifact::{Shard, ShardAxis};
+    let specs = specs();
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = WriteOptions {
+        shard_bytes: 1024,
+        ..WriteOptions::default()
+    };
+    write_random_hf_dir(tmp.path(), 5, &specs, &side_files(), &opts).unwrap();
+    let wd = WeightDir::open(tmp.path(), &specs).unwrap();
+    let cases = [
+        (
+            "model.layers.1.self_attn.q_proj.weight",
+            ShardAxis::Rows,
+            4,
+            2,
+        ),
+        (
+            "model.layers.0.self_attn.k_proj.weight",
+            ShardAxis::Rows,
+            2,
+            4,
+        ),
+        (
+            "model.layers.1.self_attn.o_proj.weight",
+            ShardAxis::Cols,
+            4,
+            4,
+        ),
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            ShardAxis::Cols,
+            24,
+            2,
+        ),
+        ("model.embed_tokens.weight", ShardAxis::Rows, 40, 4),
+        (
+            "model.layers.0.input_layernorm.weight",
+            ShardAxis::Rows,
+            16,
+            2,
+        ),
+    ];
+    for (name, axis, groups, ranks) in cases {
+        let shard = Shard { axis, groups };
+        let shape = wd.shape(name).unwrap().to_vec();
+        let whole = wd.tensor_f32(name).unwrap();
+        let mut covered = 0;
+        for rank in 0..ranks {
+            let part = wd.tensor_part_f32(name, &shard, ranks, rank).unwrap();
+            assert_eq!(
+                part,
+                shard.slice(&whole, &shape, ranks, rank).unwrap(),
+                "{name} rank {rank}"
+            );
+            let (dtype, bytes) = wd.tensor_part_bytes(name, &shard, ranks, rank).unwrap();
+            assert_eq!((dtype, bytes.len()), (DType::BF16, 2 * part.len()));
+            covered += part.len();
+        }
+        // Replicated KV heads (2 groups over 4 ranks) are read twice; the rest once.
+        let copies = if groups < ranks { ranks / groups } else { 1 };
+        assert_eq!(covered, whole.len() * copies, "{name}");
+    }
+    let bad = Shard {
+        axis: ShardAxis::Rows,
+        groups: 3,
+    };
+    let e = wd
+        .tensor_part_f32("model.layers.0.self_attn.q_proj.weight", &bad, 2, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("q_proj") && e.contains("[32, 16]") && e.contains("3"),
+        "{e}"
+    );
+    let cols_of_vector = Shard {
+        axis: ShardAxis::Cols,
+        groups: 2,
+    };
+    assert!(wd
+        .tensor_part_f32("model.norm.weight", &cols_of_vector, 2, 0)
+        .is_err());
+}

@@ -38,6 +38,12 @@ struct Args {
     /// Skip fusion (for differential testing).
     #[arg(long)]
     no_fusion: bool,
+    /// Tensor-parallel ranks: the shard pass makes the graph one rank's part of N. Writes the
+    /// sharded IR only (the CUDA artifact of a sharded model is not built yet; `pio run --tp N
+    /// --device cpu` runs one on simulated ranks).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    tp: u32,
     /// Most tokens in one prefill step (longer prompts are prefilled in chunks).
     #[arg(long, default_value_t = pio_compiler::codegen::DEFAULT_PREFILL)]
     max_prefill: usize,
@@ -83,6 +89,7 @@ fn run() -> Result<()> {
             disabled: args.disable_pass.clone(),
             no_fusion: args.no_fusion,
             dump_after: args.dump_ir_after.clone(),
+            tensor_parallel: args.tp as usize,
             ..PassOptions::default()
         },
         codegen: CodegenOptions {
@@ -98,21 +105,13 @@ fn run() -> Result<()> {
             ..CodegenOptions::default()
         },
     };
+    if args.tp > 1 {
+        return sharded_ir(&args, out, &spec, &opts, start);
+    }
     let compiled = pio_compiler::compile(&spec, &opts)?;
     let elapsed = start.elapsed();
     let (before, graph, report) = (&compiled.lowered, &compiled.optimized, &compiled.report);
-    let summary = pio_compiler::summary::summarize(before);
-
-    use pio_compiler::ir::{dot::to_dot, print::print};
-    out.write("ir-before.txt", print(before).as_bytes())?;
-    out.write("ir-before.dot", to_dot(before).as_bytes())?;
-    out.write("ir-after.txt", print(graph).as_bytes())?;
-    out.write("ir-after.dot", to_dot(graph).as_bytes())?;
-    for (pass, text) in &report.dumps {
-        out.write(&format!("ir-after-{pass}.txt"), text.as_bytes())?;
-    }
-    let json = serde_json::to_string_pretty(&summary)?;
-    out.write("summary.json", format!("{json}\n").as_bytes())?;
+    let summary = write_ir(&out, before, graph, report)?;
     let a = &compiled.artifact;
     a.write_dir(out.scratch())?;
     // Readable views of what artifact.json holds.
@@ -181,6 +180,68 @@ fn run() -> Result<()> {
     outln!(
         "run it: pio run --artifact {} --weights random   (or --weights an HF checkpoint folder)",
         dir.display()
+    )?;
+    Ok(())
+}
+
+/// The IR files: before and after the passes (text and Graphviz), the dumps asked for and the
+/// summary.
+fn write_ir(
+    out: &pio_compiler::output::OutputDir,
+    before: &pio_compiler::ir::Graph,
+    graph: &pio_compiler::ir::Graph,
+    report: &pio_compiler::pass::PassReport,
+) -> Result<pio_compiler::summary::Summary> {
+    use pio_compiler::ir::{dot::to_dot, print::print};
+    let summary = pio_compiler::summary::summarize(before);
+    out.write("ir-before.txt", print(before).as_bytes())?;
+    out.write("ir-before.dot", to_dot(before).as_bytes())?;
+    out.write("ir-after.txt", print(graph).as_bytes())?;
+    out.write("ir-after.dot", to_dot(graph).as_bytes())?;
+    for (pass, text) in &report.dumps {
+        out.write(&format!("ir-after-{pass}.txt"), text.as_bytes())?;
+    }
+    let json = serde_json::to_string_pretty(&summary)?;
+    out.write("summary.json", format!("{json}\n").as_bytes())?;
+    Ok(summary)
+}
+
+/// `--tp N`: the shard pass and the rest of the pipeline, the IR written, no artifact.
+fn sharded_ir(
+    args: &Args,
+    out: pio_compiler::output::OutputDir,
+    spec: &pio_compiler::spec::ModelSpec,
+    opts: &CompileOptions,
+    start: Instant,
+) -> Result<()> {
+    let o = pio_compiler::compile::optimize(spec, opts)?;
+    write_ir(&out, &o.lowered, &o.optimized, &o.report)?;
+    let scratch = out.scratch().to_path_buf();
+    let committed = out.commit();
+    pio::cli::unregister_scratch_dir(&scratch);
+    committed?;
+    let count = |name: &str| {
+        o.optimized
+            .ids()
+            .filter(|&id| o.optimized.node(id).op.name() == name)
+            .count()
+    };
+    outln!(
+        "{}: one rank's part of {} ({} -> {} nodes, {} all_reduce, {} all_gather) -> {}/ir-after.txt ({:.0} ms)",
+        spec.name(),
+        args.tp,
+        o.lowered.node_count(),
+        o.optimized.node_count(),
+        count("all_reduce"),
+        count("all_gather"),
+        args.output.display(),
+        start.elapsed().as_secs_f64() * 1e3
+    )?;
+    outln!(
+        "no artifact: CUDA code for the collectives and the NCCL runtime are not built yet; \
+         run it on simulated ranks: pio run --spec {} --tp {} --device cpu",
+        args.spec,
+        args.tp
     )?;
     Ok(())
 }

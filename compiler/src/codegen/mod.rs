@@ -76,6 +76,12 @@ pub fn generate_traced(
             "max context {max_context} must be between 1 and the spec's bound {bound}"
         )));
     }
+    if g.is_sharded() {
+        return Err(err(format!(
+            "the graph is one rank's part of a tensor-parallel model over {} ranks: CUDA code for its collectives (all_reduce, all_gather, embed_shard) and the NCCL runtime are not built yet; the CPU executor runs it (`pio run --backend cpu --tp {}`)",
+            g.ranks, g.ranks
+        )));
+    }
     if g.batch_bound() != 1 {
         return Err(err("only max_batch 1 is supported so far"));
     }

@@ -93,7 +93,11 @@ impl Codegen<'_> {
             Op::Silu | Op::Mul | Op::Add | Op::BiasAdd | Op::SiluMul => {
                 self.elementwise_op(ph, id, &v)
             }
-            Op::MatMul | Op::KvAppend { .. } => {
+            Op::MatMul
+            | Op::KvAppend { .. }
+            | Op::AllReduce { .. }
+            | Op::AllGather { .. }
+            | Op::EmbedShard { .. } => {
                 return Err(err(format!(
                     "'{}': {} has no kernel yet",
                     node.name,

@@ -48,7 +48,10 @@ fn mergeable(g: &Graph, x: NodeId, u: NodeId) -> bool {
     if args[0] != x {
         return false;
     }
-    matches!(&g.node(args[1]).op, Op::Weight(b) if b.concat.is_empty() && b.tied.is_empty())
+    // One rank's part of a sharded graph keeps its projections apart: a merged weight would
+    // need each part's slice recorded (not built yet).
+    !g.is_sharded()
+        && matches!(&g.node(args[1]).op, Op::Weight(b) if b.concat.is_empty() && b.tied.is_empty())
         && g.users(args[1]).len() == 1
         && matches!(g.node(args[1]).ty.shape.0[0], Dim::Fixed(_))
 }
@@ -176,6 +179,7 @@ fn concatenated(g: &mut Graph, parts: &[NodeId], rows: &[usize]) -> NodeId {
                 concat: bound,
                 tied: Vec::new(),
                 init: first_w.init,
+                shard: None,
             }),
             ty: TensorType::new(first.ty.dtype, Shape(shape)),
         },

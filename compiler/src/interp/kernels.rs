@@ -13,6 +13,20 @@ pub fn embed(table: &Tensor, ids: &[f32], shape: Vec<usize>) -> Tensor {
     Tensor::new(shape, out)
 }
 
+/// `embed` over rows `first..first + rows` of a larger table, `table` holding just those rows:
+/// ids outside them give zero rows (one rank's part of a vocabulary-split embedding).
+pub fn embed_rows(table: &Tensor, ids: &[f32], first: usize, shape: Vec<usize>) -> Tensor {
+    let (rows, d) = (table.shape[0], table.shape[1]);
+    let mut out = Vec::with_capacity(ids.len() * d);
+    for &id in ids {
+        match (id as usize).checked_sub(first).filter(|&r| r < rows) {
+            Some(r) => out.extend_from_slice(&table.data[r * d..(r + 1) * d]),
+            None => out.extend(std::iter::repeat_n(0.0, d)),
+        }
+    }
+    Tensor::new(shape, out)
+}
+
 /// `x · wᵀ` with `w` stored `[n, k]`.
 pub fn linear(x: &Tensor, w: &Tensor, shape: Vec<usize>) -> Tensor {
     let (n, k) = (w.shape[0], w.shape[1]);

@@ -12,10 +12,14 @@ mod cache;
 mod kernels;
 #[cfg(test)]
 mod kernels_naive;
+pub mod load;
+mod ranks;
 mod single;
 
 pub use cache::PagedSeq;
 use cache::{Contiguous, KvStore, PagedPool};
+pub use load::{PartLoader, RankPart};
+pub use ranks::{Collective, LocalCollective, Rank, RankGroup};
 pub use single::eval_node;
 
 use crate::ir::{Graph, InputRole, NodeId, Op, OutputRole};
@@ -67,6 +71,8 @@ pub enum InterpError {
     Paging(String),
     #[error("the IR is not runnable: {0}")]
     Graph(String),
+    #[error("tensor parallel: {0}")]
+    Collective(String),
 }
 
 /// Supplies weights by checkpoint name, widened to f32, with the expected shape.
@@ -81,6 +87,8 @@ pub struct CpuExecutor {
     /// The block pool of [`Self::step_paged`], once enabled.
     pool: Option<PagedPool>,
     ctx_bound: usize,
+    /// Which tensor-parallel rank this is (a sharded graph's executor).
+    rank: Option<Rank>,
 }
 
 /// The graph in run order, with its weights.
@@ -107,7 +115,38 @@ impl CpuExecutor {
     /// ([`crate::fusion::decompose`], so that the reference never shares a fused
     /// implementation with what it checks), then every weight is loaded through `load` (each
     /// stored tensor once).
-    pub fn new(mut graph: Graph, load: &mut WeightLoader<'_>) -> Result<Self, InterpError> {
+    pub fn new(graph: Graph, load: &mut WeightLoader<'_>) -> Result<Self, InterpError> {
+        if graph.is_sharded() {
+            return Err(InterpError::Graph(format!(
+                "the graph is one rank's part of a model over {} ranks: run it with RankGroup",
+                graph.ranks
+            )));
+        }
+        Self::build(graph, &mut |name, shape, _| load(name, shape), None)
+    }
+
+    /// [`Self::new`] for rank `rank.rank` of a sharded graph (the shard pass's output): `load`
+    /// supplies each sharded weight's part for this rank (see [`load::slicing`] to cut parts
+    /// out of whole tensors), every other weight whole.
+    pub fn new_rank(
+        graph: Graph,
+        load: &mut PartLoader<'_>,
+        rank: Rank,
+    ) -> Result<Self, InterpError> {
+        if graph.ranks.max(1) != rank.ranks || rank.rank >= rank.ranks {
+            return Err(InterpError::Graph(format!(
+                "rank {} of {} for a graph sharded over {} ranks",
+                rank.rank, rank.ranks, graph.ranks
+            )));
+        }
+        Self::build(graph, load, Some(rank))
+    }
+
+    fn build(
+        mut graph: Graph,
+        load: &mut PartLoader<'_>,
+        rank: Option<Rank>,
+    ) -> Result<Self, InterpError> {
         crate::fusion::decompose(&mut graph);
         let order = graph
             .topo_order()
@@ -118,40 +157,7 @@ impl CpuExecutor {
                 last_use.insert(a, i);
             }
         }
-        let mut weights = HashMap::new();
-        for &id in &order {
-            let n = graph.node(id);
-            if let Op::Weight(b) = &n.op {
-                let shape = n.ty.shape.as_fixed().ok_or_else(|| {
-                    InterpError::Graph(format!("weight {} has a symbolic shape", n.name))
-                })?;
-                let err = |message| InterpError::Weight {
-                    name: n.name.clone(),
-                    hf: b.hf_name.clone(),
-                    message,
-                };
-                let data = if b.concat.is_empty() {
-                    load(&b.hf_name, &shape).map_err(err)?
-                } else {
-                    // Concatenated along the first axis at load time.
-                    let mut all = Vec::with_capacity(shape.iter().product());
-                    for (part, rows) in &b.concat {
-                        let mut part_shape = shape.clone();
-                        part_shape[0] = *rows;
-                        all.extend(load(part, &part_shape).map_err(err)?);
-                    }
-                    all
-                };
-                if data.len() != shape.iter().product::<usize>() {
-                    return Err(InterpError::Weight {
-                        name: n.name.clone(),
-                        hf: b.hf_name.clone(),
-                        message: format!("{} values for shape {shape:?}", data.len()),
-                    });
-                }
-                weights.insert(id, Arc::new(Tensor::new(shape, data)));
-            }
-        }
+        let weights = load::weights(&graph, &order, load, rank.as_ref())?;
         let ctx_bound = graph.context_bound().unwrap_or(usize::MAX);
         Ok(CpuExecutor {
             program: Program {
@@ -164,6 +170,7 @@ impl CpuExecutor {
             cached_len: 0,
             pool: None,
             ctx_bound,
+            rank,
         })
     }
 
@@ -224,7 +231,10 @@ impl CpuExecutor {
             tokens,
             positions: &positions,
         };
-        let outputs = self.program.run(&inputs, &mut self.cache.at(start, seq))?;
+        let outputs = self
+            .program
+            .run(&inputs, &mut self.cache.at(start, seq), self.rank.as_ref());
+        let outputs = abort_on_error(outputs, self.rank.as_ref())?;
         self.cached_len = ctx;
         Ok(outputs)
     }
@@ -283,7 +293,10 @@ impl CpuExecutor {
             tokens: &tokens,
             positions: &positions,
         };
-        self.program.run(&inputs, &mut pool.step(seqs))
+        let outputs = self
+            .program
+            .run(&inputs, &mut pool.step(seqs), self.rank.as_ref());
+        abort_on_error(outputs, self.rank.as_ref())
     }
 }
 
@@ -293,7 +306,15 @@ impl Program {
         &self,
         inputs: &StepInputs<'_>,
         kv: &mut dyn KvStore,
+        rank: Option<&Rank>,
     ) -> Result<HashMap<OutputRole, Tensor>, InterpError> {
+        let ranked = |what: &str| {
+            rank.ok_or_else(|| {
+                InterpError::Graph(format!(
+                    "{what} in a graph run without tensor-parallel ranks"
+                ))
+            })
+        };
         let StepInputs {
             batch,
             seq,
@@ -338,6 +359,27 @@ impl Program {
                         });
                     }
                     kernels::embed(table, &ids.data, out_shape)
+                }
+                Op::EmbedShard { .. } => {
+                    let r = ranked("embed_shard")?;
+                    let (table, ids) = (&args[0], &args[1]);
+                    let rows = table.shape[0];
+                    let vocab = rows * r.ranks;
+                    if let Some(&bad) = ids.data.iter().find(|&&t| t as usize >= vocab) {
+                        return Err(InterpError::TokenOutOfRange {
+                            id: bad as u32,
+                            vocab,
+                        });
+                    }
+                    kernels::embed_rows(table, &ids.data, r.rank * rows, out_shape)
+                }
+                Op::AllReduce { .. } => {
+                    let r = ranked("all_reduce")?;
+                    r.collective.all_reduce(r.rank, &args[0])?
+                }
+                Op::AllGather { .. } => {
+                    let r = ranked("all_gather")?;
+                    r.collective.all_gather(r.rank, &args[0])?
                 }
                 Op::Linear => kernels::linear(&args[0], &args[1], out_shape),
                 Op::MatMul => kernels::matmul(&args[0], &args[1], out_shape),
@@ -386,6 +428,17 @@ impl Program {
         }
         Ok(outputs)
     }
+}
+
+/// A rank that fails mid-step tells the others, so that none waits in a collective forever.
+fn abort_on_error<T>(
+    result: Result<T, InterpError>,
+    rank: Option<&Rank>,
+) -> Result<T, InterpError> {
+    if let (Err(_), Some(r)) = (&result, rank) {
+        r.collective.abort();
+    }
+    result
 }
 
 fn silu(x: f32) -> f32 {

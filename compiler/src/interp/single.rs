@@ -47,6 +47,7 @@ pub fn eval_node(
                 concat: Vec::new(),
                 tied: Vec::new(),
                 init: Init::Ones,
+                shard: None,
             }),
             ty: TensorType::new(source.ty.dtype, Shape::fixed(&t.shape)),
         };
@@ -93,7 +94,9 @@ pub fn eval_node(
         positions: &[],
     };
     let mut cache = Contiguous::default();
-    let mut outputs = exec.program.run(&inputs, &mut cache.at(0, seq.max(1)))?;
+    let mut outputs = exec
+        .program
+        .run(&inputs, &mut cache.at(0, seq.max(1)), None)?;
     outputs
         .remove(&OutputRole::Logits)
         .ok_or_else(|| InterpError::Graph(format!("{}: no result", node.name)))

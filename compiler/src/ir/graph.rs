@@ -29,6 +29,9 @@ pub struct Graph {
     pub name: String,
     /// Symbolic dimensions with their upper bounds.
     pub dims: Vec<SymDim>,
+    /// Tensor-parallel ranks the graph runs on: 1 (or 0) for a whole graph; more when the
+    /// shard pass made it one rank's part ([`crate::pass::shard`]).
+    pub ranks: usize,
 }
 
 impl Graph {
@@ -37,7 +40,13 @@ impl Graph {
             g: StableDiGraph::default(),
             name: name.into(),
             dims,
+            ranks: 1,
         }
+    }
+
+    /// Whether the graph is one rank's part of a tensor-parallel model.
+    pub fn is_sharded(&self) -> bool {
+        self.ranks > 1
     }
 
     /// Adds a node whose operands are `args`, in slot order.

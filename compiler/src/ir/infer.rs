@@ -54,12 +54,12 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
     };
     let ty = match op {
         Op::Input(_) | Op::Weight(_) => unreachable!("leaves return early"),
-        Op::Embed => {
+        Op::Embed | Op::EmbedShard { .. } => {
             let (table, ids) = (args[0], args[1]);
             float(0, "the table")?;
             rank(0, 2, "the table")?;
             if ids.dtype != DType::I32 {
-                return Err(format!("embed: ids must be i32, got {ids}"));
+                return Err(format!("{name}: ids must be i32, got {ids}"));
             }
             let mut shape = ids.shape.0.clone();
             shape.push(table.shape.0[1].clone());
@@ -222,7 +222,19 @@ pub fn infer(op: &Op, args: &[&TensorType]) -> Result<Option<TensorType>, String
             }
             TensorType::new(x.dtype, shape.clone())
         }
-        Op::Output(_) => args[0].clone(),
+        Op::Output(_) | Op::AllReduce { .. } => args[0].clone(),
+        Op::AllGather { ranks } => {
+            let x = args[0];
+            let Some(Dim::Fixed(n)) = x.shape.last() else {
+                return Err(format!(
+                    "all_gather: the last dim of {} must be fixed",
+                    x.shape
+                ));
+            };
+            let mut shape = x.shape.0.clone();
+            *shape.last_mut().expect("checked") = Dim::Fixed(n * ranks);
+            TensorType::new(x.dtype, Shape(shape))
+        }
         Op::KvWrite { .. } => {
             let (x, pos) = (args[0], args[1]);
             float(0, "the input")?;

@@ -12,5 +12,7 @@ pub mod types;
 pub mod verify;
 
 pub use graph::{Graph, Node, NodeId};
-pub use op::{CacheKind, Init, InputRole, Op, OutputRole, Rope, RopeScaling, WeightBinding};
+pub use op::{
+    CacheKind, Init, InputRole, Op, OutputRole, Rope, RopeScaling, Shard, ShardAxis, WeightBinding,
+};
 pub use types::{DType, Dim, Shape, SymDim, TensorType};

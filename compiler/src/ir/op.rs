@@ -3,7 +3,7 @@
 use super::types::Shape;
 use serde::{Deserialize, Serialize};
 
-pub use pio_artifact::{CacheKind, Init, Rope, RopeScaling};
+pub use pio_artifact::{CacheKind, Init, Rope, RopeScaling, Shard, ShardAxis};
 
 /// What a graph input carries (codegen and the executors find the step's inputs by role).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,6 +67,11 @@ pub struct WeightBinding {
     /// are not stored separately.
     pub tied: Vec<String>,
     pub init: Init,
+    /// How the weight splits over tensor-parallel ranks (the spec's `shard:`), in global
+    /// terms; `None` replicates it. In a graph the shard pass made, the node's type is one
+    /// rank's part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 /// One IR operation. The operands are the node's incoming edges, in slot order.
@@ -111,6 +116,15 @@ pub enum Op {
     Output(OutputRole),
 
     // ---- Ops made by passes (never written in specs) ----
+    /// Tensor parallel: the sum over `ranks` ranks of each rank's partial value; operand (x).
+    AllReduce { ranks: usize },
+    /// Tensor parallel: the ranks' parts concatenated along the last axis in rank order;
+    /// operand (x `[.., n]`), result `[.., n * ranks]`.
+    AllGather { ranks: usize },
+    /// Tensor parallel: `embed` over rank r's rows of the table (vocabulary rows
+    /// `r * rows..(r + 1) * rows` of `ranks * rows`); ids outside them give zero rows, so the
+    /// ranks' results sum to the embedding; operands (table, ids).
+    EmbedShard { ranks: usize },
     /// The KV-cache pass's form of `KvAppend`: writes this step's rows in place into the
     /// layer's static cache at `positions` and returns the cache as a view `[b, ctx, kvh, d]`;
     /// operands (x, positions).
@@ -168,6 +182,9 @@ impl Op {
             Op::BiasAdd => "bias_add",
             Op::Reshape { .. } => "reshape",
             Op::Output(_) => "output",
+            Op::AllReduce { .. } => "all_reduce",
+            Op::AllGather { .. } => "all_gather",
+            Op::EmbedShard { .. } => "embed_shard",
             Op::KvWrite { .. } => "kv_write",
             Op::Slice { .. } => "slice",
             Op::NormLinear { .. } => "norm_linear",
@@ -190,7 +207,8 @@ impl Op {
             Op::Embed | Op::Linear | Op::MatMul | Op::RmsNorm { .. } | Op::Rope { .. } => 2,
             Op::Mul | Op::Add | Op::BiasAdd => 2,
             Op::Attention { .. } => 4,
-            Op::Slice { .. } => 1,
+            Op::Slice { .. } | Op::AllReduce { .. } | Op::AllGather { .. } => 1,
+            Op::EmbedShard { .. } => 2,
             Op::KvWrite { .. } | Op::SiluMul | Op::RopeKvWrite { .. } => 2,
             Op::NormLinear { .. } | Op::LinearAdd | Op::NormLinearSwiGlu { .. } => 3,
             Op::LinearBias => 3,
@@ -223,6 +241,11 @@ impl Op {
                 | Op::NormRopeKvWrite { .. }
                 | Op::RopeKvWrite { .. }
         )
+    }
+
+    /// Collectives: every rank takes part; no fusion reaches across one.
+    pub fn is_collective(&self) -> bool {
+        matches!(self, Op::AllReduce { .. } | Op::AllGather { .. })
     }
 
     /// Ops that write the KV cache.

@@ -18,7 +18,11 @@ pub fn print(g: &Graph) -> String {
         .iter()
         .map(|d| format!("{}<={}", d.name, d.bound))
         .collect();
-    let _ = writeln!(out, "graph \"{}\" dims {}", g.name, dims.join(" "));
+    let _ = write!(out, "graph \"{}\" dims {}", g.name, dims.join(" "));
+    if g.is_sharded() {
+        let _ = write!(out, " ranks {}", g.ranks);
+    }
+    out.push('\n');
     for &id in &order {
         let n = g.node(id);
         let args: Vec<String> = g
@@ -47,6 +51,9 @@ pub fn attrs(op: &Op) -> String {
             for t in &b.tied {
                 let _ = write!(s, " tied=\"{t}\"");
             }
+            if let Some(shard) = b.shard {
+                let _ = write!(s, " shard={shard}");
+            }
             match b.init {
                 Init::Ones => s.push_str(" init=ones"),
                 Init::Normal { std } => {
@@ -62,6 +69,9 @@ pub fn attrs(op: &Op) -> String {
         Op::Reshape { shape } => format!(" to={shape}"),
         Op::KvWrite { layer, cache } => format!(" layer={layer} cache={cache}"),
         Op::Slice { start, len } => format!(" start={start} len={len}"),
+        Op::AllReduce { ranks } | Op::AllGather { ranks } | Op::EmbedShard { ranks } => {
+            format!(" ranks={ranks}")
+        }
         Op::NormLinear { eps } | Op::NormLinearSwiGlu { eps } | Op::NormLinearBias { eps } => {
             format!(" eps={eps:?}")
         }

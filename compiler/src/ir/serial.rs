@@ -13,7 +13,18 @@ use std::collections::HashMap;
 struct GraphJson {
     name: String,
     dims: Vec<SymDim>,
+    /// Tensor-parallel ranks of a sharded graph (absent: a whole graph).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    ranks: usize,
     nodes: Vec<NodeJson>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n <= 1
 }
 
 #[derive(Serialize, Deserialize)]
@@ -37,6 +48,7 @@ pub fn to_json(g: &Graph) -> String {
     let data = GraphJson {
         name: g.name.clone(),
         dims: g.dims.clone(),
+        ranks: g.ranks,
         nodes,
     };
     serde_json::to_string(&data).expect("IR values serialize")
@@ -51,6 +63,7 @@ pub fn from_json(text: &str) -> Result<Graph, IrError> {
     let data: GraphJson = serde_json::from_str(text)
         .map_err(|e| bad(format!("line {} column {}: {e}", e.line(), e.column())))?;
     let mut g = Graph::new(data.name, data.dims);
+    g.ranks = data.ranks.max(1);
     let mut ids: Vec<NodeId> = Vec::with_capacity(data.nodes.len());
     for (i, n) in data.nodes.into_iter().enumerate() {
         let mut args = Vec::with_capacity(n.operands.len());

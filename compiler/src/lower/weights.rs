@@ -3,7 +3,9 @@
 
 use super::Lowerer;
 use crate::ir::{Dim, Init, Node, NodeId, Op, TensorType, WeightBinding};
-use crate::spec::model::{InitKind, WeightDecl};
+use crate::ir::{Shape, Shard};
+use crate::spec::expr::Expr;
+use crate::spec::model::{InitKind, ShardDecl, WeightDecl};
 use std::collections::HashMap;
 
 impl Lowerer<'_> {
@@ -98,6 +100,15 @@ impl Lowerer<'_> {
                 scope.insert(w.name.clone(), t);
                 return;
             }
+            let shard = match &w.shard {
+                Some(decl) => {
+                    let Some(shard) = self.shard(decl, &shape, &w.path) else {
+                        return;
+                    };
+                    Some(shard)
+                }
+                None => None,
+            };
             let init = match w.init {
                 InitKind::Normal => Init::Normal { std },
                 InitKind::Ones => Init::Ones,
@@ -110,6 +121,7 @@ impl Lowerer<'_> {
                         tied: Vec::new(),
                         concat: Vec::new(),
                         init,
+                        shard,
                     }),
                     ty: TensorType::new(self.spec.family.dtype, shape),
                 },
@@ -118,5 +130,65 @@ impl Lowerer<'_> {
             self.origin.insert(id, (w.loc, w.path.clone()));
             scope.insert(w.name.clone(), id);
         }
+    }
+}
+
+impl Lowerer<'_> {
+    /// A weight's `shard:`: the axis must exist and be cut into equal groups (the groups'
+    /// expression evaluated over the hyperparameters; absent, the axis's extent).
+    fn shard(&mut self, decl: &ShardDecl, shape: &Shape, path: &str) -> Option<Shard> {
+        let axis = decl.axis.index();
+        let extent = match shape.0.get(axis) {
+            Some(Dim::Fixed(n)) => *n,
+            _ => {
+                self.r.err(
+                    decl.loc,
+                    path,
+                    format!(
+                        "shard: a split by {} needs a weight of rank {} or more, found shape {shape}",
+                        decl.axis.name(),
+                        axis + 1
+                    ),
+                );
+                return None;
+            }
+        };
+        let groups = match &decl.groups {
+            None => extent,
+            Some(y) => {
+                let text = y.as_str().unwrap_or_default();
+                match Expr::parse(text).and_then(|e| e.eval(&|n| self.spec.int(n))) {
+                    Ok(v) if v >= 1 => v as usize,
+                    Ok(v) => {
+                        self.r.err(
+                            y.loc,
+                            path,
+                            format!("shard groups '{text}' evaluate to {v}; at least 1 is needed"),
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        self.r
+                            .err(y.loc, path, format!("bad shard groups '{text}': {e}"));
+                        return None;
+                    }
+                }
+            }
+        };
+        if extent % groups != 0 {
+            self.r.err(
+                decl.loc,
+                path,
+                format!(
+                    "shard: the {} of shape {shape} ({extent}) do not cut into {groups} equal groups",
+                    decl.axis.name()
+                ),
+            );
+            return None;
+        }
+        Some(Shard {
+            axis: decl.axis,
+            groups,
+        })
     }
 }

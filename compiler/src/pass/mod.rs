@@ -6,12 +6,14 @@ mod cse;
 mod dce;
 mod fuse;
 mod kv_cache;
+pub mod shard;
 
 pub use canonicalize::Canonicalize;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use fuse::Fuse;
 pub use kv_cache::KvCache;
+pub use shard::TensorParallel;
 
 use crate::error::CompileError;
 use crate::ir::verify::verify;
@@ -41,6 +43,9 @@ pub struct PassOptions {
     pub dump_after: Vec<String>,
     /// Most runs of a fixed-point pass before it is an error.
     pub max_iterations: usize,
+    /// Tensor-parallel ranks (`--tp N`): more than 1 runs the shard pass, and the graph
+    /// becomes one rank's part.
+    pub tensor_parallel: usize,
 }
 
 impl Default for PassOptions {
@@ -50,6 +55,7 @@ impl Default for PassOptions {
             no_fusion: false,
             dump_after: Vec::new(),
             max_iterations: 64,
+            tensor_parallel: 1,
         }
     }
 }
@@ -83,6 +89,7 @@ pub const PASS_NAMES: &[&str] = &[
     "canonicalize",
     "cse",
     "dce",
+    "shard",
     "kv-cache",
     "fuse",
     "dce-final",
@@ -93,7 +100,7 @@ impl PassManager {
     pub fn new(passes: Vec<Box<dyn Pass>>, opts: PassOptions) -> Result<Self, CompileError> {
         let names: Vec<&str> = passes.iter().map(|p| p.name()).collect();
         for n in opts.disabled.iter().chain(opts.dump_after.iter()) {
-            if n != "all" && !names.contains(&n.as_str()) {
+            if n != "all" && !names.contains(&n.as_str()) && !PASS_NAMES.contains(&n.as_str()) {
                 return Err(CompileError::Options(format!(
                     "unknown pass '{n}' (passes: {})",
                     names.join(", ")
@@ -151,13 +158,20 @@ impl PassManager {
 
 /// The default pipeline, top to bottom.
 pub fn default_pipeline(opts: PassOptions) -> Result<PassManager, CompileError> {
-    let passes: Vec<Box<dyn Pass>> = vec![
+    let mut passes: Vec<Box<dyn Pass>> = vec![
         Box::new(Canonicalize),
         Box::new(Cse),
         Box::new(Dce::named("dce")),
-        Box::new(KvCache),
-        Box::new(Fuse::default()),
-        Box::new(Dce::named("dce-final")),
     ];
+    // Only a tensor-parallel compile has the shard pass (`--dump-ir-after shard` is still a
+    // known name without it).
+    if opts.tensor_parallel > 1 {
+        passes.push(Box::new(TensorParallel {
+            ranks: opts.tensor_parallel,
+        }));
+    }
+    passes.push(Box::new(KvCache));
+    passes.push(Box::new(Fuse::default()));
+    passes.push(Box::new(Dce::named("dce-final")));
     PassManager::new(passes, opts)
 }

@@ -134,8 +134,20 @@ pub struct WeightDecl {
     /// `tie_to: {weight: W, if: H}`: tied only where the bool hyperparameter H is true (the
     /// variant's choice); resolved when the spec loads.
     pub tie_if: Option<(String, Loc)>,
+    /// `shard: rows`, or `shard: {split: rows, groups: num_heads}`: how the weight splits over
+    /// tensor-parallel ranks.
+    pub shard: Option<ShardDecl>,
     pub loc: Loc,
     pub path: String,
+}
+
+/// A weight's `shard:` attribute: the axis, and the groups it cuts into (an integer expression
+/// of hyperparameters; absent: the axis's extent, any row may go anywhere).
+#[derive(Clone, Debug)]
+pub struct ShardDecl {
+    pub axis: pio_artifact::ShardAxis,
+    pub groups: Option<Y>,
+    pub loc: Loc,
 }
 
 /// One op: `name: {op: kind, in: [...], attr: value}`.

@@ -16,6 +16,7 @@ pub fn leaf(g: &mut Graph, name: &str, dims: &[usize]) -> NodeId {
                 concat: vec![],
                 tied: vec![],
                 init: Init::Ones,
+                shard: None,
             }),
             ty: f32t(dims),
         },

@@ -2,6 +2,7 @@
 //! `model.safetensors.index.json`), validating it against the expected tensors, and reading
 //! tensors out of the memory-mapped files.
 
+use pio_artifact::Shard;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -334,19 +335,75 @@ impl WeightDir {
     /// Tensor `name` converted to f32 (exact for bf16 and f16), row-major.
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, WeightsError> {
         let (dtype, bytes) = self.tensor_bytes(name)?;
-        Ok(match dtype {
-            DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
-                .collect(),
-            DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                .collect(),
-            DType::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        })
+        Ok(widen(dtype, bytes))
+    }
+
+    /// Rank `rank` of `ranks`'s part of tensor `name` as `shard` cuts it, as stored: the bytes
+    /// of its rows (one range of the memory map) or of its columns (one range per row), never
+    /// the whole tensor.
+    pub fn tensor_part_bytes(
+        &self,
+        name: &str,
+        shard: &Shard,
+        ranks: usize,
+        rank: usize,
+    ) -> Result<(DType, Vec<u8>), WeightsError> {
+        let (dtype, bytes) = self.tensor_bytes(name)?;
+        let shape = self.entry(name)?.shape.clone();
+        let bad = |reason: String| WeightsError::BadPart {
+            name: name.to_string(),
+            shape: shape.clone(),
+            shard: *shard,
+            ranks,
+            rank,
+            reason,
+        };
+        let axis = shard.axis.index();
+        if axis >= shape.len() {
+            return Err(bad(format!("the tensor has no axis {axis}")));
+        }
+        let range = shard
+            .range(&shape, ranks, rank)
+            .map_err(|e| bad(e.to_string()))?;
+        let size = dtype.size();
+        let outer: usize = shape[..axis].iter().product();
+        let inner = shape[axis + 1..].iter().product::<usize>() * size;
+        let run = shape[axis] * inner;
+        let mut part = Vec::with_capacity(outer * range.len() * inner);
+        for o in 0..outer {
+            let at = o * run;
+            part.extend_from_slice(&bytes[at + range.start * inner..at + range.end * inner]);
+        }
+        Ok((dtype, part))
+    }
+
+    /// [`Self::tensor_part_bytes`] converted to f32.
+    pub fn tensor_part_f32(
+        &self,
+        name: &str,
+        shard: &Shard,
+        ranks: usize,
+        rank: usize,
+    ) -> Result<Vec<f32>, WeightsError> {
+        let (dtype, bytes) = self.tensor_part_bytes(name, shard, ranks, rank)?;
+        Ok(widen(dtype, &bytes))
+    }
+}
+
+/// Little-endian stored values as f32 (exact for bf16 and f16).
+fn widen(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect(),
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
     }
 }

@@ -266,6 +266,18 @@ pub enum WeightsError {
         /// Directory of the weights.
         dir: PathBuf,
     },
+    /// A tensor-parallel rank's part of a tensor cannot be cut as asked.
+    #[error("tensor {name} of shape {shape:?}: rank {rank} of {ranks}, split {shard}: {reason}")]
+    BadPart {
+        /// HF tensor name.
+        name: String,
+        shape: Vec<usize>,
+        shard: pio_artifact::Shard,
+        ranks: usize,
+        rank: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// The writer would overwrite existing files and `force` is false; nothing was written.
     #[error(
         "refusing to overwrite existing files in {} (pass --force to replace them): {}",

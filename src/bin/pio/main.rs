@@ -66,6 +66,9 @@ enum Command {
         /// attention; a parity diagnostic).
         #[arg(long, value_enum, default_value_t = StepPath::Decode)]
         step_path: StepPath,
+        /// Tensor-parallel ranks (the CPU backend's simulated ranks so far).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        tp: Option<u32>,
         /// KV-cache length on the GPU.
         #[arg(long)]
         max_context: Option<usize>,
@@ -281,6 +284,10 @@ pub(crate) struct RunArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
+    /// Tensor-parallel ranks: the graph sharded over N ranks (the CPU backend's simulated
+    /// ranks so far; the GPU runtime over NCCL is not built yet).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    tp: Option<u32>,
     /// KV-cache length on the GPU (default: the spec's bound, at most 32768).
     #[arg(long)]
     max_context: Option<usize>,
@@ -329,6 +336,7 @@ fn run(cli: Cli) -> Result<()> {
             forced_ids,
             step_path,
             max_context,
+            tp,
             output,
             seed,
             device,
@@ -336,6 +344,7 @@ fn run(cli: Cli) -> Result<()> {
             pio::cli::check_output_file(&output, "--output")?;
             let opts = LoadOptions {
                 max_context,
+                tensor_parallel: tp.map(|n| n as usize),
                 ..Default::default()
             };
             let mut model = model.load(&WeightsSource::from_arg(&weights, seed), device, &opts)?;

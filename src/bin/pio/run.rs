@@ -29,6 +29,7 @@ pub(crate) fn run_model(a: RunArgs) -> Result<()> {
     sampling_flags(&a).validate()?;
     let opts = LoadOptions {
         max_context: a.max_context,
+        tensor_parallel: a.tp.map(|n| n as usize),
         progress: true,
         ..Default::default()
     };

@@ -62,6 +62,10 @@ pub(crate) struct ServeArgs {
     /// most 32768).
     #[arg(long)]
     max_context: Option<usize>,
+    /// Tensor-parallel ranks: the graph sharded over N ranks (the CPU backend's simulated
+    /// ranks so far; the GPU runtime over NCCL is not built yet).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    tp: Option<u32>,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = 4 << 20)]
     max_body_bytes: usize,
@@ -96,6 +100,7 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
         .with_context(|| format!("--host {}: the name has no address", a.host))?;
     let opts = LoadOptions {
         max_context: a.max_context,
+        tensor_parallel: a.tp.map(|n| n as usize),
         progress: true,
         ..Default::default()
     };

@@ -12,7 +12,7 @@ pub(super) fn parse_weights(r: &mut Reader, y: &Y, section: &str) -> Vec<WeightD
     for (k, v) in map {
         let path = join(section, &k.name);
         let Some(m) = r.map(v, &path) else { continue };
-        r.only_keys(m, &path, &["shape", "hf", "init", "tie_to"]);
+        r.only_keys(m, &path, &["shape", "hf", "init", "tie_to", "shard"]);
         let shape = r.required(m, "shape", &path, v.loc).cloned();
         let hf = r
             .required(m, "hf", &path, v.loc)
@@ -50,6 +50,9 @@ pub(super) fn parse_weights(r: &mut Reader, y: &Y, section: &str) -> Vec<WeightD
                 None => (r.ident(t, &path).map(|s| (s, t.loc)), None),
             },
         };
+        let shard = v
+            .get("shard")
+            .and_then(|y| parse_shard(r, y, &join(&path, "shard")));
         if let (Some(shape), Some((hf, hf_loc)), Some(init)) = (shape, hf, init) {
             out.push(WeightDecl {
                 name: k.name.clone(),
@@ -59,12 +62,45 @@ pub(super) fn parse_weights(r: &mut Reader, y: &Y, section: &str) -> Vec<WeightD
                 init,
                 tie_to,
                 tie_if,
+                shard,
                 loc: k.loc,
                 path,
             });
         }
     }
     out
+}
+
+/// `shard: rows` or `shard: {split: rows, groups: EXPR}`.
+fn parse_shard(r: &mut Reader, y: &Y, path: &str) -> Option<ShardDecl> {
+    let (split, groups) = match y.as_map() {
+        Some(m) => {
+            r.only_keys(m, path, &["split", "groups"]);
+            (
+                r.required(m, "split", path, y.loc)?,
+                y.get("groups").cloned(),
+            )
+        }
+        None => (y, None),
+    };
+    let word = r.string(split, path)?;
+    let Some(axis) = pio_artifact::ShardAxis::parse(&word) else {
+        let names: Vec<&str> = pio_artifact::ShardAxis::ALL
+            .iter()
+            .map(|a| a.name())
+            .collect();
+        r.err(
+            split.loc,
+            path,
+            format!("unknown split '{word}' (expected {})", names.join(" or ")),
+        );
+        return None;
+    };
+    Some(ShardDecl {
+        axis,
+        groups,
+        loc: y.loc,
+    })
 }
 
 pub(super) fn parse_ops(r: &mut Reader, y: &Y, section: &str) -> Vec<OpDecl> {

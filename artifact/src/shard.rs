@@ -1,0 +1,230 @@
+//! How a weight splits over tensor-parallel ranks: which axis, and in how many indivisible groups
+//! (attention heads, KV heads, or single rows). The spec says it (`shard:` on a weight), lowering
+//! records it on the weight, the compiler's shard pass reads it, and whoever loads the weights
+//! for a rank takes [`Shard::range`] of the axis: never the whole tensor per rank.
+
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// The axis of a `[out, in]` weight (or of a `[n]` bias) that splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardAxis {
+    /// Axis 0: output features (column-parallel linear in Megatron's words), or vocabulary rows.
+    Rows,
+    /// Axis 1: input features (row-parallel linear; its products are partial sums).
+    Cols,
+}
+
+impl ShardAxis {
+    pub const ALL: [ShardAxis; 2] = [ShardAxis::Rows, ShardAxis::Cols];
+
+    /// The spelling in specs (`shard: rows`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ShardAxis::Rows => "rows",
+            ShardAxis::Cols => "cols",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ShardAxis> {
+        ShardAxis::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// The tensor axis.
+    pub fn index(self) -> usize {
+        match self {
+            ShardAxis::Rows => 0,
+            ShardAxis::Cols => 1,
+        }
+    }
+}
+
+/// A weight's split: `axis` is cut into `groups` equal groups that never straddle two ranks
+/// (attention heads: a rank holds whole heads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    pub axis: ShardAxis,
+    pub groups: usize,
+}
+
+/// Why an axis cannot split over the ranks asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("{ranks} ranks: a tensor-parallel run needs at least one rank")]
+    NoRanks { ranks: usize },
+    #[error("an extent of {extent} does not split into {groups} equal groups")]
+    Extent { extent: usize, groups: usize },
+    #[error(
+        "{groups} groups do not spread evenly over {ranks} ranks (one of them must divide the other)"
+    )]
+    Uneven { groups: usize, ranks: usize },
+}
+
+/// Which groups of `groups` rank `rank` of `ranks` holds: `groups / ranks` consecutive ones
+/// when there are at least as many groups as ranks, else the one group it shares with
+/// `ranks / groups - 1` other ranks (KV heads replicated when there are fewer than ranks).
+pub fn group_range(groups: usize, ranks: usize, rank: usize) -> Result<Range<usize>, ShardError> {
+    if ranks == 0 {
+        return Err(ShardError::NoRanks { ranks });
+    }
+    if groups >= ranks && groups % ranks == 0 {
+        let per = groups / ranks;
+        Ok(rank * per..(rank + 1) * per)
+    } else if groups > 0 && groups < ranks && ranks % groups == 0 {
+        let g = rank / (ranks / groups);
+        Ok(g..g + 1)
+    } else {
+        Err(ShardError::Uneven { groups, ranks })
+    }
+}
+
+/// The range of an axis of `extent` elements in `groups` groups that rank `rank` holds.
+pub fn axis_range(
+    extent: usize,
+    groups: usize,
+    ranks: usize,
+    rank: usize,
+) -> Result<Range<usize>, ShardError> {
+    if groups == 0 || extent % groups != 0 {
+        return Err(ShardError::Extent { extent, groups });
+    }
+    let size = extent / groups;
+    let g = group_range(groups, ranks, rank)?;
+    Ok(g.start * size..g.end * size)
+}
+
+/// The whole axis's extent from one rank's `local` extent (the inverse of [`axis_range`]'s
+/// length).
+pub fn global_extent(local: usize, groups: usize, ranks: usize) -> usize {
+    local * groups.min(ranks.max(1))
+}
+
+/// Whether the ranks' ranges partition the axis (every element on exactly one rank): what a
+/// partial sum over ranks needs, so that nothing is counted twice.
+pub fn partitions(groups: usize, ranks: usize) -> bool {
+    ranks > 0 && groups >= ranks && groups % ranks == 0
+}
+
+impl Shard {
+    /// The range of the split axis (of `shape`) that rank `rank` of `ranks` holds.
+    pub fn range(
+        &self,
+        shape: &[usize],
+        ranks: usize,
+        rank: usize,
+    ) -> Result<Range<usize>, ShardError> {
+        let extent = shape.get(self.axis.index()).copied().unwrap_or(0);
+        axis_range(extent, self.groups, ranks, rank)
+    }
+
+    /// The shape rank `rank` holds.
+    pub fn local_shape(
+        &self,
+        shape: &[usize],
+        ranks: usize,
+        rank: usize,
+    ) -> Result<Vec<usize>, ShardError> {
+        let r = self.range(shape, ranks, rank)?;
+        let mut local = shape.to_vec();
+        local[self.axis.index()] = r.len();
+        Ok(local)
+    }
+
+    /// Rank `rank`'s slice of a whole row-major tensor of `shape` (elements of any type).
+    pub fn slice<T: Copy>(
+        &self,
+        whole: &[T],
+        shape: &[usize],
+        ranks: usize,
+        rank: usize,
+    ) -> Result<Vec<T>, ShardError> {
+        let r = self.range(shape, ranks, rank)?;
+        let axis = self.axis.index();
+        // Row-major: `outer` runs of `extent * inner` elements; keep `r` of each run's extent.
+        let outer: usize = shape[..axis].iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        let extent = shape[axis];
+        let mut out = Vec::with_capacity(outer * r.len() * inner);
+        for o in 0..outer {
+            let base = o * extent * inner;
+            out.extend_from_slice(&whole[base + r.start * inner..base + r.end * inner]);
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.axis.name(), self.groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_spread_over_ranks() {
+        assert_eq!(group_range(8, 2, 1), Ok(4..8));
+        assert_eq!(group_range(8, 4, 3), Ok(6..8));
+        // Two KV heads over four ranks: ranks 0 and 1 share head 0, ranks 2 and 3 head 1.
+        let held: Vec<_> = (0..4).map(|r| group_range(2, 4, r).unwrap()).collect();
+        assert_eq!(held, vec![0..1, 0..1, 1..2, 1..2]);
+        assert_eq!(
+            group_range(3, 2, 0),
+            Err(ShardError::Uneven {
+                groups: 3,
+                ranks: 2
+            })
+        );
+        assert_eq!(
+            group_range(2, 3, 0),
+            Err(ShardError::Uneven {
+                groups: 2,
+                ranks: 3
+            })
+        );
+        assert!(group_range(4, 0, 0).is_err());
+        assert!(partitions(4, 2) && !partitions(2, 4) && !partitions(6, 4));
+    }
+
+    #[test]
+    fn axis_ranges_hold_whole_groups() {
+        // 4 heads of 32: rank 1 of 2 holds features 64..128.
+        assert_eq!(axis_range(128, 4, 2, 1), Ok(64..128));
+        assert_eq!(
+            axis_range(100, 3, 1, 0),
+            Err(ShardError::Extent {
+                extent: 100,
+                groups: 3
+            })
+        );
+    }
+
+    #[test]
+    fn slices_rows_and_cols() {
+        // [4, 3] = 0..12.
+        let whole: Vec<u32> = (0..12).collect();
+        let rows = Shard {
+            axis: ShardAxis::Rows,
+            groups: 4,
+        };
+        assert_eq!(
+            rows.slice(&whole, &[4, 3], 2, 1).unwrap(),
+            (6..12).collect::<Vec<_>>()
+        );
+        assert_eq!(rows.local_shape(&[4, 3], 2, 1).unwrap(), vec![2, 3]);
+        let cols = Shard {
+            axis: ShardAxis::Cols,
+            groups: 3,
+        };
+        assert_eq!(
+            cols.slice(&whole, &[4, 3], 3, 2).unwrap(),
+            vec![2, 5, 8, 11]
+        );
+        // A bias ([n]) splits by rows.
+        assert_eq!(rows.slice(&whole[..4], &[4], 4, 3).unwrap(), vec![3]);
+        assert_eq!(rows.to_string(), "rows/4");
+    }
+}
