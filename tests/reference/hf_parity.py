@@ -160,7 +160,13 @@ def main():
         "prefill_path_top1_agreement_decode_rows": top1_agreement(ours_gemm[a.prompt:], b16[a.prompt:]),
         "prefill_path_vs_hf_bf16_median": float(np.median([rel_l2(ours_gemm[i], b16[i]) for i in range(len(f32))])),
         "prefill_path_vs_f32_worst_ratio": max(rel_l2(ours_gemm[i], f32[i]) / rel_l2(b16[i], f32[i]) for i in range(len(f32))),
+        "prefill_path_vs_f32_top1": top1_agreement(ours_gemm, f32),
         "hf_bf16_positions_with_tied_top": ties_at_top(b16),
+        "pio_positions_with_tied_top": ties_at_top(ours),
+        "prefill_path_positions_with_tied_top": ties_at_top(ours_gemm),
+        # Tie-aware: the f32 logit of the token chosen, against f32's best (0: the best).
+        "pio_f32_regret_mean": float(np.mean([f32[i].max() - f32[i][np.argmax(ours[i])] for i in range(len(f32))])),
+        "hf_bf16_f32_regret_mean": float(np.mean([f32[i].max() - f32[i][np.argmax(b16[i])] for i in range(len(f32))])),
         "pio_top1_among_hf_bf16_tied_top": tied_ok,
     }
     print(json.dumps(summary))
