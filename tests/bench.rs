@@ -57,6 +57,7 @@ fn cpu_bench_on_the_tiny_spec() {
     assert!(m["decode"][0]["tokens_per_s"]["median"].as_f64().unwrap() > 0.0);
     assert!(m["prefill"][1]["ttft_ms"]["min"].as_f64().unwrap() > 0.0);
     assert_eq!(report["settings"]["repeats"], 2);
+    assert_eq!(report["settings"]["tensor_parallel"], 1);
     for f in ["decode.svg", "prefill.svg"] {
         let svg = std::fs::read_to_string(plots.join(f)).unwrap();
         assert!(svg.contains("Qwen3-tiny"), "{f}");
@@ -236,4 +237,39 @@ fn serving_modes_on_the_cpu() {
         let (ok, _, err) = pio(&args);
         assert!(!ok && err.contains(flag), "{flag} {value}: {err}");
     }
+}
+
+#[test]
+fn tensor_parallel_bench_on_simulated_ranks() {
+    // --tp runs the sharded graph on the CPU's simulated ranks; the report says so and still
+    // validates against the schema.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tp.json");
+    let (ok, _, err) = pio(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--tp",
+        "2",
+        "--prompt-len",
+        "8",
+        "--gen",
+        "4",
+        "--context",
+        "8",
+        "--repeats",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["settings"]["tensor_parallel"], 2);
+    assert_eq!(report["settings"]["dtype"], "f32");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("benches/bench-schema.json").unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&report));
 }

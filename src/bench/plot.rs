@@ -399,6 +399,7 @@ pub(crate) mod tests {
                 warmup: 1,
                 dtype: "bf16".into(),
                 batch: 1,
+                tensor_parallel: 1,
             },
             models,
         }

@@ -42,6 +42,13 @@ pub struct Settings {
     pub warmup: usize,
     pub dtype: String,
     pub batch: usize,
+    /// Tensor-parallel ranks (absent in older reports: 1).
+    #[serde(default = "one_rank")]
+    pub tensor_parallel: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 /// A statistic over the repeats.

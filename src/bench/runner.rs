@@ -40,6 +40,8 @@ pub struct BenchOptions {
     pub repeats: usize,
     pub warmup: usize,
     pub device: Device,
+    /// Tensor-parallel ranks (more than 1: the CPU backend's simulated ranks).
+    pub tensor_parallel: usize,
     pub progress: bool,
     /// The sizes are defaults, not the user's: drop the contexts and prompt lengths a model
     /// cannot hold (with a note) instead of refusing it.
@@ -134,6 +136,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
         let mut opts = LoadOptions {
             progress: false,
             kernel_cache: Some(cache.clone()),
+            tensor_parallel: Some(o.tensor_parallel),
             ..Default::default()
         };
         let mut model = match spec {
@@ -319,12 +322,13 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
             contexts: o.contexts.clone(),
             repeats: o.repeats,
             warmup: o.warmup,
-            dtype: if o.device == Device::Cpu {
+            dtype: if o.device == Device::Cpu || o.tensor_parallel > 1 {
                 "f32".into()
             } else {
                 "bf16".into()
             },
             batch: 1,
+            tensor_parallel: o.tensor_parallel,
         },
         models,
     })

@@ -199,6 +199,10 @@ pub(crate) struct BenchArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
+    /// Tensor-parallel ranks (the CPU backend's simulated ranks so far: a functional check,
+    /// not a speed figure).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    tp: Option<u32>,
     /// Write the report as JSON (schema: benches/bench-schema.json).
     #[arg(long)]
     json: Option<PathBuf>,

@@ -57,6 +57,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         repeats: a.repeats,
         warmup: a.warmup,
         device: a.device,
+        tensor_parallel: a.tp.map_or(1, |n| n as usize),
         progress: true,
     };
     let report = pio::bench::runner::run(&opts)?;

@@ -65,8 +65,15 @@ pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
         .cloned()
         .unwrap_or_else(|| "random".into());
     let weights = WeightsSource::from_arg(&weights_arg, 0);
+    let tensor_parallel = a.tp.map(|n| n as usize);
     let mut model = match (a.spec.first(), a.artifact.first()) {
-        (_, Some(dir)) => Model::load_artifact(dir, &weights, a.device, &LoadOptions::default())?,
+        (_, Some(dir)) => {
+            let opts = LoadOptions {
+                tensor_parallel,
+                ..Default::default()
+            };
+            Model::load_artifact(dir, &weights, a.device, &opts)?
+        }
         (spec, None) => {
             let source = specs::spec_source(spec.map(String::as_str), &weights)?;
             // Within the spec's bound: a run that does not fit is refused with its sizes.
@@ -74,6 +81,7 @@ pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
             let opts = LoadOptions {
                 max_context: Some(longest.next_multiple_of(engine.block_size).min(bound)),
                 progress: true,
+                tensor_parallel,
                 ..Default::default()
             };
             Model::load_source(&source, &weights, a.device, &opts)?
