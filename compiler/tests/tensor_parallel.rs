@@ -227,6 +227,15 @@ fn what_cannot_split_is_an_error_naming_the_node() {
     let mut g = lowered("qwen3-tiny");
     assert!(!shard(&mut g, 1).unwrap());
     assert!(!g.is_sharded());
+    // A graph whose weights declare no split (an artifact's reference graph from before
+    // `shard:`) is refused, not run whole on every rank.
+    for id in g.ids().collect::<Vec<_>>() {
+        if let Op::Weight(b) = &mut g.node_mut(id).op {
+            b.shard = None;
+        }
+    }
+    let e = shard(&mut g, 2).unwrap_err().to_string();
+    assert!(e.contains("shard:"), "{e}");
 }
 
 #[test]

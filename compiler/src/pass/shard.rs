@@ -62,6 +62,15 @@ pub fn shard(g: &mut Graph, ranks: usize) -> Result<bool, CompileError> {
             g.ranks
         )));
     }
+    let declared = g
+        .ids()
+        .any(|id| matches!(&g.node(id).op, Op::Weight(b) if b.shard.is_some()));
+    if !declared {
+        return Err(CompileError::Options(format!(
+            "tensor parallel over {ranks} ranks: no weight of '{}' says how it splits (`shard:` in the spec; an artifact compiled before pio knew `shard:` must be compiled again)",
+            g.name
+        )));
+    }
     let order = g
         .topo_order()
         .map_err(|c| CompileError::Options(format!("cycle through {}", c.join(", "))))?;
