@@ -46,9 +46,10 @@ if stage fixtures; then
     done
 fi
 
-parity() { # spec, prompt, steps, label
-    local spec=$1 prompt=$2 steps=$3 label=$4 W=/tmp/pio-w-$1
-    [ -d "$W" ] || $PIO init-weights "$spec" -o "$W" --seed 0 > /dev/null || { status=1; return; }
+parity() { # spec, prompt, steps, label[, seed of the random weights, default 0]
+    local spec=$1 prompt=$2 steps=$3 label=$4 seed=${5:-0}
+    local W=/tmp/pio-w-$1$([ "$seed" = 0 ] || echo "-s$seed")
+    [ -d "$W" ] || $PIO init-weights "$spec" -o "$W" --seed "$seed" > /dev/null || { status=1; return; }
     log "$label: pio CUDA (config.json, no spec) vs HF f32 / bf16, $prompt-token prompt + $steps teacher-forced steps"
     python3 tests/reference/hf_parity.py --weights "$W" --prompt "$prompt" --steps "$steps" --pio "$PIO" \
         2>&1 | grep -v "Loading weights" | tail -14 | tee "$LOGS/parity-$label.txt" || status=1
@@ -96,7 +97,11 @@ fi
 if stage more; then
     # The top-1 bar at 4x the positions (random weights tie often: 256 positions leave the
     # agreement a few points of noise).
-    parity llama-3.2-1b 128 896 llama-3.2-1b-1024
+    # SEEDS="0 1 2": other random weights of the same shapes (is the gap the weights' ties?).
+    for seed in ${SEEDS:-0}; do
+        parity llama-3.2-1b 128 896 "llama-3.2-1b-1024-s$seed" "$seed"
+        [ "$seed" = 0 ] || rm -rf "/tmp/pio-w-llama-3.2-1b-s$seed"
+    done
 fi
 
 if stage big; then
