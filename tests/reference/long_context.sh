@@ -22,14 +22,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
 if stage small; then
     log "qwen3-0.6b: 32,768-token prefill, decode at 32,768 and 40,000 (of 40,960)"
-    timeout 240 $PIO bench --spec qwen3-0.6b --device cuda --weights random --prompt-len 32768 \
+    timeout 120 $PIO bench --spec qwen3-0.6b --device cuda --weights random --prompt-len 32768 \
         --context 32768,40000 --gen 64 --repeats 2 --json "$OUT/long-qwen3-0.6b.json" 2>&1 | tail -12 \
         || status=1
 fi
 
 if stage big; then
     log "qwen3-4b-instruct-2507: 32,768-token prefill, decode at 32,768, 131,072 and 262,000 (of 262,144)"
-    timeout 420 $PIO bench --spec qwen3-4b-instruct-2507 --device cuda --weights random \
+    timeout 440 $PIO bench --spec qwen3-4b-instruct-2507 --device cuda --weights random \
         --prompt-len 32768 --context 32768,131072,262000 --gen 64 --repeats 1 --warmup 1 \
         --json "$OUT/long-qwen3-4b-2507.json" 2>&1 | tail -14 || status=1
 fi
