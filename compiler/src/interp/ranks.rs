@@ -202,8 +202,22 @@ impl RankGroup {
         &mut self,
         f: impl Fn(&mut CpuExecutor) -> Result<T, InterpError> + Sync,
     ) -> Result<T, InterpError> {
+        let collective = &self.collective;
         let results: Vec<Result<T, InterpError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self.execs.iter_mut().map(|e| s.spawn(|| f(e))).collect();
+            let handles: Vec<_> = self
+                .execs
+                .iter_mut()
+                .map(|e| {
+                    s.spawn(|| {
+                        // A rank that panics must still release the ranks waiting for it.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e)));
+                        r.unwrap_or_else(|_| {
+                            collective.abort();
+                            Err(InterpError::Collective("a rank's thread panicked".into()))
+                        })
+                    })
+                })
+                .collect();
             handles
                 .into_iter()
                 .map(|h| {
@@ -214,22 +228,31 @@ impl RankGroup {
                 .collect()
         });
         self.collective.reset();
-        // A real error first, not another rank's "this step is void".
-        let mut results = results.into_iter();
-        let first = results.next().expect("at least one rank");
-        let mut errors: Vec<InterpError> = results.filter_map(Result::err).collect();
-        match first {
-            Ok(v) if errors.is_empty() => Ok(v),
-            Ok(_) => Err(errors.remove(0)),
-            Err(e) => {
-                errors.insert(0, e);
-                let i = errors
-                    .iter()
-                    .position(|e| !matches!(e, InterpError::Collective(_)))
-                    .unwrap_or(0);
-                Err(errors.swap_remove(i))
+        let mut first = None;
+        let mut errors = Vec::new();
+        for r in results {
+            match r {
+                Ok(v) => {
+                    first.get_or_insert(v);
+                }
+                Err(e) => errors.push(e),
             }
         }
+        if errors.is_empty() {
+            return Ok(first.expect("at least one rank"));
+        }
+        // Ranks that disagree on what is cached would go on from different positions: start
+        // the sequence over on every rank.
+        let len = self.execs[0].cached_len();
+        if self.execs.iter().any(|e| e.cached_len() != len) {
+            self.reset();
+        }
+        // A real error first, not another rank's "this step is void".
+        let i = errors
+            .iter()
+            .position(|e| !matches!(e, InterpError::Collective(_)))
+            .unwrap_or(0);
+        Err(errors.swap_remove(i))
     }
 
     /// [`CpuExecutor::step`] on every rank.
