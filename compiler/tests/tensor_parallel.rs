@@ -265,3 +265,27 @@ fn query_heads_must_land_with_their_kv_heads() {
     assert_eq!(node, "layers.0.attn");
     assert!(message.contains("reads KV head"), "{message}");
 }
+
+#[test]
+fn the_group_bounds_and_resets_every_rank() {
+    let mut group = RankGroup::new(sharded("qwen3-tiny", 4), &mut slicing(load)).unwrap();
+    assert_eq!(group.ranks(), 4);
+    let first = group.step(&PROMPT).unwrap()[&OutputRole::Logits]
+        .data
+        .clone();
+    assert_eq!(group.first().cached_len(), PROMPT.len());
+    // Reset: every rank starts over, and the same prompt gives the same logits.
+    group.reset();
+    assert_eq!(group.first().cached_len(), 0);
+    assert_eq!(
+        group.step(&PROMPT).unwrap()[&OutputRole::Logits].data,
+        first
+    );
+    // A context bound on every rank: past it, a clear error and nothing cached.
+    group.reset();
+    group.set_context_bound(4).unwrap();
+    assert_eq!(group.first().context_bound(), 4);
+    let e = group.step(&PROMPT).unwrap_err().to_string();
+    assert!(e.contains("context"), "{e}");
+    assert!(group.step(&PROMPT[..4]).is_ok());
+}

@@ -333,6 +333,22 @@ mod tests {
     }
 
     #[test]
+    fn a_rank_enters_a_round_once_and_must_exist() {
+        let c = LocalCollective::new(2);
+        let x = Tensor::new(vec![1], vec![1.0]);
+        std::thread::scope(|s| {
+            let first = s.spawn(|| c.all_reduce(0, &x));
+            // Rank 0 again while its first entry waits for rank 1: refused at once.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let again = c.all_reduce(0, &x).unwrap_err().to_string();
+            assert!(again.contains("twice"), "{again}");
+            assert!(c.all_reduce(2, &x).is_err(), "rank 2 of 2 does not exist");
+            c.all_reduce(1, &x).unwrap();
+            assert_eq!(first.join().unwrap().unwrap().data, vec![2.0]);
+        });
+    }
+
+    #[test]
     fn an_abort_wakes_the_waiting_ranks() {
         let c = LocalCollective::new(2);
         let waiting = std::thread::scope(|s| {
