@@ -59,6 +59,10 @@ pub enum ShardError {
         "{groups} groups do not spread evenly over {ranks} ranks (one of them must divide the other)"
     )]
     Uneven { groups: usize, ranks: usize },
+    #[error("a tensor of shape {shape:?} has no axis {axis} to split")]
+    NoAxis { shape: Vec<usize>, axis: usize },
+    #[error("{found} values for a tensor of shape {shape:?}")]
+    Length { found: usize, shape: Vec<usize> },
 }
 
 /// Which groups of `groups` rank `rank` of `ranks` holds: `groups / ranks` consecutive ones
@@ -114,21 +118,33 @@ impl Shard {
         ranks: usize,
         rank: usize,
     ) -> Result<Range<usize>, ShardError> {
-        let extent = shape.get(self.axis.index()).copied().unwrap_or(0);
+        let axis = self.axis.index();
+        let extent = *shape.get(axis).ok_or_else(|| ShardError::NoAxis {
+            shape: shape.to_vec(),
+            axis,
+        })?;
         axis_range(extent, self.groups, ranks, rank)
     }
 
-    /// The shape rank `rank` holds.
-    pub fn local_shape(
+    /// Where rank `rank`'s part lies in a whole row-major tensor of `shape` whose elements are
+    /// `elem` units wide (1 for typed values, the dtype's size for raw bytes): one range per
+    /// index of the axes before the split one (a single range for rows, one per row for
+    /// columns), in order.
+    pub fn runs(
         &self,
         shape: &[usize],
         ranks: usize,
         rank: usize,
-    ) -> Result<Vec<usize>, ShardError> {
+        elem: usize,
+    ) -> Result<Vec<Range<usize>>, ShardError> {
         let r = self.range(shape, ranks, rank)?;
-        let mut local = shape.to_vec();
-        local[self.axis.index()] = r.len();
-        Ok(local)
+        let axis = self.axis.index();
+        let outer: usize = shape[..axis].iter().product();
+        let inner = shape[axis + 1..].iter().product::<usize>() * elem;
+        let run = shape[axis] * inner;
+        Ok((0..outer)
+            .map(|o| o * run + r.start * inner..o * run + r.end * inner)
+            .collect())
     }
 
     /// Rank `rank`'s slice of a whole row-major tensor of `shape` (elements of any type).
@@ -139,16 +155,16 @@ impl Shard {
         ranks: usize,
         rank: usize,
     ) -> Result<Vec<T>, ShardError> {
-        let r = self.range(shape, ranks, rank)?;
-        let axis = self.axis.index();
-        // Row-major: `outer` runs of `extent * inner` elements; keep `r` of each run's extent.
-        let outer: usize = shape[..axis].iter().product();
-        let inner: usize = shape[axis + 1..].iter().product();
-        let extent = shape[axis];
-        let mut out = Vec::with_capacity(outer * r.len() * inner);
-        for o in 0..outer {
-            let base = o * extent * inner;
-            out.extend_from_slice(&whole[base + r.start * inner..base + r.end * inner]);
+        if whole.len() != shape.iter().product::<usize>() {
+            return Err(ShardError::Length {
+                found: whole.len(),
+                shape: shape.to_vec(),
+            });
+        }
+        let runs = self.runs(shape, ranks, rank, 1)?;
+        let mut out = Vec::with_capacity(runs.iter().map(Range::len).sum());
+        for r in runs {
+            out.extend_from_slice(&whole[r]);
         }
         Ok(out)
     }
@@ -214,7 +230,20 @@ mod tests {
             rows.slice(&whole, &[4, 3], 2, 1).unwrap(),
             (6..12).collect::<Vec<_>>()
         );
-        assert_eq!(rows.local_shape(&[4, 3], 2, 1).unwrap(), vec![2, 3]);
+        // Rank 1's part of [4, 3]: rows 2..4, shape [2, 3].
+        assert_eq!(rows.range(&[4, 3], 2, 1).unwrap(), 2..4);
+        assert!(matches!(
+            rows.slice(&whole[..11], &[4, 3], 2, 1),
+            Err(ShardError::Length { found: 11, .. })
+        ));
+        let cols_of_vector = Shard {
+            axis: ShardAxis::Cols,
+            groups: 1,
+        };
+        assert!(matches!(
+            cols_of_vector.range(&[4], 1, 0),
+            Err(ShardError::NoAxis { axis: 1, .. })
+        ));
         let cols = Shard {
             axis: ShardAxis::Cols,
             groups: 3,

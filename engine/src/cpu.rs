@@ -166,14 +166,6 @@ impl CpuBackend {
         self.0.reset();
     }
 
-    /// Tensor-parallel ranks (1: the whole graph).
-    pub fn ranks(&self) -> usize {
-        match &self.0 {
-            Exec::Whole(_) => 1,
-            Exec::Ranks(g) => g.ranks(),
-        }
-    }
-
     /// Gives the executor a paged KV cache for the batching engine.
     pub fn enable_paged_cache(
         &mut self,

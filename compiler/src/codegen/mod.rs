@@ -78,7 +78,7 @@ pub fn generate_traced(
     }
     if g.is_sharded() {
         return Err(err(format!(
-            "the graph is one rank's part of a tensor-parallel model over {} ranks: CUDA code for its collectives (all_reduce, all_gather, embed_shard) and the NCCL runtime are not built yet; the CPU executor runs it (`pio run --backend cpu --tp {}`)",
+            "the graph is one rank's part of a tensor-parallel model over {} ranks: CUDA code for its collectives (all_reduce, all_gather, embed_shard) and the NCCL runtime are not built yet; the CPU executor runs it (`pio run --device cpu --tp {}`)",
             g.ranks, g.ranks
         )));
     }

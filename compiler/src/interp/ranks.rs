@@ -103,14 +103,7 @@ impl LocalCollective {
                 return Err(aborted());
             }
         }
-        let all = s.published.clone();
-        if let Some(bad) = all.iter().find(|t| t.shape.len() != x.shape.len()) {
-            return Err(InterpError::Collective(format!(
-                "ranks disagree on a collective's shape: {:?} and {:?}",
-                x.shape, bad.shape
-            )));
-        }
-        Ok(all)
+        Ok(s.published.clone())
     }
 }
 
@@ -134,25 +127,27 @@ impl Collective for LocalCollective {
 
     fn all_gather(&self, rank: usize, x: &Tensor) -> Result<Tensor, InterpError> {
         let all = self.exchange(rank, x)?;
-        let rank_of = x.shape.len();
-        let lead = &x.shape[..rank_of.saturating_sub(1)];
-        if let Some(bad) = all.iter().find(|t| &t.shape[..rank_of - 1] != lead) {
+        // Every part `[lead.., w_r]` with the same leading axes.
+        let lead = x.shape.split_last().map(|(_, lead)| lead);
+        if let Some(bad) = all
+            .iter()
+            .find(|t| lead.is_none() || t.shape.split_last().map(|(_, l)| l) != lead)
+        {
             return Err(InterpError::Collective(format!(
                 "all_gather of shapes {:?} and {:?}",
                 x.shape, bad.shape
             )));
         }
-        let width: usize = all.iter().map(|t| t.shape[rank_of - 1]).sum();
-        let rows: usize = lead.iter().product();
-        let mut data = Vec::with_capacity(rows * width);
+        let widths: Vec<usize> = all.iter().map(|t| t.shape[t.shape.len() - 1]).collect();
+        let rows: usize = lead.unwrap_or_default().iter().product();
+        let mut data = Vec::with_capacity(rows * widths.iter().sum::<usize>());
         for row in 0..rows {
-            for t in all.iter() {
-                let w = t.shape[rank_of - 1];
+            for (t, &w) in all.iter().zip(&widths) {
                 data.extend_from_slice(&t.data[row * w..(row + 1) * w]);
             }
         }
         let mut shape = x.shape.clone();
-        shape[rank_of - 1] = width;
+        *shape.last_mut().expect("checked: rank 1 or more") = widths.iter().sum();
         Ok(Tensor::new(shape, data))
     }
 

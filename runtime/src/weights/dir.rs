@@ -358,21 +358,12 @@ impl WeightDir {
             rank,
             reason,
         };
-        let axis = shard.axis.index();
-        if axis >= shape.len() {
-            return Err(bad(format!("the tensor has no axis {axis}")));
-        }
-        let range = shard
-            .range(&shape, ranks, rank)
+        let runs = shard
+            .runs(&shape, ranks, rank, dtype.size())
             .map_err(|e| bad(e.to_string()))?;
-        let size = dtype.size();
-        let outer: usize = shape[..axis].iter().product();
-        let inner = shape[axis + 1..].iter().product::<usize>() * size;
-        let run = shape[axis] * inner;
-        let mut part = Vec::with_capacity(outer * range.len() * inner);
-        for o in 0..outer {
-            let at = o * run;
-            part.extend_from_slice(&bytes[at + range.start * inner..at + range.end * inner]);
+        let mut part = Vec::with_capacity(runs.iter().map(|r| r.len()).sum());
+        for r in runs {
+            part.extend_from_slice(&bytes[r]);
         }
         Ok((dtype, part))
     }
