@@ -52,7 +52,7 @@ fn compile_writes_ir_dot_and_summary() {
     assert!(out.contains("596,049,920 params"), "{out}");
     assert!(out.contains("KV 114,688 bytes/token"), "{out}");
     assert!(
-        out.contains("988 -> 651 nodes, 17 distinct kernels, 170 launches per decode step"),
+        out.contains("988 -> 651 nodes, 19 distinct kernels, 170 launches per decode step"),
         "{out}"
     );
     let ir = std::fs::read_to_string(out_dir.join("ir-before.txt")).unwrap();
@@ -72,7 +72,7 @@ fn compile_writes_ir_dot_and_summary() {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
     let kernels = std::fs::read_dir(out_dir.join("kernels")).unwrap().count();
-    assert_eq!(kernels, 17);
+    assert_eq!(kernels, 19);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();

@@ -1,6 +1,6 @@
 //! Codegen: launch counts, kernel deduplication, memory plan and the artifact format.
 
-use pio_artifact::{Arg, Artifact, Region, Step};
+use pio_artifact::{Arg, Artifact, Dim, Region, Step};
 use pio_compiler::codegen::{generate, CodegenOptions};
 use pio_compiler::pass::{default_pipeline, PassOptions};
 use pio_compiler::CompileOptions;
@@ -53,8 +53,8 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
     // The same layer shape in every layer: each kernel is emitted once (the merged head-op
     // kernel comes in two orders of its ops, hence 12 rather than 11); the paged list adds its
     // attention and its two merged head ops that write the pool; the chunk list its tensor-core
-    // attention over the pool; the single-sequence list its attention of one query head per
-    // block.
+    // attention over the pool with the keys split over blocks (three kernels: statistics, P.V,
+    // the splits' sum); the single-sequence list its attention of one query head per block.
     let paged_only: std::collections::HashSet<&str> = a
         .paged
         .steps
@@ -72,15 +72,54 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
                 .any(|s| matches!(s, Step::Kernel(l) if l.kernel == *k))
         })
         .collect();
-    assert_eq!(paged_only.len(), 5);
-    assert_eq!(a.kernels.len(), 12 + 5);
-    let chunk_mma = a
+    assert_eq!(paged_only.len(), 7);
+    assert_eq!(a.kernels.len(), 12 + 7);
+    let chunk_mma: Vec<&pio_artifact::Launch> = a
         .paged
         .chunk_steps
         .iter()
-        .filter(|s| matches!(s, Step::Kernel(l) if a.kernel(&l.kernel).unwrap().family == pio_artifact::KernelFamily::AttentionMma))
-        .count();
-    assert_eq!(chunk_mma, 28, "a chunk's attention runs on tensor cores");
+        .filter_map(|s| match s {
+            Step::Kernel(l)
+                if a.kernel(&l.kernel).unwrap().family
+                    == pio_artifact::KernelFamily::AttentionMma =>
+            {
+                Some(l)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        chunk_mma.len(),
+        28 * 3,
+        "a chunk's attention runs on tensor cores"
+    );
+    // Per layer: statistics and P.V over (heads, token tiles, key splits) with two and four
+    // 64-row tiles of shared memory (rows padded to 136 elements), then the sum per token and
+    // head; a 64-token chunk splits its keys 8 ways, a 512-token one not at all.
+    for l in chunk_mma.chunks(3) {
+        let split = Dim::Split {
+            target: 512,
+            max: 16,
+        };
+        assert_eq!(l[0].grid, [Dim::Fixed(16), Dim::TokenTiles(64), split]);
+        assert_eq!(l[1].grid, l[0].grid);
+        assert_eq!(
+            (l[0].shared_bytes, l[1].shared_bytes),
+            (2 * 64 * 136 * 2, 4 * 64 * 136 * 2)
+        );
+        assert_eq!(l[2].grid, [Dim::PerToken(1), Dim::Fixed(16), Dim::Fixed(1)]);
+        assert_eq!(l[2].shared_bytes, 0);
+        assert_eq!(
+            (split.eval(64), split.eval(511), split.eval(512)),
+            (8, 2, 1)
+        );
+    }
+    let prefill_mma = a.prefill.iter().filter(|s| matches!(s, Step::Kernel(l) if a.kernel(&l.kernel).unwrap().family == pio_artifact::KernelFamily::AttentionMma));
+    assert!(
+        prefill_mma.clone().count() == 28
+            && prefill_mma.clone().all(|s| matches!(s, Step::Kernel(l) if l.grid[2] == Dim::Fixed(1) && l.shared_bytes == 4 * 64 * 136 * 2)),
+        "the batch-1 prefill walks all keys in one block per head and 64 tokens"
+    );
     // A lone sequence's token: the decode list's GEMV kernels, launch for launch, with the
     // paged attention and the pool-writing head ops in place of the contiguous cache's.
     let single = &a.paged.single_steps;

@@ -245,6 +245,9 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
             });
         }
 
+        if let Some(p) = model.cuda().and_then(|c| c.model().profile_report()) {
+            eprintln!("{name}, PIO_PROFILE:\n{}", p.trim_end());
+        }
         let memory = match model.cuda() {
             Some(c) => {
                 let m = c.model();

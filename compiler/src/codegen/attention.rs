@@ -1,9 +1,10 @@
 //! Attention kernel selection: in decode a cluster of blocks per kv head, the KV cache split
 //! into spans ([`decode_attention_shape`]); in the batching engine's decode batches a block
 //! per kv head, split and token over the paged pool (`paged_attention.rs`); in prefill the
-//! tensor-core kernel where the head dim allows it, else the scalar one.
+//! tensor-core kernels where the head dim allows it (`prefill_attention.rs`), else the scalar
+//! one.
 
-use super::kernels::{Attention, AttentionCluster, AttentionMma, CudaF32, PLACEHOLDER};
+use super::kernels::{Attention, AttentionCluster, CudaF32, PLACEHOLDER};
 use super::options::{
     ATTENTION_CLUSTER, ATTENTION_PREFETCH_ROUNDS, ATTENTION_ROWS_PER_WARP,
     ATTENTION_SCORES_PER_BLOCK, ATTENTION_THREADS, PAGED_ATTENTION_HEADS_PER_BLOCK,
@@ -19,9 +20,6 @@ use pio_artifact::{Dim, KernelFamily, Region};
 
 /// Static shared memory a kernel may use.
 pub(super) const STATIC_SHARED: usize = 48 << 10;
-/// Tokens per block of the tensor-core prefill attention (BQ in attention_mma.cu), and its threads.
-const PREFILL_ATTENTION_TOKENS: u32 = 64;
-const PREFILL_ATTENTION_THREADS: u32 = 128;
 /// Warps of a paged attention block (one query head and token): the keys are split over
 /// them, so more warps mean fewer sequential keys per warp (the kernel is latency-bound: 4
 /// warps took 145 us per layer at 550 positions on an H200, whatever the batch).
@@ -140,7 +138,9 @@ impl Codegen<'_> {
             self.decode_attention(ph, id, &h, v, out)?;
         } else if let Some(shape) = paged_decode {
             self.paged_decode_attention(ph, id, &h, shape, v, out)?;
-        } else if mma && matches!(ph.paged, None | Some(PagedStep::Chunk)) {
+        } else if mma && ph.paged == Some(PagedStep::Chunk) {
+            self.prefill_attention_split(ph, id, &h, v, out)?;
+        } else if mma && ph.paged.is_none() {
             self.prefill_attention_mma(ph, id, &h, v, out)?;
         } else {
             self.scalar_attention(ph, id, &h, v, out)?;
@@ -218,59 +218,6 @@ impl Codegen<'_> {
                 PArg::Ptr(count),
                 PArg::Ptr(out),
             ],
-        ));
-        Ok(())
-    }
-
-    /// Tensor cores: a block per query head and 64 tokens.
-    /// In a paged chunk step (one sequence) its key rows come through the block table.
-    fn prefill_attention_mma(
-        &mut self,
-        ph: &mut Phase,
-        id: NodeId,
-        h: &Heads,
-        v: &[Val],
-        out: Val,
-    ) -> Result<(), CompileError> {
-        let g = self.g;
-        let paging = self.paging_for(ph, id, v)?;
-        let k = self.kernel(
-            KernelFamily::AttentionMma,
-            &AttentionMma {
-                name: PLACEHOLDER,
-                doc: "causal GQA attention (prefill, tensor cores)".into(),
-                heads: h.heads,
-                kv_heads: h.kv_heads,
-                d: h.d,
-                scale: CudaF32(h.scale as f32),
-                q_stride: v[0].stride,
-                ctx: self.max_context,
-                block_size: paging.as_ref().map_or(0, |p| p.block_size),
-                block_elems: paging.as_ref().map_or(0, |p| p.block_elems),
-                max_blocks: paging.as_ref().map_or(0, |p| p.max_blocks),
-            },
-        );
-        let mut args = vec![
-            PArg::Ptr(v[0]),
-            PArg::Ptr(v[1]),
-            PArg::Ptr(v[2]),
-            PArg::Ptr(v[3]),
-            PArg::Ptr(out),
-            PArg::Tokens,
-        ];
-        if let Some(p) = &paging {
-            args.extend([PArg::Ptr(p.seq_index), PArg::Ptr(p.block_tables)]);
-        }
-        ph.push(launch(
-            k,
-            &g.node(id).name,
-            [
-                Dim::Fixed(h.heads as u32),
-                Dim::TokenTiles(PREFILL_ATTENTION_TOKENS),
-                Dim::Fixed(1),
-            ],
-            PREFILL_ATTENTION_THREADS,
-            args,
         ));
         Ok(())
     }

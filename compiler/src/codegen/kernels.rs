@@ -124,11 +124,59 @@ pub struct AttentionMma {
     pub q_stride: usize,
     /// Positions the KV cache holds ([KV_HEADS, ctx, D]).
     pub ctx: usize,
+    /// Tokens per block and keys per shared-memory tile (BQ = BK).
+    pub tile: u32,
     /// Paged (a chunk of one sequence over the pool): positions per block, 0 for the static
     /// cache; bf16 elements of a block; block-table entries per sequence.
     pub block_size: usize,
     pub block_elems: usize,
     pub max_blocks: usize,
+}
+
+/// The prefill attention with its keys split over blocks: one of its three launches.
+#[derive(Template)]
+#[template(path = "kernels/attention_mma_split.cu", escape = "none")]
+pub struct AttentionMmaSplit {
+    pub name: &'static str,
+    pub doc: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d: usize,
+    pub scale: CudaF32,
+    pub q_stride: usize,
+    pub ctx: usize,
+    pub tile: u32,
+    pub block_size: usize,
+    pub block_elems: usize,
+    pub max_blocks: usize,
+    /// "stats", "pv" or "reduce".
+    pub phase: &'static str,
+    /// The launch's splits: ceil(split_target / tokens), within 1..=split_max.
+    pub split_target: u32,
+    pub split_max: u32,
+}
+
+impl AttentionMmaSplit {
+    /// The whole-keys kernel's shapes, for one phase of the split one.
+    pub fn of(m: &AttentionMma, phase: &'static str, split_target: u32, split_max: u32) -> Self {
+        AttentionMmaSplit {
+            name: m.name,
+            doc: format!("{} with its keys split over blocks: {phase}", m.doc),
+            heads: m.heads,
+            kv_heads: m.kv_heads,
+            d: m.d,
+            scale: m.scale,
+            q_stride: m.q_stride,
+            ctx: m.ctx,
+            tile: m.tile,
+            block_size: m.block_size,
+            block_elems: m.block_elems,
+            max_blocks: m.max_blocks,
+            phase,
+            split_target,
+            split_max,
+        }
+    }
 }
 
 /// Decode attention over the paged KV pool: a block per kv head, context split and token.

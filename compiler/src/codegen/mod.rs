@@ -17,6 +17,7 @@ mod listing;
 mod options;
 mod paged_attention;
 mod phase;
+mod prefill_attention;
 mod projection;
 pub mod rope;
 mod schedule;

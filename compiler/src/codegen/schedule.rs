@@ -36,6 +36,8 @@ pub(super) enum Pending {
         grid: [Dim; 3],
         block: [u32; 3],
         args: Vec<PArg>,
+        /// Dynamic shared memory of a launch (bytes).
+        shared: u32,
         /// The per-head op's context (head_op kernels), for merging launches.
         head: Option<Box<HeadOp>>,
     },
@@ -55,6 +57,7 @@ pub(super) enum Pending {
 }
 
 /// A kernel argument before planning.
+#[derive(Clone, Copy)]
 pub(super) enum PArg {
     Ptr(Val),
     Tokens,
@@ -263,13 +266,14 @@ fn resolve(step: Pending, plan: &memory::Plan) -> Step {
             grid,
             block,
             args,
+            shared,
             ..
         } => Step::Kernel(art::Launch {
             kernel,
             node,
             grid,
             block,
-            shared_bytes: 0,
+            shared_bytes: shared,
             args: args
                 .iter()
                 .map(|a| match a {
@@ -324,6 +328,17 @@ pub(super) fn launch(
         grid,
         block: [threads, 1, 1],
         args,
+        shared: 0,
         head: None,
+    }
+}
+
+impl Pending {
+    /// The launch with `bytes` of dynamic shared memory.
+    pub(super) fn with_shared(mut self, bytes: u32) -> Pending {
+        if let Pending::Kernel { shared, .. } = &mut self {
+            *shared = bytes;
+        }
+        self
     }
 }

@@ -82,6 +82,8 @@ pub struct Gpu {
     /// Compute capability major version (9 on Hopper).
     pub major: i32,
     pub total_memory: u64,
+    /// Shared memory one block may use when a function opts in (bytes).
+    pub max_shared_optin: u32,
     /// Device 0's primary context, retained for the process.
     pub(crate) ctx: sys::CUcontext,
     pub(crate) stream: sys::CUstream,
@@ -128,6 +130,14 @@ impl Gpu {
             )
         })?;
         let total_memory = drv("memory", unsafe { result::device::total_mem(dev) })? as u64;
+        // SAFETY: dev is a valid device.
+        let max_shared_optin = drv("shared memory per block", unsafe {
+            result::device::get_attribute(
+                dev,
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+        })?
+        .max(0) as u32;
         let stream = drv(
             "stream",
             result::stream::create(result::stream::StreamKind::NonBlocking),
@@ -137,6 +147,7 @@ impl Gpu {
             arch: format!("sm_{major}{minor}"),
             major,
             total_memory,
+            max_shared_optin,
             ctx,
             stream,
         })
@@ -287,6 +298,43 @@ impl Gpu {
         // SAFETY: the stream is valid for the Gpu's life.
         drv("synchronize", unsafe {
             result::stream::synchronize(self.stream)
+        })
+    }
+
+    /// Lets `f` (kernel `name`) launch with `bytes` of dynamic shared memory, past the 48 KB
+    /// every function may use; an error naming the bytes needed and available where the GPU
+    /// has too little.
+    pub(crate) fn allow_dynamic_shared(
+        &self,
+        f: sys::CUfunction,
+        name: &str,
+        bytes: u32,
+    ) -> Result<(), CudaError> {
+        let mut fixed = 0i32;
+        // SAFETY: a valid function handle and an out-pointer to a live integer.
+        drv(&format!("kernel {name}: static shared memory"), unsafe {
+            sys::cuFuncGetAttribute(
+                &mut fixed,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+                f,
+            )
+            .result()
+        })?;
+        let needed = u64::from(bytes) + fixed.max(0) as u64;
+        if needed > u64::from(self.max_shared_optin) {
+            return Err(CudaError::Other(format!(
+                "kernel {name} needs {needed} bytes of shared memory per block; {} has {}",
+                self.name, self.max_shared_optin
+            )));
+        }
+        // SAFETY: a valid function handle; the value was checked against the device's limit.
+        drv(&format!("kernel {name}: dynamic shared memory"), unsafe {
+            sys::cuFuncSetAttribute(
+                f,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes as i32,
+            )
+            .result()
         })
     }
 

@@ -5,7 +5,7 @@
 use super::device::{CudaError, Gpu};
 use super::nvrtc::{options_for, target_arch_from_env, KernelCache};
 use cudarc::driver::sys;
-use pio_artifact::{Artifact, DType, KernelFamily};
+use pio_artifact::{Artifact, DType, KernelFamily, Phase, Step};
 use std::collections::HashMap;
 
 /// The sampler's source name in the kernel cache, and its two functions.
@@ -78,6 +78,11 @@ impl<'a> Functions<'a> {
             let func = gpu.load_function(&c.image, name)?;
             kernels.insert(name, KernelFn { func, family });
         }
+        for (name, bytes) in dynamic_shared(artifact) {
+            if let Some(k) = kernels.get(name) {
+                gpu.allow_dynamic_shared(k.func, name, bytes)?;
+            }
+        }
         let (Some(sampler_partial), Some(sampler_final), Some(argmax_rows)) =
             (sampler.0, sampler.1, argmax_rows)
         else {
@@ -101,6 +106,33 @@ impl<'a> Functions<'a> {
             .copied()
             .ok_or_else(|| CudaError::Other(format!("kernel {name} was not compiled")))
     }
+}
+
+/// The kernels whose launches ask for dynamic shared memory, with the most any of their
+/// launches asks for (each is allowed that much: past 48 KB, static and dynamic together, a
+/// function must opt in).
+fn dynamic_shared(a: &Artifact) -> HashMap<&str, u32> {
+    let phases = [
+        Phase::Decode,
+        Phase::Prefill,
+        Phase::Paged,
+        Phase::PagedChunk,
+        Phase::PagedSingle,
+    ];
+    most_shared(phases.into_iter().flat_map(|p| a.steps(p)))
+}
+
+fn most_shared<'a>(steps: impl Iterator<Item = &'a Step>) -> HashMap<&'a str, u32> {
+    let mut most: HashMap<&str, u32> = HashMap::new();
+    for step in steps {
+        if let Step::Kernel(l) = step {
+            if l.shared_bytes > 0 {
+                let e = most.entry(l.kernel.as_str()).or_default();
+                *e = (*e).max(l.shared_bytes);
+            }
+        }
+    }
+    most
 }
 
 /// The runtime has bf16 kernels only (and reads the logits as bf16): any other dtype in the
@@ -130,6 +162,31 @@ fn check_dtype_fields(dtype: DType, logits: DType) -> Result<(), CudaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kernel_is_allowed_the_most_shared_memory_its_launches_ask_for() {
+        let launch = |kernel: &str, shared_bytes| {
+            Step::Kernel(pio_artifact::Launch {
+                kernel: kernel.into(),
+                node: "n".into(),
+                grid: [pio_artifact::Dim::Fixed(1); 3],
+                block: [32, 1, 1],
+                shared_bytes,
+                args: vec![],
+            })
+        };
+        let steps = [
+            launch("attn", 69_632),
+            launch("norm", 0),
+            launch("attn", 1_024),
+            launch("small", 512),
+            launch("small", 4_096),
+        ];
+        let most = most_shared(steps.iter());
+        assert_eq!(most.len(), 2, "{most:?}");
+        assert_eq!(most["attn"], 69_632);
+        assert_eq!(most["small"], 4_096);
+    }
 
     #[test]
     fn dtypes_other_than_bf16_are_refused_by_name() {

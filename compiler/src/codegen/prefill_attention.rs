@@ -1,0 +1,196 @@
+//! The tensor-core prefill attention (`attention_mma.cu`, `attention_mma_split.cu`, their
+//! pieces in `common/attention_mma.cuh`): a block per query head and 64 tokens; in the batching
+//! engine's chunk steps the keys are also split over blocks where the step has few tokens (a
+//! chunk after a prefix-cache hit: 64 tokens over thousands of cached keys would otherwise be
+//! one block per head).
+
+use super::attention::Heads;
+use super::kernels::{AttentionMma, AttentionMmaSplit, CudaF32, PLACEHOLDER};
+use super::schedule::{launch, PArg, Phase, Val};
+use super::{Codegen, Paging};
+use crate::error::CompileError;
+use crate::ir::NodeId;
+use pio_artifact::{Dim, KernelFamily};
+
+/// Tokens per block and keys per shared-memory tile (BQ = BK in the kernels), and threads.
+const TILE: u32 = 64;
+const THREADS: u32 = 128;
+/// The chunk steps' key splits: ceil(SPLIT_TARGET / tokens) of them, at most SPLIT_MAX (a
+/// 64-token chunk gets 8, one of 512 tokens or more none).
+const SPLIT_TARGET: u32 = 512;
+const SPLIT_MAX: u32 = 16;
+
+/// Dynamic shared memory of a launch holding `tiles` key or value tiles of TILE rows, each row
+/// padded by 16 bytes (the kernels' LDS).
+fn tile_bytes(d: usize, tiles: usize) -> u32 {
+    (tiles * TILE as usize * (d + 8) * 2) as u32
+}
+
+/// The grid of the prefill attention kernels: query heads, token tiles (the last first), splits.
+fn grid(h: &Heads, splits: Dim) -> [Dim; 3] {
+    [Dim::Fixed(h.heads as u32), Dim::TokenTiles(TILE), splits]
+}
+
+impl Codegen<'_> {
+    fn mma_template(&self, h: &Heads, v: &[Val], paging: Option<&Paging>) -> AttentionMma {
+        AttentionMma {
+            name: PLACEHOLDER,
+            doc: "causal GQA attention (prefill, tensor cores)".into(),
+            heads: h.heads,
+            kv_heads: h.kv_heads,
+            d: h.d,
+            scale: CudaF32(h.scale as f32),
+            q_stride: v[0].stride,
+            ctx: self.max_context,
+            tile: TILE,
+            block_size: paging.map_or(0, |p| p.block_size),
+            block_elems: paging.map_or(0, |p| p.block_elems),
+            max_blocks: paging.map_or(0, |p| p.max_blocks),
+        }
+    }
+
+    /// A block per query head and 64 tokens walks every key its tokens see (operands: q, k
+    /// cache, v cache, positions).
+    pub(super) fn prefill_attention_mma(
+        &mut self,
+        ph: &mut Phase,
+        id: NodeId,
+        h: &Heads,
+        v: &[Val],
+        out: Val,
+    ) -> Result<(), CompileError> {
+        let paging = self.paging_for(ph, id, v)?;
+        let template = self.mma_template(h, v, paging.as_ref());
+        let k = self.kernel(KernelFamily::AttentionMma, &template);
+        let mut args = vec![
+            PArg::Ptr(v[0]),
+            PArg::Ptr(v[1]),
+            PArg::Ptr(v[2]),
+            PArg::Ptr(v[3]),
+            PArg::Ptr(out),
+            PArg::Tokens,
+        ];
+        args.extend(paging_args(paging.as_ref()));
+        let name = &self.g.node(id).name;
+        ph.push(
+            launch(k, name, grid(h, Dim::Fixed(1)), THREADS, args).with_shared(tile_bytes(h.d, 4)),
+        );
+        Ok(())
+    }
+
+    /// The keys also split over blocks (a chunk step of one sequence): three launches, each
+    /// split's row statistics, then each split's P.V with every split's statistics combined,
+    /// then the splits' sum (see attention_mma_split.cu).
+    pub(super) fn prefill_attention_split(
+        &mut self,
+        ph: &mut Phase,
+        id: NodeId,
+        h: &Heads,
+        v: &[Val],
+        out: Val,
+    ) -> Result<(), CompileError> {
+        let paging = self.paging_for(ph, id, v)?;
+        let name = self.g.node(id).name.clone();
+        let splits = SPLITS;
+        let (state_rows, partial_rows) = split_rows(ph.tokens as u64);
+        let heads = h.heads as u64;
+        let state = ph.buffer(state_rows * heads * 8, format!("{name}.split_state"));
+        let partial = ph.buffer(
+            partial_rows * heads * h.d as u64 * 4,
+            format!("{name}.split_partial"),
+        );
+        let base = self.mma_template(h, v, paging.as_ref());
+        let mut kernel = |phase: &'static str| {
+            let split = AttentionMmaSplit::of(&base, phase, SPLIT_TARGET, SPLIT_MAX);
+            self.kernel(KernelFamily::AttentionMma, &split)
+        };
+        let (stats, pv, reduce) = (kernel("stats"), kernel("pv"), kernel("reduce"));
+        let paged = paging_args(paging.as_ref());
+
+        let mut args = vec![
+            PArg::Ptr(v[0]),
+            PArg::Ptr(v[1]),
+            PArg::Ptr(v[3]),
+            PArg::Ptr(state),
+            PArg::Tokens,
+        ];
+        args.extend(paged.clone());
+        ph.push(
+            launch(stats, &name, grid(h, splits), THREADS, args).with_shared(tile_bytes(h.d, 2)),
+        );
+
+        let mut args = vec![
+            PArg::Ptr(v[0]),
+            PArg::Ptr(v[1]),
+            PArg::Ptr(v[2]),
+            PArg::Ptr(v[3]),
+            PArg::Ptr(state),
+            PArg::Ptr(partial),
+            PArg::Ptr(out),
+            PArg::Tokens,
+        ];
+        args.extend(paged);
+        ph.push(launch(pv, &name, grid(h, splits), THREADS, args).with_shared(tile_bytes(h.d, 4)));
+
+        ph.push(launch(
+            reduce,
+            &name,
+            [Dim::PerToken(1), Dim::Fixed(h.heads as u32), Dim::Fixed(1)],
+            h.d.min(128) as u32,
+            vec![PArg::Ptr(partial), PArg::Ptr(out), PArg::Tokens],
+        ));
+        Ok(())
+    }
+}
+
+/// The key splits of a step of `tokens` tokens.
+const SPLITS: Dim = Dim::Split {
+    target: SPLIT_TARGET,
+    max: SPLIT_MAX,
+};
+
+/// Rows (token and split pairs) of the split statistics and of the f32 partials that steps of
+/// up to `max_tokens` tokens write: splits * tokens, at most `max_tokens` with one split (the
+/// partials are not written then), under 2 * SPLIT_TARGET with more (tokens < SPLIT_TARGET).
+fn split_rows(max_tokens: u64) -> (u64, u64) {
+    let partial = 2 * SPLIT_TARGET as u64;
+    (partial.max(max_tokens), partial)
+}
+
+/// A paged step's extra arguments: the sequence's index and the block tables.
+fn paging_args(paging: Option<&Paging>) -> Vec<PArg> {
+    paging.map_or_else(Vec::new, |p| {
+        vec![PArg::Ptr(p.seq_index), PArg::Ptr(p.block_tables)]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_scratch_holds_every_step_size() {
+        for max_tokens in [1u32, 64, 511, 512, 2048] {
+            let (state, partial) = split_rows(max_tokens as u64);
+            for tokens in 1..=max_tokens {
+                let splits = SPLITS.eval(tokens);
+                let rows = (splits * tokens) as u64;
+                assert!(
+                    rows <= state,
+                    "{tokens} tokens: {rows} state rows > {state}"
+                );
+                if splits > 1 {
+                    assert!(
+                        rows <= partial,
+                        "{tokens} tokens: {rows} partial rows > {partial}"
+                    );
+                }
+            }
+        }
+        // A short chunk gets enough blocks to fill the GPU; a long one walks its keys whole.
+        assert_eq!(
+            (SPLITS.eval(1), SPLITS.eval(64), SPLITS.eval(512)),
+            (16, 8, 1)
+        );
+    }
+}

@@ -1,0 +1,142 @@
+{% include "common/pio.cuh" %}
+// {{ doc }}
+// P through the reciprocal of its row's sum (measured faster; the batching engine's rows are
+// held to the CPU executor, not to HF's eager quotient).
+#define P_RECIPROCAL 1
+{% include "common/attention_mma.cuh" %}
+// The keys split over blocks, for steps of few tokens over many cached keys (a chunk after a
+// prefix-cache hit: one block per head and 64 tokens would leave most SMs idle). blockIdx.z of
+// gridDim.z splits takes a contiguous share of its block's key tiles. Three launches:
+//   stats:  each split's row max and sum (pass 1 over its keys) into `state`;
+//   pv:     every split's state combined into the row's M and L (the sums rescaled to the
+//           largest max), then pass 2 over its keys into `partial` (f32), or straight into
+//           `out`, rounded once, where the step has one split;
+//   reduce: the splits' partials summed in split order, rounded once, into `out`.
+// state: [splits, tokens, HEADS] (max, sum); partial: [splits, tokens, HEADS, D] f32.
+#define SPLIT_TARGET {{ split_target }}
+#define SPLIT_MAX {{ split_max }}
+
+// The step's splits (the launch's Dim::Split: ceil(target / tokens), within 1..=max).
+__device__ __forceinline__ int splits_for(int tokens) {
+    return min(max((SPLIT_TARGET + tokens - 1) / tokens, 1), SPLIT_MAX);
+}
+
+{% if phase != "reduce" %}
+// Key tiles [from, to) of this block's split.
+__device__ __forceinline__ void split_range(const BlockRows& b, int& from, int& to) {
+    const int per = (b.tiles + (int)gridDim.z - 1) / (int)gridDim.z;
+    from = min((int)blockIdx.z * per, b.tiles);
+    to = min(from + per, b.tiles);
+}
+{% endif %}
+
+{% if phase == "stats" %}
+extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
+    const bf16* __restrict__ q, const bf16* __restrict__ kc, const int* __restrict__ positions,
+    float2* __restrict__ state, int tokens{% if block_size > 0 %},
+    const int* __restrict__ seq_index, const int* __restrict__ block_tables{% endif %})
+{
+    pdl_wait();
+    pdl_launch_dependents();
+    // Two key tiles (2 * TILE_ELEMS of the launch's dynamic shared memory).
+    extern __shared__ __align__(16) bf16 smem[];
+{% if block_size > 0 %}
+    const int* table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
+{% else %}
+    const int* table = nullptr;
+{% endif %}
+    const BlockRows b = block_rows(positions, tokens);
+    u32 qa[D / 16][4];
+    load_q(qa, q, b, tokens);
+    int from, to;
+    split_range(b, from, to);
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+    stats_pass(qa, b, smem, kc, from, to, table, m0, m1, l0, l1);
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {
+        l0 += __shfl_xor_sync(0xffffffffu, l0, o);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, o);
+    }
+    if ((b.lane & 3) == 0) {
+        if (b.p0 >= 0) state[((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h] = make_float2(m0, l0);
+        if (b.p1 >= 0) state[((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h] = make_float2(m1, l1);
+    }
+}
+{% endif %}
+
+{% if phase == "pv" %}
+// Row `row`'s max M and sum L of exp(s - M) over every split: each split's sum rescaled to M
+// (exactly its own sum where its max is M, so one split gives the whole kernel's bits).
+__device__ __forceinline__ void combine(const float2* __restrict__ state, int tokens, int row,
+                                        int h, int splits, float& m, float& l) {
+    m = NEG_INF;
+    l = 0.0f;
+    if (row >= tokens) return;
+    for (int z = 0; z < splits; ++z) m = fmaxf(m, state[((size_t)z * tokens + row) * HEADS + h].x);
+    for (int z = 0; z < splits; ++z) {
+        const float2 st = state[((size_t)z * tokens + row) * HEADS + h];
+        if (st.x != NEG_INF) l += st.x == m ? st.y : st.y * __expf(st.x - m);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
+    const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
+    const int* __restrict__ positions, const float2* __restrict__ state,
+    float* __restrict__ partial, bf16* __restrict__ out, int tokens{% if block_size > 0 %},
+    const int* __restrict__ seq_index, const int* __restrict__ block_tables{% endif %})
+{
+    pdl_wait();
+    pdl_launch_dependents();
+    // Two key tiles, then two value tiles (4 * TILE_ELEMS, the launch's dynamic shared memory).
+    extern __shared__ __align__(16) bf16 smem[];
+{% if block_size > 0 %}
+    const int* table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
+{% else %}
+    const int* table = nullptr;
+{% endif %}
+    const BlockRows b = block_rows(positions, tokens);
+    u32 qa[D / 16][4];
+    load_q(qa, q, b, tokens);
+    int from, to;
+    split_range(b, from, to);
+    float m0, m1, l0, l1;
+    combine(state, tokens, b.r0, b.h, gridDim.z, m0, l0);
+    combine(state, tokens, b.r1, b.h, gridDim.z, m1, l1);
+    float acc[D / 8][4];
+    pv_pass(acc, qa, b, smem, kc, vc, from, to, table, m0, m1, l0, l1);
+    if (gridDim.z == 1) {
+        store_rows(out, acc, b);
+        return;
+    }
+    const int col = 2 * (b.lane & 3);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+        if (b.p0 >= 0) {
+            float* o = partial + (((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h) * D + n * 8 + col;
+            *reinterpret_cast<float2*>(o) = make_float2(acc[n][0], acc[n][1]);
+        }
+        if (b.p1 >= 0) {
+            float* o = partial + (((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h) * D + n * 8 + col;
+            *reinterpret_cast<float2*>(o) = make_float2(acc[n][2], acc[n][3]);
+        }
+    }
+}
+{% endif %}
+
+{% if phase == "reduce" %}
+// A block per token and head, a thread per dim; nothing to do where the step has one split.
+extern "C" __global__ void {{ name }}(const float* __restrict__ partial, bf16* __restrict__ out,
+                                      int tokens)
+{
+    pdl_wait();
+    pdl_launch_dependents();
+    const int splits = splits_for(tokens);
+    if (splits == 1) return;
+    const int t = blockIdx.x, h = blockIdx.y;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float a = 0.0f;
+        for (int z = 0; z < splits; ++z) a += partial[(((size_t)z * tokens + t) * HEADS + h) * D + i];
+        out[((size_t)t * HEADS + h) * D + i] = f2bf(a);
+    }
+}
+{% endif %}
