@@ -4,22 +4,17 @@
 #define P_RECIPROCAL 0
 {% include "common/attention_mma.cuh" %}
 
-// A block walks every key its tokens see (see common/attention_mma.cuh).
+// A block walks every key its tokens see (see common/attention_mma.cuh), in the batch-1
+// prefill's contiguous cache.
 extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
-    const int* __restrict__ positions, bf16* __restrict__ out, int tokens{% if block_size > 0 %},
-    const int* __restrict__ seq_index, const int* __restrict__ block_tables{% endif %})
+    const int* __restrict__ positions, bf16* __restrict__ out, int tokens)
 {
     pdl_wait();
     pdl_launch_dependents();
     // Two key tiles, then two value tiles (4 * TILE_ELEMS, the launch's dynamic shared memory).
     extern __shared__ __align__(16) bf16 smem[];
-{% if block_size > 0 %}
-    // Every token of a chunk is one sequence's.
-    const int* table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
-{% else %}
     const int* table = nullptr;
-{% endif %}
     const BlockRows b = block_rows(positions, tokens);
     u32 qa[D / 16][4];
     load_q(qa, q, b, tokens);

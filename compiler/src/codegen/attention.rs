@@ -141,7 +141,7 @@ impl Codegen<'_> {
         } else if mma && ph.paged == Some(PagedStep::Chunk) {
             self.prefill_attention_split(ph, id, &h, v, out)?;
         } else if mma && ph.paged.is_none() {
-            self.prefill_attention_mma(ph, id, &h, v, out)?;
+            self.prefill_attention_mma(ph, id, &h, v, out);
         } else {
             self.scalar_attention(ph, id, &h, v, out)?;
         }

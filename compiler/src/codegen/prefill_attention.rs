@@ -49,8 +49,8 @@ impl Codegen<'_> {
         }
     }
 
-    /// A block per query head and 64 tokens walks every key its tokens see (operands: q, k
-    /// cache, v cache, positions).
+    /// A block per query head and 64 tokens walks every key its tokens see, in the batch-1
+    /// prefill's contiguous cache (operands: q, k cache, v cache, positions).
     pub(super) fn prefill_attention_mma(
         &mut self,
         ph: &mut Phase,
@@ -58,11 +58,10 @@ impl Codegen<'_> {
         h: &Heads,
         v: &[Val],
         out: Val,
-    ) -> Result<(), CompileError> {
-        let paging = self.paging_for(ph, id, v)?;
-        let template = self.mma_template(h, v, paging.as_ref());
+    ) {
+        let template = self.mma_template(h, v, None);
         let k = self.kernel(KernelFamily::AttentionMma, &template);
-        let mut args = vec![
+        let args = vec![
             PArg::Ptr(v[0]),
             PArg::Ptr(v[1]),
             PArg::Ptr(v[2]),
@@ -70,15 +69,13 @@ impl Codegen<'_> {
             PArg::Ptr(out),
             PArg::Tokens,
         ];
-        args.extend(paging_args(paging.as_ref()));
         let name = &self.g.node(id).name;
         ph.push(
             launch(k, name, grid(h, Dim::Fixed(1)), THREADS, args).with_shared(tile_bytes(h.d, 4)),
         );
-        Ok(())
     }
 
-    /// The keys also split over blocks (a chunk step of one sequence): three launches, each
+    /// The keys also split over blocks (a paged chunk step of one sequence): three launches, each
     /// split's row statistics, then each split's P.V with every split's statistics combined,
     /// then the splits' sum (see attention_mma_split.cu).
     pub(super) fn prefill_attention_split(
