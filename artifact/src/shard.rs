@@ -202,7 +202,59 @@ mod tests {
             })
         );
         assert!(group_range(4, 0, 0).is_err());
+        // No groups at all: an error, not a division by zero.
+        assert_eq!(
+            group_range(0, 2, 0),
+            Err(ShardError::Uneven {
+                groups: 0,
+                ranks: 2
+            })
+        );
         assert!(partitions(4, 2) && !partitions(2, 4) && !partitions(6, 4));
+        assert!(!partitions(4, 0), "no ranks partition nothing");
+    }
+
+    #[test]
+    fn the_whole_extent_comes_back_from_a_part() {
+        // 8 heads over 2 ranks: 4 heads' rows each.
+        assert_eq!(global_extent(3 * 4, 8, 2), 3 * 8);
+        // 2 KV heads replicated over 4 ranks: each holds one head's rows of the two.
+        assert_eq!(global_extent(3, 2, 4), 6);
+        for (groups, ranks) in [(8, 2), (2, 4), (4, 4)] {
+            for rank in 0..ranks {
+                let part = axis_range(24, groups, ranks, rank).unwrap().len();
+                assert_eq!(
+                    global_extent(part, groups, ranks),
+                    24,
+                    "{groups} over {ranks}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn axes_parse_by_their_spec_names() {
+        assert_eq!(ShardAxis::parse("rows"), Some(ShardAxis::Rows));
+        assert_eq!(ShardAxis::parse("cols"), Some(ShardAxis::Cols));
+        assert_eq!(ShardAxis::parse("columns"), None);
+        assert_eq!(ShardAxis::parse(""), None);
+    }
+
+    #[test]
+    fn runs_count_in_element_units() {
+        // [2, 4] of 2-byte elements, columns in 2 groups: rank 1 holds columns 2..4 of each
+        // row, bytes 4..8 of row 0 (bytes 0..8) and 12..16 of row 1.
+        let cols = Shard {
+            axis: ShardAxis::Cols,
+            groups: 2,
+        };
+        assert_eq!(cols.runs(&[2, 4], 2, 1, 2).unwrap(), vec![4..8, 12..16]);
+        // Rows: one run, rows 1..2 of [2, 4] in 2-byte units.
+        let rows = Shard {
+            axis: ShardAxis::Rows,
+            groups: 2,
+        };
+        assert_eq!(rows.runs(&[2, 4], 2, 1, 2).unwrap(), vec![8..16]);
     }
 
     #[test]
