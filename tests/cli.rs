@@ -225,7 +225,7 @@ fn compile_pass_flags() {
     assert!(!ok);
     assert!(
         err.contains(
-            "unknown pass 'fusion' (passes: canonicalize, cse, dce, kv-cache, fuse, dce-final)"
+            "unknown pass 'fusion' (passes: canonicalize, cse, dce, kv-cache, fuse, dce-final; not run here: shard)"
         ),
         "{err}"
     );

@@ -141,10 +141,34 @@ fn unknown_pass_names_list_the_valid_ones() {
     ] {
         let e = default_pipeline(opts).err().unwrap().to_string();
         assert!(
-            e.ends_with("(passes: canonicalize, cse, dce, kv-cache, fuse, dce-final)"),
+            e.ends_with(
+                "(passes: canonicalize, cse, dce, kv-cache, fuse, dce-final; not run here: shard)"
+            ),
             "{e}"
         );
     }
+    // The shard pass runs in a tensor-parallel compile only: a dump after it is an error without
+    // one (it would write nothing), disabling it is not.
+    let dump = |tensor_parallel| {
+        default_pipeline(PassOptions {
+            dump_after: vec!["shard".into()],
+            tensor_parallel,
+            ..PassOptions::default()
+        })
+    };
+    let e = dump(1).err().unwrap().to_string();
+    assert!(
+        e.starts_with(
+            "no IR to dump after pass 'shard': it runs only in a tensor-parallel compile"
+        ),
+        "{e}"
+    );
+    assert!(dump(2).is_ok());
+    assert!(default_pipeline(PassOptions {
+        disabled: vec!["shard".into()],
+        ..PassOptions::default()
+    })
+    .is_ok());
 }
 
 #[test]

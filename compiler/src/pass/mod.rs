@@ -96,16 +96,43 @@ pub const PASS_NAMES: &[&str] = &[
 ];
 
 impl PassManager {
-    /// Checks the options (unknown pass names are errors that list the valid ones).
+    /// Checks the options: unknown pass names are errors that list the valid ones, and so is a
+    /// dump after a pass this pipeline does not run (it would write nothing). Disabling such a
+    /// pass is allowed (it changes nothing).
     pub fn new(passes: Vec<Box<dyn Pass>>, opts: PassOptions) -> Result<Self, CompileError> {
         let names: Vec<&str> = passes.iter().map(|p| p.name()).collect();
+        let listed = || {
+            let absent: Vec<&str> = PASS_NAMES
+                .iter()
+                .copied()
+                .filter(|n| !names.contains(n))
+                .collect();
+            match absent.is_empty() {
+                true => names.join(", "),
+                false => format!("{}; not run here: {}", names.join(", "), absent.join(", ")),
+            }
+        };
         for n in opts.disabled.iter().chain(opts.dump_after.iter()) {
             if n != "all" && !names.contains(&n.as_str()) && !PASS_NAMES.contains(&n.as_str()) {
                 return Err(CompileError::Options(format!(
                     "unknown pass '{n}' (passes: {})",
-                    names.join(", ")
+                    listed()
                 )));
             }
+        }
+        if let Some(n) = opts
+            .dump_after
+            .iter()
+            .find(|n| *n != "all" && !names.contains(&n.as_str()))
+        {
+            let why = match n.as_str() {
+                "shard" => ": it runs only in a tensor-parallel compile (--tp N, N above 1)",
+                _ => "",
+            };
+            return Err(CompileError::Options(format!(
+                "no IR to dump after pass '{n}'{why} (passes: {})",
+                listed()
+            )));
         }
         Ok(PassManager { passes, opts })
     }
@@ -163,8 +190,8 @@ pub fn default_pipeline(opts: PassOptions) -> Result<PassManager, CompileError> 
         Box::new(Cse),
         Box::new(Dce::named("dce")),
     ];
-    // Only a tensor-parallel compile has the shard pass (`--dump-ir-after shard` is still a
-    // known name without it).
+    // Only a tensor-parallel compile has the shard pass (without it, `--disable-pass shard` is
+    // allowed and `--dump-ir-after shard` an error that says why).
     if opts.tensor_parallel > 1 {
         passes.push(Box::new(TensorParallel {
             ranks: opts.tensor_parallel,
