@@ -133,22 +133,12 @@ pub struct AttentionMma {
     pub max_blocks: usize,
 }
 
-/// The prefill attention with its keys split over blocks: one of its three launches.
+/// The prefill attention with its keys split over blocks: one of its three launches. The
+/// template reads the whole-keys kernel's shapes through `Deref`.
 #[derive(Template)]
 #[template(path = "kernels/attention_mma_split.cu", escape = "none")]
-pub struct AttentionMmaSplit {
-    pub name: &'static str,
-    pub doc: String,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub d: usize,
-    pub scale: CudaF32,
-    pub q_stride: usize,
-    pub ctx: usize,
-    pub tile: u32,
-    pub block_size: usize,
-    pub block_elems: usize,
-    pub max_blocks: usize,
+pub struct AttentionMmaSplit<'a> {
+    pub base: &'a AttentionMma,
     /// "stats", "pv" or "reduce".
     pub phase: &'static str,
     /// The launch's splits: ceil(split_target / tokens), within 1..=split_max.
@@ -156,26 +146,10 @@ pub struct AttentionMmaSplit {
     pub split_max: u32,
 }
 
-impl AttentionMmaSplit {
-    /// The whole-keys kernel's shapes, for one phase of the split one.
-    pub fn of(m: &AttentionMma, phase: &'static str, split_target: u32, split_max: u32) -> Self {
-        AttentionMmaSplit {
-            name: m.name,
-            doc: format!("{} with its keys split over blocks: {phase}", m.doc),
-            heads: m.heads,
-            kv_heads: m.kv_heads,
-            d: m.d,
-            scale: m.scale,
-            q_stride: m.q_stride,
-            ctx: m.ctx,
-            tile: m.tile,
-            block_size: m.block_size,
-            block_elems: m.block_elems,
-            max_blocks: m.max_blocks,
-            phase,
-            split_target,
-            split_max,
-        }
+impl std::ops::Deref for AttentionMmaSplit<'_> {
+    type Target = AttentionMma;
+    fn deref(&self) -> &AttentionMma {
+        self.base
     }
 }
 

@@ -98,7 +98,12 @@ impl Codegen<'_> {
         );
         let base = self.mma_template(h, v, paging.as_ref());
         let mut kernel = |phase: &'static str| {
-            let split = AttentionMmaSplit::of(&base, phase, SPLIT_TARGET, SPLIT_MAX);
+            let split = AttentionMmaSplit {
+                base: &base,
+                phase,
+                split_target: SPLIT_TARGET,
+                split_max: SPLIT_MAX,
+            };
             self.kernel(KernelFamily::AttentionMma, &split)
         };
         let (stats, pv, reduce) = (kernel("stats"), kernel("pv"), kernel("reduce"));

@@ -310,17 +310,12 @@ impl Gpu {
         name: &str,
         bytes: u32,
     ) -> Result<(), CudaError> {
-        let mut fixed = 0i32;
-        // SAFETY: a valid function handle and an out-pointer to a live integer.
-        drv(&format!("kernel {name}: static shared memory"), unsafe {
-            sys::cuFuncGetAttribute(
-                &mut fixed,
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
-                f,
-            )
-            .result()
-        })?;
-        let needed = u64::from(bytes) + fixed.max(0) as u64;
+        let fixed = func_attribute(
+            f,
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+            &format!("kernel {name}: static shared memory"),
+        )?;
+        let needed = u64::from(bytes) + fixed as u64;
         if needed > u64::from(self.max_shared_optin) {
             return Err(CudaError::Other(format!(
                 "kernel {name} needs {needed} bytes of shared memory per block; {} has {}",
@@ -352,22 +347,30 @@ impl Gpu {
             result::module::get_function(module, cname)
         })?;
         // Its stack, covered by the context's limit before any graph replays it.
-        let mut local = 0i32;
-        // SAFETY: a valid function handle and an out-pointer to a live integer.
-        drv(&format!("kernel {name}: local memory"), unsafe {
-            sys::cuFuncGetAttribute(
-                &mut local,
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES,
-                f,
-            )
-            .result()
-        })?;
-        let local = local.max(0) as usize;
+        let local = func_attribute(
+            f,
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES,
+            &format!("kernel {name}: local memory"),
+        )?;
         if local > STACK_NEEDED.fetch_max(local, Ordering::SeqCst) {
             set_stack_limit(local)?;
         }
         Ok(f)
     }
+}
+
+/// A function's attribute (bytes of memory it uses), `what` naming it in errors.
+fn func_attribute(
+    f: sys::CUfunction,
+    attribute: sys::CUfunction_attribute,
+    what: &str,
+) -> Result<usize, CudaError> {
+    let mut value = 0i32;
+    // SAFETY: a valid function handle and an out-pointer to a live integer.
+    drv(what, unsafe {
+        sys::cuFuncGetAttribute(&mut value, attribute, f).result()
+    })?;
+    Ok(value.max(0) as usize)
 }
 
 /// Device memory freed on drop.
