@@ -252,7 +252,8 @@ fn compile_pass_flags() {
 fn tensor_parallel_on_simulated_ranks() {
     // The same greedy text whole and over 2 or 4 ranks (the tiny model's 2 KV heads replicate
     // at 4); a split that cannot be made is a clear error naming the tensor; the GPU says
-    // what is not built; pio-compile --tp writes the sharded IR and no artifact.
+    // what is not built; pio-compile --tp writes one rank's artifact, which runs on simulated
+    // ranks too.
     // Greedy text of `pio run` on `weights` over `tp` ranks.
     let text_of = |weights: &str, tp: &str| {
         let (ok, out, err) = pio(&[
@@ -302,5 +303,37 @@ fn tensor_parallel_on_simulated_ranks() {
         ir.starts_with("graph \"Qwen3-tiny\"") && ir.contains("ranks 2"),
         "{ir}"
     );
-    assert!(!out_dir.join("artifact.json").exists());
+    let artifact = out_dir.to_str().unwrap();
+    let (ok, out, err) = pio(&[
+        "run",
+        "--artifact",
+        artifact,
+        "--weights",
+        "random",
+        "--device",
+        "cpu",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "8",
+    ]);
+    assert!(ok && out == whole, "{out}\n{err}");
+    let (ok, _, err) = pio(&[
+        "run",
+        "--artifact",
+        artifact,
+        "--device",
+        "cpu",
+        "--tp",
+        "4",
+    ]);
+    assert!(
+        !ok && err.contains("compiled for 2; recompile with pio-compile --tp 4"),
+        "{err}"
+    );
+    let (ok, _, err) = pio(&["run", "--artifact", artifact, "--device", "cuda"]);
+    assert!(
+        !ok && err.contains("--tp 2") && err.contains("pass --device cpu"),
+        "{err}"
+    );
 }

@@ -45,11 +45,19 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         "model-specs/llama-3.2-1b.yaml",
         "model-specs/llama-3.2-3b.yaml",
     ] {
-        for no_fusion in [false, true] {
+        // Tensor parallel (the 0.6B over 2 ranks): a rank's kernels, the embedding over its
+        // vocabulary rows among them.
+        let tp = if spec.ends_with("qwen3-0.6b.yaml") {
+            2
+        } else {
+            1
+        };
+        for (no_fusion, tensor_parallel) in [(false, 1), (true, 1), (false, tp)] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();
             let opts = pio_compiler::CompileOptions {
                 passes: PassOptions {
                     no_fusion,
+                    tensor_parallel,
                     ..PassOptions::default()
                 },
                 ..Default::default()

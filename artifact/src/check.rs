@@ -117,6 +117,15 @@ pub fn check(a: &Artifact) -> Result<(), String> {
                     l.args.iter().collect()
                 }
                 Step::Gemm(g) => vec![&g.a, &g.b, &g.c],
+                Step::Collective(c) => {
+                    if a.tensor_parallel.is_none() {
+                        return Err(format!("{at}: a collective in an artifact of one rank"));
+                    }
+                    [&c.input, &c.output]
+                        .into_iter()
+                        .chain(&c.scratch)
+                        .collect()
+                }
             };
             for arg in args {
                 match arg {

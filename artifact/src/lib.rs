@@ -25,13 +25,13 @@ pub use dir::{ArtifactError, ARTIFACT_FILE};
 pub use model::{Attachment, ModelInfo, SamplingDefaults};
 pub use rope::{lift_rope_parameters, same_scaling, Rope, RopeScaling, Yarn, ROPE_TYPES};
 pub use shard::{Shard, ShardAxis, ShardError};
-pub use steps::{Arg, Dim, Gemm, Launch, Step};
+pub use steps::{Arg, Collective, CollectiveOp, Dim, Gemm, Launch, Step};
 pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -41,6 +41,10 @@ pub struct Artifact {
     pub dtype: DType,
     /// Sequences one step takes.
     pub max_batch: usize,
+    /// Tensor parallel: this artifact is every rank's part of a model split over `ranks` ranks
+    /// (each rank loads its slice of each [`WeightEntry::shard`] weight, `Arg::Rank` is its
+    /// index, the lists hold [`Step::Collective`]s); None for a whole model.
+    pub tensor_parallel: Option<TensorParallel>,
     /// Most tokens one prefill step takes (longer prompts are prefilled in chunks).
     pub max_prefill: usize,
     /// Most tokens the KV cache holds.
@@ -72,6 +76,12 @@ impl Artifact {
             Phase::PagedChunk => &self.paged.chunk_steps,
             Phase::PagedSingle => &self.paged.single_steps,
         }
+    }
+
+    /// The checks [`Artifact::load_dir`] makes of what it reads: every launch names one of the
+    /// artifact's kernels, every pointer lies inside its region, the layout fits its regions.
+    pub fn check(&self) -> Result<(), String> {
+        check::check(self)
     }
 
     /// The kernel a launch names.
@@ -170,6 +180,15 @@ pub struct WeightEntry {
     pub bytes: u64,
     /// How random weights are made.
     pub init: Init,
+    /// Tensor parallel: how the checkpoint tensor splits over the ranks (`shape` is one rank's
+    /// slice); None: every rank holds it whole.
+    pub shard: Option<Shard>,
+}
+
+/// A tensor-parallel artifact's rank layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorParallel {
+    pub ranks: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -44,6 +44,8 @@ pub enum Arg {
     /// The step's token count as an i32 (prefill; 1 in decode).
     Tokens,
     I32(i32),
+    /// This rank's index as an i32 (a tensor-parallel artifact's rank-dependent kernels).
+    Rank,
 }
 
 /// One step of a launch list.
@@ -54,6 +56,8 @@ pub enum Step {
     /// Row-major `C[m, n] = A[m, k] · B[n, k]ᵀ + beta · C` (B is an HF `[out, in]` weight) in
     /// bf16 with f32 accumulation, through cuBLAS.
     Gemm(Gemm),
+    /// A collective over the tensor-parallel ranks (every rank runs the same list).
+    Collective(Collective),
 }
 
 impl Step {
@@ -62,8 +66,39 @@ impl Step {
         match self {
             Step::Kernel(l) => &l.node,
             Step::Gemm(g) => &g.node,
+            Step::Collective(c) => &c.node,
         }
     }
+}
+
+/// What a [`Collective`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectiveOp {
+    /// The ranks' inputs summed (bf16, as NCCL sums them), every rank getting the sum.
+    AllReduce,
+    /// The ranks' inputs side by side along the row, in rank order.
+    AllGather,
+}
+
+/// A collective over the ranks' copies of a bf16 buffer of `rows` rows of `row` elements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Collective {
+    pub node: String,
+    pub op: CollectiveOp,
+    /// This rank's part: `[rows, row]`.
+    pub input: Arg,
+    /// The result: `[rows, row]` for all_reduce (it may be `input`: in place); `[rows, row *
+    /// ranks]` for all_gather, rank r's part at columns `r * row..(r + 1) * row`.
+    pub output: Arg,
+    /// Elements per row of the input.
+    pub row: u32,
+    /// The step's rows (its tokens, or 1 where only the last row is computed).
+    pub rows: Dim,
+    /// all_gather with more than one row: room for `ranks` blocks of `[rows, row]` (the
+    /// ranks' parts one after another, as NCCL gathers them) before they are interleaved
+    /// into `output`.
+    pub scratch: Option<Arg>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

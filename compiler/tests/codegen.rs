@@ -63,7 +63,7 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
         .chain(&a.paged.single_steps)
         .filter_map(|s| match s {
             Step::Kernel(l) => Some(l.kernel.as_str()),
-            Step::Gemm(_) => None,
+            Step::Gemm(_) | Step::Collective(_) => None,
         })
         .filter(|k| {
             !a.decode
@@ -126,7 +126,7 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
     assert_eq!(single.len(), a.decode.len());
     let family = |s: &Step| match s {
         Step::Kernel(l) => Some(a.kernel(&l.kernel).unwrap().family),
-        Step::Gemm(_) => None,
+        Step::Gemm(_) | Step::Collective(_) => None,
     };
     use pio_artifact::KernelFamily as F;
     for (s, d) in single.iter().zip(&a.decode) {
@@ -196,6 +196,7 @@ fn regions_and_offsets_are_consistent() {
         let args: Vec<&Arg> = match s {
             Step::Kernel(l) => l.args.iter().collect(),
             Step::Gemm(g) => vec![&g.a, &g.b, &g.c],
+            Step::Collective(c) => vec![&c.input, &c.output],
         };
         for arg in args {
             if let Arg::Ptr { region, offset } = arg {
@@ -223,7 +224,7 @@ fn regions_and_offsets_are_consistent() {
     assert_eq!(pg.block_bytes, 4 * 2 * 16 * 32 * 2);
     let family = |s: &Step| match s {
         Step::Kernel(l) => a.kernel(&l.kernel).map(|k| k.family),
-        Step::Gemm(_) => None,
+        Step::Gemm(_) | Step::Collective(_) => None,
     };
     let paged_attn = pg
         .steps
@@ -236,7 +237,7 @@ fn regions_and_offsets_are_consistent() {
             .args
             .iter()
             .any(|x| matches!(x, Arg::Ptr { region, .. } if *region == r)),
-        Step::Gemm(_) => false,
+        Step::Gemm(_) | Step::Collective(_) => false,
     };
     assert!(pg.steps.iter().all(|s| !touches(s, Region::Kv)));
     assert_eq!(

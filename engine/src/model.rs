@@ -162,7 +162,7 @@ impl Model {
             WeightsSource::Random { .. } => None,
         };
         use pio_runtime::cuda::device::{driver_present, Gpu};
-        let ranks = opts.ranks()?;
+        let ranks = opts.ranks_for(&artifact)?;
         if ranks > 1 && device == Device::Cuda {
             return Err(PioError::Options(format!(
                 "--tp {ranks} runs on the CPU backend only so far (the graph sharded over simulated ranks): the NCCL runtime for GPUs is not built yet; pass --device cpu"

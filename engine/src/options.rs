@@ -152,6 +152,21 @@ impl LoadOptions {
                 "attention spans are a compile setting: pass pio-compile --attention-spans".into(),
             ));
         }
+        let compiled = a.tensor_parallel.map_or(1, |tp| tp.ranks);
+        if let Some(n) = self
+            .tensor_parallel
+            .filter(|&n| n != compiled && compiled > 1)
+        {
+            return Err(mismatch("--tp", "--tp", n, compiled));
+        }
         Ok(())
+    }
+
+    /// The ranks a load of `a` runs: `--tp`, else the ranks the artifact was compiled for.
+    pub fn ranks_for(&self, a: &pio_artifact::Artifact) -> Result<usize, PioError> {
+        match (self.tensor_parallel, a.tensor_parallel) {
+            (None, Some(tp)) => Ok(tp.ranks),
+            _ => self.ranks(),
+        }
     }
 }

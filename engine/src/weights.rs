@@ -24,6 +24,12 @@ pub fn artifact_weight_specs(a: &Artifact) -> Vec<WeightSpec> {
             w.parts.iter().map(|p| {
                 let mut shape = vec![p.rows];
                 shape.extend(&w.shape[1..]);
+                // A tensor-parallel artifact holds one rank's slice: the checkpoint, the whole.
+                if let (Some(sh), Some(tp)) = (w.shard, a.tensor_parallel) {
+                    if let Some(extent) = shape.get_mut(sh.axis.index()) {
+                        *extent = pio_artifact::shard::global_extent(*extent, sh.groups, tp.ranks);
+                    }
+                }
                 WeightSpec {
                     name: p.hf_name.clone(),
                     shape,

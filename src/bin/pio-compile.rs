@@ -38,9 +38,10 @@ struct Args {
     /// Skip fusion (for differential testing).
     #[arg(long)]
     no_fusion: bool,
-    /// Tensor-parallel ranks: the shard pass makes the graph one rank's part of N. Writes the
-    /// sharded IR only (the CUDA artifact of a sharded model is not built yet; `pio run --tp N
-    /// --device cpu` runs one on simulated ranks).
+    /// Tensor-parallel ranks: the shard pass makes the graph one rank's part of N, and the
+    /// artifact is every rank's (collectives as steps, each weight a rank's slice). The GPU
+    /// runtime for it (NCCL) is not built yet; `pio run --artifact DIR --device cpu` runs it on
+    /// simulated ranks.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     tp: u32,
@@ -105,9 +106,6 @@ fn run() -> Result<()> {
             ..CodegenOptions::default()
         },
     };
-    if args.tp > 1 {
-        return sharded_ir(&args, out, &spec, &opts, start);
-    }
     let compiled = pio_compiler::compile(&spec, &opts)?;
     let elapsed = start.elapsed();
     let (before, graph, report) = (&compiled.lowered, &compiled.optimized, &compiled.report);
@@ -177,6 +175,28 @@ fn run() -> Result<()> {
         dir.display(),
         elapsed.as_secs_f64() * 1e3
     )?;
+    if let Some(tp) = a.tensor_parallel {
+        let count = |name: &str| {
+            graph
+                .ids()
+                .filter(|&id| graph.node(id).op.name() == name)
+                .count()
+        };
+        outln!(
+            "one rank's part of {} ranks: {} all_reduce and {} all_gather steps of {} in its decode list \
+             ({} all_reduce, {} all_gather in the graph); the multi-GPU runtime (NCCL) is not built \
+             yet: run it on simulated ranks with pio run --spec {} --tp {} --device cpu",
+            tp.ranks,
+            collectives(&a.decode, pio_artifact::CollectiveOp::AllReduce),
+            collectives(&a.decode, pio_artifact::CollectiveOp::AllGather),
+            a.decode.len(),
+            count("all_reduce"),
+            count("all_gather"),
+            args.spec,
+            args.tp
+        )?;
+        return Ok(());
+    }
     outln!(
         "run it: pio run --artifact {} --weights random   (or --weights an HF checkpoint folder)",
         dir.display()
@@ -206,42 +226,10 @@ fn write_ir(
     Ok(summary)
 }
 
-/// `--tp N`: the shard pass and the rest of the pipeline, the IR written, no artifact.
-fn sharded_ir(
-    args: &Args,
-    out: pio_compiler::output::OutputDir,
-    spec: &pio_compiler::spec::ModelSpec,
-    opts: &CompileOptions,
-    start: Instant,
-) -> Result<()> {
-    let o = pio_compiler::compile::optimize(spec, opts)?;
-    write_ir(&out, &o.lowered, &o.optimized, &o.report)?;
-    let scratch = out.scratch().to_path_buf();
-    let committed = out.commit();
-    pio::cli::unregister_scratch_dir(&scratch);
-    committed?;
-    let count = |name: &str| {
-        o.optimized
-            .ids()
-            .filter(|&id| o.optimized.node(id).op.name() == name)
-            .count()
-    };
-    outln!(
-        "{}: one rank's part of {} ({} -> {} nodes, {} all_reduce, {} all_gather) -> {}/ir-after.txt ({:.0} ms)",
-        spec.name(),
-        args.tp,
-        o.lowered.node_count(),
-        o.optimized.node_count(),
-        count("all_reduce"),
-        count("all_gather"),
-        args.output.display(),
-        start.elapsed().as_secs_f64() * 1e3
-    )?;
-    outln!(
-        "no artifact: CUDA code for the collectives and the NCCL runtime are not built yet; \
-         run it on simulated ranks: pio run --spec {} --tp {} --device cpu",
-        args.spec,
-        args.tp
-    )?;
-    Ok(())
+/// Steps of a list that are `op` collectives.
+fn collectives(steps: &[pio_artifact::Step], op: pio_artifact::CollectiveOp) -> usize {
+    steps
+        .iter()
+        .filter(|s| matches!(s, pio_artifact::Step::Collective(c) if c.op == op))
+        .count()
 }

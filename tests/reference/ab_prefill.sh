@@ -6,7 +6,8 @@
 # and the per-kernel profile of build B (profile_on_gpu.sh); first, GPU tests (GPU_TESTS: the
 # test binary; GPU_FILTER: which tests).
 # A=path B=path [C=path] (binaries carried in the working tree; B and C are compared with A);
-# PREFIX_SIDES: the sides of the shared-prefix run (default all).
+# PREFIX_SIDES: the sides of the shared-prefix run (default all); BENCH_ARGS: `pio bench`'s
+# arguments in place of the prefill ones; DECODE_STEPS: decode rows of the logits (default 4).
 # Reports go to one tarball in $OUT (the device tool brings back few files).
 set -uo pipefail
 FINAL=${OUT:-/tmp/pio-out}
@@ -35,12 +36,12 @@ if [ "${PREFIX:-0}" = 1 ]; then
         done
     done
 fi
-SPECS="$MODELS" BENCH_ARGS="--prompt-len ${PROMPTS:-512,2048,8192} --context 128 --gen 16 --repeats 3 --warmup 1" \
+SPECS="$MODELS" BENCH_ARGS="${BENCH_ARGS:---prompt-len ${PROMPTS:-512,2048,8192} --context 128 --gen 16 --repeats 3 --warmup 1}" \
     ROUNDS=${ROUNDS:-2} bash tests/reference/ab_bench.sh "$A" "$B" ${C:+"$C"} || status=1
 IDS=$(python3 -c "print(','.join(str((i * 7919 + 13) % 150000) for i in range(${LOGIT_TOKENS:-1500})))")
 for m in $MODELS; do
     for side in $SIDES; do
-        "${!side}" logits --spec "$m" --device cuda --ids "$IDS" --decode-steps 4 -o "/tmp/logits-$m-$side.npy" \
+        "${!side}" logits --spec "$m" --device cuda --ids "$IDS" --decode-steps "${DECODE_STEPS:-4}" -o "/tmp/logits-$m-$side.npy" \
             > /dev/null 2> "$OUT/logits-$m-$side.err" || { status=1; tail -3 "$OUT/logits-$m-$side.err"; }
     done
     for side in ${SIDES#A }; do

@@ -20,6 +20,7 @@ impl Codegen<'_> {
                 doc: "embedding lookup".into(),
                 dim,
                 vec8: dim % 8 == 0,
+                shard_rows: 0,
             },
         );
         ph.push(launch(

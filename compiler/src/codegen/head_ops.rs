@@ -248,7 +248,7 @@ fn independent(run: &[(Pending, Vec<NodeId>)], step: &Pending) -> bool {
             !reads(args).iter().any(|r| same_ptr(r, &prev[3]))
                 && !reads(prev).iter().any(|r| same_ptr(r, &args[3]))
         }
-        Pending::Gemm { .. } => false,
+        Pending::Gemm { .. } | Pending::Collective { .. } => false,
     })
 }
 

@@ -220,6 +220,9 @@ pub struct Embed {
     pub dim: usize,
     /// dim is a multiple of 8: 16-byte copies.
     pub vec8: bool,
+    /// Tensor parallel: the table holds this many vocabulary rows of the rank given as the
+    /// last argument (others' ids give zero rows); 0: the whole table.
+    pub shard_rows: usize,
 }
 
 #[derive(Template)]
@@ -302,6 +305,7 @@ mod tests {
             doc: "embedding".into(),
             dim: k,
             vec8: true,
+            shard_rows: 0,
         };
         let (a, b, c) = (
             render(KernelFamily::Embed, &make(64)),

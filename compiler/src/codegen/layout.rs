@@ -52,6 +52,7 @@ impl Codegen<'_> {
                 offset: off,
                 bytes,
                 init: b.init,
+                shard: b.shard.filter(|_| self.g.is_sharded()),
             });
             self.weights.insert(id, off);
             off += align(bytes);

@@ -1,6 +1,6 @@
 //! The readable launch list (`launches-*.txt` of `pio-compile`).
 
-use pio_artifact::{Arg, Dim, Step};
+use pio_artifact::{Arg, CollectiveOp, Dim, Step};
 use std::fmt::Write;
 
 /// A readable launch list: one line per step.
@@ -16,6 +16,7 @@ pub fn listing(steps: &[Step]) -> String {
         Arg::Ptr { region, offset } => format!("{region:?}+{offset}").to_lowercase(),
         Arg::Tokens => "T".into(),
         Arg::I32(v) => v.to_string(),
+        Arg::Rank => "rank".into(),
     };
     let mut out = String::new();
     for (i, s) in steps.iter().enumerate() {
@@ -46,6 +47,22 @@ pub fn listing(steps: &[Step]) -> String {
                 gm.ldc,
                 gm.beta,
                 gm.node
+            ),
+            Step::Collective(c) => writeln!(
+                out,
+                "{i:>4} {:<32} rows={} row={} in={} out={}{}  # {}",
+                match c.op {
+                    CollectiveOp::AllReduce => "nccl_all_reduce_sum_bf16",
+                    CollectiveOp::AllGather => "nccl_all_gather_bf16",
+                },
+                dim(&c.rows),
+                c.row,
+                arg(&c.input),
+                arg(&c.output),
+                c.scratch
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(" scratch={}", arg(s))),
+                c.node
             ),
         };
     }

@@ -9,6 +9,7 @@
 //! plans the arena.
 
 mod attention;
+mod collective;
 mod elementwise;
 mod head_ops;
 pub mod kernels;
@@ -75,12 +76,6 @@ pub fn generate_traced(
     if max_context == 0 || max_context > bound {
         return Err(err(format!(
             "max context {max_context} must be between 1 and the spec's bound {bound}"
-        )));
-    }
-    if g.is_sharded() {
-        return Err(err(format!(
-            "the graph is one rank's part of a tensor-parallel model over {} ranks: CUDA code for its collectives (all_reduce, all_gather, embed_shard) and the NCCL runtime are not built yet; the CPU executor runs it (`pio run --device cpu --tp {}`)",
-            g.ranks, g.ranks
         )));
     }
     if g.batch_bound() != 1 {
@@ -163,7 +158,7 @@ pub fn generate_traced(
         .chain(&paged.single_steps)
         .filter_map(|s| match s {
             Step::Kernel(l) => Some(l.kernel.as_str()),
-            Step::Gemm(_) => None,
+            Step::Gemm(_) | Step::Collective(_) => None,
         })
         .collect();
     let kernels: Vec<art::Kernel> = cg
@@ -184,6 +179,9 @@ pub fn generate_traced(
         model,
         dtype: DType::BF16,
         max_batch: 1,
+        tensor_parallel: g
+            .is_sharded()
+            .then_some(art::TensorParallel { ranks: g.ranks }),
         max_prefill: opts.max_prefill,
         max_context,
         regions: art::Regions {

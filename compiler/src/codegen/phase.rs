@@ -93,11 +93,9 @@ impl Codegen<'_> {
             Op::Silu | Op::Mul | Op::Add | Op::BiasAdd | Op::SiluMul => {
                 self.elementwise_op(ph, id, &v)
             }
-            Op::MatMul
-            | Op::KvAppend { .. }
-            | Op::AllReduce { .. }
-            | Op::AllGather { .. }
-            | Op::EmbedShard { .. } => {
+            Op::AllReduce { .. } | Op::AllGather { .. } => self.collective(ph, id, &v)?,
+            Op::EmbedShard { .. } => self.embed_shard(ph, id, &v),
+            Op::MatMul | Op::KvAppend { .. } => {
                 return Err(err(format!(
                     "'{}': {} has no kernel yet",
                     node.name,

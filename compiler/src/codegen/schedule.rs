@@ -54,6 +54,16 @@ pub(super) enum Pending {
         /// Writes the step's logits (see `art::Gemm::logits`).
         logits: bool,
     },
+    /// A collective over the tensor-parallel ranks (`art::Collective`).
+    Collective {
+        node: String,
+        op: art::CollectiveOp,
+        input: Val,
+        output: Val,
+        row: u32,
+        rows: Dim,
+        scratch: Option<Val>,
+    },
 }
 
 /// A kernel argument before planning.
@@ -61,6 +71,8 @@ pub(super) enum Pending {
 pub(super) enum PArg {
     Ptr(Val),
     Tokens,
+    /// This rank's index (tensor parallel).
+    Rank,
 }
 
 /// One phase's lowering state (decode: 1 token per step; prefill: up to `max_prefill`).
@@ -242,6 +254,16 @@ fn lifetimes(steps: &[Pending], n: usize) -> Vec<(usize, usize)> {
                 touch(b);
                 touch(c);
             }
+            Pending::Collective {
+                input,
+                output,
+                scratch,
+                ..
+            } => {
+                touch(input);
+                touch(output);
+                scratch.iter().for_each(touch);
+            }
         }
     }
     span
@@ -279,6 +301,7 @@ fn resolve(step: Pending, plan: &memory::Plan) -> Step {
                 .map(|a| match a {
                     PArg::Ptr(v) => ptr(v),
                     PArg::Tokens => Arg::Tokens,
+                    PArg::Rank => Arg::Rank,
                 })
                 .collect(),
         }),
@@ -305,6 +328,23 @@ fn resolve(step: Pending, plan: &memory::Plan) -> Step {
             ldc,
             beta,
             logits,
+        }),
+        Pending::Collective {
+            node,
+            op,
+            input,
+            output,
+            row,
+            rows,
+            scratch,
+        } => Step::Collective(art::Collective {
+            node,
+            op,
+            input: ptr(&input),
+            output: ptr(&output),
+            row,
+            rows,
+            scratch: scratch.as_ref().map(ptr),
         }),
     }
 }

@@ -24,6 +24,12 @@ pub enum CudaError {
     Cublas { what: String, message: String },
     #[error(transparent)]
     Nvrtc(#[from] super::nvrtc::NvrtcError),
+    #[error(
+        "this artifact is one rank's part of a model split over {ranks} GPUs (pio-compile --tp \
+         {ranks}); the multi-GPU runtime (NCCL, a thread per GPU) is not built yet: compile without \
+         --tp, or run the split model on the CPU executor (pio run --device cpu --tp {ranks})"
+    )]
+    TensorParallel { ranks: usize },
     #[error("{0}")]
     Other(String),
 }

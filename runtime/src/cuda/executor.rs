@@ -81,6 +81,9 @@ impl CudaModel {
         fill: impl FnMut(&WeightEntry, &mut [u8]) -> Result<(), String>,
         progress: impl FnMut(u64, u64),
     ) -> Result<CudaModel, CudaError> {
+        if let Some(tp) = artifact.tensor_parallel {
+            return Err(CudaError::TensorParallel { ranks: tp.ranks });
+        }
         gpu.bind_to_thread()?;
         let funcs = Functions::load(&gpu, &artifact, cache)?;
         let regions = DeviceRegions::alloc(&gpu, &artifact.regions)?;

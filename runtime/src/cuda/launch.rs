@@ -157,6 +157,9 @@ impl LaunchRunner {
                 .map(|s| match s {
                     Step::Kernel(l) => resolve_kernel(l, funcs, regions).map(Resolved::Kernel),
                     Step::Gemm(g) => resolve_gemm(g, regions).map(Resolved::Gemm),
+                    Step::Collective(_) => Err(CudaError::TensorParallel {
+                        ranks: artifact.tensor_parallel.map_or(0, |tp| tp.ranks),
+                    }),
                 })
                 .collect()
         };
@@ -294,6 +297,8 @@ fn resolve_kernel(
             Arg::Ptr { region, offset } => ArgValue::Ptr(regions.addr(region, offset)),
             Arg::Tokens => ArgValue::Tokens,
             Arg::I32(v) => ArgValue::I32(v),
+            // Tensor-parallel artifacts are refused before their launches resolve.
+            Arg::Rank => ArgValue::I32(0),
         })
         .collect();
     let pool_ptrs = l
