@@ -298,6 +298,8 @@ fn tensor_parallel_on_simulated_ranks() {
     let (ok, out, err) = compile(&["qwen3-tiny", "-o", out_dir.to_str().unwrap(), "--tp", "2"]);
     assert!(ok, "{err}");
     assert!(out.contains("5 all_reduce, 1 all_gather"), "{out}");
+    // Each rank holds one of Qwen3-tiny's 2 KV heads: 2 layers x (K, V) x 32 dims x 2 bytes.
+    assert!(out.contains("KV 256 bytes/token per rank"), "{out}");
     let ir = std::fs::read_to_string(out_dir.join("ir-after.txt")).unwrap();
     assert!(
         ir.starts_with("graph \"Qwen3-tiny\"") && ir.contains("ranks 2"),

@@ -182,18 +182,27 @@ fn run() -> Result<()> {
                 .filter(|&id| graph.node(id).op.name() == name)
                 .count()
         };
+        // Each rank's keys and values per position: its pool entries (every layer's).
+        let kv_per_token: usize = a
+            .paged
+            .pool
+            .iter()
+            .map(|e| e.kv_heads * e.head_dim * 2)
+            .sum();
         outln!(
-            "one rank's part of {} ranks: {} all_reduce and {} all_gather steps of {} in its decode list \
-             ({} all_reduce, {} all_gather in the graph); the multi-GPU runtime (NCCL) is not built \
-             yet: run it on simulated ranks with pio run --spec {} --tp {} --device cpu",
+            "one rank's part of {} ranks: weights {} and KV {} bytes/token per rank; {} all_reduce \
+             and {} all_gather steps of {} in its decode list ({} all_reduce, {} all_gather in the \
+             graph); the multi-GPU runtime (NCCL) is not built yet: run it on simulated ranks with \
+             pio run --artifact {} --weights random --device cpu",
             tp.ranks,
+            bytes_human(a.regions.weights),
+            thousands(kv_per_token as u64),
             collectives(&a.decode, pio_artifact::CollectiveOp::AllReduce),
             collectives(&a.decode, pio_artifact::CollectiveOp::AllGather),
             a.decode.len(),
             count("all_reduce"),
             count("all_gather"),
-            args.spec,
-            args.tp
+            dir.display()
         )?;
         return Ok(());
     }
