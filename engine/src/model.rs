@@ -165,7 +165,7 @@ impl Model {
         let ranks = opts.ranks_for(&artifact)?;
         if ranks > 1 && device == Device::Cuda {
             return Err(PioError::Options(format!(
-                "--tp {ranks} runs on the CPU backend only so far (the graph sharded over simulated ranks): the NCCL runtime for GPUs is not built yet; pass --device cpu"
+                "{ranks} tensor-parallel ranks (--tp {ranks}, or an artifact compiled with it) run on the CPU backend only so far (the graph sharded over simulated ranks): the NCCL runtime for GPUs is not built yet; pass --device cpu"
             )));
         }
         let device = if ranks > 1 { Device::Cpu } else { device };
