@@ -82,6 +82,121 @@ pub fn fill_bf16(
     dir: Option<&WeightDir>,
     source: &WeightsSource,
 ) -> Result<(), String> {
+    fill_rank_bf16(w, out, dir, source, None)
+}
+
+/// A tensor-parallel rank: rank `rank` of `ranks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rank {
+    pub ranks: usize,
+    pub rank: usize,
+}
+
+/// [`fill_bf16`] for one rank of a tensor-parallel artifact: a split weight (`w.shard`) gets the
+/// rank's slice of the checkpoint tensor, read from the memory map as the rank's rows or
+/// columns only (never the whole tensor), or of the seeded random tensor made whole (so that
+/// every rank cuts the same tensor). Weights without a split, and any weight when `rank` is
+/// None, are filled whole.
+pub fn fill_rank_bf16(
+    w: &WeightEntry,
+    out: &mut [u8],
+    dir: Option<&WeightDir>,
+    source: &WeightsSource,
+    rank: Option<Rank>,
+) -> Result<(), String> {
+    match (w.shard, rank) {
+        (Some(shard), Some(r)) => fill_slice_bf16(w, &shard, out, dir, source, r),
+        _ => fill_whole_bf16(w, out, dir, source),
+    }
+}
+
+/// A split weight's slice for rank `r` (one checkpoint tensor: sharded graphs merge no parts).
+fn fill_slice_bf16(
+    w: &WeightEntry,
+    shard: &pio_artifact::Shard,
+    out: &mut [u8],
+    dir: Option<&WeightDir>,
+    source: &WeightsSource,
+    r: Rank,
+) -> Result<(), String> {
+    if w.dtype != DType::BF16 {
+        return Err(format!(
+            "the artifact stores it as {}; this runtime uploads bf16 weights only",
+            w.dtype
+        ));
+    }
+    let [part] = w.parts.as_slice() else {
+        return Err(format!(
+            "a split weight of {} checkpoint tensors (one expected)",
+            w.parts.len()
+        ));
+    };
+    let mut whole = w.shape.clone();
+    let axis = shard.axis.index();
+    let local = *whole
+        .get(axis)
+        .ok_or_else(|| format!("shape {:?} has no axis {axis} to split", w.shape))?;
+    whole[axis] = pio_artifact::shard::global_extent(local, shard.groups, r.ranks);
+    let values: Vec<u16> = match (dir, source) {
+        (Some(wd), _) => {
+            let (dtype, bytes) = wd
+                .tensor_part_bytes(&part.hf_name, shard, r.ranks, r.rank)
+                .map_err(|e| e.to_string())?;
+            if dtype == weights::DType::BF16 {
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect()
+            } else {
+                wd.tensor_part_f32(&part.hf_name, shard, r.ranks, r.rank)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|v| bf16::from_f32(v).to_bits())
+                    .collect()
+            }
+        }
+        (None, source) => {
+            let seed = match source {
+                WeightsSource::Random { seed } => *seed,
+                WeightsSource::Dir(_) => 0,
+            };
+            let spec = WeightSpec {
+                name: part.hf_name.clone(),
+                shape: whole.clone(),
+                init: weight_init(w.init),
+            };
+            let all: Vec<u16> = weights::random_tensor_bf16(seed, &spec)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(bf16::to_bits)
+                .collect();
+            shard
+                .slice(&all, &whole, r.ranks, r.rank)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    if values.len() * 2 != out.len() {
+        return Err(format!(
+            "rank {} of {}: {} values for {} bytes",
+            r.rank,
+            r.ranks,
+            values.len(),
+            out.len()
+        ));
+    }
+    for (d, v) in out.chunks_mut(2).zip(values) {
+        d.copy_from_slice(&v.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Every part of a weight, whole.
+fn fill_whole_bf16(
+    w: &WeightEntry,
+    out: &mut [u8],
+    dir: Option<&WeightDir>,
+    source: &WeightsSource,
+) -> Result<(), String> {
     if w.dtype != DType::BF16 {
         return Err(format!(
             "the artifact stores it as {}; this runtime uploads bf16 weights only",
