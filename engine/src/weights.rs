@@ -25,10 +25,8 @@ pub fn artifact_weight_specs(a: &Artifact) -> Vec<WeightSpec> {
                 let mut shape = vec![p.rows];
                 shape.extend(&w.shape[1..]);
                 // A tensor-parallel artifact holds one rank's slice: the checkpoint, the whole.
-                if let (Some(sh), Some(tp)) = (w.shard, a.tensor_parallel) {
-                    if let Some(extent) = shape.get_mut(sh.axis.index()) {
-                        *extent = pio_artifact::shard::global_extent(*extent, sh.groups, tp.ranks);
-                    }
+                if let Some(tp) = a.tensor_parallel {
+                    whole_extent(w, &mut shape, tp.ranks);
                 }
                 WeightSpec {
                     name: p.hf_name.clone(),
@@ -38,6 +36,16 @@ pub fn artifact_weight_specs(a: &Artifact) -> Vec<WeightSpec> {
             })
         })
         .collect()
+}
+
+/// Widens the split axis of `shape` (rank slice of `w`'s split, over `ranks` ranks) to the
+/// checkpoint tensor's extent; a weight without a split is left as it is.
+fn whole_extent(w: &WeightEntry, shape: &mut [usize], ranks: usize) {
+    if let Some(sh) = w.shard {
+        if let Some(extent) = shape.get_mut(sh.axis.index()) {
+            *extent = pio_artifact::shard::global_extent(*extent, sh.groups, ranks);
+        }
+    }
 }
 
 /// Checkpoint names an artifact does not store separately (tied to another tensor).
@@ -104,99 +112,6 @@ pub fn fill_rank_bf16(
     source: &WeightsSource,
     rank: Option<Rank>,
 ) -> Result<(), String> {
-    match (w.shard, rank) {
-        (Some(shard), Some(r)) => fill_slice_bf16(w, &shard, out, dir, source, r),
-        _ => fill_whole_bf16(w, out, dir, source),
-    }
-}
-
-/// A split weight's slice for rank `r` (one checkpoint tensor: sharded graphs merge no parts).
-fn fill_slice_bf16(
-    w: &WeightEntry,
-    shard: &pio_artifact::Shard,
-    out: &mut [u8],
-    dir: Option<&WeightDir>,
-    source: &WeightsSource,
-    r: Rank,
-) -> Result<(), String> {
-    if w.dtype != DType::BF16 {
-        return Err(format!(
-            "the artifact stores it as {}; this runtime uploads bf16 weights only",
-            w.dtype
-        ));
-    }
-    let [part] = w.parts.as_slice() else {
-        return Err(format!(
-            "a split weight of {} checkpoint tensors (one expected)",
-            w.parts.len()
-        ));
-    };
-    let mut whole = w.shape.clone();
-    let axis = shard.axis.index();
-    let local = *whole
-        .get(axis)
-        .ok_or_else(|| format!("shape {:?} has no axis {axis} to split", w.shape))?;
-    whole[axis] = pio_artifact::shard::global_extent(local, shard.groups, r.ranks);
-    let values: Vec<u16> = match (dir, source) {
-        (Some(wd), _) => {
-            let (dtype, bytes) = wd
-                .tensor_part_bytes(&part.hf_name, shard, r.ranks, r.rank)
-                .map_err(|e| e.to_string())?;
-            if dtype == weights::DType::BF16 {
-                bytes
-                    .chunks_exact(2)
-                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                    .collect()
-            } else {
-                wd.tensor_part_f32(&part.hf_name, shard, r.ranks, r.rank)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(|v| bf16::from_f32(v).to_bits())
-                    .collect()
-            }
-        }
-        (None, source) => {
-            let seed = match source {
-                WeightsSource::Random { seed } => *seed,
-                WeightsSource::Dir(_) => 0,
-            };
-            let spec = WeightSpec {
-                name: part.hf_name.clone(),
-                shape: whole.clone(),
-                init: weight_init(w.init),
-            };
-            let all: Vec<u16> = weights::random_tensor_bf16(seed, &spec)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(bf16::to_bits)
-                .collect();
-            shard
-                .slice(&all, &whole, r.ranks, r.rank)
-                .map_err(|e| e.to_string())?
-        }
-    };
-    if values.len() * 2 != out.len() {
-        return Err(format!(
-            "rank {} of {}: {} values for {} bytes",
-            r.rank,
-            r.ranks,
-            values.len(),
-            out.len()
-        ));
-    }
-    for (d, v) in out.chunks_mut(2).zip(values) {
-        d.copy_from_slice(&v.to_le_bytes());
-    }
-    Ok(())
-}
-
-/// Every part of a weight, whole.
-fn fill_whole_bf16(
-    w: &WeightEntry,
-    out: &mut [u8],
-    dir: Option<&WeightDir>,
-    source: &WeightsSource,
-) -> Result<(), String> {
     if w.dtype != DType::BF16 {
         return Err(format!(
             "the artifact stores it as {}; this runtime uploads bf16 weights only",
@@ -207,6 +122,82 @@ fn fill_whole_bf16(
         WeightsSource::Random { seed } => *seed,
         WeightsSource::Dir(_) => 0,
     };
+    match (w.shard, rank) {
+        (Some(shard), Some(r)) => fill_slice_bf16(w, &shard, out, dir, seed, r),
+        _ => fill_whole_bf16(w, out, dir, seed),
+    }
+}
+
+/// bf16 values as little-endian bytes.
+fn le_bytes(values: impl IntoIterator<Item = bf16>) -> Vec<u8> {
+    values.into_iter().flat_map(bf16::to_le_bytes).collect()
+}
+
+/// A split weight's slice for rank `r` (one checkpoint tensor: sharded graphs merge no parts).
+fn fill_slice_bf16(
+    w: &WeightEntry,
+    shard: &pio_artifact::Shard,
+    out: &mut [u8],
+    dir: Option<&WeightDir>,
+    seed: u64,
+    r: Rank,
+) -> Result<(), String> {
+    let [part] = w.parts.as_slice() else {
+        return Err(format!(
+            "a split weight of {} checkpoint tensors (one expected)",
+            w.parts.len()
+        ));
+    };
+    let bytes = match dir {
+        Some(wd) => {
+            let (dtype, bytes) = wd
+                .tensor_part_bytes(&part.hf_name, shard, r.ranks, r.rank)
+                .map_err(|e| e.to_string())?;
+            if dtype == weights::DType::BF16 {
+                bytes
+            } else {
+                let f = wd
+                    .tensor_part_f32(&part.hf_name, shard, r.ranks, r.rank)
+                    .map_err(|e| e.to_string())?;
+                le_bytes(f.into_iter().map(bf16::from_f32))
+            }
+        }
+        None => {
+            let mut whole = w.shape.clone();
+            whole_extent(w, &mut whole, r.ranks);
+            let spec = WeightSpec {
+                name: part.hf_name.clone(),
+                shape: whole.clone(),
+                init: weight_init(w.init),
+            };
+            let all = weights::random_tensor_bf16(seed, &spec).map_err(|e| e.to_string())?;
+            le_bytes(
+                shard
+                    .slice(&all, &whole, r.ranks, r.rank)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    if bytes.len() != out.len() {
+        return Err(format!(
+            "rank {} of {}: {} bytes for its {} bytes",
+            r.rank,
+            r.ranks,
+            bytes.len(),
+            out.len()
+        ));
+    }
+    out.copy_from_slice(&bytes);
+    Ok(())
+}
+
+/// Every part of a weight, whole.
+fn fill_whole_bf16(
+    w: &WeightEntry,
+    out: &mut [u8],
+    dir: Option<&WeightDir>,
+    seed: u64,
+) -> Result<(), String> {
     let cols: usize = w.shape[1..].iter().product();
     let mut at = 0usize;
     for part in &w.parts {

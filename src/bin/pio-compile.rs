@@ -190,16 +190,13 @@ fn run() -> Result<()> {
             .map(|e| e.kv_heads * e.head_dim * 2)
             .sum();
         outln!(
-            "one rank's part of {} ranks: weights {} and KV {} bytes/token per rank; {} all_reduce \
-             and {} all_gather steps of {} in its decode list ({} all_reduce, {} all_gather in the \
-             graph); the multi-GPU runtime (NCCL) is not built yet: run it on simulated ranks with \
-             pio run --artifact {} --weights random --device cpu",
+            "one rank's part of {} ranks: weights {} and KV {} bytes/token per rank; {} all_reduce, \
+             {} all_gather in the graph (each a step of every launch list); the multi-GPU runtime \
+             (NCCL) is not built yet: run it on simulated ranks with pio run --artifact {} \
+             --weights random --device cpu",
             tp.ranks,
             bytes_human(a.regions.weights),
             thousands(kv_per_token as u64),
-            collectives(&a.decode, pio_artifact::CollectiveOp::AllReduce),
-            collectives(&a.decode, pio_artifact::CollectiveOp::AllGather),
-            a.decode.len(),
             count("all_reduce"),
             count("all_gather"),
             dir.display()
@@ -233,12 +230,4 @@ fn write_ir(
     let json = serde_json::to_string_pretty(&summary)?;
     out.write("summary.json", format!("{json}\n").as_bytes())?;
     Ok(summary)
-}
-
-/// Steps of a list that are `op` collectives.
-fn collectives(steps: &[pio_artifact::Step], op: pio_artifact::CollectiveOp) -> usize {
-    steps
-        .iter()
-        .filter(|s| matches!(s, pio_artifact::Step::Collective(c) if c.op == op))
-        .count()
 }

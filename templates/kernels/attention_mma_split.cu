@@ -22,11 +22,24 @@ __device__ __forceinline__ int splits_for(int tokens) {
 }
 
 {% if phase != "reduce" %}
-// Key tiles [from, to) of this block's split.
-__device__ __forceinline__ void split_range(const BlockRows& b, int& from, int& to) {
+// The stats and P.V kernels' start: this block's rows, its sequence's block table (null for
+// the batch-1 cache), its queries as mma fragments and its split's key tiles [from, to).
+__device__ __forceinline__ BlockRows split_start(const bf16* __restrict__ q,
+                                                 const int* __restrict__ positions, int tokens,
+                                                 const int* seq_index, const int* block_tables,
+                                                 const int*& table, u32 (&qa)[D / 16][4],
+                                                 int& from, int& to) {
+{% if block_size > 0 %}
+    table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
+{% else %}
+    table = nullptr;
+{% endif %}
+    const BlockRows b = block_rows(positions, tokens);
+    load_q(qa, q, b, tokens);
     const int per = (b.tiles + (int)gridDim.z - 1) / (int)gridDim.z;
     from = min((int)blockIdx.z * per, b.tiles);
     to = min(from + per, b.tiles);
+    return b;
 }
 {% endif %}
 
@@ -40,16 +53,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     pdl_launch_dependents();
     // Two key tiles (2 * TILE_ELEMS of the launch's dynamic shared memory).
     extern __shared__ __align__(16) bf16 smem[];
-{% if block_size > 0 %}
-    const int* table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
-{% else %}
-    const int* table = nullptr;
-{% endif %}
-    const BlockRows b = block_rows(positions, tokens);
+    const int* table;
     u32 qa[D / 16][4];
-    load_q(qa, q, b, tokens);
     int from, to;
-    split_range(b, from, to);
+    const BlockRows b = split_start(q, positions, tokens, {% if block_size > 0 %}seq_index, block_tables{% else %}nullptr, nullptr{% endif %},
+                                    table, qa, from, to);
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
     stats_pass(qa, b, smem, kc, from, to, table, m0, m1, l0, l1);
 #pragma unroll
@@ -89,16 +97,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     pdl_launch_dependents();
     // Two key tiles, then two value tiles (4 * TILE_ELEMS, the launch's dynamic shared memory).
     extern __shared__ __align__(16) bf16 smem[];
-{% if block_size > 0 %}
-    const int* table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
-{% else %}
-    const int* table = nullptr;
-{% endif %}
-    const BlockRows b = block_rows(positions, tokens);
+    const int* table;
     u32 qa[D / 16][4];
-    load_q(qa, q, b, tokens);
     int from, to;
-    split_range(b, from, to);
+    const BlockRows b = split_start(q, positions, tokens, {% if block_size > 0 %}seq_index, block_tables{% else %}nullptr, nullptr{% endif %},
+                                    table, qa, from, to);
     float m0, m1, l0, l1;
     combine(state, tokens, b.r0, b.h, gridDim.z, m0, l0);
     combine(state, tokens, b.r1, b.h, gridDim.z, m1, l1);

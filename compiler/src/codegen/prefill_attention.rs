@@ -88,7 +88,6 @@ impl Codegen<'_> {
     ) -> Result<(), CompileError> {
         let paging = self.paging_for(ph, id, v)?;
         let name = self.g.node(id).name.clone();
-        let splits = SPLITS;
         let (state_rows, partial_rows) = split_rows(ph.tokens as u64);
         let heads = h.heads as u64;
         let state = ph.buffer(state_rows * heads * 8, format!("{name}.split_state"));
@@ -118,7 +117,7 @@ impl Codegen<'_> {
         ];
         args.extend(paged.clone());
         ph.push(
-            launch(stats, &name, grid(h, splits), THREADS, args).with_shared(tile_bytes(h.d, 2)),
+            launch(stats, &name, grid(h, SPLITS), THREADS, args).with_shared(tile_bytes(h.d, 2)),
         );
 
         let mut args = vec![
@@ -132,7 +131,7 @@ impl Codegen<'_> {
             PArg::Tokens,
         ];
         args.extend(paged);
-        ph.push(launch(pv, &name, grid(h, splits), THREADS, args).with_shared(tile_bytes(h.d, 4)));
+        ph.push(launch(pv, &name, grid(h, SPLITS), THREADS, args).with_shared(tile_bytes(h.d, 4)));
 
         ph.push(launch(
             reduce,

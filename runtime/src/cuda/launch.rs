@@ -294,13 +294,16 @@ fn resolve_kernel(
         .args
         .iter()
         .map(|a| match *a {
-            Arg::Ptr { region, offset } => ArgValue::Ptr(regions.addr(region, offset)),
-            Arg::Tokens => ArgValue::Tokens,
-            Arg::I32(v) => ArgValue::I32(v),
-            // Tensor-parallel artifacts are refused before their launches resolve.
-            Arg::Rank => ArgValue::I32(0),
+            Arg::Ptr { region, offset } => Ok(ArgValue::Ptr(regions.addr(region, offset))),
+            Arg::Tokens => Ok(ArgValue::Tokens),
+            Arg::I32(v) => Ok(ArgValue::I32(v)),
+            Arg::Rank => Err(CudaError::Other(format!(
+                "launch of {} ({}): a tensor-parallel rank argument, which this single-GPU \
+                 runtime has no rank to give",
+                l.kernel, l.node
+            ))),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let pool_ptrs = l
         .args
         .iter()
