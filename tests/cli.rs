@@ -251,8 +251,8 @@ fn compile_pass_flags() {
 #[test]
 fn tensor_parallel_on_simulated_ranks() {
     // The same greedy text whole and over 2 or 4 ranks (the tiny model's 2 KV heads replicate
-    // at 4); a split that cannot be made is a clear error naming the tensor; the GPU says
-    // what is not built; pio-compile --tp writes one rank's artifact, which runs on simulated
+    // at 4); a split that cannot be made is a clear error naming the tensor; CUDA without a
+    // GPU per rank says so; pio-compile --tp writes one rank's artifact, which runs on simulated
     // ranks too.
     // Greedy text of `pio run` on `weights` over `tp` ranks.
     let text_of = |weights: &str, tp: &str| {
@@ -281,8 +281,12 @@ fn tensor_parallel_on_simulated_ranks() {
         !ok && err.contains("tensor parallel over 3 ranks") && err.contains("embed_tokens"),
         "{err}"
     );
+    // Without a GPU (CI), or with one only, --tp 2 on CUDA says what it needs.
     let (ok, _, err) = pio(&["run", "--device", "cuda", "--tp", "2"]);
-    assert!(!ok && err.contains("pass --device cpu"), "{err}");
+    assert!(
+        ok || (err.contains("--tp 2") && err.contains("--device cpu")),
+        "{err}"
+    );
     let (ok, _, err) = pio(&["run", "--tp", "0"]);
     assert!(!ok && err.contains("--tp"), "{err}");
     // A checkpoint directory (Qwen2.5-tiny: biases split with their heads): each rank reads
@@ -335,7 +339,7 @@ fn tensor_parallel_on_simulated_ranks() {
     );
     let (ok, _, err) = pio(&["run", "--artifact", artifact, "--device", "cuda"]);
     assert!(
-        !ok && err.contains("--tp 2") && err.contains("pass --device cpu"),
+        ok || (err.contains("--tp 2") && err.contains("--device cpu")),
         "{err}"
     );
 }

@@ -15,6 +15,8 @@ mod kernel_oracle;
 mod long_batch;
 #[path = "gpu/oracle.rs"]
 mod oracle;
+#[path = "gpu/tensor_parallel.rs"]
+mod tensor_parallel;
 
 use common::rel_l2;
 use pio::{Device, LoadOptions, Model, WeightsSource};

@@ -31,7 +31,7 @@ pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -42,7 +42,7 @@ pub struct Artifact {
     /// Sequences one step takes.
     pub max_batch: usize,
     /// Tensor parallel: this artifact is every rank's part of a model split over `ranks` ranks
-    /// (each rank loads its slice of each [`WeightEntry::shard`] weight, `Arg::Rank` is its
+    /// (each rank loads its slice of each split [`WeightPart`], `Arg::Rank` is its
     /// index, the lists hold [`Step::Collective`]s); None for a whole model.
     pub tensor_parallel: Option<TensorParallel>,
     /// Most tokens one prefill step takes (longer prompts are prefilled in chunks).
@@ -165,7 +165,8 @@ impl Regions {
 }
 
 /// A weight in the weights region; `parts` are the checkpoint tensors concatenated along the
-/// first axis (one part for a plain weight).
+/// first axis (one part for a plain weight; in a tensor-parallel artifact, each part the rank's
+/// slice of its tensor, as the part's `shard` says).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightEntry {
     /// The IR node's name.
@@ -180,9 +181,6 @@ pub struct WeightEntry {
     pub bytes: u64,
     /// How random weights are made.
     pub init: Init,
-    /// Tensor parallel: how the checkpoint tensor splits over the ranks (`shape` is one rank's
-    /// slice); None: every rank holds it whole.
-    pub shard: Option<Shard>,
 }
 
 /// A tensor-parallel artifact's rank layout.
@@ -194,7 +192,26 @@ pub struct TensorParallel {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightPart {
     pub hf_name: String,
+    /// Rows of the part in this weight (a rank's slice of them where `shard` splits rows).
     pub rows: usize,
+    /// Tensor parallel: how the checkpoint tensor splits over the ranks (the entry's `shape`
+    /// holds one rank's slice of it); None: every rank holds it whole.
+    pub shard: Option<Shard>,
+}
+
+impl WeightEntry {
+    /// The checkpoint tensor of part `p` (one of `self.parts`): its rows and the entry's other
+    /// axes, the split axis widened to the whole tensor's extent over `ranks` ranks.
+    pub fn part_shape(&self, p: &WeightPart, ranks: usize) -> Vec<usize> {
+        let mut shape = vec![p.rows];
+        shape.extend(self.shape.iter().skip(1));
+        if let Some(sh) = p.shard.filter(|_| ranks > 1) {
+            if let Some(extent) = shape.get_mut(sh.axis.index()) {
+                *extent = shard::global_extent(*extent, sh.groups, ranks);
+            }
+        }
+        shape
+    }
 }
 
 /// One layer's K or V cache: `[max_batch, kv_heads, max_context, head_dim]` (each kv head's rows

@@ -49,10 +49,10 @@ fn node_by_node(g: &Graph) -> Vec<f32> {
             // Concatenated along the first axis, as the executor loads it.
             Op::Weight(b) => {
                 let mut data = Vec::new();
-                for (part, rows) in &b.concat {
+                for p in &b.concat {
                     let part_shape: Vec<usize> =
-                        [*rows].into_iter().chain(shape[1..].to_vec()).collect();
-                    data.extend(load(part, &part_shape).unwrap());
+                        [p.rows].into_iter().chain(shape[1..].to_vec()).collect();
+                    data.extend(load(&p.hf_name, &part_shape).unwrap());
                 }
                 Tensor::new(shape, data)
             }

@@ -110,12 +110,20 @@ fn swiglu_fuses_only_gate_first_halves() {
     }
 }
 
+fn part(name: &str, rows: usize) -> ConcatPart {
+    ConcatPart {
+        hf_name: name.into(),
+        rows,
+        shard: None,
+    }
+}
+
 /// A weight that is tied to another or concatenated from parts is not a plain weight: the
 /// norm rules bind their norm weight only to a plain one.
 #[test]
 fn norm_weights_that_are_tied_or_concatenated_are_not_bound() {
     for (concat, tied) in [
-        (vec![("a".to_string(), 4), ("b".to_string(), 4)], vec![]),
+        (vec![part("a", 4), part("b", 4)], vec![]),
         (vec![], vec!["other.weight".to_string()]),
     ] {
         let mut g = norm_then_linear(false);

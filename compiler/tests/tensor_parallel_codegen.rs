@@ -1,10 +1,12 @@
 //! The CUDA artifact of a tensor-parallel rank (`pio-compile --tp N`): its collectives as steps
 //! of their own after every partial sum and before the logits, the embedding over the rank's
 //! vocabulary rows with the rank as an argument, each weight one rank's slice with its split
-//! recorded, and the artifact consistent (pointers inside their regions).
+//! recorded (per part: sibling projections are merged), and the artifact consistent (pointers
+//! inside their regions).
 
 use pio_artifact::{
-    Arg, Artifact, CollectiveOp, Dim, Region, Shard, ShardAxis, Step, TensorParallel,
+    Arg, Artifact, CollectiveOp, Dim, Region, Shard, ShardAxis, Step, TensorParallel, WeightEntry,
+    WeightPart,
 };
 use pio_compiler::pass::PassOptions;
 use pio_compiler::CompileOptions;
@@ -30,8 +32,12 @@ fn count(steps: &[Step], op: CollectiveOp) -> usize {
         .count()
 }
 
-fn weight<'a>(a: &'a Artifact, name: &str) -> &'a pio_artifact::WeightEntry {
-    a.weights.iter().find(|w| w.name == name).unwrap()
+/// The weight holding checkpoint tensor `hf`, and its part.
+fn part<'a>(a: &'a Artifact, hf: &str) -> (&'a WeightEntry, &'a WeightPart) {
+    a.weights
+        .iter()
+        .find_map(|w| w.parts.iter().find(|p| p.hf_name == hf).map(|p| (w, p)))
+        .unwrap_or_else(|| panic!("no weight holds {hf}"))
 }
 
 #[test]
@@ -105,27 +111,68 @@ fn a_rank_of_qwen3_0_6b_over_two_gpus() {
             groups,
         })
     };
-    for (name, shape, shard) in [
-        ("embed_tokens", vec![151_936 / 2, 1024], rows(151_936)),
-        ("layers.0.gate_proj", vec![3072 / 2, 1024], rows(3072)),
-        ("layers.0.q_proj", vec![16 * 128 / 2, 1024], rows(16)),
-        ("layers.0.k_proj", vec![8 * 128 / 2, 1024], rows(8)),
-        ("layers.0.o_proj", vec![1024, 16 * 128 / 2], cols(16)),
-        ("layers.0.down_proj", vec![1024, 3072 / 2], cols(3072)),
-        ("layers.0.input_layernorm", vec![1024], None),
+    for (hf, shape, shard) in [
+        (
+            "model.embed_tokens.weight",
+            vec![151_936 / 2, 1024],
+            rows(151_936),
+        ),
+        (
+            "model.layers.0.mlp.gate_proj.weight",
+            vec![3072 / 2, 1024],
+            rows(3072),
+        ),
+        (
+            "model.layers.0.self_attn.q_proj.weight",
+            vec![16 * 128 / 2, 1024],
+            rows(16),
+        ),
+        (
+            "model.layers.0.self_attn.k_proj.weight",
+            vec![8 * 128 / 2, 1024],
+            rows(8),
+        ),
+        (
+            "model.layers.0.self_attn.o_proj.weight",
+            vec![1024, 16 * 128 / 2],
+            cols(16),
+        ),
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            vec![1024, 3072 / 2],
+            cols(3072),
+        ),
+        ("model.layers.0.input_layernorm.weight", vec![1024], None),
     ] {
-        let w = weight(&a, name);
-        assert_eq!((&w.shape, w.shard), (&shape, shard), "{name}");
+        let (w, p) = part(&a, hf);
+        let mut here = vec![p.rows];
+        here.extend(&w.shape[1..]);
+        assert_eq!((&here, p.shard), (&shape, shard), "{hf}");
+    }
+    for w in &a.weights {
+        let rows: usize = w.parts.iter().map(|p| p.rows).sum();
+        assert_eq!(rows, w.shape[0], "{}", w.name);
         assert_eq!(
             w.bytes,
-            shape.iter().product::<usize>() as u64 * 2,
-            "{name}"
+            w.shape.iter().product::<usize>() as u64 * 2,
+            "{}",
+            w.name
         );
     }
+    // Sibling projections are merged in a rank's graph too, each part the rank's rows of its
+    // tensor: Q, K, V in one weight, gate and up in another.
+    let (qkv, _) = part(&a, "model.layers.0.self_attn.q_proj.weight");
+    assert_eq!(qkv.parts.len(), 3, "{}", qkv.name);
+    assert_eq!(qkv.shape[0], (16 + 8 + 8) * 128 / 2);
+    let (gate_up, _) = part(&a, "model.layers.0.mlp.up_proj.weight");
+    assert_eq!(gate_up.parts.len(), 2, "{}", gate_up.name);
     // A whole model's artifact records none of it.
     let whole = compile("qwen3-0.6b.yaml", 1);
     assert_eq!(whole.tensor_parallel, None);
-    assert!(whole.weights.iter().all(|w| w.shard.is_none()));
+    assert!(whole
+        .weights
+        .iter()
+        .all(|w| w.parts.iter().all(|p| p.shard.is_none())));
     assert!(whole
         .decode
         .iter()
@@ -137,7 +184,7 @@ fn kv_heads_fewer_than_ranks_are_replicated() {
     // Qwen3-tiny has 2 KV heads: over 4 ranks each holds one of them whole, two ranks apiece.
     let a = compile("qwen3-tiny.yaml", 4);
     a.check().unwrap();
-    let k = weight(&a, "layers.0.k_proj");
+    let (_, k) = part(&a, "model.layers.0.self_attn.k_proj.weight");
     assert_eq!(
         k.shard,
         Some(Shard {
@@ -145,7 +192,7 @@ fn kv_heads_fewer_than_ranks_are_replicated() {
             groups: 2
         })
     );
-    assert_eq!(k.shape[0], 32, "one KV head of 32 dims");
+    assert_eq!(k.rows, 32, "one KV head of 32 dims");
     let json = serde_json::to_string(&a).unwrap();
     let back: Artifact = serde_json::from_str(&json).unwrap();
     assert_eq!(

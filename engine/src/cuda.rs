@@ -1,18 +1,24 @@
 //! The CUDA backend: an artifact's kernels JIT-compiled through NVRTC (and its disk cache), its
-//! weights uploaded, generation with GPU sampling.
+//! weights uploaded, generation with GPU sampling; a tensor-parallel artifact on one GPU per
+//! rank (`ranks`).
+
+mod ranks;
 
 use crate::error::PioError;
 use crate::options::{LoadOptions, WeightsSource};
 use pio_artifact::Artifact;
-use pio_runtime::cuda::device::Gpu;
+use pio_runtime::cuda::device::{CudaError, Gpu};
 use pio_runtime::cuda::executor::{gpu_sampling_supported, CudaModel};
 use pio_runtime::cuda::nvrtc::KernelCache;
 use pio_runtime::generate::{BoxError, Forward};
 use pio_runtime::sampling::Sampler;
 
-/// A model on the GPU.
+/// A model on the GPU, or on one GPU per rank.
 pub struct CudaBackend {
+    /// The model, or a tensor-parallel model's rank 0.
     model: CudaModel,
+    /// A tensor-parallel model's other ranks.
+    followers: Option<ranks::Followers>,
     /// Seconds spent compiling the kernels (NVRTC or the kernel cache).
     pub nvrtc_s: f64,
     /// Seconds spent making and uploading the weights.
@@ -65,6 +71,34 @@ pub fn load(
     let load_s = weights_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
     Ok(CudaBackend {
         model,
+        followers: None,
+        nvrtc_s: total - load_s,
+        load_s,
+    })
+}
+
+/// Loads `artifact`, compiled with `pio-compile --tp ranks`, onto GPUs 0..ranks (one rank
+/// each, NCCL between them).
+pub fn load_ranks(
+    ranks: usize,
+    artifact: Artifact,
+    source: &WeightsSource,
+    opts: &LoadOptions,
+) -> Result<CudaBackend, PioError> {
+    let started = std::time::Instant::now();
+    let dir = match source {
+        WeightsSource::Dir(d) => Some(crate::weights::open_dir(&artifact, d)?),
+        WeightsSource::Random { .. } => None,
+    };
+    let mut weights_started = None;
+    let loaded = ranks::load(ranks, &artifact, source, dir.as_ref(), opts, |_, _| {
+        weights_started.get_or_insert_with(std::time::Instant::now);
+    })?;
+    let total = started.elapsed().as_secs_f64();
+    let load_s = weights_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    Ok(CudaBackend {
+        model: loaded.rank0,
+        followers: Some(loaded.followers),
         nvrtc_s: total - load_s,
         load_s,
     })
@@ -98,8 +132,28 @@ impl CudaBackend {
         format!("{} ({})", g.name, g.arch)
     }
 
+    /// The model (a tensor-parallel model's rank 0: its reports and settings; its steps go
+    /// through [`Self::each`], since a step on one rank alone waits for the others at its
+    /// first collective).
     pub fn model(&mut self) -> &mut CudaModel {
         &mut self.model
+    }
+
+    /// Tensor-parallel ranks (1 for a model on one GPU).
+    pub fn ranks(&self) -> usize {
+        self.followers.as_ref().map_or(1, |f| f.ranks())
+    }
+
+    /// Runs `f` on the model, on every rank at once for a tensor-parallel model; returns the
+    /// model's (rank 0's) result.
+    pub fn each<R>(
+        &mut self,
+        f: impl Fn(&mut CudaModel) -> Result<R, CudaError> + Sync,
+    ) -> Result<R, CudaError> {
+        match &self.followers {
+            None => f(&mut self.model),
+            Some(followers) => followers.each(&mut self.model, f),
+        }
     }
 
     pub fn model_ref(&self) -> &CudaModel {
@@ -107,23 +161,23 @@ impl CudaBackend {
     }
 
     pub fn reset_cache(&mut self) -> Result<(), PioError> {
-        Ok(self.model.reset()?)
+        Ok(self.each(|m| m.reset())?)
     }
 
     /// Runs `tokens` after the cached ones and returns the logits of every one of them.
     pub fn step_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, PioError> {
-        Ok(self.model.step_all_logits(tokens)?)
+        Ok(self.each(|m| m.step_all_logits(tokens))?)
     }
 }
 
 impl Forward for CudaBackend {
     fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BoxError> {
-        self.model.step(tokens)?;
+        self.each(|m| m.step(tokens))?;
         Ok(self.model.logits()?.pop().unwrap_or_default())
     }
 
     fn reset(&mut self) {
-        if let Err(e) = self.model.reset() {
+        if let Err(e) = self.each(|m| m.reset()) {
             eprintln!("warning: resetting the GPU sampler state failed: {e}");
         }
     }
@@ -145,11 +199,14 @@ impl Forward for CudaBackend {
     ) -> Result<u32, BoxError> {
         let p = sampler.params().clone();
         if generated.is_empty() && p.repetition_penalty != 1.0 {
-            self.model.mark_seen(tokens)?;
+            self.each(|m| m.mark_seen(tokens))?;
         }
-        self.model.step(tokens)?;
+        self.each(|m| m.step(tokens))?;
         if gpu_sampling_supported(&p) {
-            return Ok(self.model.sample(&p, generated.len() as u64)?);
+            // Every rank samples the same token from the same logits, which keeps their
+            // samplers' state (seen tokens, step) the same.
+            let step = generated.len() as u64;
+            return Ok(self.each(|m| m.sample(&p, step))?);
         }
         // Sampling the GPU sampler cannot do exactly (no top-k): on the host.
         let logits = self.model.logits()?.pop().unwrap_or_default();

@@ -163,19 +163,23 @@ impl Model {
         };
         use pio_runtime::cuda::device::{driver_present, Gpu};
         let ranks = opts.ranks_for(&artifact)?;
-        if ranks > 1 && device == Device::Cuda {
-            return Err(PioError::Options(format!(
-                "{ranks} tensor-parallel ranks (--tp {ranks}, or an artifact compiled with it) run on the CPU backend only so far (the graph sharded over simulated ranks): the NCCL runtime for GPUs is not built yet; pass --device cpu"
-            )));
-        }
-        let device = if ranks > 1 { Device::Cpu } else { device };
+        // Several ranks run on one GPU each where there are enough (--device auto: else on the
+        // CPU executor's simulated ranks).
+        let enough_gpus = || driver_present() && Gpu::count().is_ok_and(|n| n >= ranks);
+        let device = match device {
+            Device::Auto if ranks > 1 && !enough_gpus() => Device::Cpu,
+            Device::Auto if ranks > 1 => Device::Cuda,
+            d => d,
+        };
         let gpu = match device {
             Device::Cpu => None,
+            Device::Cuda if ranks > 1 => None,
             Device::Cuda => {
                 Some(Gpu::open().map_err(|e| PioError::Device(format!("--device cuda: {e}")))?)
             }
             Device::Auto => driver_present().then(Gpu::open).and_then(Result::ok),
         };
+        let ranked_gpus = ranks > 1 && device == Device::Cuda;
         let mut info = artifact.model.clone();
         let file_in = |name: &str| dir.as_ref().map(|d| d.join(name)).filter(|p| p.is_file());
         let tokenizer = match file_in("tokenizer.json") {
@@ -223,10 +227,21 @@ impl Model {
         let weight_bytes = params.saturating_mul(info.weights_dtype.size() as u64);
         match &gpu {
             Some(gpu) => crate::footprint::check_gpu(&artifact, gpu.memory().0)?,
+            // Each rank's GPU is checked as it is opened.
+            None if ranked_gpus => {}
             None => crate::footprint::check_cpu(&artifact)?,
         }
         let started = Instant::now();
         let (backend, timings) = match gpu {
+            None if ranked_gpus => {
+                let c = crate::cuda::load_ranks(ranks, artifact, weights, opts)?;
+                let t = LoadTimings {
+                    compile_s: 0.0,
+                    nvrtc_s: c.nvrtc_s,
+                    weights_s: c.load_s,
+                };
+                (Backend::Cuda(Box::new(c)), t)
+            }
             Some(gpu) => {
                 let c = crate::cuda::load(gpu, artifact, weights, opts)?;
                 let t = LoadTimings {

@@ -67,8 +67,8 @@ pub struct LoadOptions {
     /// `pio_compiler::codegen::ATTENTION_SPANS`, 5). Every setting computes the same up to f32
     /// summation order.
     pub attention_spans: Option<usize>,
-    /// Tensor-parallel ranks (default 1). More than 1 runs on the CPU backend only for now:
-    /// the graph sharded over simulated ranks (the NCCL runtime for GPUs is not built yet).
+    /// Tensor-parallel ranks (default 1). More than 1: the graph sharded over one GPU per rank
+    /// (NCCL between them), or over simulated ranks on the CPU backend.
     pub tensor_parallel: Option<usize>,
 }
 

@@ -5,7 +5,7 @@
 use crate::error::PioError;
 use crate::options::WeightsSource;
 use half::bf16;
-use pio_artifact::{Artifact, DType, Init, WeightEntry};
+use pio_artifact::{Artifact, DType, Init, WeightEntry, WeightPart};
 use pio_compiler::ir::{Graph, Op};
 use pio_runtime::weights::{self, WeightDir, WeightInit, WeightSpec};
 
@@ -16,36 +16,20 @@ fn weight_init(init: Init) -> WeightInit {
     }
 }
 
-/// The checkpoint tensors an artifact's weights are made of (tied names excluded).
+/// The checkpoint tensors an artifact's weights are made of (tied names excluded); a
+/// tensor-parallel artifact holds one rank's slices, the checkpoint the whole tensors.
 pub fn artifact_weight_specs(a: &Artifact) -> Vec<WeightSpec> {
+    let ranks = a.tensor_parallel.map_or(1, |tp| tp.ranks);
     a.weights
         .iter()
         .flat_map(|w| {
-            w.parts.iter().map(|p| {
-                let mut shape = vec![p.rows];
-                shape.extend(&w.shape[1..]);
-                // A tensor-parallel artifact holds one rank's slice: the checkpoint, the whole.
-                if let Some(tp) = a.tensor_parallel {
-                    whole_extent(w, &mut shape, tp.ranks);
-                }
-                WeightSpec {
-                    name: p.hf_name.clone(),
-                    shape,
-                    init: weight_init(w.init),
-                }
+            w.parts.iter().map(move |p| WeightSpec {
+                name: p.hf_name.clone(),
+                shape: w.part_shape(p, ranks),
+                init: weight_init(w.init),
             })
         })
         .collect()
-}
-
-/// Widens the split axis of `shape` (rank slice of `w`'s split, over `ranks` ranks) to the
-/// checkpoint tensor's extent; a weight without a split is left as it is.
-fn whole_extent(w: &WeightEntry, shape: &mut [usize], ranks: usize) {
-    if let Some(sh) = w.shard {
-        if let Some(extent) = shape.get_mut(sh.axis.index()) {
-            *extent = pio_artifact::shard::global_extent(*extent, sh.groups, ranks);
-        }
-    }
 }
 
 /// Checkpoint names an artifact does not store separately (tied to another tensor).
@@ -100,10 +84,10 @@ pub struct Rank {
     pub rank: usize,
 }
 
-/// [`fill_bf16`] for one rank of a tensor-parallel artifact: a split weight (`w.shard`) gets the
-/// rank's slice of the checkpoint tensor, read from the memory map as the rank's rows or
+/// [`fill_bf16`] for one rank of a tensor-parallel artifact: each split part (`shard`) gets
+/// the rank's slice of its checkpoint tensor, read from the memory map as the rank's rows or
 /// columns only (never the whole tensor), or of the seeded random tensor made whole (so that
-/// every rank cuts the same tensor). Weights without a split, and any weight when `rank` is
+/// every rank cuts the same tensor). Parts without a split, and every part when `rank` is
 /// None, are filled whole.
 pub fn fill_rank_bf16(
     w: &WeightEntry,
@@ -122,10 +106,23 @@ pub fn fill_rank_bf16(
         WeightsSource::Random { seed } => *seed,
         WeightsSource::Dir(_) => 0,
     };
-    match (w.shard, rank) {
-        (Some(shard), Some(r)) => fill_slice_bf16(w, &shard, out, dir, seed, r),
-        _ => fill_whole_bf16(w, out, dir, seed),
+    let cols: usize = w.shape[1..].iter().product();
+    let mut at = 0usize;
+    for part in &w.parts {
+        let n = 2 * part.rows * cols;
+        let dst = out
+            .get_mut(at..at + n)
+            .ok_or_else(|| format!("its parts need more than its {} bytes", w.bytes))?;
+        match (part.shard, rank) {
+            (Some(shard), Some(r)) => fill_part_slice(w, part, &shard, dst, dir, seed, r)?,
+            _ => fill_part_whole(w, part, dst, dir, seed)?,
+        }
+        at += n;
     }
+    if at != out.len() {
+        return Err(format!("its parts fill {at} of its {} bytes", out.len()));
+    }
+    Ok(())
 }
 
 /// bf16 values as little-endian bytes.
@@ -133,21 +130,16 @@ fn le_bytes(values: impl IntoIterator<Item = bf16>) -> Vec<u8> {
     values.into_iter().flat_map(bf16::to_le_bytes).collect()
 }
 
-/// A split weight's slice for rank `r` (one checkpoint tensor: sharded graphs merge no parts).
-fn fill_slice_bf16(
+/// Rank `r`'s slice of a split part of `w` into `dst`.
+fn fill_part_slice(
     w: &WeightEntry,
+    part: &WeightPart,
     shard: &pio_artifact::Shard,
-    out: &mut [u8],
+    dst: &mut [u8],
     dir: Option<&WeightDir>,
     seed: u64,
     r: Rank,
 ) -> Result<(), String> {
-    let [part] = w.parts.as_slice() else {
-        return Err(format!(
-            "a split weight of {} checkpoint tensors (one expected)",
-            w.parts.len()
-        ));
-    };
     let bytes = match dir {
         Some(wd) => {
             let (dtype, bytes) = wd
@@ -163,8 +155,7 @@ fn fill_slice_bf16(
             }
         }
         None => {
-            let mut whole = w.shape.clone();
-            whole_extent(w, &mut whole, r.ranks);
+            let whole = w.part_shape(part, r.ranks);
             let spec = WeightSpec {
                 name: part.hf_name.clone(),
                 shape: whole.clone(),
@@ -178,60 +169,59 @@ fn fill_slice_bf16(
             )
         }
     };
-    if bytes.len() != out.len() {
+    if bytes.len() != dst.len() {
         return Err(format!(
-            "rank {} of {}: {} bytes for its {} bytes",
+            "{}: rank {} of {}: {} bytes for its {} bytes",
+            part.hf_name,
             r.rank,
             r.ranks,
             bytes.len(),
-            out.len()
+            dst.len()
         ));
     }
-    out.copy_from_slice(&bytes);
+    dst.copy_from_slice(&bytes);
     Ok(())
 }
 
-/// Every part of a weight, whole.
-fn fill_whole_bf16(
+/// A part of `w`, whole, into `dst`.
+fn fill_part_whole(
     w: &WeightEntry,
-    out: &mut [u8],
+    part: &WeightPart,
+    dst: &mut [u8],
     dir: Option<&WeightDir>,
     seed: u64,
 ) -> Result<(), String> {
-    let cols: usize = w.shape[1..].iter().product();
-    let mut at = 0usize;
-    for part in &w.parts {
-        let n = part.rows * cols;
-        let dst = out
-            .get_mut(at..at + 2 * n)
-            .ok_or_else(|| format!("its parts need more than its {} bytes", w.bytes))?;
-        match dir {
-            Some(wd) => {
-                let (dtype, bytes) = wd.tensor_bytes(&part.hf_name).map_err(|e| e.to_string())?;
-                if dtype == weights::DType::BF16 {
-                    dst.copy_from_slice(bytes);
-                } else {
-                    let f = wd.tensor_f32(&part.hf_name).map_err(|e| e.to_string())?;
-                    for (d, v) in dst.chunks_mut(2).zip(f) {
-                        d.copy_from_slice(&bf16::from_f32(v).to_le_bytes());
-                    }
+    match dir {
+        Some(wd) => {
+            let (dtype, bytes) = wd.tensor_bytes(&part.hf_name).map_err(|e| e.to_string())?;
+            if dtype == weights::DType::BF16 {
+                if bytes.len() != dst.len() {
+                    return Err(format!(
+                        "{}: {} bytes for its {} bytes",
+                        part.hf_name,
+                        bytes.len(),
+                        dst.len()
+                    ));
                 }
-            }
-            None => {
-                let mut shape = vec![part.rows];
-                shape.extend(&w.shape[1..]);
-                let spec = WeightSpec {
-                    name: part.hf_name.clone(),
-                    shape,
-                    init: weight_init(w.init),
-                };
-                let values = weights::random_tensor_bf16(seed, &spec).map_err(|e| e.to_string())?;
-                for (d, v) in dst.chunks_mut(2).zip(values) {
-                    d.copy_from_slice(&v.to_le_bytes());
+                dst.copy_from_slice(bytes);
+            } else {
+                let f = wd.tensor_f32(&part.hf_name).map_err(|e| e.to_string())?;
+                for (d, v) in dst.chunks_mut(2).zip(f) {
+                    d.copy_from_slice(&bf16::from_f32(v).to_le_bytes());
                 }
             }
         }
-        at += 2 * n;
+        None => {
+            let spec = WeightSpec {
+                name: part.hf_name.clone(),
+                shape: w.part_shape(part, 1),
+                init: weight_init(w.init),
+            };
+            let values = weights::random_tensor_bf16(seed, &spec).map_err(|e| e.to_string())?;
+            for (d, v) in dst.chunks_mut(2).zip(values) {
+                d.copy_from_slice(&v.to_le_bytes());
+            }
+        }
     }
     Ok(())
 }

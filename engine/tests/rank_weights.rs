@@ -1,8 +1,8 @@
 //! A tensor-parallel rank's weight bytes, as the GPU upload would get them (`fill_rank_bf16`):
 //! from a checkpoint, each split weight's rows or columns read straight from the memory map; from
 //! the seeded random source, the whole tensor's slice. Both agree with each other (init-weights
-//! writes the seeded tensors) and with cutting the checkpoint's whole tensor, and the ranks'
-//! slices together cover every value once.
+//! writes the seeded tensors) and with cutting the checkpoint's whole tensor, part by part where
+//! siblings are merged, and the ranks' slices together cover every value once.
 
 use pio_engine::weights::{artifact_weight_specs, fill_rank_bf16, open_dir, Rank};
 use pio_engine::WeightsSource;
@@ -34,16 +34,16 @@ fn each_rank_gets_its_slice_from_the_checkpoint_and_from_the_seed() {
         let whole_shapes = artifact_weight_specs(&a);
         let checkpoint = WeightsSource::Dir(dir.path().to_path_buf());
         let seeded = WeightsSource::Random { seed: 7 };
-        let mut split = 0;
-        for w in &a.weights {
-            let hf = &w.parts[0].hf_name;
-            let shape = &whole_shapes.iter().find(|s| &s.name == hf).unwrap().shape;
-            let (_, whole) = wd.tensor_bytes(hf).unwrap();
-            let whole: Vec<u16> = whole
-                .chunks_exact(2)
+        let (mut split, mut merged) = (0, 0);
+        let u16s = |b: &[u8]| -> Vec<u16> {
+            b.chunks_exact(2)
                 .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                .collect();
-            let mut covered = 0;
+                .collect()
+        };
+        for w in &a.weights {
+            let cols: usize = w.shape[1..].iter().product();
+            merged += usize::from(w.parts.len() > 1);
+            let mut covered = vec![0usize; w.parts.len()];
             for rank in 0..ranks {
                 let r = Some(Rank { ranks, rank });
                 let mut from_dir = vec![0u8; w.bytes as usize];
@@ -51,24 +51,41 @@ fn each_rank_gets_its_slice_from_the_checkpoint_and_from_the_seed() {
                 let mut from_seed = vec![0u8; w.bytes as usize];
                 fill_rank_bf16(w, &mut from_seed, None, &seeded, r).unwrap();
                 assert_eq!(from_dir, from_seed, "{}: rank {rank} of {ranks}", w.name);
-                let values: Vec<u16> = from_dir
-                    .chunks_exact(2)
-                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                    .collect();
-                let expected = match w.shard {
-                    Some(s) => s.slice(&whole, shape, ranks, rank).unwrap(),
-                    None => whole.clone(),
-                };
-                assert_eq!(values, expected, "{}: rank {rank} of {ranks}", w.name);
-                covered += values.len();
+                // Each part (siblings merged in a sharded graph: the rank's rows of each) is
+                // the rank's cut of its checkpoint tensor.
+                let values = u16s(&from_dir);
+                let mut at = 0;
+                for (i, part) in w.parts.iter().enumerate() {
+                    let hf = &part.hf_name;
+                    let shape = &whole_shapes.iter().find(|s| &s.name == hf).unwrap().shape;
+                    let whole = u16s(wd.tensor_bytes(hf).unwrap().1);
+                    let expected = match part.shard {
+                        Some(s) => s.slice(&whole, shape, ranks, rank).unwrap(),
+                        None => whole.clone(),
+                    };
+                    let n = part.rows * cols;
+                    assert_eq!(
+                        &values[at..at + n],
+                        &expected[..],
+                        "{hf}: rank {rank} of {ranks}"
+                    );
+                    at += n;
+                    covered[i] += n;
+                }
+                assert_eq!(at, values.len(), "{}", w.name);
             }
-            if let Some(s) = w.shard {
-                split += 1;
-                // Replicated groups (KV heads fewer than ranks) are held by several ranks.
-                let copies = ranks / s.groups.min(ranks);
-                assert_eq!(covered, whole.len() * copies, "{}", w.name);
+            for (part, covered) in w.parts.iter().zip(covered) {
+                if let Some(s) = part.shard {
+                    split += 1;
+                    let whole = wd.tensor_bytes(&part.hf_name).unwrap().1.len() / 2;
+                    // Replicated groups (KV heads fewer than ranks) are held by several ranks.
+                    let copies = ranks / s.groups.min(ranks);
+                    assert_eq!(covered, whole * copies, "{}", part.hf_name);
+                }
             }
         }
+        // Q/K/V (with their biases) and gate/up are merged per layer in the sharded graph too.
+        assert!(merged >= 4, "{ranks} ranks: {merged} merged weights");
         assert!(split > 10, "{ranks} ranks: only {split} split weights");
     }
 }

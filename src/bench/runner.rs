@@ -40,7 +40,7 @@ pub struct BenchOptions {
     pub repeats: usize,
     pub warmup: usize,
     pub device: Device,
-    /// Tensor-parallel ranks (more than 1: the CPU backend's simulated ranks).
+    /// Tensor-parallel ranks (more than 1: one GPU each, or the CPU backend's simulated ranks).
     pub tensor_parallel: usize,
     pub progress: bool,
     /// The sizes are defaults, not the user's: drop the contexts and prompt lengths a model
@@ -214,9 +214,12 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport, PioError> {
             for r in 0..o.warmup + o.repeats {
                 let secs = match model.cuda() {
                     Some(cuda) => {
-                        let m = cuda.model();
-                        m.rewind(ids.len(), first)?;
-                        super::gpu_timing::timed_decode(m, o.gen, &greedy)? / 1e3
+                        let (len, gen) = (ids.len(), o.gen);
+                        // Every rank of a tensor-parallel model decodes; rank 0's time counts.
+                        cuda.each(|m| {
+                            m.rewind(len, first)?;
+                            super::gpu_timing::timed_decode(m, gen, &greedy)
+                        })? / 1e3
                     }
                     None => {
                         if r > 0 {
@@ -346,12 +349,11 @@ fn first_token(
 ) -> Result<(f64, u32), PioError> {
     let t = Instant::now();
     let token = match model.cuda() {
-        Some(c) => {
-            let m = c.model();
+        Some(c) => c.each(|m| {
             m.reset()?;
             m.step(ids)?;
-            m.sample(greedy, 0)?
-        }
+            m.sample(greedy, 0)
+        })?,
         None => {
             let rows = model.prefill_logits(ids)?;
             crate::argmax(rows.last().map(Vec::as_slice).unwrap_or(&[]))

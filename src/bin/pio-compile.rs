@@ -39,9 +39,9 @@ struct Args {
     #[arg(long)]
     no_fusion: bool,
     /// Tensor-parallel ranks: the shard pass makes the graph one rank's part of N, and the
-    /// artifact is every rank's (collectives as steps, each weight a rank's slice). The GPU
-    /// runtime for it (NCCL) is not built yet; `pio run --artifact DIR --device cpu` runs it on
-    /// simulated ranks.
+    /// artifact is every rank's (collectives as steps, each weight a rank's slice).
+    /// `pio run --artifact DIR` runs it on N GPUs (NCCL between them), or with `--device cpu`
+    /// on simulated ranks.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     tp: u32,
@@ -191,14 +191,14 @@ fn run() -> Result<()> {
             .sum();
         outln!(
             "one rank's part of {} ranks: weights {} and KV {} bytes/token per rank; {} all_reduce, \
-             {} all_gather in the graph (each a step of every launch list); the multi-GPU runtime \
-             (NCCL) is not built yet: run it on simulated ranks with pio run --artifact {} \
-             --weights random --device cpu",
+             {} all_gather in the graph (each a step of every launch list); run it on {} GPUs with \
+             pio run --artifact {} (or on simulated ranks: --device cpu)",
             tp.ranks,
             bytes_human(a.regions.weights),
             thousands(kv_per_token as u64),
             count("all_reduce"),
             count("all_gather"),
+            tp.ranks,
             dir.display()
         )?;
         return Ok(());

@@ -29,17 +29,20 @@ impl Codegen<'_> {
                     .as_fixed()
                     .ok_or_else(|| err(format!("weight '{}' is not static", n.name)))?;
             let bytes = (shape.iter().product::<usize>() * n.ty.dtype.size()) as u64;
+            let sharded = self.g.is_sharded();
             let parts = if b.concat.is_empty() {
                 vec![art::WeightPart {
                     hf_name: b.hf_name.clone(),
                     rows: shape[0],
+                    shard: b.shard.filter(|_| sharded),
                 }]
             } else {
                 b.concat
                     .iter()
-                    .map(|(name, rows)| art::WeightPart {
-                        hf_name: name.clone(),
-                        rows: *rows,
+                    .map(|p| art::WeightPart {
+                        hf_name: p.hf_name.clone(),
+                        rows: p.rows,
+                        shard: p.shard.filter(|_| sharded),
                     })
                     .collect()
             };
@@ -52,7 +55,6 @@ impl Codegen<'_> {
                 offset: off,
                 bytes,
                 init: b.init,
-                shard: b.shard.filter(|_| self.g.is_sharded()),
             });
             self.weights.insert(id, off);
             off += align(bytes);

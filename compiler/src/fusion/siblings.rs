@@ -4,7 +4,7 @@
 //! every sibling's product is followed by its own bias (Qwen2's Q, K and V), the biases are
 //! concatenated too and added once, before the slices.
 
-use crate::ir::{Dim, Graph, Node, NodeId, Op, Shape, TensorType, WeightBinding};
+use crate::ir::{ConcatPart, Dim, Graph, Node, NodeId, Op, Shape, TensorType, WeightBinding};
 
 /// Merges one group of siblings, if any; returns whether the graph changed.
 pub fn merge_one(g: &mut Graph) -> bool {
@@ -48,10 +48,10 @@ fn mergeable(g: &Graph, x: NodeId, u: NodeId) -> bool {
     if args[0] != x {
         return false;
     }
-    // One rank's part of a sharded graph keeps its projections apart: a merged weight would
-    // need each part's slice recorded (not built yet).
-    !g.is_sharded()
-        && matches!(&g.node(args[1]).op, Op::Weight(b) if b.concat.is_empty() && b.tied.is_empty())
+    // In a sharded graph each part is the rank's rows of its tensor (recorded per part); a
+    // weight split by columns (a row-parallel projection) is never a sibling's.
+    matches!(&g.node(args[1]).op, Op::Weight(b) if b.concat.is_empty() && b.tied.is_empty()
+            && rows_or_whole(g, b))
         && g.users(args[1]).len() == 1
         && matches!(g.node(args[1]).ty.shape.0[0], Dim::Fixed(_))
 }
@@ -108,7 +108,8 @@ fn own_bias(g: &Graph, u: NodeId) -> Option<(NodeId, NodeId)> {
         return None;
     }
     let b = g.operands(*add)[1];
-    let plain = matches!(&g.node(b).op, Op::Weight(w) if w.concat.is_empty() && w.tied.is_empty());
+    let plain = matches!(&g.node(b).op, Op::Weight(w) if w.concat.is_empty() && w.tied.is_empty()
+        && rows_or_whole(g, w));
     (plain && g.users(b).len() == 1 && g.node(b).ty.dtype == g.node(u).ty.dtype)
         .then_some((*add, b))
 }
@@ -146,6 +147,15 @@ fn merge_biases(
     }
 }
 
+/// Whether weight `b` of `g` is whole on every rank, or split by its rows (its first axis, the
+/// one a merge concatenates).
+fn rows_or_whole(g: &Graph, b: &WeightBinding) -> bool {
+    match b.shard.filter(|_| g.is_sharded()) {
+        None => true,
+        Some(s) => s.axis.index() == 0,
+    }
+}
+
 /// A weight that is the plain weights `parts` (of `rows` rows each) concatenated along their first
 /// axis at load time; the parts stay in the graph (the caller removes them).
 fn concatenated(g: &mut Graph, parts: &[NodeId], rows: &[usize]) -> NodeId {
@@ -153,11 +163,16 @@ fn concatenated(g: &mut Graph, parts: &[NodeId], rows: &[usize]) -> NodeId {
     let Op::Weight(first_w) = &first.op else {
         unreachable!("siblings are plain weights")
     };
-    let bound: Vec<(String, usize)> = parts
+    let sharded = g.is_sharded();
+    let bound: Vec<ConcatPart> = parts
         .iter()
         .zip(rows)
         .map(|(&w, &r)| match &g.node(w).op {
-            Op::Weight(b) => (b.hf_name.clone(), r),
+            Op::Weight(b) => ConcatPart {
+                hf_name: b.hf_name.clone(),
+                rows: r,
+                shard: b.shard.filter(|_| sharded),
+            },
             _ => unreachable!("siblings are plain weights"),
         })
         .collect();
@@ -172,7 +187,7 @@ fn concatenated(g: &mut Graph, parts: &[NodeId], rows: &[usize]) -> NodeId {
                     "concat({})",
                     bound
                         .iter()
-                        .map(|p| p.0.as_str())
+                        .map(|p| p.hf_name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

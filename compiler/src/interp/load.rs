@@ -58,36 +58,36 @@ pub(super) fn weights(
             hf: b.hf_name.clone(),
             message,
         };
-        let data = match (b.shard.filter(|_| graph.is_sharded()), rank) {
-            (Some(shard), Some(r)) => {
-                if !b.concat.is_empty() {
-                    return Err(err(
-                        "a sharded weight of concatenated parts cannot be loaded".into(),
-                    ));
+        let sharded = graph.is_sharded();
+        // One checkpoint tensor of `rows` rows here (the rank's part of it where `shard` splits).
+        let mut tensor = |name: &str, rows: usize, shard: Option<Shard>| {
+            let mut here = shape.clone();
+            here[0] = rows;
+            match (shard.filter(|_| sharded), rank) {
+                (Some(shard), Some(r)) => {
+                    let axis = shard.axis.index();
+                    let mut whole = here.clone();
+                    whole[axis] =
+                        pio_artifact::shard::global_extent(here[axis], shard.groups, r.ranks);
+                    let part = RankPart {
+                        shard,
+                        ranks: r.ranks,
+                        rank: r.rank,
+                    };
+                    load(name, &whole, Some(&part))
                 }
-                // This rank's part of the whole tensor.
-                let axis = shard.axis.index();
-                let mut whole_shape = shape.clone();
-                whole_shape[axis] =
-                    pio_artifact::shard::global_extent(shape[axis], shard.groups, r.ranks);
-                let part = RankPart {
-                    shard,
-                    ranks: r.ranks,
-                    rank: r.rank,
-                };
-                load(&b.hf_name, &whole_shape, Some(&part)).map_err(err)?
+                _ => load(name, &here, None),
             }
-            _ if b.concat.is_empty() => load(&b.hf_name, &shape, None).map_err(err)?,
-            _ => {
-                // Concatenated along the first axis at load time.
-                let mut all = Vec::with_capacity(shape.iter().product());
-                for (part, rows) in &b.concat {
-                    let mut part_shape = shape.clone();
-                    part_shape[0] = *rows;
-                    all.extend(load(part, &part_shape, None).map_err(err)?);
-                }
-                all
+        };
+        let data = if b.concat.is_empty() {
+            tensor(&b.hf_name, shape[0], b.shard).map_err(err)?
+        } else {
+            // Concatenated along the first axis at load time.
+            let mut all = Vec::with_capacity(shape.iter().product());
+            for p in &b.concat {
+                all.extend(tensor(&p.hf_name, p.rows, p.shard).map_err(err)?);
             }
+            all
         };
         if data.len() != shape.iter().product::<usize>() {
             return Err(err(format!("{} values for shape {shape:?}", data.len())));

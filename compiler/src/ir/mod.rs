@@ -13,6 +13,7 @@ pub mod verify;
 
 pub use graph::{Graph, Node, NodeId};
 pub use op::{
-    CacheKind, Init, InputRole, Op, OutputRole, Rope, RopeScaling, Shard, ShardAxis, WeightBinding,
+    CacheKind, ConcatPart, Init, InputRole, Op, OutputRole, Rope, RopeScaling, Shard, ShardAxis,
+    WeightBinding,
 };
 pub use types::{DType, Dim, Shape, SymDim, TensorType};

@@ -61,8 +61,8 @@ pub struct WeightBinding {
     /// concatenated weight, a readable label of its parts.
     pub hf_name: String,
     /// Set when the weight is several checkpoint tensors concatenated along their first axis
-    /// at load time (fused Q/K/V or gate/up projections): each part's name and its rows.
-    pub concat: Vec<(String, usize)>,
+    /// at load time (fused Q/K/V or gate/up projections).
+    pub concat: Vec<ConcatPart>,
     /// Other names that are tied to this tensor (`lm_head.weight` with tied embeddings): they
     /// are not stored separately.
     pub tied: Vec<String>,
@@ -70,6 +70,17 @@ pub struct WeightBinding {
     /// How the weight splits over tensor-parallel ranks (the spec's `shard:`), in global
     /// terms; `None` replicates it. In a graph the shard pass made, the node's type is one
     /// rank's part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// One checkpoint tensor of a concatenated weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConcatPart {
+    pub hf_name: String,
+    /// Its rows in the weight (one rank's slice where `shard` splits them).
+    pub rows: usize,
+    /// Its split over tensor-parallel ranks (in a sharded graph), as the part's own weight had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
 }

@@ -45,8 +45,11 @@ pub fn attrs(op: &Op) -> String {
     match op {
         Op::Weight(b) => {
             let mut s = format!(" \"{}\"", b.hf_name);
-            for (part, rows) in &b.concat {
-                let _ = write!(s, " part=\"{part}\"[{rows}]");
+            for p in &b.concat {
+                let _ = write!(s, " part=\"{}\"[{}]", p.hf_name, p.rows);
+                if let Some(shard) = p.shard {
+                    let _ = write!(s, "/{shard}");
+                }
             }
             for t in &b.tied {
                 let _ = write!(s, " tied=\"{t}\"");

@@ -102,7 +102,7 @@ impl Model {
                     }
                     .into());
                 }
-                Ok(c.model().enable_paged(num_blocks)?)
+                Ok(c.each(|m| m.enable_paged(num_blocks))?)
             }
         }
     }
@@ -113,7 +113,10 @@ impl Model {
     pub fn forward_paged(&mut self, seqs: &[PagedSeq<'_>]) -> Result<Vec<Vec<f32>>, PioError> {
         match &mut self.backend {
             Backend::Cpu(c) => c.forward_paged(seqs),
-            Backend::Cuda(c) => Ok(c.model().step_paged(&gpu_seqs(seqs))?),
+            Backend::Cuda(c) => {
+                let seqs = gpu_seqs(seqs);
+                Ok(c.each(|m| m.step_paged(&seqs))?)
+            }
         }
     }
 
@@ -126,7 +129,10 @@ impl Model {
                 .iter()
                 .map(|l| crate::model::argmax(l))
                 .collect()),
-            Backend::Cuda(c) => Ok(c.model().step_paged_argmax(&gpu_seqs(seqs))?),
+            Backend::Cuda(c) => {
+                let seqs = gpu_seqs(seqs);
+                Ok(c.each(|m| m.step_paged_argmax(&seqs))?)
+            }
         }
     }
 }

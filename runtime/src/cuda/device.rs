@@ -26,8 +26,8 @@ pub enum CudaError {
     Nvrtc(#[from] super::nvrtc::NvrtcError),
     #[error(
         "this artifact is one rank's part of a model split over {ranks} GPUs (pio-compile --tp \
-         {ranks}); the multi-GPU runtime (NCCL, a thread per GPU) is not built yet: compile without \
-         --tp, or run the split model on the CPU executor (pio run --device cpu --tp {ranks})"
+         {ranks}): each rank needs its own GPU and communicator (the engine's tensor-parallel \
+         load opens them), not a single-GPU load"
     )]
     TensorParallel { ranks: usize },
     #[error("{0}")]
@@ -63,7 +63,7 @@ pub fn driver_present() -> bool {
 const STACK_BYTES: usize = 256;
 
 /// The most per-thread stack (local memory) any function loaded in this process needs, at
-/// least [`STACK_BYTES`]. Every `Gpu` of the process shares device 0's primary context, whose
+/// least [`STACK_BYTES`]. Every `Gpu` of one device shares its primary context, whose
 /// stack limit must cover them all: an eager launch raises a low limit by itself, but a CUDA
 /// graph replays under the limit as it is and fails ("unspecified launch failure") where a
 /// kernel needs more, as a second model's `Gpu::open` once lowered it under the first's graphs.
@@ -77,7 +77,8 @@ fn set_stack_limit(bytes: usize) -> Result<(), CudaError> {
     })
 }
 
-/// The GPU this process runs on: device 0's primary context and one stream.
+/// A GPU this process runs on: its primary context and one stream (device 0 unless a
+/// tensor-parallel load opens one per rank).
 ///
 /// The context is current on the thread that opened the GPU; another thread that takes the
 /// `Gpu` (or a model holding it) over calls [`Gpu::bind_to_thread`] before using it
@@ -90,9 +91,13 @@ pub struct Gpu {
     pub total_memory: u64,
     /// Shared memory one block may use when a function opts in (bytes).
     pub max_shared_optin: u32,
-    /// Device 0's primary context, retained for the process.
+    /// The device's index among the process's GPUs.
+    pub ordinal: usize,
+    /// The device's primary context, retained for the process.
     pub(crate) ctx: sys::CUcontext,
     pub(crate) stream: sys::CUstream,
+    /// The stack limit this `Gpu` last set on its context (each device's context has its own).
+    stack_limit: std::cell::Cell<usize>,
 }
 
 // SAFETY: the context and stream are plain driver handles, valid in any thread of the process
@@ -104,15 +109,33 @@ unsafe impl Send for Gpu {}
 impl Gpu {
     /// Opens GPU 0. Absent driver or GPU are errors, never panics.
     pub fn open() -> Result<Gpu, CudaError> {
+        Self::open_ordinal(0)
+    }
+
+    /// GPUs the driver sees (0 without a driver).
+    pub fn count() -> Result<usize, CudaError> {
         if !driver_present() {
             return Err(CudaError::NoDriver);
         }
         drv("init", result::init())?;
-        let count = drv("device count", result::device::get_count())?;
+        Ok(drv("device count", result::device::get_count())?.max(0) as usize)
+    }
+
+    /// Opens GPU `ordinal` and makes its context current on the calling thread.
+    pub fn open_ordinal(ordinal: usize) -> Result<Gpu, CudaError> {
+        let count = Self::count()?;
         if count < 1 {
             return Err(CudaError::NoGpu);
         }
-        let dev = drv("device 0", result::device::get(0))?;
+        if ordinal >= count {
+            return Err(CudaError::Other(format!(
+                "GPU {ordinal} was asked for, but the driver sees {count} GPU(s) (0..{count})"
+            )));
+        }
+        let dev = drv(
+            &format!("device {ordinal}"),
+            result::device::get(ordinal as i32),
+        )?;
         // SAFETY: dev is a valid device; the primary context stays retained for the process.
         let ctx = drv("context", unsafe { result::primary_ctx::retain(dev) })?;
         // SAFETY: the context was just retained.
@@ -120,7 +143,8 @@ impl Gpu {
         // The driver reserves its default stack (1 KiB) for every thread the GPU can hold,
         // about 270 MB on an H100; most of pio's kernels use none. Never below what a function
         // loaded already needs (see STACK_NEEDED): `load_function` raises it.
-        set_stack_limit(STACK_NEEDED.load(Ordering::SeqCst))?;
+        let stack = STACK_NEEDED.load(Ordering::SeqCst);
+        set_stack_limit(stack)?;
         let name = drv("device name", result::device::get_name(dev))?;
         // SAFETY (the three queries): dev is a valid device.
         let major = drv("capability", unsafe {
@@ -150,12 +174,14 @@ impl Gpu {
         )?;
         Ok(Gpu {
             name,
+            ordinal,
             arch: format!("sm_{major}{minor}"),
             major,
             total_memory,
             max_shared_optin,
             ctx,
             stream,
+            stack_limit: std::cell::Cell::new(stack),
         })
     }
 
@@ -358,8 +384,12 @@ impl Gpu {
             sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES,
             &format!("kernel {name}: local memory"),
         )?;
-        if local > STACK_NEEDED.fetch_max(local, Ordering::SeqCst) {
-            set_stack_limit(local)?;
+        // Never below what any function of the process needs: another `Gpu` of this device
+        // may have loaded one. Each device's context is raised by its own `Gpu`s' loads.
+        let needed = STACK_NEEDED.fetch_max(local, Ordering::SeqCst).max(local);
+        if needed > self.stack_limit.get() {
+            set_stack_limit(needed)?;
+            self.stack_limit.set(needed);
         }
         Ok(f)
     }

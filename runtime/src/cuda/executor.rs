@@ -7,6 +7,7 @@
 //! memory), `launch` (the resolved launch lists and cuBLAS), `graph` (the decode graph),
 //! `sampler` and `profile`.
 
+use super::collective::RankComm;
 use super::device::{CudaError, Gpu};
 use super::graph::{BucketGraphs, DecodeGraph};
 use super::launch::LaunchRunner;
@@ -81,8 +82,32 @@ impl CudaModel {
         fill: impl FnMut(&WeightEntry, &mut [u8]) -> Result<(), String>,
         progress: impl FnMut(u64, u64),
     ) -> Result<CudaModel, CudaError> {
-        if let Some(tp) = artifact.tensor_parallel {
-            return Err(CudaError::TensorParallel { ranks: tp.ranks });
+        Self::new_rank(gpu, artifact, cache, fill, progress, None)
+    }
+
+    /// [`Self::new`] for one rank of a tensor-parallel artifact (`comm`: the rank's
+    /// communicator; `fill` writes the rank's slices). Every rank runs every step: a step's
+    /// collectives wait for all ranks, so the ranks' steps must be issued together, one thread
+    /// per rank.
+    pub fn new_rank(
+        gpu: Gpu,
+        artifact: Artifact,
+        cache: &KernelCache,
+        fill: impl FnMut(&WeightEntry, &mut [u8]) -> Result<(), String>,
+        progress: impl FnMut(u64, u64),
+        comm: Option<RankComm>,
+    ) -> Result<CudaModel, CudaError> {
+        match (artifact.tensor_parallel, &comm) {
+            (Some(tp), Some(c)) if tp.ranks == c.ranks => {}
+            (Some(tp), _) => return Err(CudaError::TensorParallel { ranks: tp.ranks }),
+            (None, Some(c)) => {
+                return Err(CudaError::Other(format!(
+                    "a communicator of {} ranks for an artifact of one rank (compile it with \
+                     pio-compile --tp {})",
+                    c.ranks, c.ranks
+                )))
+            }
+            (None, None) => {}
         }
         gpu.bind_to_thread()?;
         let funcs = Functions::load(&gpu, &artifact, cache)?;
@@ -92,7 +117,7 @@ impl CudaModel {
         // PDL from sm_90 on; kernels compiled for an older architecture have no griddepcontrol.
         let pdl = arch_number(&funcs.arch).is_some_and(|n| n >= 90)
             && std::env::var_os("PIO_NO_PDL").is_none();
-        let runner = LaunchRunner::new(&gpu, &artifact, &funcs, &regions, pdl)?;
+        let runner = LaunchRunner::new(&gpu, &artifact, &funcs, &regions, pdl, comm)?;
         let argmax = paged::BatchArgmax::new(funcs.argmax_rows);
         let sampler = GpuSampler::new(
             &gpu,

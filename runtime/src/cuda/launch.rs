@@ -3,6 +3,7 @@
 //! step's token count where an argument or a dimension takes it, and launches. GEMM steps go
 //! through cuBLAS with its own workspace.
 
+use super::collective::{CollectiveStep, RankComm};
 use super::device::{launch, CudaError, Gpu, GpuTimer};
 use super::gemm::{gemm, resolve_gemm, row_class, Blas, GemmStep, GemmTuner};
 use super::modules::Functions;
@@ -112,6 +113,7 @@ unsafe impl Send for KernelStep {}
 enum Resolved {
     Kernel(KernelStep),
     Gemm(GemmStep),
+    Collective(CollectiveStep),
 }
 
 impl Resolved {
@@ -119,6 +121,7 @@ impl Resolved {
         match self {
             Resolved::Kernel(k) => &k.label,
             Resolved::Gemm(g) => &g.label,
+            Resolved::Collective(c) => &c.label,
         }
     }
 }
@@ -139,24 +142,33 @@ pub(crate) struct LaunchRunner {
     timer: GpuTimer,
     /// Launch kernels as programmatic dependent launches (Hopper and later).
     pub pdl: bool,
+    /// A tensor-parallel rank's communicator (None on a whole model).
+    comm: Option<RankComm>,
 }
 
 impl LaunchRunner {
-    /// Resolves both launch lists against the loaded functions and the regions.
-    /// Resolves every launch list of `artifact`.
+    /// Resolves every launch list of `artifact`; a tensor-parallel artifact's collectives and
+    /// rank arguments take `comm` (its rank's communicator).
     pub(crate) fn new(
         gpu: &Gpu,
         artifact: &pio_artifact::Artifact,
         funcs: &Functions,
         regions: &DeviceRegions,
         pdl: bool,
+        comm: Option<RankComm>,
     ) -> Result<LaunchRunner, CudaError> {
+        let rank = comm.as_ref().map(|c| c.rank);
         let resolve = |steps: &[Step]| -> Result<Vec<Resolved>, CudaError> {
             steps
                 .iter()
                 .map(|s| match s {
-                    Step::Kernel(l) => resolve_kernel(l, funcs, regions).map(Resolved::Kernel),
+                    Step::Kernel(l) => {
+                        resolve_kernel(l, funcs, regions, rank).map(Resolved::Kernel)
+                    }
                     Step::Gemm(g) => resolve_gemm(g, regions).map(Resolved::Gemm),
+                    Step::Collective(c) if rank.is_some() => {
+                        CollectiveStep::resolve(c, regions).map(Resolved::Collective)
+                    }
                     Step::Collective(_) => Err(CudaError::TensorParallel {
                         ranks: artifact.tensor_parallel.map_or(0, |tp| tp.ranks),
                     }),
@@ -176,6 +188,7 @@ impl LaunchRunner {
             tuned_lists: HashSet::new(),
             timer: GpuTimer::new(gpu)?,
             pdl,
+            comm,
         })
     }
 
@@ -258,6 +271,7 @@ impl LaunchRunner {
             Phase::PagedSingle => &mut self.paged_single,
         };
         let (blas, tuner, pdl) = (&self.blas, &mut self.tuner, self.pdl);
+        let comm = self.comm.as_ref();
         for (index, s) in steps.iter_mut().enumerate() {
             let at = |after| StepAt {
                 phase,
@@ -266,16 +280,16 @@ impl LaunchRunner {
                 tokens,
             };
             match &mut hook {
-                StepHook::None => run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)?,
+                StepHook::None => run_step(s, gpu, blas, tuner, pdl, comm, tokens, all_logit_rows)?,
                 StepHook::Profile(p) => {
                     let label = s.label().to_string();
                     p.time(gpu, phase, &label, || {
-                        run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)
+                        run_step(s, gpu, blas, tuner, pdl, comm, tokens, all_logit_rows)
                     })?
                 }
                 StepHook::Observe { .. } => {
                     hook.notify(gpu, at(false))?;
-                    run_step(s, gpu, blas, tuner, pdl, tokens, all_logit_rows)?;
+                    run_step(s, gpu, blas, tuner, pdl, comm, tokens, all_logit_rows)?;
                     hook.notify(gpu, at(true))?;
                 }
             }
@@ -288,6 +302,7 @@ fn resolve_kernel(
     l: &Launch,
     funcs: &Functions,
     regions: &DeviceRegions,
+    rank: Option<usize>,
 ) -> Result<KernelStep, CudaError> {
     let f = funcs.kernel(&l.kernel)?;
     let args: Vec<ArgValue> = l
@@ -297,11 +312,14 @@ fn resolve_kernel(
             Arg::Ptr { region, offset } => Ok(ArgValue::Ptr(regions.addr(region, offset))),
             Arg::Tokens => Ok(ArgValue::Tokens),
             Arg::I32(v) => Ok(ArgValue::I32(v)),
-            Arg::Rank => Err(CudaError::Other(format!(
-                "launch of {} ({}): a tensor-parallel rank argument, which this single-GPU \
-                 runtime has no rank to give",
-                l.kernel, l.node
-            ))),
+            Arg::Rank => match rank {
+                Some(r) => Ok(ArgValue::I32(r as i32)),
+                None => Err(CudaError::Other(format!(
+                    "launch of {} ({}): a tensor-parallel rank argument, and this model was \
+                     loaded without a rank",
+                    l.kernel, l.node
+                ))),
+            },
         })
         .collect::<Result<_, _>>()?;
     let pool_ptrs = l
@@ -330,12 +348,14 @@ fn resolve_kernel(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     s: &mut Resolved,
     gpu: &Gpu,
     blas: &Blas,
     tuner: &mut GemmTuner,
     pdl: bool,
+    comm: Option<&RankComm>,
     tokens: u32,
     all_logit_rows: bool,
 ) -> Result<(), CudaError> {
@@ -358,6 +378,12 @@ fn run_step(
             })
         }
         Resolved::Gemm(g) => gemm(tuner, blas, g, tokens, all_logit_rows),
+        Resolved::Collective(c) => match comm {
+            Some(comm) => c.run(comm, gpu, tokens),
+            None => Err(CudaError::Other(
+                "a collective step without a communicator".into(),
+            )),
+        },
     }
 }
 

@@ -2,6 +2,7 @@
 //! loaded dynamically, so pio builds and runs its CPU paths on machines without CUDA; every
 //! entry point checks for the library first and turns its absence into an error.
 
+pub mod collective;
 pub mod device;
 pub mod executor;
 mod gemm;

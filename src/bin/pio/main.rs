@@ -66,7 +66,7 @@ enum Command {
         /// attention; a parity diagnostic).
         #[arg(long, value_enum, default_value_t = StepPath::Decode)]
         step_path: StepPath,
-        /// Tensor-parallel ranks (the CPU backend's simulated ranks so far).
+        /// Tensor-parallel ranks: one GPU each, or simulated ranks on the CPU backend.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
         tp: Option<u32>,
         /// KV-cache length on the GPU.
@@ -199,8 +199,8 @@ pub(crate) struct BenchArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
-    /// Tensor-parallel ranks (the CPU backend's simulated ranks so far: a functional check,
-    /// not a speed figure).
+    /// Tensor-parallel ranks: one GPU each (NCCL between them), or simulated ranks on the CPU
+    /// backend (a functional check, not a speed figure).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     tp: Option<u32>,
     /// Write the report as JSON (schema: benches/bench-schema.json).
@@ -288,8 +288,8 @@ pub(crate) struct RunArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
-    /// Tensor-parallel ranks: the graph sharded over N ranks (the CPU backend's simulated
-    /// ranks so far; the GPU runtime over NCCL is not built yet).
+    /// Tensor-parallel ranks: the graph sharded over N ranks, one GPU each (NCCL between
+    /// them), or simulated ranks on the CPU backend.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     tp: Option<u32>,
     /// KV-cache length on the GPU (default: the spec's bound, at most 32768).
@@ -357,7 +357,10 @@ fn run(cli: Cli) -> Result<()> {
                 let gpu = model
                     .cuda()
                     .ok_or_else(|| anyhow::anyhow!("--step-path prefill needs --device cuda"))?;
-                gpu.model().set_single_tokens_as_prefill(true);
+                gpu.each(|m| {
+                    m.set_single_tokens_as_prefill(true);
+                    Ok(())
+                })?;
             }
             let (rows, generated) = if forced_ids.is_empty() {
                 model.greedy_logits(&ids, decode_steps)?

@@ -62,8 +62,8 @@ pub(crate) struct ServeArgs {
     /// most 32768).
     #[arg(long)]
     max_context: Option<usize>,
-    /// Tensor-parallel ranks: the graph sharded over N ranks (the CPU backend's simulated
-    /// ranks so far; the GPU runtime over NCCL is not built yet).
+    /// Tensor-parallel ranks: the graph sharded over N ranks, one GPU each (NCCL between
+    /// them), or simulated ranks on the CPU backend.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     tp: Option<u32>,
     /// Largest request body in bytes (413 beyond).
