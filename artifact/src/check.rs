@@ -121,6 +121,9 @@ pub fn check(a: &Artifact) -> Result<(), String> {
                     if a.tensor_parallel.is_none() {
                         return Err(format!("{at}: a collective in an artifact of one rank"));
                     }
+                    if c.logits && c.op != crate::CollectiveOp::AllGather {
+                        return Err(format!("{at}: only an all_gather takes the logits' rows"));
+                    }
                     [&c.input, &c.output]
                         .into_iter()
                         .chain(&c.scratch)

@@ -99,6 +99,10 @@ pub struct Collective {
     /// ranks' parts one after another, as NCCL gathers them) before they are interleaved
     /// into `output`.
     pub scratch: Option<Arg>,
+    /// It gathers the logits a marked GEMM ([`Gemm::logits`]) wrote: as that GEMM, it takes
+    /// the step's last row only (at row 0) unless the caller asks for every row.
+    #[serde(default)]
+    pub logits: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -70,6 +70,16 @@ fn a_rank_of_qwen3_0_6b_over_two_gpus() {
             },
             "{list}: the gathered logits land where the sampler reads them"
         );
+        // The gather follows the logits GEMM and takes the rows it computes (the last row,
+        // unless every row is asked for); a GEMV list's logits are one row anyway.
+        let gemv_list = list == "decode" || list == "single";
+        assert_eq!(gather.logits, !gemv_list, "{list}");
+        if !gemv_list {
+            let [.., Step::Gemm(gemm), Step::Collective(_)] = steps.as_slice() else {
+                panic!("{list}: no logits GEMM before the gather")
+            };
+            assert!(gemm.logits && gemm.c == gather.input, "{list}");
+        }
         // One token's row needs no interleaving of the ranks' parts; more rows go through
         // scratch.
         assert_eq!(
@@ -166,8 +176,17 @@ fn a_rank_of_qwen3_0_6b_over_two_gpus() {
     assert_eq!(qkv.shape[0], (16 + 8 + 8) * 128 / 2);
     let (gate_up, _) = part(&a, "model.layers.0.mlp.up_proj.weight");
     assert_eq!(gate_up.parts.len(), 2, "{}", gate_up.name);
-    // A whole model's artifact records none of it.
+    // The rank's part of the logits holds the rows the logits do, so a rank's arena stays near
+    // the whole model's (58 MB against 42 MB; every row's logits would be 0.9 GB at 2,048
+    // tokens).
     let whole = compile("qwen3-0.6b.yaml", 1);
+    assert!(
+        a.regions.arena < 2 * whole.regions.arena,
+        "arena {} > {}",
+        a.regions.arena,
+        whole.regions.arena
+    );
+    // A whole model's artifact records none of it.
     assert_eq!(whole.tensor_parallel, None);
     assert!(whole
         .weights

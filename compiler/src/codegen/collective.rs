@@ -4,6 +4,7 @@
 //! the rank's index as an argument).
 
 use super::kernels::{Embed, PLACEHOLDER};
+use super::options::LOGITS_ROWS;
 use super::schedule::{launch, PArg, Pending, Phase, Val};
 use super::{err, last, row_width, Codegen};
 use crate::error::CompileError;
@@ -31,14 +32,23 @@ impl Codegen<'_> {
             )));
         }
         let out = self.out_val(ph, id);
+        // The logits' gather after their marked GEMM: the rows that GEMM computes.
+        let logits = matches!(node.op, Op::AllGather { .. })
+            && ph.steps.iter().any(
+                |s| matches!(s, Pending::Gemm { logits: true, c, .. } if c.place == v[0].place && c.offset == v[0].offset),
+            );
         let (op, scratch) = match node.op {
             Op::AllReduce { .. } => (CollectiveOp::AllReduce, None),
             Op::AllGather { ranks } => {
                 // NCCL lays the ranks' parts one after another; rows of one token need no
                 // interleaving.
+                let rows = match logits {
+                    true => ph.tokens.min(LOGITS_ROWS),
+                    false => ph.tokens,
+                };
                 let scratch = (ph.tokens > 1).then(|| {
                     ph.buffer(
-                        (ranks * ph.tokens * row * 2) as u64,
+                        (ranks * rows * row * 2) as u64,
                         format!("{}.gathered", node.name),
                     )
                 });
@@ -60,6 +70,7 @@ impl Codegen<'_> {
             row: row as u32,
             rows: Dim::PerToken(1),
             scratch,
+            logits,
         });
         Ok(out)
     }

@@ -35,7 +35,7 @@ pub fn listing(steps: &[Step]) -> String {
             ),
             Step::Gemm(gm) => writeln!(
                 out,
-                "{i:>4} {:<32} m={} n={} k={} a={} lda={} b={} c={} ldc={} beta={}  # {}",
+                "{i:>4} {:<32} m={} n={} k={} a={} lda={} b={} c={} ldc={} beta={}{}  # {}",
                 "cublas_gemm_bf16",
                 dim(&gm.m),
                 gm.n,
@@ -46,11 +46,12 @@ pub fn listing(steps: &[Step]) -> String {
                 arg(&gm.c),
                 gm.ldc,
                 gm.beta,
+                logits_mark(gm.logits),
                 gm.node
             ),
             Step::Collective(c) => writeln!(
                 out,
-                "{i:>4} {:<32} rows={} row={} in={} out={}{}  # {}",
+                "{i:>4} {:<32} rows={} row={} in={} out={}{}{}  # {}",
                 match c.op {
                     CollectiveOp::AllReduce => "nccl_all_reduce_sum_bf16",
                     CollectiveOp::AllGather => "nccl_all_gather_bf16",
@@ -62,9 +63,18 @@ pub fn listing(steps: &[Step]) -> String {
                 c.scratch
                     .as_ref()
                     .map_or(String::new(), |s| format!(" scratch={}", arg(s))),
+                logits_mark(c.logits),
                 c.node
             ),
         };
     }
     out
+}
+
+/// A logits step's mark: it takes the step's last row only, unless every row is asked for.
+fn logits_mark(logits: bool) -> &'static str {
+    match logits {
+        true => " logits=last-row",
+        false => "",
+    }
 }

@@ -309,3 +309,12 @@ fn feeds_output(g: &Graph, id: NodeId) -> bool {
         .iter()
         .any(|&u| matches!(g.node(u).op, Op::Output(_)))
 }
+
+/// Whether the value is a tensor-parallel rank's part of the logits: its only reader an
+/// `all_gather` that a graph output reads. Like the logits themselves, only the step's last
+/// row is computed (and gathered) unless every row is asked for, so it needs at most
+/// [`LOGITS_ROWS`] rows.
+fn feeds_logits_gather(g: &Graph, id: NodeId) -> bool {
+    matches!(g.users(id).as_slice(), [u]
+        if matches!(g.node(*u).op, Op::AllGather { .. }) && feeds_output(g, *u))
+}

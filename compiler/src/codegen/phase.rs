@@ -1,9 +1,10 @@
 //! One phase's lowering: the graph in schedule order, each op handed to the function for its
 //! kind; then the per-head launches merge and the arena is planned.
 
+use super::options::LOGITS_ROWS;
 use super::schedule::{Phase, Place, Val};
 use super::trace::PhaseTrace;
-use super::{err, feeds_output, last, row_width, Codegen};
+use super::{err, feeds_logits_gather, feeds_output, last, row_width, Codegen};
 use crate::error::CompileError;
 use crate::ir::{InputRole, NodeId, Op};
 use crate::memory;
@@ -117,7 +118,13 @@ impl Codegen<'_> {
                 stride: width,
             }
         } else {
-            let b = ph.buffer(ph.tokens as u64 * width as u64 * 2, g.node(id).name.clone());
+            // A rank's logits part holds the rows the logits do (the last row, or at most
+            // LOGITS_ROWS when every row is asked for).
+            let rows = match feeds_logits_gather(g, id) {
+                true => ph.tokens.min(LOGITS_ROWS),
+                false => ph.tokens,
+            };
+            let b = ph.buffer(rows as u64 * width as u64 * 2, g.node(id).name.clone());
             Val { stride: width, ..b }
         }
     }

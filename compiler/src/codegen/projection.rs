@@ -6,7 +6,7 @@ use super::elementwise::elementwise_launch;
 use super::kernels::{CudaF32, Gemv, PLACEHOLDER};
 use super::options::GEMV_L2_PREFETCH_BYTES;
 use super::schedule::{launch, PArg, Pending, Phase, Place, Val};
-use super::{feeds_output, fixed, row_width, Codegen};
+use super::{feeds_logits_gather, feeds_output, fixed, row_width, Codegen};
 use crate::error::CompileError;
 use crate::ir::{NodeId, Op};
 use pio_artifact::{Dim, KernelFamily};
@@ -30,7 +30,8 @@ struct Proj<'g> {
     bias: Option<Val>,
     swiglu: bool,
     out: Val,
-    /// The output is a graph output (the logits, in the io region).
+    /// The output is the logits: a graph output (in the io region), or a rank's part of them
+    /// that an all-gather makes whole.
     feeds_output: bool,
 }
 
@@ -52,7 +53,7 @@ impl Codegen<'_> {
         };
         let (rows, k) = (fixed(g, w, 0)?, fixed(g, w, 1)?);
         let width = row_width(g, id);
-        let feeds_output = feeds_output(g, id);
+        let feeds_output = feeds_output(g, id) || feeds_logits_gather(g, id);
         let residual = matches!(node.op, Op::LinearAdd).then(|| ph.val(a[2]));
         // LinearAdd writes in place over its residual when nothing reads the residual later and
         // the residual is a whole arena buffer (not a view into wider rows). The output then

@@ -63,6 +63,8 @@ pub(super) enum Pending {
         row: u32,
         rows: Dim,
         scratch: Option<Val>,
+        /// Gathers the logits of a marked GEMM (see `art::Collective::logits`).
+        logits: bool,
     },
 }
 
@@ -337,6 +339,7 @@ fn resolve(step: Pending, plan: &memory::Plan) -> Step {
             row,
             rows,
             scratch,
+            logits,
         } => Step::Collective(art::Collective {
             node,
             op,
@@ -345,6 +348,7 @@ fn resolve(step: Pending, plan: &memory::Plan) -> Step {
             row,
             rows,
             scratch: scratch.as_ref().map(ptr),
+            logits,
         }),
     }
 }

@@ -143,6 +143,8 @@ pub(crate) struct CollectiveStep {
     /// Elements (bf16) per row of the rank's part.
     row: usize,
     rows: Dim,
+    /// Gathers a marked logits GEMM's rows: the last row only, unless every row is asked for.
+    logits: bool,
     /// The profile's row ("nccl_all_reduce layers.*.o_proj_sum").
     pub(crate) label: String,
     node: String,
@@ -171,14 +173,25 @@ impl CollectiveStep {
             scratch: c.scratch.as_ref().map(|s| addr(s, "scratch")).transpose()?,
             row: c.row as usize,
             rows: c.rows,
+            logits: c.logits,
             label: super::profile::label(family, &c.node),
             node: c.node.clone(),
         })
     }
 
-    /// Queues the collective for a step of `tokens` tokens on `gpu`'s stream.
-    pub(crate) fn run(&self, comm: &RankComm, gpu: &Gpu, tokens: u32) -> Result<(), CudaError> {
-        let rows = self.rows.eval(tokens) as usize;
+    /// Queues the collective for a step of `tokens` tokens on `gpu`'s stream (`all_logit_rows`:
+    /// whether the step's logits GEMM computes every row, as the GEMM is told).
+    pub(crate) fn run(
+        &self,
+        comm: &RankComm,
+        gpu: &Gpu,
+        tokens: u32,
+        all_logit_rows: bool,
+    ) -> Result<(), CudaError> {
+        let rows = match self.logits && !all_logit_rows {
+            true => 1,
+            false => self.rows.eval(tokens) as usize,
+        };
         let count = rows * self.row;
         let stream = gpu.stream as sys::cudaStream_t;
         let bf16 = sys::ncclDataType_t::ncclBfloat16;

@@ -379,7 +379,7 @@ fn run_step(
         }
         Resolved::Gemm(g) => gemm(tuner, blas, g, tokens, all_logit_rows),
         Resolved::Collective(c) => match comm {
-            Some(comm) => c.run(comm, gpu, tokens),
+            Some(comm) => c.run(comm, gpu, tokens, all_logit_rows),
             None => Err(CudaError::Other(
                 "a collective step without a communicator".into(),
             )),
