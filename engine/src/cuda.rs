@@ -126,10 +126,14 @@ pub fn compile_kernels(
 }
 
 impl CudaBackend {
-    /// "NVIDIA H100 80GB HBM3 (sm_90)".
+    /// "NVIDIA H100 80GB HBM3 (sm_90)"; "2 x NVIDIA H100 80GB HBM3 (sm_90), tensor parallel"
+    /// for a model split over GPUs.
     pub fn describe(&self) -> String {
         let g = self.model.gpu();
-        format!("{} ({})", g.name, g.arch)
+        match self.ranks() {
+            1 => format!("{} ({})", g.name, g.arch),
+            n => format!("{n} x {} ({}), tensor parallel", g.name, g.arch),
+        }
     }
 
     /// The model (a tensor-parallel model's rank 0: its reports and settings; its steps go
