@@ -6,6 +6,8 @@
 
 #[path = "gpu/batching.rs"]
 mod batching;
+#[path = "gpu/chunk_steps.rs"]
+mod chunk_steps;
 #[path = "gpu/chunking.rs"]
 mod chunking;
 mod common;

@@ -175,9 +175,20 @@ impl CpuBackend {
         Ok(self.0.enable_paged_cache(num_blocks, block_size)?)
     }
 
-    /// Runs a batch of sequences (the same number of new tokens each) over the paged cache;
-    /// returns each sequence's last-token logits, in order.
+    /// Runs a batch of sequences over the paged cache; returns each sequence's last-token
+    /// logits, in order. The executor's steps take the same number of new tokens per sequence:
+    /// a batch of differing lengths runs as one step per sequence (the same arithmetic).
     pub fn forward_paged(&mut self, seqs: &[PagedSeq<'_>]) -> Result<Vec<Vec<f32>>, PioError> {
+        let ragged = seqs
+            .windows(2)
+            .any(|w| w[0].tokens.len() != w[1].tokens.len());
+        if ragged {
+            let mut logits = Vec::with_capacity(seqs.len());
+            for s in seqs {
+                logits.extend(self.forward_paged(std::slice::from_ref(s))?);
+            }
+            return Ok(logits);
+        }
         let out = self.0.step_paged(seqs)?;
         let logits = out
             .get(&OutputRole::Logits)

@@ -269,14 +269,12 @@ impl Engine {
         Ok(outputs)
     }
 
-    /// Runs a plan's chunks: every chunk of one token (the decodes) in one batched call, each
-    /// longer chunk alone. Returns what the chunks that sample got: the device's greedy picks
-    /// when every such request is plain greedy, else the logits for their samplers.
+    /// Runs a plan's chunks: every chunk of one token (the decodes) in one batched call, every
+    /// longer chunk in another (one run of the chunk launch list for all of them). Returns what
+    /// the chunks that sample got: the device's greedy picks when every such request is plain
+    /// greedy, else the logits for their samplers.
     fn run(&mut self, plan: &Plan) -> Result<Vec<Option<Picked>>, PioError> {
         let mut picked: Vec<Option<Picked>> = vec![None; plan.chunks.len()];
-        let decodes: Vec<usize> = (0..plan.chunks.len())
-            .filter(|&i| plan.chunks[i].tokens.len() == 1)
-            .collect();
         let as_seq = |i: usize| {
             let c = &plan.chunks[i];
             PagedSeq {
@@ -290,15 +288,9 @@ impl Engine {
                 !plan.chunks[i].sample || self.scheduler.device_pick_ok(plan.chunks[i].id)
             })
         };
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        if !decodes.is_empty() {
-            groups.push(decodes);
-        }
-        groups.extend(
-            (0..plan.chunks.len())
-                .filter(|&i| plan.chunks[i].tokens.len() > 1)
-                .map(|i| vec![i]),
-        );
+        let (decodes, chunks): (Vec<usize>, Vec<usize>) =
+            (0..plan.chunks.len()).partition(|&i| plan.chunks[i].tokens.len() == 1);
+        let groups = [decodes, chunks].into_iter().filter(|g| !g.is_empty());
         for group in groups {
             let seqs: Vec<PagedSeq<'_>> = group.iter().map(|&i| as_seq(i)).collect();
             let results: Vec<Picked> = if argmax_ok(&group) {

@@ -15,8 +15,9 @@
 #define Q_STRIDE {{ q_stride }}
 #define CTX {{ ctx }}
 {% if block_size > 0 %}
-// Paged (a batching-engine chunk of one sequence): key rows through the sequence's block table,
-// BS positions per pool block of BLOCK_ELEMS elements, this layer's rows [KV_HEADS, BS, D].
+// Paged (a batching-engine chunk step of one or more sequences, each one's rows contiguous): key
+// rows through the sequence's block table, BS positions per pool block of BLOCK_ELEMS elements,
+// this layer's rows [KV_HEADS, BS, D].
 #define BS {{ block_size }}
 #define BLOCK_ELEMS {{ block_elems }}
 #define MAX_BLOCKS {{ max_blocks }}
@@ -195,29 +196,56 @@ __device__ __forceinline__ void p_times_v(float (&acc)[D / 8][4], float (&s)[BK 
     }
 }
 
-// A block's share: query head h, tokens t0 .. t0 + BQ, and this thread's two rows r0 and
-// r1 = r0 + 8 with their positions p0 / p1 (-1: no such token).
+// A block's window: query head blockIdx.x, tokens t0 .. t0 + BQ (the last tokens' window first).
+__device__ __forceinline__ int window_start() {
+    return (gridDim.y - 1 - blockIdx.y) * BQ;
+}
+
+// The end of the segment that starts at row s0 of a window ending at `end`: the rows of s0's
+// sequence. A paged step's rows run sequence after sequence (seq_index never decreases), so a
+// window holds one sequence's rows or the end of one and the start of the next (a chunk step
+// of several sequences); seq_index is null where every row is one sequence's.
+__device__ __forceinline__ int segment_end(const int* __restrict__ seq_index, int s0, int end) {
+    if (seq_index == nullptr) return end;
+    const int s = seq_index[s0];
+    if (seq_index[end - 1] == s) return end;
+    // Binary search for the first row of a later sequence in (s0, end - 1].
+    int lo = s0 + 1, hi = end - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (seq_index[mid] == s) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// A block's share: query head h, the rows s0 .. s1 of one sequence within the window of BQ
+// tokens at t0, and this thread's two rows r0 and r1 = r0 + 8 with their positions p0 / p1
+// (-1: no such token, or another sequence's).
 struct BlockRows {
     int h, kvh, t0, warp, lane, r0, r1, p0, p1;
-    // Keys the block's last token sees (positions grow with the token index), its tiles, and
-    // the keys of the warp's last token.
+    // Keys the segment's last token sees (positions grow with the token index within a
+    // sequence), its tiles, and the keys of the warp's last row in the segment (0: none).
     int kv_len, tiles, warp_keys;
 };
 
-__device__ __forceinline__ BlockRows block_rows(const int* __restrict__ positions, int tokens) {
+__device__ __forceinline__ BlockRows block_rows(const int* __restrict__ positions, int s0,
+                                                int s1) {
     BlockRows b;
     b.h = blockIdx.x;
-    b.t0 = (gridDim.y - 1 - blockIdx.y) * BQ;
+    b.t0 = window_start();
     b.kvh = b.h / (HEADS / KV_HEADS);
     b.warp = threadIdx.x >> 5;
     b.lane = threadIdx.x & 31;
     b.r0 = b.t0 + b.warp * 16 + (b.lane >> 2);
     b.r1 = b.r0 + 8;
-    b.p0 = b.r0 < tokens ? positions[b.r0] : -1;
-    b.p1 = b.r1 < tokens ? positions[b.r1] : -1;
-    b.kv_len = positions[min(b.t0 + BQ, tokens) - 1] + 1;
+    b.p0 = b.r0 >= s0 && b.r0 < s1 ? positions[b.r0] : -1;
+    b.p1 = b.r1 >= s0 && b.r1 < s1 ? positions[b.r1] : -1;
+    b.kv_len = positions[s1 - 1] + 1;
     b.tiles = (b.kv_len + BK - 1) / BK;
-    b.warp_keys = positions[max(0, min(b.t0 + b.warp * 16 + 15, tokens - 1))] + 1;
+    const int first = max(b.t0 + b.warp * 16, s0);
+    const int last = min(b.t0 + b.warp * 16 + 15, s1 - 1);
+    b.warp_keys = first <= last ? positions[last] + 1 : 0;
     return b;
 }
 

@@ -15,7 +15,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     // Two key tiles, then two value tiles (4 * TILE_ELEMS, the launch's dynamic shared memory).
     extern __shared__ __align__(16) bf16 smem[];
     const int* table = nullptr;
-    const BlockRows b = block_rows(positions, tokens);
+    const BlockRows b = block_rows(positions, window_start(), min(window_start() + BQ, tokens));
     u32 qa[D / 16][4];
     load_q(qa, q, b, tokens);
 

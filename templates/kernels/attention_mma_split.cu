@@ -22,25 +22,35 @@ __device__ __forceinline__ int splits_for(int tokens) {
 }
 
 {% if phase != "reduce" %}
-// The stats and P.V kernels' start: this block's rows, its sequence's block table (null for
-// the batch-1 cache), its queries as mma fragments and its split's key tiles [from, to).
+// The stats and P.V kernels' start for the segment s0 .. s1 of the block's window (see
+// segment_end): its rows, its sequence's block table (null for the batch-1 cache), its queries
+// as mma fragments and its split's key tiles [from, to).
 __device__ __forceinline__ BlockRows split_start(const bf16* __restrict__ q,
                                                  const int* __restrict__ positions, int tokens,
-                                                 const int* seq_index, const int* block_tables,
-                                                 const int*& table, u32 (&qa)[D / 16][4],
-                                                 int& from, int& to) {
+                                                 int s0, int s1, const int* seq_index,
+                                                 const int* block_tables, const int*& table,
+                                                 u32 (&qa)[D / 16][4], int& from, int& to) {
 {% if block_size > 0 %}
-    table = block_tables + (size_t)seq_index[0] * MAX_BLOCKS;
+    table = block_tables + (size_t)seq_index[s0] * MAX_BLOCKS;
 {% else %}
     table = nullptr;
 {% endif %}
-    const BlockRows b = block_rows(positions, tokens);
+    const BlockRows b = block_rows(positions, s0, s1);
     load_q(qa, q, b, tokens);
     const int per = (b.tiles + (int)gridDim.z - 1) / (int)gridDim.z;
     from = min((int)blockIdx.z * per, b.tiles);
     to = min(from + per, b.tiles);
     return b;
 }
+
+// The window's sequence index rows (null: one sequence).
+{% if block_size > 0 %}
+#define SEQ_INDEX seq_index
+#define BLOCK_TABLES block_tables
+{% else %}
+#define SEQ_INDEX nullptr
+#define BLOCK_TABLES nullptr
+{% endif %}
 {% endif %}
 
 {% if phase == "stats" %}
@@ -53,21 +63,28 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     pdl_launch_dependents();
     // Two key tiles (2 * TILE_ELEMS of the launch's dynamic shared memory).
     extern __shared__ __align__(16) bf16 smem[];
-    const int* table;
-    u32 qa[D / 16][4];
-    int from, to;
-    const BlockRows b = split_start(q, positions, tokens, {% if block_size > 0 %}seq_index, block_tables{% else %}nullptr, nullptr{% endif %},
-                                    table, qa, from, to);
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
-    stats_pass(qa, b, smem, kc, from, to, table, m0, m1, l0, l1);
+    const int w0 = window_start(), w1 = min(w0 + BQ, tokens);
+    // Each sequence's rows of the window in turn (one segment but at a sequence boundary).
+    for (int s0 = w0, s1; s0 < w1; s0 = s1) {
+        s1 = segment_end(SEQ_INDEX, s0, w1);
+        const int* table;
+        u32 qa[D / 16][4];
+        int from, to;
+        const BlockRows b = split_start(q, positions, tokens, s0, s1, SEQ_INDEX, BLOCK_TABLES,
+                                        table, qa, from, to);
+        float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+        stats_pass(qa, b, smem, kc, from, to, table, m0, m1, l0, l1);
 #pragma unroll
-    for (int o = 1; o < 4; o <<= 1) {
-        l0 += __shfl_xor_sync(0xffffffffu, l0, o);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, o);
-    }
-    if ((b.lane & 3) == 0) {
-        if (b.p0 >= 0) state[((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h] = make_float2(m0, l0);
-        if (b.p1 >= 0) state[((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h] = make_float2(m1, l1);
+        for (int o = 1; o < 4; o <<= 1) {
+            l0 += __shfl_xor_sync(0xffffffffu, l0, o);
+            l1 += __shfl_xor_sync(0xffffffffu, l1, o);
+        }
+        if ((b.lane & 3) == 0) {
+            if (b.p0 >= 0) state[((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h] = make_float2(m0, l0);
+            if (b.p1 >= 0) state[((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h] = make_float2(m1, l1);
+        }
+        // The next segment reuses the key tiles' shared memory.
+        __syncthreads();
     }
 }
 {% endif %}
@@ -97,31 +114,36 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
     pdl_launch_dependents();
     // Two key tiles, then two value tiles (4 * TILE_ELEMS, the launch's dynamic shared memory).
     extern __shared__ __align__(16) bf16 smem[];
-    const int* table;
-    u32 qa[D / 16][4];
-    int from, to;
-    const BlockRows b = split_start(q, positions, tokens, {% if block_size > 0 %}seq_index, block_tables{% else %}nullptr, nullptr{% endif %},
-                                    table, qa, from, to);
-    float m0, m1, l0, l1;
-    combine(state, tokens, b.r0, b.h, gridDim.z, m0, l0);
-    combine(state, tokens, b.r1, b.h, gridDim.z, m1, l1);
-    float acc[D / 8][4];
-    pv_pass(acc, qa, b, smem, kc, vc, from, to, table, m0, m1, l0, l1);
-    if (gridDim.z == 1) {
-        store_rows(out, acc, b);
-        return;
-    }
-    const int col = 2 * (b.lane & 3);
+    const int w0 = window_start(), w1 = min(w0 + BQ, tokens);
+    for (int s0 = w0, s1; s0 < w1; s0 = s1) {
+        s1 = segment_end(SEQ_INDEX, s0, w1);
+        const int* table;
+        u32 qa[D / 16][4];
+        int from, to;
+        const BlockRows b = split_start(q, positions, tokens, s0, s1, SEQ_INDEX, BLOCK_TABLES,
+                                        table, qa, from, to);
+        float m0, m1, l0, l1;
+        combine(state, tokens, b.r0, b.h, gridDim.z, m0, l0);
+        combine(state, tokens, b.r1, b.h, gridDim.z, m1, l1);
+        float acc[D / 8][4];
+        pv_pass(acc, qa, b, smem, kc, vc, from, to, table, m0, m1, l0, l1);
+        if (gridDim.z == 1) {
+            store_rows(out, acc, b);
+        } else {
+            const int col = 2 * (b.lane & 3);
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-        if (b.p0 >= 0) {
-            float* o = partial + (((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h) * D + n * 8 + col;
-            *reinterpret_cast<float2*>(o) = make_float2(acc[n][0], acc[n][1]);
+            for (int n = 0; n < D / 8; ++n) {
+                if (b.p0 >= 0) {
+                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h) * D + n * 8 + col;
+                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][0], acc[n][1]);
+                }
+                if (b.p1 >= 0) {
+                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h) * D + n * 8 + col;
+                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][2], acc[n][3]);
+                }
+            }
         }
-        if (b.p1 >= 0) {
-            float* o = partial + (((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h) * D + n * 8 + col;
-            *reinterpret_cast<float2*>(o) = make_float2(acc[n][2], acc[n][3]);
-        }
+        __syncthreads();
     }
 }
 {% endif %}

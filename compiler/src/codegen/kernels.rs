@@ -126,8 +126,8 @@ pub struct AttentionMma {
     pub ctx: usize,
     /// Tokens per block and keys per shared-memory tile (BQ = BK).
     pub tile: u32,
-    /// Paged (a chunk of one sequence over the pool): positions per block, 0 for the static
-    /// cache; bf16 elements of a block; block-table entries per sequence.
+    /// Paged (a chunk step of one or more sequences over the pool): positions per block, 0 for
+    /// the static cache; bf16 elements of a block; block-table entries per sequence.
     pub block_size: usize,
     pub block_elems: usize,
     pub max_blocks: usize,

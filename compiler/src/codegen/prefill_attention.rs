@@ -75,9 +75,11 @@ impl Codegen<'_> {
         );
     }
 
-    /// The keys also split over blocks (a paged chunk step of one sequence): three launches, each
-    /// split's row statistics, then each split's P.V with every split's statistics combined,
-    /// then the splits' sum (see attention_mma_split.cu).
+    /// The keys also split over blocks (a paged chunk step of one or more sequences, each one's
+    /// rows contiguous; a 64-token window that holds the end of one and the start of the next
+    /// does each in turn): three launches, each split's row statistics, then each split's P.V
+    /// with every split's statistics combined, then the splits' sum (see
+    /// attention_mma_split.cu).
     pub(super) fn prefill_attention_split(
         &mut self,
         ph: &mut Phase,

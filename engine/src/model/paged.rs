@@ -108,8 +108,9 @@ impl Model {
     }
 
     /// Runs one batched step over the paged pool ([`Self::enable_paged_cache`]): a batch of
-    /// single tokens, or one sequence's chunk (on the CPU, any batch whose sequences bring the
-    /// same number of tokens); returns each sequence's last-token logits.
+    /// single tokens (a decode step), or sequences of any lengths (prefill chunks: on the GPU
+    /// one run of the chunk launch list for all of them); returns each sequence's last-token
+    /// logits.
     pub fn forward_paged(&mut self, seqs: &[PagedSeq<'_>]) -> Result<Vec<Vec<f32>>, PioError> {
         match &mut self.backend {
             Backend::Cpu(c) => c.forward_paged(seqs),

@@ -10,6 +10,7 @@
 //! are captured into its CUDA graph with its kernels.
 
 use super::device::{CudaError, Gpu};
+use super::logit_rows::LogitRows;
 use super::regions::DeviceRegions;
 use cudarc::driver::sys as drv;
 use cudarc::nccl::{result as nccl, sys};
@@ -179,18 +180,19 @@ impl CollectiveStep {
         })
     }
 
-    /// Queues the collective for a step of `tokens` tokens on `gpu`'s stream (`all_logit_rows`:
-    /// whether the step's logits GEMM computes every row, as the GEMM is told).
+    /// Queues the collective for a step of `tokens` tokens on `gpu`'s stream (`logit_rows`: the
+    /// rows the step's logits GEMM computes, as the GEMM is told).
     pub(crate) fn run(
         &self,
         comm: &RankComm,
         gpu: &Gpu,
         tokens: u32,
-        all_logit_rows: bool,
+        logit_rows: LogitRows<'_>,
     ) -> Result<(), CudaError> {
-        let rows = match self.logits && !all_logit_rows {
-            true => 1,
-            false => self.rows.eval(tokens) as usize,
+        let rows = self.rows.eval(tokens);
+        let rows = match self.logits {
+            true => logit_rows.count(rows) as usize,
+            false => rows as usize,
         };
         let count = rows * self.row;
         let stream = gpu.stream as sys::cudaStream_t;

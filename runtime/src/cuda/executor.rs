@@ -11,6 +11,7 @@ use super::collective::RankComm;
 use super::device::{CudaError, Gpu};
 use super::graph::{BucketGraphs, DecodeGraph};
 use super::launch::LaunchRunner;
+use super::logit_rows::LogitRows;
 use super::modules::Functions;
 use super::nvrtc::{arch_number, KernelCache};
 use super::observe::{StepHook, StepObserver};
@@ -339,14 +340,14 @@ impl CudaModel {
         observer: Option<&mut (dyn StepObserver + '_)>,
     ) -> Result<(), CudaError> {
         self.write_inputs(chunk, self.cached)?;
-        let all_rows = self.logits_all_rows;
+        let rows = LogitRows::every_row(self.logits_all_rows);
         self.runner
-            .tune(&self.gpu, Phase::Prefill, chunk.len() as u32, all_rows)?;
+            .tune(&self.gpu, Phase::Prefill, chunk.len() as u32, rows)?;
         self.runner.run(
             &self.gpu,
             Phase::Prefill,
             chunk.len() as u32,
-            self.logits_all_rows,
+            rows,
             step_hook(&mut self.profiler, &self.regions, observer),
         )?;
         self.cached += chunk.len();
@@ -364,7 +365,8 @@ impl CudaModel {
         &mut self,
         observer: Option<&mut (dyn StepObserver + '_)>,
     ) -> Result<(), CudaError> {
-        let (runner, gpu, all_rows) = (&mut self.runner, &self.gpu, self.logits_all_rows);
+        let (runner, gpu) = (&mut self.runner, &self.gpu);
+        let all_rows = LogitRows::every_row(self.logits_all_rows);
         runner.tune(gpu, Phase::Decode, 1, all_rows)?;
         let hook = step_hook(&mut self.profiler, &self.regions, observer);
         if hook.eager() {

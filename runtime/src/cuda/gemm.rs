@@ -7,6 +7,7 @@
 //! rewrites them); GEMMs writing anywhere else are never tuned. `PIO_GEMM_TUNE=0` turns it off.
 
 use super::device::{CudaError, DeviceBuffer, Gpu, GpuTimer};
+use super::logit_rows::LogitRows;
 use super::profile::label;
 use super::regions::DeviceRegions;
 use cudarc::cublas::{result as blas, sys as blas_sys};
@@ -107,6 +108,13 @@ pub(crate) struct GemmStep {
     /// C lies in scratch memory (the arena or the io region), so tuning may write it.
     tunable: bool,
     pub(crate) label: String,
+}
+
+impl GemmStep {
+    /// The device address of A (the GEMM's input rows).
+    pub(crate) fn a_ptr(&self) -> u64 {
+        self.a
+    }
 }
 
 pub(crate) fn resolve_gemm(g: &Gemm, regions: &DeviceRegions) -> Result<GemmStep, CudaError> {
@@ -369,12 +377,12 @@ impl GemmTuner {
         blas: &Blas,
         timer: &GpuTimer,
         step: &GemmStep,
-        (tokens, all_logit_rows): (u32, bool),
+        (tokens, logit_rows): (u32, LogitRows<'_>),
     ) -> Result<(), CudaError> {
         let Some(handle) = self.handle else {
             return Ok(());
         };
-        let call = call_of(step, tokens, all_logit_rows);
+        let call = call_of(step, tokens, logit_rows);
         let shape = Self::shape(&step.gemm);
         let key = (shape, row_class(call.m));
         if !step.tunable || self.choices.contains_key(&key) {
@@ -424,9 +432,10 @@ impl GemmTuner {
     }
 }
 
-/// The rows and pointers of `step` for a step of `tokens` tokens: generation wants the last
-/// row's logits only (A's last row into C's first) unless every row's are asked for.
-fn call_of(step: &GemmStep, tokens: u32, all_logit_rows: bool) -> Call {
+/// The rows and pointers of `step` for a step of `tokens` tokens: a logits GEMM computes A's last
+/// `logit_rows.count` rows into C's first (every row when all are asked for; the rows of
+/// [`LogitRows::Ends`] are moved there first, see `logit_rows.rs`).
+fn call_of(step: &GemmStep, tokens: u32, logit_rows: LogitRows<'_>) -> Call {
     let g = &step.gemm;
     let mut call = Call {
         m: g.m.eval(tokens),
@@ -435,9 +444,10 @@ fn call_of(step: &GemmStep, tokens: u32, all_logit_rows: bool) -> Call {
         c: step.c,
         beta: g.beta,
     };
-    if g.logits && !all_logit_rows && call.m > 1 {
-        call.a += (call.m as u64 - 1) * g.lda as u64 * 2;
-        call.m = 1;
+    let rows = logit_rows.count(call.m);
+    if g.logits && rows < call.m {
+        call.a += (call.m - rows) as u64 * g.lda as u64 * 2;
+        call.m = rows;
     }
     call
 }
@@ -448,9 +458,9 @@ pub(crate) fn gemm(
     blas: &Blas,
     step: &GemmStep,
     tokens: u32,
-    all_logit_rows: bool,
+    logit_rows: LogitRows<'_>,
 ) -> Result<(), CudaError> {
-    let call = call_of(step, tokens, all_logit_rows);
+    let call = call_of(step, tokens, logit_rows);
     if let Some(handle) = tuner.handle {
         if let Some(p) = tuner.problem(step, call.m) {
             if lt_matmul(handle, blas, p, call).is_ok() {

@@ -6,6 +6,7 @@
 use super::collective::{CollectiveStep, RankComm};
 use super::device::{launch, CudaError, Gpu, GpuTimer};
 use super::gemm::{gemm, resolve_gemm, row_class, Blas, GemmStep, GemmTuner};
+use super::logit_rows::{gather_rows, LogitRows};
 use super::modules::Functions;
 use super::observe::{StepAt, StepHook};
 use super::profile::{label, Phase};
@@ -137,7 +138,7 @@ pub(crate) struct LaunchRunner {
     tuner: GemmTuner,
     /// The (list, row class of the step's tokens, every logits row) already tuned, so that a
     /// step of a tuned class costs one lookup.
-    tuned_lists: HashSet<(Phase, u32, bool)>,
+    tuned_lists: HashSet<(Phase, u32, Option<u32>)>,
     /// Times the tuner's candidates.
     timer: GpuTimer,
     /// Launch kernels as programmatic dependent launches (Hopper and later).
@@ -221,11 +222,11 @@ impl LaunchRunner {
         gpu: &Gpu,
         phase: Phase,
         tokens: u32,
-        all_logit_rows: bool,
+        logit_rows: LogitRows<'_>,
     ) -> Result<usize, CudaError> {
         if !self
             .tuned_lists
-            .insert((phase, row_class(tokens), all_logit_rows))
+            .insert((phase, row_class(tokens), logit_rows.tuning_key()))
         {
             return Ok(0);
         }
@@ -240,7 +241,7 @@ impl LaunchRunner {
         for s in steps {
             if let Resolved::Gemm(g) = s {
                 self.tuner
-                    .tune(gpu, &self.blas, &self.timer, g, (tokens, all_logit_rows))?;
+                    .tune(gpu, &self.blas, &self.timer, g, (tokens, logit_rows))?;
             }
         }
         Ok(self.tuner.tuned - before)
@@ -251,8 +252,8 @@ impl LaunchRunner {
         (self.tuner.tuned, self.tuner.lt_wins)
     }
 
-    /// Queues `phase`'s launch list for a step of `tokens` tokens on the GPU's stream. With
-    /// `all_logit_rows` the logits GEMM computes every row, else the last only. With a
+    /// Queues `phase`'s launch list for a step of `tokens` tokens on the GPU's stream, the logits
+    /// GEMM computing `logit_rows` (see `logit_rows.rs`). With a
     /// profiler every launch is timed (and waited for); with an observer it is called before
     /// and after every step.
     pub(crate) fn run(
@@ -260,7 +261,7 @@ impl LaunchRunner {
         gpu: &Gpu,
         phase: Phase,
         tokens: u32,
-        all_logit_rows: bool,
+        logit_rows: LogitRows<'_>,
         mut hook: StepHook<'_, '_>,
     ) -> Result<(), CudaError> {
         let steps = match phase {
@@ -280,16 +281,16 @@ impl LaunchRunner {
                 tokens,
             };
             match &mut hook {
-                StepHook::None => run_step(s, gpu, blas, tuner, pdl, comm, tokens, all_logit_rows)?,
+                StepHook::None => run_step(s, gpu, blas, tuner, pdl, comm, tokens, logit_rows)?,
                 StepHook::Profile(p) => {
                     let label = s.label().to_string();
                     p.time(gpu, phase, &label, || {
-                        run_step(s, gpu, blas, tuner, pdl, comm, tokens, all_logit_rows)
+                        run_step(s, gpu, blas, tuner, pdl, comm, tokens, logit_rows)
                     })?
                 }
                 StepHook::Observe { .. } => {
                     hook.notify(gpu, at(false))?;
-                    run_step(s, gpu, blas, tuner, pdl, comm, tokens, all_logit_rows)?;
+                    run_step(s, gpu, blas, tuner, pdl, comm, tokens, logit_rows)?;
                     hook.notify(gpu, at(true))?;
                 }
             }
@@ -357,7 +358,7 @@ fn run_step(
     pdl: bool,
     comm: Option<&RankComm>,
     tokens: u32,
-    all_logit_rows: bool,
+    logit_rows: LogitRows<'_>,
 ) -> Result<(), CudaError> {
     match s {
         Resolved::Kernel(k) => {
@@ -377,9 +378,16 @@ fn run_step(
                 }
             })
         }
-        Resolved::Gemm(g) => gemm(tuner, blas, g, tokens, all_logit_rows),
+        Resolved::Gemm(g) => {
+            if let (true, LogitRows::Ends(ends)) = (g.gemm.logits, logit_rows) {
+                let (lda, k) = (g.gemm.lda as u64, g.gemm.k as usize);
+                let rows = g.gemm.m.eval(tokens);
+                gather_rows(gpu, g.a_ptr(), lda * 2, k * 2, ends, rows)?;
+            }
+            gemm(tuner, blas, g, tokens, logit_rows)
+        }
         Resolved::Collective(c) => match comm {
-            Some(comm) => c.run(comm, gpu, tokens, all_logit_rows),
+            Some(comm) => c.run(comm, gpu, tokens, logit_rows),
             None => Err(CudaError::Other(
                 "a collective step without a communicator".into(),
             )),

@@ -8,6 +8,7 @@ pub mod executor;
 mod gemm;
 mod graph;
 mod launch;
+mod logit_rows;
 mod modules;
 pub mod nvrtc;
 pub mod observe;

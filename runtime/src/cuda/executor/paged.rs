@@ -8,6 +8,7 @@
 use super::{step_hook, CudaModel};
 use crate::cuda::device::{drv, CudaError, DeviceBuffer, Gpu};
 use crate::cuda::graph::bucket;
+use crate::cuda::logit_rows::LogitRows;
 use crate::cuda::observe::{StepHook, StepObserver};
 use crate::cuda::profile::Phase;
 use cudarc::driver::{result, sys};
@@ -80,6 +81,8 @@ pub(crate) struct PagedInputs {
     slots: Vec<u8>,
     seq_index: Vec<u8>,
     tables: Vec<u8>,
+    /// Each sequence's last row (a chunk step's logits rows).
+    ends: Vec<u32>,
 }
 
 impl PagedInputs {
@@ -90,6 +93,7 @@ impl PagedInputs {
         self.positions.clear();
         self.slots.clear();
         self.seq_index.clear();
+        self.ends.clear();
         self.tables.clear();
         self.tables.resize(table_bytes, 0);
     }
@@ -162,18 +166,20 @@ impl CudaModel {
             let padded = bucket(rows, max_seqs);
             tuned += self
                 .runner
-                .tune(&self.gpu, Phase::Paged, padded as u32, true)?;
+                .tune(&self.gpu, Phase::Paged, padded as u32, LogitRows::All)?;
             if padded >= max_seqs {
                 break;
             }
             rows *= 2;
         }
-        tuned += self.runner.tune(&self.gpu, Phase::PagedSingle, 1, true)?;
+        tuned += self
+            .runner
+            .tune(&self.gpu, Phase::PagedSingle, 1, LogitRows::All)?;
         let mut rows = 2;
         while rows <= max_tokens {
-            tuned += self
-                .runner
-                .tune(&self.gpu, Phase::PagedChunk, rows as u32, false)?;
+            tuned +=
+                self.runner
+                    .tune(&self.gpu, Phase::PagedChunk, rows as u32, LogitRows::Last)?;
             rows *= 2;
         }
         if tuned > 0 {
@@ -190,31 +196,33 @@ impl CudaModel {
     }
 
     /// Runs one paged step and returns each sequence's last-token logits (f32, in order).
-    /// Either every sequence brings one token (a decode batch, up to `max_seqs`) or there is
-    /// one sequence (a prefill chunk of up to `max_tokens`).
+    /// Either every sequence brings one token (a decode batch, up to `max_seqs`, from a CUDA
+    /// graph) or the step is a chunk step: sequences of any number of tokens, up to `max_tokens`
+    /// in all (prefill chunks, several sequences' in one run of the launch list).
     pub fn step_paged(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<Vec<f32>>, CudaError> {
-        let first = self.run_paged(seqs, None)?;
+        let rows = self.run_paged(seqs, None)?;
         let vocab = self.artifact.model.vocab_size;
-        let mut logits =
-            self.regions
-                .read_logits(&self.gpu, &self.artifact.io, first + seqs.len(), vocab)?;
-        Ok(logits.split_off(first))
+        let read = rows.last().map_or(0, |&r| r + 1);
+        let logits = self
+            .regions
+            .read_logits(&self.gpu, &self.artifact.io, read, vocab)?;
+        Ok(rows.iter().map(|&r| logits[r].clone()).collect())
     }
 
     /// [`Self::step_paged`] with each sequence's greedy pick instead of its logits (the argmax on
     /// the device: only the ids travel).
     pub fn step_paged_argmax(&mut self, seqs: &[PagedSeqRef<'_>]) -> Result<Vec<u32>, CudaError> {
-        let first = self.run_paged(seqs, None)?;
+        let rows = self.run_paged(seqs, None)?;
         let vocab = self.artifact.model.vocab_size;
         let io = &self.artifact.io;
         let logits = self.regions.addr(Region::Io, io.logits);
-        let skip = first as u64 * vocab as u64 * 2;
-        self.argmax
-            .run(&self.gpu, logits + skip, seqs.len(), vocab, io.logits_rows)
+        let read = rows.last().map_or(0, |&r| r + 1);
+        let ids = self
+            .argmax
+            .run(&self.gpu, logits, read, vocab, io.logits_rows)?;
+        Ok(rows.iter().map(|&r| ids[r]).collect())
     }
 
-    /// Writes a paged step's inputs and runs it; returns the logits row of its first sequence
-    /// (the sequences' rows follow it: a decode batch's from row 0, a chunk's last row alone).
     /// [`Self::step_paged`] run eagerly with `observer` called before and after every step (a
     /// diagnostic for per-kernel checks). The logits stay in the io region.
     pub fn step_paged_observed(
@@ -225,11 +233,15 @@ impl CudaModel {
         self.run_paged(seqs, Some(observer)).map(|_| ())
     }
 
+    /// Writes a paged step's inputs and runs it; returns each sequence's row of the io region's
+    /// logits (ascending): a decode batch's rows 0.., a chunk step's too where its logits come
+    /// from a marked GEMM (which computes each sequence's last row alone), else each
+    /// sequence's last token's row.
     fn run_paged(
         &mut self,
         seqs: &[PagedSeqRef<'_>],
         observer: Option<&mut (dyn StepObserver + '_)>,
-    ) -> Result<usize, CudaError> {
+    ) -> Result<Vec<usize>, CudaError> {
         self.gpu.bind_to_thread()?;
         let p = &self.artifact.paged;
         let bad = |m: String| Err(CudaError::Other(format!("paged step: {m}")));
@@ -240,12 +252,6 @@ impl CudaModel {
         let decode = seqs.iter().all(|s| s.tokens.len() == 1);
         if seqs.is_empty() || total == 0 || seqs.iter().any(|s| s.tokens.is_empty()) {
             return bad("every sequence needs at least one token".into());
-        }
-        if !decode && seqs.len() != 1 {
-            return bad(format!(
-                "{} sequences with more than one token each: run prefill chunks one at a time",
-                seqs.len()
-            ));
         }
         if seqs.len() > p.max_seqs || total > p.max_tokens {
             return bad(format!(
@@ -280,6 +286,7 @@ impl CudaModel {
             slots,
             seq_index,
             tables,
+            ends,
         } = &mut st;
         for (i, s) in seqs.iter().enumerate() {
             let end = s.start + s.tokens.len();
@@ -316,6 +323,7 @@ impl CudaModel {
                 slots.extend((slot as i32).to_le_bytes());
                 seq_index.extend((i as i32).to_le_bytes());
             }
+            ends.push((ids.len() / 4 - 1) as u32);
             let row = &mut tables[i * width * 4..];
             for (k, &b) in s.blocks.iter().enumerate() {
                 row[k * 4..k * 4 + 4].copy_from_slice(&(b as i32).to_le_bytes());
@@ -339,16 +347,20 @@ impl CudaModel {
         let pitch = p.max_blocks_per_seq * 4;
         self.gpu
             .upload_rows_async(at(p.block_tables), pitch, tables, width * 4, padded)?;
-        self.paged_inputs = st;
         let (runner, gpu) = (&mut self.runner, &self.gpu);
+        // A chunk step's logits: each sequence's last row.
+        let chunk_rows = match seqs.len() {
+            1 => LogitRows::Last,
+            _ => LogitRows::Ends(&st.ends),
+        };
         // Before a graph captures the step's GEMMs (tuned already after enable_paged, except
         // for a row class it did not cover).
         if decode && padded == 1 && self.paged_single {
-            runner.tune(gpu, Phase::PagedSingle, 1, true)?;
+            runner.tune(gpu, Phase::PagedSingle, 1, LogitRows::All)?;
         } else if decode {
-            runner.tune(gpu, Phase::Paged, padded as u32, true)?;
+            runner.tune(gpu, Phase::Paged, padded as u32, LogitRows::All)?;
         } else {
-            runner.tune(gpu, Phase::PagedChunk, total as u32, false)?;
+            runner.tune(gpu, Phase::PagedChunk, total as u32, chunk_rows)?;
         }
         let hook = step_hook(&mut self.profiler, &self.regions, observer);
         if decode {
@@ -361,24 +373,26 @@ impl CudaModel {
                 Phase::Paged
             };
             if hook.eager() {
-                runner.run(gpu, phase, rows, true, hook)?;
+                runner.run(gpu, phase, rows, LogitRows::All, hook)?;
             } else {
                 self.paged_graphs
                     .launch(gpu, phase, rows, self.use_graph, || {
-                        runner.run(gpu, phase, rows, true, StepHook::None)
+                        runner.run(gpu, phase, rows, LogitRows::All, StepHook::None)
                     })?;
             }
         } else {
-            // One sequence's chunk has a list of its own (tensor-core attention); its last row's
-            // logits only (every row when the logits are not a marked GEMM).
-            runner.run(gpu, Phase::PagedChunk, total as u32, false, hook)?;
+            // Chunks have a list of their own (tensor-core attention); each sequence's last
+            // row's logits only (every row when the logits are not a marked GEMM).
+            runner.run(gpu, Phase::PagedChunk, total as u32, chunk_rows, hook)?;
         }
         // The batch-1 path's logits rows are stale now.
         self.logit_rows = 0;
-        Ok(if decode || self.logits_gemm {
-            0
+        let rows = if decode || self.logits_gemm {
+            (0..seqs.len()).collect()
         } else {
-            total - 1
-        })
+            st.ends.iter().map(|&e| e as usize).collect()
+        };
+        self.paged_inputs = st;
+        Ok(rows)
     }
 }
