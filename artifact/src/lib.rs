@@ -99,10 +99,10 @@ impl Artifact {
 }
 
 /// The batching engine's step: up to `max_tokens` tokens of up to `max_seqs` sequences (a
-/// batch of decode tokens, or one sequence's prefill chunk), their keys and values in a pool of
-/// blocks of `block_size` positions that the runtime sizes at load. A block holds every layer's
-/// keys and values for its positions (`block_bytes`; [`KvPoolEntry`] gives each layer's
-/// offset within a block, `[kv_heads, block_size, head_dim]` each). Per step the io region
+/// batch of decode tokens, or prefill chunks of one or more sequences), their keys and values
+/// in a pool of blocks of `block_size` positions that the runtime sizes at load. A block holds
+/// every layer's keys and values for its positions (`block_bytes`; [`KvPoolEntry`] gives each
+/// layer's offset within a block, `[kv_heads, block_size, head_dim]` each). Per step the io region
 /// holds each token's pool slot (`block * block_size + position % block_size`), its
 /// sequence's index, and each sequence's block table (`max_blocks_per_seq` i32 each); the
 /// decode attention's split counts (`split_counts_bytes`, u32 each) are zeroed once when the
@@ -125,7 +125,8 @@ pub struct Paged {
     pub split_counts_bytes: u64,
     /// A batch of sequences (decode: a token each).
     pub steps: Vec<Step>,
-    /// One sequence's prefill chunk (its attention on tensor cores where the head dim allows).
+    /// Prefill chunks of one or more sequences, each one's rows contiguous (their attention on
+    /// tensor cores where the head dim allows).
     pub chunk_steps: Vec<Step>,
     /// One sequence's decode token: the batch-1 decode list's GEMV kernels with the paged
     /// attention and cache writes (a batch of one runs this instead of `steps`).

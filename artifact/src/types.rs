@@ -171,7 +171,8 @@ pub enum Phase {
     Prefill,
     /// A batching-engine step over the paged KV pool: `Artifact::paged`.
     Paged,
-    /// A batching-engine step of one sequence's chunk: `Artifact::paged.chunk_steps`.
+    /// A batching-engine step of prefill chunks (one or more sequences'):
+    /// `Artifact::paged.chunk_steps`.
     PagedChunk,
     /// A batching-engine step of one sequence's decode token: `Artifact::paged.single_steps`.
     PagedSingle,
