@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A/B of the batching engine's benchmarks on the same GPU in one call (GPU machine only): each
-# argument is a pio binary; for every model the binaries run in turn, ROUNDS times (so that
-# drifts hit all alike): offline throughput (REQUESTS requests of 512 + 256 tokens) and, unless
+# argument is a variant: a pio binary, optionally preceded by environment settings (e.g.
+# "PIO_GEMM_TUNE_WARM=1 /tmp/b/pio"); for every model the variants run in turn, ROUNDS times (so
+# that drifts hit all alike): offline throughput (REQUESTS requests of 512 + 256 tokens) and, unless
 # SKIP_PREFIX is set, the shared-prefix run (64 requests, 4,096 shared + 64 own tokens). Prints
 # each run's figures and keeps each report (JSON, markdown, stderr) under $OUT (the device
 # tool brings back a few files only: the printed lines are the record). Example:
-#   ab_engine.sh /tmp/b/pio-old /tmp/b/pio-new
+#   ab_engine.sh /tmp/b/pio-old /tmp/b/pio-new "PIO_GEMM_TUNE_WARM=1 /tmp/b/pio-new"
 set -uo pipefail
 OUT=${OUT:-/tmp/pio-out}
 mkdir -p "$OUT"
@@ -15,14 +16,19 @@ status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 for m in $MODELS; do
     for round in $(seq "${ROUNDS:-2}"); do
-        for bin in "$@"; do
-            tag="$m-$(basename "$bin")-r$round"
-            "$bin" bench --mode throughput --spec "$m" --requests "${REQUESTS:-128}" \
+        for variant in "$@"; do
+            bin=${variant##* }
+            settings=${variant% *}
+            [ "$settings" != "$variant" ] || settings=""
+            tag="$m-$(basename "$bin")$(echo "$settings" | tr -c 'A-Za-z0-9\n' '_' | sed 's/^./-&/')-r$round"
+            # shellcheck disable=SC2086 # the settings are words
+            env $settings "$bin" bench --mode throughput --spec "$m" --requests "${REQUESTS:-128}" \
                 --prompt-len 512 --gen 256 --json "$OUT/tp-$tag.json" > "$OUT/tp-$tag.md" \
                 2> "$OUT/tp-$tag.err" || { status=1; echo "$tag throughput: FAILED"; tail -3 "$OUT/tp-$tag.err"; }
-            echo "$tag throughput: $(grep '^| [0-9]' "$OUT/tp-$tag.md")"
+            echo "$tag throughput: $(grep '^| [0-9]' "$OUT/tp-$tag.md") $(grep -m1 '^tuned' "$OUT/tp-$tag.err")"
             [ -z "${SKIP_PREFIX:-}" ] || continue
-            "$bin" bench --mode shared-prefix --spec "$m" --shared-prefix 64,4096,64 --gen 64 \
+            # shellcheck disable=SC2086
+            env $settings "$bin" bench --mode shared-prefix --spec "$m" --shared-prefix 64,4096,64 --gen 64 \
                 --json "$OUT/prefix-$tag.json" > "$OUT/prefix-$tag.md" 2> "$OUT/prefix-$tag.err" \
                 || { status=1; echo "$tag shared prefix: FAILED"; tail -3 "$OUT/prefix-$tag.err"; }
             echo "$tag shared prefix:"; grep '^- ' "$OUT/prefix-$tag.md"

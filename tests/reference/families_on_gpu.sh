@@ -115,6 +115,11 @@ if stage big; then
         parity qwen3-8b 128 128 qwen3-8b
         rm -rf /tmp/pio-w-qwen3-8b
     fi
+    # QWEN25_7B=1 adds Qwen2.5-7B's shapes (the qwen2 family's large variant; ~3 minutes).
+    if [ "${QWEN25_7B:-0}" = 1 ]; then
+        parity qwen2.5-7b 128 128 qwen2.5-7b
+        rm -rf /tmp/pio-w-qwen2.5-7b
+    fi
 fi
 
 if stage tests; then
