@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # A/B of the batching engine's benchmarks on the same GPU in one call (GPU machine only): each
 # argument is a variant: a pio binary, optionally preceded by environment settings (e.g.
-# "PIO_GEMM_TUNE_WARM=1 /tmp/b/pio"); for every model the variants run in turn, ROUNDS times (so
+# "PIO_NO_CUDA_GRAPH=1 /tmp/b/pio"); for every model the variants run in turn, ROUNDS times (so
 # that drifts hit all alike): offline throughput (REQUESTS requests of 512 + 256 tokens) and, unless
 # SKIP_PREFIX is set, the shared-prefix run (64 requests, 4,096 shared + 64 own tokens). Prints
 # each run's figures and keeps each report (JSON, markdown, stderr) under $OUT (the device
 # tool brings back a few files only: the printed lines are the record). ab_serving.sh compares
 # two builds with batch-1 decode and a profile beside; this one any number of variants on the
 # engine's two benchmarks alone. Example:
-#   benches/reference/ab_engine.sh /tmp/b/pio-old /tmp/b/pio-new "PIO_GEMM_TUNE_WARM=1 /tmp/b/pio-new"
+#   benches/reference/ab_engine.sh /tmp/b/pio-old /tmp/b/pio-new "PIO_NO_CUDA_GRAPH=1 /tmp/b/pio-new"
 set -uo pipefail
 OUT=${OUT:-/tmp/pio-out}
 mkdir -p "$OUT"

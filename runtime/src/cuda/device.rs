@@ -91,8 +91,6 @@ pub struct Gpu {
     pub total_memory: u64,
     /// Shared memory one block may use when a function opts in (bytes).
     pub max_shared_optin: u32,
-    /// The L2 cache's size (bytes).
-    pub l2_bytes: u64,
     /// The device's index among the process's GPUs.
     pub ordinal: usize,
     /// The device's primary context, retained for the process.
@@ -170,14 +168,6 @@ impl Gpu {
             )
         })?
         .max(0) as u32;
-        // SAFETY: dev is a valid device.
-        let l2_bytes = drv("L2 cache size", unsafe {
-            result::device::get_attribute(
-                dev,
-                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
-            )
-        })?
-        .max(0) as u64;
         let stream = drv(
             "stream",
             result::stream::create(result::stream::StreamKind::NonBlocking),
@@ -189,7 +179,6 @@ impl Gpu {
             major,
             total_memory,
             max_shared_optin,
-            l2_bytes,
             ctx,
             stream,
             stack_limit: std::cell::Cell::new(stack),

@@ -5,13 +5,8 @@
 //! fastest. Tuning runs between steps, never inside a CUDA-graph capture, and writes only to
 //! GEMM outputs in the activation arena or the io region (scratch until the step that follows
 //! rewrites them); GEMMs writing anywhere else are never tuned. `PIO_GEMM_TUNE=0` turns it off.
-//! Each timed run starts with a cold L2 (a buffer of twice its size written first, outside the
-//! timing), as in a step, where a layer's weights come from memory: timed back to back, weights
-//! of a few MB stay in L2 and the fastest algorithm there is not the fastest from memory.
-//! `PIO_GEMM_TUNE_WARM=1` times back to back instead (the older tuning, for comparison), as
-//! does a GPU without the memory for the buffer.
 
-use super::device::{drv, CudaError, DeviceBuffer, Gpu, GpuTimer};
+use super::device::{CudaError, DeviceBuffer, Gpu, GpuTimer};
 use super::logit_rows::LogitRows;
 use super::profile::label;
 use super::regions::DeviceRegions;
@@ -324,35 +319,6 @@ pub(crate) struct GemmTuner {
     /// Classes tuned so far, and how many of them a cuBLASLt candidate won (for the log line).
     pub(crate) tuned: usize,
     pub(crate) lt_wins: usize,
-    /// Time candidates back to back, L2 warm (`PIO_GEMM_TUNE_WARM=1`).
-    warm: bool,
-}
-
-/// A device buffer of twice the L2's size: writing it leaves nothing of a GEMM's operands in L2.
-struct L2Flush {
-    buffer: DeviceBuffer,
-}
-
-impl L2Flush {
-    fn new(gpu: &Gpu) -> Result<L2Flush, CudaError> {
-        let bytes = (2 * gpu.l2_bytes).max(64 << 20);
-        Ok(L2Flush {
-            buffer: gpu.alloc(bytes, "the GEMM tuner's L2 flush")?,
-        })
-    }
-
-    /// Writes the whole buffer on the GPU's stream.
-    fn run(&self, gpu: &Gpu) -> Result<(), CudaError> {
-        // SAFETY: the buffer is a live allocation of `bytes` bytes on this GPU.
-        drv("flush the L2 before a timed GEMM", unsafe {
-            cudarc::driver::result::memset_d8_async(
-                self.buffer.ptr,
-                0,
-                self.buffer.bytes as usize,
-                gpu.stream,
-            )
-        })
-    }
 }
 
 // SAFETY: the cuBLASLt handle and descriptors are plain pointers used from one thread at a time
@@ -390,7 +356,6 @@ impl GemmTuner {
             problems: HashMap::new(),
             tuned: 0,
             lt_wins: 0,
-            warm: std::env::var("PIO_GEMM_TUNE_WARM").is_ok_and(|v| v == "1"),
         }
     }
 
@@ -424,29 +389,14 @@ impl GemmTuner {
             return Ok(());
         }
         let mut problem = LtProblem::new(shape, call.m)?;
-        // Back to back where the flush buffer does not fit (a pool sized to the last MB).
-        let flush = match self.warm {
-            true => None,
-            false => L2Flush::new(gpu).ok(),
-        };
         let time = |run: &mut dyn FnMut() -> Result<(), CudaError>| -> Result<f64, CudaError> {
             run()?;
             run()?;
-            let Some(flush) = &flush else {
-                timer.start(gpu)?;
-                for _ in 0..TIMED_RUNS {
-                    run()?;
-                }
-                return timer.stop(gpu);
-            };
-            let mut ms = 0.0;
+            timer.start(gpu)?;
             for _ in 0..TIMED_RUNS {
-                flush.run(gpu)?;
-                timer.start(gpu)?;
                 run()?;
-                ms += timer.stop(gpu)?;
             }
-            Ok(ms)
+            timer.stop(gpu)
         };
         let mut best = (time(&mut || gemm_ex(blas, &step.gemm, call))?, None);
         for algo in problem.candidates(handle, blas.workspace.bytes)? {
