@@ -106,9 +106,12 @@ fi
 
 if stage big; then
     # LLAMA_8B=0 skips Llama-3.1-8B (run on 2026-12-06 at 3bdf6d1).
+    # SEEDS="1 2": other random weights of the same shapes (seed 0 by default).
     if [ "${LLAMA_8B:-1}" = 1 ]; then
-        parity llama-3.1-8b 128 128 llama-3.1-8b
-        rm -rf /tmp/pio-w-llama-3.1-8b
+        for seed in ${SEEDS:-0}; do
+            parity llama-3.1-8b 128 128 "llama-3.1-8b-s$seed" "$seed"
+            rm -rf /tmp/pio-w-llama-3.1-8b*
+        done
     fi
     # QWEN3_8B=1 adds Qwen3-8B's shapes (another ~3 minutes; not run on 2026-12-06).
     if [ "${QWEN3_8B:-0}" = 1 ]; then
