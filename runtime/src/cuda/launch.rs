@@ -136,8 +136,8 @@ pub(crate) struct LaunchRunner {
     paged_single: Vec<Resolved>,
     blas: Blas,
     tuner: GemmTuner,
-    /// The (list, row class of the step's tokens, every logits row) already tuned, so that a
-    /// step of a tuned class costs one lookup.
+    /// The (list, row class of the step's tokens, its logits rows' class) already tuned, so
+    /// that a step of a tuned class costs one lookup.
     tuned_lists: HashSet<(Phase, u32, Option<u32>)>,
     /// Times the tuner's candidates.
     timer: GpuTimer,

@@ -168,5 +168,12 @@ mod tests {
         assert_eq!(LogitRows::every_row(true), LogitRows::All);
         assert_eq!(LogitRows::Ends(&[1, 4, 6]).tuning_key(), Some(4));
         assert_eq!(LogitRows::All.tuning_key(), None);
+        // One sequence's end is the last row: what generation asks for, tuned alike.
+        assert_eq!(LogitRows::Ends(&[6]).count(7), LogitRows::Last.count(7));
+        assert_eq!(
+            LogitRows::Ends(&[6]).tuning_key(),
+            LogitRows::Last.tuning_key()
+        );
+        assert!(gather_plan(&[6], 7).is_empty());
     }
 }

@@ -203,10 +203,14 @@ impl CudaModel {
         let rows = self.run_paged(seqs, None)?;
         let vocab = self.artifact.model.vocab_size;
         let read = rows.last().map_or(0, |&r| r + 1);
-        let logits = self
+        let mut logits = self
             .regions
             .read_logits(&self.gpu, &self.artifact.io, read, vocab)?;
-        Ok(rows.iter().map(|&r| logits[r].clone()).collect())
+        // The rows ascend and differ: each is taken once.
+        Ok(rows
+            .iter()
+            .map(|&r| std::mem::take(&mut logits[r]))
+            .collect())
     }
 
     /// [`Self::step_paged`] with each sequence's greedy pick instead of its logits (the argmax on
@@ -349,10 +353,7 @@ impl CudaModel {
             .upload_rows_async(at(p.block_tables), pitch, tables, width * 4, padded)?;
         let (runner, gpu) = (&mut self.runner, &self.gpu);
         // A chunk step's logits: each sequence's last row.
-        let chunk_rows = match seqs.len() {
-            1 => LogitRows::Last,
-            _ => LogitRows::Ends(&st.ends),
-        };
+        let chunk_rows = LogitRows::Ends(&st.ends);
         // Before a graph captures the step's GEMMs (tuned already after enable_paged, except
         // for a row class it did not cover).
         if decode && padded == 1 && self.paged_single {
