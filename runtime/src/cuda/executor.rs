@@ -15,7 +15,7 @@ use super::logit_rows::LogitRows;
 use super::modules::Functions;
 use super::nvrtc::{arch_number, KernelCache};
 use super::observe::{StepHook, StepObserver};
-use super::profile::Profiler;
+use super::profile::{Profiler, ProfilerRange};
 use super::regions::DeviceRegions;
 use super::sampler::GpuSampler;
 use crate::sampling::SamplingParams;
@@ -49,6 +49,8 @@ pub struct CudaModel {
     regions: DeviceRegions,
     /// With `PIO_PROFILE` set: GPU time per kernel family and phase (decode runs eagerly).
     profiler: Option<Profiler>,
+    /// With `PIO_PROFILER_CALLS` set: the paged calls an external profiler sees.
+    profiler_range: ProfilerRange,
     gpu: Gpu,
     use_graph: bool,
     /// Single tokens run through the prefill launch list (cuBLAS GEMMs) instead of the decode
@@ -141,6 +143,7 @@ impl CudaModel {
             sampler,
             regions,
             profiler,
+            profiler_range: ProfilerRange::from_env()?,
             gpu,
             use_graph,
             single_tokens_as_prefill: false,

@@ -342,6 +342,10 @@ impl CudaModel {
             seq_index.extend((i as i32).to_le_bytes());
             tables[i * width * 4..][..4].copy_from_slice(&scratch.to_le_bytes());
         }
+        let profiled = self.profiler_range.begin(|| {
+            let kind = if decode { "decode" } else { "chunks" };
+            format!("{kind} of {} sequences, {total} tokens", seqs.len())
+        })?;
         let io = &self.artifact.io;
         let at = |off| self.regions.addr(Region::Io, off);
         self.gpu.upload_async(at(io.tokens), ids)?;
@@ -386,6 +390,7 @@ impl CudaModel {
             // row's logits only (every row when the logits are not a marked GEMM).
             runner.run(gpu, Phase::PagedChunk, total as u32, chunk_rows, hook)?;
         }
+        self.profiler_range.end(profiled)?;
         // The batch-1 path's logits rows are stale now.
         self.logit_rows = 0;
         let rows = if decode || self.logits_gemm {
