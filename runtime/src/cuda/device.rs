@@ -4,6 +4,9 @@ use cudarc::driver::{result, sys};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod timer;
+pub use timer::GpuTimer;
+
 /// Errors of the CUDA runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
@@ -420,103 +423,4 @@ impl Drop for DeviceBuffer {
         // SAFETY: ptr came from malloc_sync and is freed once.
         let _ = unsafe { result::free_sync(self.ptr) };
     }
-}
-
-/// GPU time between two points of the stream, measured with a pair of CUDA events: `start`,
-/// queue work, `stop` waits for it and returns the milliseconds in between.
-pub struct GpuTimer {
-    start: sys::CUevent,
-    end: sys::CUevent,
-}
-
-// SAFETY: the events are plain driver handles of the GPU's context, valid in any thread once
-// that context is current; the timer is not `Sync`, so one thread at a time records them.
-unsafe impl Send for GpuTimer {}
-
-impl GpuTimer {
-    /// Creates the two events (in the GPU's context, made current on this thread).
-    pub fn new(gpu: &Gpu) -> Result<GpuTimer, CudaError> {
-        gpu.bind_to_thread()?;
-        let ev = || {
-            drv(
-                "event",
-                result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT),
-            )
-        };
-        let start = ev()?;
-        match ev() {
-            Ok(end) => Ok(GpuTimer { start, end }),
-            Err(e) => {
-                // SAFETY: created above, destroyed once.
-                let _ = unsafe { result::event::destroy(start) };
-                Err(e)
-            }
-        }
-    }
-
-    /// Records the start on the GPU's stream (no wait).
-    pub fn start(&self, gpu: &Gpu) -> Result<(), CudaError> {
-        // SAFETY: a live event recorded on the GPU's live stream.
-        drv("event", unsafe {
-            result::event::record(self.start, gpu.stream)
-        })
-    }
-
-    /// Records the end on the GPU's stream, waits for it and returns the milliseconds since
-    /// the last [`GpuTimer::start`].
-    pub fn stop(&self, gpu: &Gpu) -> Result<f64, CudaError> {
-        // SAFETY: live events of this timer, the end recorded on the GPU's live stream.
-        let ms = unsafe {
-            drv("event", result::event::record(self.end, gpu.stream))?;
-            drv("event", result::event::synchronize(self.end))?;
-            drv("event", result::event::elapsed(self.start, self.end))?
-        };
-        Ok(ms as f64)
-    }
-}
-
-impl Drop for GpuTimer {
-    fn drop(&mut self) {
-        // SAFETY: created in `new`, destroyed once.
-        unsafe {
-            let _ = result::event::destroy(self.start);
-            let _ = result::event::destroy(self.end);
-        }
-    }
-}
-
-/// Launches `f` on `stream`; with `pdl`, as a programmatic dependent launch (it may start while
-/// the previous kernel on the stream finishes; the kernel waits with `griddepcontrol.wait`).
-///
-/// # Safety
-/// `params` must match the kernel's parameters and outlive the call.
-pub(crate) unsafe fn launch(
-    f: sys::CUfunction,
-    grid: (u32, u32, u32),
-    block: (u32, u32, u32),
-    shared_bytes: u32,
-    stream: sys::CUstream,
-    params: &mut [*mut c_void],
-    pdl: bool,
-) -> Result<(), result::DriverError> {
-    if !pdl {
-        return result::launch_kernel(f, grid, block, shared_bytes, stream, params);
-    }
-    // SAFETY: a zeroed attribute is valid plain data; we set the id and the one field it uses.
-    let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
-    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    attr.value.programmaticStreamSerializationAllowed = 1;
-    let config = sys::CUlaunchConfig {
-        gridDimX: grid.0,
-        gridDimY: grid.1,
-        gridDimZ: grid.2,
-        blockDimX: block.0,
-        blockDimY: block.1,
-        blockDimZ: block.2,
-        sharedMemBytes: shared_bytes,
-        hStream: stream,
-        attrs: &mut attr,
-        numAttrs: 1,
-    };
-    sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut()).result()
 }

@@ -4,14 +4,14 @@
 //! through cuBLAS with its own workspace.
 
 use super::collective::{CollectiveStep, RankComm};
-use super::device::{launch, CudaError, Gpu, GpuTimer};
+use super::device::{CudaError, Gpu, GpuTimer};
 use super::gemm::{gemm, resolve_gemm, row_class, Blas, GemmStep, GemmTuner};
 use super::logit_rows::{gather_rows, LogitRows};
 use super::modules::Functions;
 use super::observe::{StepAt, StepHook};
 use super::profile::{label, Phase};
 use super::regions::DeviceRegions;
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys};
 use pio_artifact::{Arg, Dim, Launch, Step};
 use std::collections::HashSet;
 use std::ffi::c_void;
@@ -393,6 +393,42 @@ fn run_step(
             )),
         },
     }
+}
+
+/// Launches `f` on `stream`; with `pdl`, as a programmatic dependent launch (it may start while
+/// the previous kernel on the stream finishes; the kernel waits with `griddepcontrol.wait`).
+///
+/// # Safety
+/// `params` must match the kernel's parameters and outlive the call.
+pub(crate) unsafe fn launch(
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_bytes: u32,
+    stream: sys::CUstream,
+    params: &mut [*mut c_void],
+    pdl: bool,
+) -> Result<(), result::DriverError> {
+    if !pdl {
+        return result::launch_kernel(f, grid, block, shared_bytes, stream, params);
+    }
+    // SAFETY: a zeroed attribute is valid plain data; we set the id and the one field it uses.
+    let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = sys::CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block.0,
+        blockDimY: block.1,
+        blockDimZ: block.2,
+        sharedMemBytes: shared_bytes,
+        hStream: stream,
+        attrs: &mut attr,
+        numAttrs: 1,
+    };
+    sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut()).result()
 }
 
 #[cfg(test)]
