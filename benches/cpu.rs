@@ -7,6 +7,9 @@
 //! - `tokenizer_encode/<text>`: `Tokenizer::encode` with Qwen3's tokenizer on a few KB of
 //!   English prose, Chinese/Japanese text, Rust/Python code, and all three together; throughput
 //!   in bytes of UTF-8 input.
+//! - `detokenize_128_streams/<path>`: streaming detokenization of 128 streams of 256 random
+//!   Qwen3 ids, through the byte table (byte-level decoders) and through the window of ids
+//!   decoded twice (any other decoder); throughput in ids.
 //! - `sampling/<params>`: `Sampler::sample` over a 151,936-long random logits vector (Qwen3's
 //!   vocabulary) with a 512-token context: greedy, Qwen3's defaults (top-k 20, top-p 0.95,
 //!   temperature 0.6), and top-p 0.95 alone (temperature 1, so every token is a candidate).
@@ -22,7 +25,7 @@ use common::root;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pio::{Device, Model, WeightsSource};
 use pio_runtime::sampling::{Sampler, SamplingParams};
-use pio_runtime::tokenizer::Tokenizer;
+use pio_runtime::tokenizer::{DecodeState, Tokenizer};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -195,6 +198,47 @@ fn bench_tokenizer(c: &mut Criterion) {
     group.finish();
 }
 
+/// Streaming detokenization as the batching engine does it: 128 streams, 256 ids each pushed
+/// in turn (random ids of Qwen3's vocabulary), through the byte table of Qwen3's byte-level
+/// decoder and through the window of ids decoded twice (the same tokenizer with its decoder
+/// wrapped in a `Sequence`, which any non-byte-level tokenizer takes). Throughput in ids.
+fn bench_detokenize(c: &mut Criterion) {
+    let path = root().join("model-specs/tokenizers/qwen3/tokenizer.json");
+    let bytes = Tokenizer::from_file(&path)
+        .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));
+    bytes.prepare_streaming();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("tokenizer.json"))
+            .expect("tokenizer JSON");
+    let decoder = json["decoder"].take();
+    json["decoder"] = serde_json::json!({"type": "Sequence", "decoders": [decoder]});
+    let window = Tokenizer::from_bytes(json.to_string().as_bytes(), "windowed").expect("windowed");
+    let mut rng = SplitMix(11);
+    let ids: Vec<u32> = (0..128 * 256).map(|_| rng.below(151_669)).collect();
+
+    let mut group = c.benchmark_group("detokenize_128_streams");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(ids.len() as u64));
+    for (name, tok) in [("byte_table", &bytes), ("window", &window)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut streams = vec![DecodeState::default(); 128];
+                let mut text = 0;
+                for (i, &id) in ids.iter().enumerate() {
+                    if let Some(t) = streams[i % 128].push(tok, id).expect("push") {
+                        text += t.len();
+                    }
+                }
+                text
+            })
+        });
+    }
+    group.finish();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sampling
 
@@ -242,5 +286,11 @@ fn bench_sampling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_cpu_executor, bench_tokenizer, bench_sampling);
+criterion_group!(
+    benches,
+    bench_cpu_executor,
+    bench_tokenizer,
+    bench_detokenize,
+    bench_sampling
+);
 criterion_main!(benches);

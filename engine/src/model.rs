@@ -195,6 +195,8 @@ impl Model {
         };
         // The tokenizer's bytes are not needed past this point.
         info.tokenizer.data = Vec::new();
+        // Streams of generated text start without a pause for the byte table.
+        tokenizer.prepare_streaming();
         if tokenizer.vocab_size() > info.vocab_size {
             return Err(PioError::Options(format!(
                 "the tokenizer has {} tokens but the model's vocabulary is {}",

@@ -12,8 +12,12 @@
 //! multi-byte UTF-8 character (an emoji or a CJK character is often spread over several
 //! byte-level tokens).
 
+mod byte_stream;
+
+use byte_stream::{complete_len, ByteTable};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// Errors from loading a tokenizer, encoding or decoding.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,9 @@ pub enum TokenizerError {
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// Every id's bytes, built at the first streamed id, where the decoder is byte-level
+    /// (`None` inside: decode through `inner`).
+    byte_table: OnceLock<Option<Arc<ByteTable>>>,
 }
 
 impl fmt::Debug for Tokenizer {
@@ -107,7 +114,7 @@ impl Tokenizer {
                 invalid(format!("malformed tokenizer ({why})"))
             })?;
         let inner = parsed.map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { inner })
+        Ok(Self::from_inner(inner))
     }
 
     /// A tokenizer from tokenizer.json's bytes (an artifact carries them); `label` names them
@@ -118,7 +125,23 @@ impl Tokenizer {
 
     /// Wraps an already built `tokenizers::Tokenizer`.
     pub fn from_inner(inner: tokenizers::Tokenizer) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            byte_table: OnceLock::new(),
+        }
+    }
+
+    /// Builds what streaming detokenization needs now (every id's bytes, for a byte-level
+    /// decoder: about 0.1 s for Qwen3's 151,669 tokens) rather than at the first streamed id.
+    pub fn prepare_streaming(&self) {
+        self.byte_table();
+    }
+
+    /// The ids' bytes for streaming, where the decoder is byte-level (built once).
+    fn byte_table(&self) -> Option<&ByteTable> {
+        self.byte_table
+            .get_or_init(|| ByteTable::of(&self.inner).map(Arc::new))
+            .as_deref()
     }
 
     /// The wrapped `tokenizers::Tokenizer`, for anything this type does not expose.
@@ -186,11 +209,13 @@ impl Tokenizer {
 
 /// Incremental detokenizer for streaming generated text.
 ///
-/// Push ids one at a time; each push returns the text that became complete. It uses the
-/// prefix-offset technique (as in HF text-generation-inference and `tokenizers`'
-/// `DecodeStream`): it decodes a short window of recent ids twice, without and with the new
-/// ones, and emits the difference only once it does not end in an incomplete UTF-8 sequence
-/// (U+FFFD). So a character split over several byte-level tokens is emitted whole, once its
+/// Push ids one at a time; each push returns the text that became complete. With a byte-level
+/// decoder (Qwen's, Llama 3's) it appends the id's bytes, looked up in a table of every id's
+/// bytes, and emits every complete character (`byte_stream.rs`: `decode` is then the lossy
+/// UTF-8 of the ids' bytes). With any other decoder it uses the prefix-offset technique (as in
+/// HF text-generation-inference and `tokenizers`' `DecodeStream`): it decodes a short window of
+/// recent ids twice, without and with the new ones, and emits the difference only once it does
+/// not end in an incomplete UTF-8 sequence (U+FFFD). So a character split over several byte-level tokens is emitted whole, once its
 /// last byte arrives, and the concatenation of everything returned by [`push`] and
 /// [`finish`] equals `decode` of all the ids.
 ///
@@ -234,11 +259,39 @@ pub struct DecodeState {
     prefix_offset: usize,
     /// End, within `ids`, of the ids whose text has been emitted.
     read_offset: usize,
+    /// With a byte-level tokenizer (which keeps no ids here): the bytes not yet emitted, an
+    /// incomplete UTF-8 character at most.
+    pending: Vec<u8>,
 }
 
 impl DecodeState {
-    /// [`StreamDecoder::push`] with the tokenizer given.
+    /// [`StreamDecoder::push`] with the tokenizer given (the same one at every call).
     pub fn push(
+        &mut self,
+        tokenizer: &Tokenizer,
+        id: u32,
+    ) -> Result<Option<String>, TokenizerError> {
+        match tokenizer.byte_table() {
+            Some(table) => Ok(self.push_bytes(table.bytes(id))),
+            None => self.push_window(tokenizer, id),
+        }
+    }
+
+    /// A byte-level tokenizer's push: the id's bytes appended, every complete character
+    /// emitted.
+    fn push_bytes(&mut self, bytes: &[u8]) -> Option<String> {
+        self.pending.extend_from_slice(bytes);
+        let end = complete_len(&self.pending);
+        if end == 0 {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&self.pending[..end]).into_owned();
+        self.pending.drain(..end);
+        Some(text)
+    }
+
+    /// Any other tokenizer's push: a window of recent ids decoded without and with the new one.
+    fn push_window(
         &mut self,
         tokenizer: &Tokenizer,
         id: u32,
@@ -272,6 +325,11 @@ impl DecodeState {
 
     /// [`StreamDecoder::finish`] with the tokenizer given.
     pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>, TokenizerError> {
+        if !self.pending.is_empty() {
+            let rest = String::from_utf8_lossy(&self.pending).into_owned();
+            self.pending.clear();
+            return Ok(Some(rest));
+        }
         let result = if self.read_offset < self.ids.len() {
             let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset])?;
             let full = tokenizer.decode(&self.ids[self.prefix_offset..])?;
