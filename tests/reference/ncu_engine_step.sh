@@ -6,9 +6,10 @@
 # events add. The calls are picked with PIO_PROFILER_CALLS (cuProfilerStart/Stop around them,
 # ncu --profile-from-start off): loading, GEMM tuning and the warm-up are not profiled.
 #   MODELS (default qwen3-0.6b), PIO (default target/release/pio), REQUESTS (128), PROMPT
-#   (512), GEN (48), CALLS (default "40-41,95-96": the warm-up makes calls 0 and 1; while
+#   (512), GEN (96), CALLS (default "40-41,95-96": the warm-up makes calls 0 and 1; while
 #   prompts are prefilled a step makes a decode call and a chunk call; then one decode call
-#   per step; stderr names each profiled call).
+#   per step; stderr names each profiled call; with GEN 48 on 2026-12-07 calls 95-96 were
+#   decodes of 77 and 73 sequences, some having finished: GEN 96 keeps all 128 there).
 # Device call: OUT=$OUT bash tests/reference/ncu_engine_step.sh, carrying the pio binary.
 # Writes $OUT/ncu-engine-<model>.csv (raw) and .md (a table per profiled call); prints the
 # calls' totals.
@@ -28,7 +29,7 @@ for m in $MODELS; do
         --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
         --csv --page raw --print-units base \
         "$PIO" bench --mode throughput --spec "$m" --requests "${REQUESTS:-128}" \
-        --prompt-len "${PROMPT:-512}" --gen "${GEN:-48}" > "$base.csv" 2> "$base.log" \
+        --prompt-len "${PROMPT:-512}" --gen "${GEN:-96}" > "$base.csv" 2> "$base.log" \
         || { status=1; tail -5 "$base.log"; }
     grep "^profiler range" "$base.log"
     python3 - "$base.csv" "$m" > "$base.md" <<'EOF2' || { status=1; head -c 1500 "$base.csv"; }
