@@ -32,6 +32,10 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     /// Seconds to wait before retrying (429 and 503).
     pub retry_after: Option<u64>,
+    /// Answered before the request's body was read to its end: the response says
+    /// `Connection: close`, so that the client does not send its next request on a connection
+    /// the server is closing (it will not read the rest of that body).
+    pub close_connection: bool,
 }
 
 /// The JSON body.
@@ -59,7 +63,14 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            close_connection: false,
         }
+    }
+
+    /// The same error, answered with `Connection: close` (its request's body is left unread).
+    pub fn closing(mut self) -> Self {
+        self.close_connection = true;
+        self
     }
 
     /// 400: the request is wrong; `param` names the field.
@@ -136,7 +147,7 @@ impl ApiError {
             format!("the request body is larger than {limit} bytes"),
         );
         e.code = Some("request_too_large");
-        e
+        e.closing()
     }
 
     /// 429: as many requests as the server takes are running or queued.
@@ -225,6 +236,10 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.close_connection {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()

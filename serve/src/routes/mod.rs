@@ -65,10 +65,20 @@ async fn authorize(State(st): State<Shared>, req: Request, next: Next) -> Respon
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         if !open && !given.is_some_and(|g| same(g.as_bytes(), key.as_bytes())) {
-            return ApiError::unauthorized().into_response();
+            let e = ApiError::unauthorized();
+            return if has_body(&req) { e.closing() } else { e }.into_response();
         }
     }
     next.run(req).await
+}
+
+/// Whether the request declares a body (a length above 0, or a chunked one).
+fn has_body(req: &Request) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 /// Equality that takes the same time wherever the first difference is.
@@ -79,7 +89,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// The body, at most `max_body_bytes` (413 beyond; 503 once the server is shutting down).
 async fn read_body(st: &Shared, req: Request) -> Result<Bytes, ApiError> {
     if st.draining.load(Ordering::Relaxed) {
-        return Err(ApiError::unavailable("the server is shutting down"));
+        return Err(ApiError::unavailable("the server is shutting down").closing());
     }
     let limit = st.config.max_body_bytes;
     let declared = req
