@@ -450,3 +450,51 @@ fn gemv_tuning_changes_launch_shapes_only() {
         .all(|&(blocks, threads)| blocks <= 528 && threads == 128));
     assert!(b.iter().any(|&(blocks, _)| blocks > 528));
 }
+
+#[test]
+fn paged_attention_target_blocks_changes_the_splits_only() {
+    use pio_compiler::codegen::PAGED_ATTENTION_TARGET_BLOCKS;
+    let at = |target: Option<usize>| {
+        compile(
+            "qwen3-0.6b.yaml",
+            &CodegenOptions {
+                paged_attention_target_blocks: target,
+                ..Default::default()
+            },
+            PassOptions::default(),
+        )
+    };
+    let (base, wide) = (at(None), at(Some(4 * PAGED_ATTENTION_TARGET_BLOCKS)));
+    // The split dims of the batch decode attention launches (one per layer).
+    let splits = |a: &Artifact| -> Vec<Dim> {
+        a.paged
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kernel(l) if l.kernel.starts_with("attention_paged") => {
+                    Some(l.grid[1].clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (b, w) = (splits(&base), splits(&wide));
+    assert_eq!(b.len(), 28);
+    assert_eq!(b.len(), w.len());
+    // 8 kv-head blocks per split: 66 splits aimed at per token by default, 264 with 4x.
+    assert!(
+        b.iter().all(|d| matches!(d, Dim::Split { target: 66, .. })),
+        "{b:?}"
+    );
+    assert!(
+        w.iter()
+            .all(|d| matches!(d, Dim::Split { target: 264, .. })),
+        "{w:?}"
+    );
+    assert_eq!((b[0].eval(128), w[0].eval(128)), (1, 3));
+    assert_eq!(base.paged.steps.len(), wide.paged.steps.len());
+    assert_eq!(
+        base.kernels, wide.kernels,
+        "the kernels' source is the same"
+    );
+}

@@ -113,6 +113,21 @@ impl LoadOptions {
                 })?),
                 Err(_) => None,
             },
+            paged_attention_target_blocks: match std::env::var(
+                "PIO_PAGED_ATTENTION_TARGET_BLOCKS",
+            ) {
+                Ok(t) => Some(
+                    t.parse()
+                        .ok()
+                        .filter(|n: &usize| (1..=1 << 20).contains(n))
+                        .ok_or_else(|| {
+                            PioError::Options(format!(
+                                "PIO_PAGED_ATTENTION_TARGET_BLOCKS '{t}': not an integer from 1 to 1048576"
+                            ))
+                        })?,
+                ),
+                Err(_) => None,
+            },
             ..Default::default()
         })
     }

@@ -29,7 +29,7 @@ pub use listing::listing;
 pub use options::{
     paged_attention_min_blocks, CodegenOptions, GemvTuning, ATTENTION_SPANS, DEFAULT_BLOCK_SIZE,
     DEFAULT_CONTEXT_CAP, DEFAULT_PREFILL, MAX_ATTENTION_SPANS, PAGED_ATTENTION_HEADS_PER_BLOCK,
-    PAGED_ATTENTION_MIN_BLOCKS,
+    PAGED_ATTENTION_MIN_BLOCKS, PAGED_ATTENTION_TARGET_BLOCKS,
 };
 pub use trace::{PhaseTrace, Trace, ValuePlace};
 
@@ -95,6 +95,9 @@ pub fn generate_traced(
         attention_spans: opts.attention_spans,
         paged_attention_heads: opts.paged_attention_heads,
         paged_attention_min_blocks: opts.paged_attention_min_blocks,
+        paged_attention_target_blocks: opts
+            .paged_attention_target_blocks
+            .unwrap_or(PAGED_ATTENTION_TARGET_BLOCKS),
         io: layout::io_offsets(opts.max_prefill),
         paging: None,
     };
@@ -230,6 +233,8 @@ struct Codegen<'a> {
     paged_attention_heads: Option<usize>,
     /// Blocks per SM the paged decode attention's registers must allow (0: any).
     paged_attention_min_blocks: Option<usize>,
+    /// Blocks per kv head the paged decode attention's splits aim at.
+    paged_attention_target_blocks: usize,
     io: art::Io,
     /// The paged pool's layout, set for the paged phase.
     paging: Option<Paging>,

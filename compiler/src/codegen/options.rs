@@ -23,6 +23,10 @@ pub struct CodegenOptions {
     /// same.
     /// `None`: [`paged_attention_min_blocks`]'s choice.
     pub paged_attention_min_blocks: Option<usize>,
+    /// Blocks per kv head the paged decode attention aims at (each token's context is split
+    /// over ceil(this / tokens) blocks). A tuning knob: every setting computes the same up to
+    /// the order of the splits' f32 sums. `None`: [`PAGED_ATTENTION_TARGET_BLOCKS`].
+    pub paged_attention_target_blocks: Option<usize>,
 }
 
 impl Default for CodegenOptions {
@@ -35,6 +39,7 @@ impl Default for CodegenOptions {
             block_size: DEFAULT_BLOCK_SIZE,
             paged_attention_heads: None,
             paged_attention_min_blocks: None,
+            paged_attention_target_blocks: None,
         }
     }
 }
@@ -125,8 +130,8 @@ pub(super) const ATTENTION_ROWS_PER_WARP: usize = 32;
 pub(super) const ATTENTION_PREFETCH_ROUNDS: usize = 1;
 /// Blocks the paged decode attention aims at per kv head (its launch splits each token's
 /// context over ceil(this / tokens) blocks): about 4 per SM of an H100 / H200 (132 SMs) for
-/// 8 kv heads.
-pub(super) const PAGED_ATTENTION_TARGET_BLOCKS: usize = 4 * 132;
+/// 8 kv heads. Not measured against other values yet (`PIO_PAGED_ATTENTION_TARGET_BLOCKS`).
+pub const PAGED_ATTENTION_TARGET_BLOCKS: usize = 4 * 132;
 /// Context splits per token of the paged decode attention at most.
 pub(super) const PAGED_ATTENTION_MAX_SPLITS: usize = 32;
 /// Keys per split of the paged decode attention at least.

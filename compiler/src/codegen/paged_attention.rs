@@ -7,7 +7,7 @@ use super::attention::{Heads, STATIC_SHARED};
 use super::kernels::{AttentionPagedDecode, CudaF32, PLACEHOLDER};
 use super::options::{
     PAGED_ATTENTION_DECODE_WARPS, PAGED_ATTENTION_LOADS, PAGED_ATTENTION_MAX_SPLITS,
-    PAGED_ATTENTION_MIN_SPAN, PAGED_ATTENTION_SCORE_BYTES, PAGED_ATTENTION_TARGET_BLOCKS,
+    PAGED_ATTENTION_MIN_SPAN, PAGED_ATTENTION_SCORE_BYTES,
 };
 use super::schedule::{launch, PArg, Phase, Val};
 use super::{err, Codegen};
@@ -60,10 +60,11 @@ pub fn paged_decode_shape(group: usize, d: usize, hg: usize) -> Option<PagedDeco
     })
 }
 
-/// The launch's splits per token, for `blocks` blocks per token and split: ceil(target /
-/// tokens) clamped to [1, max].
-pub fn paged_decode_splits(blocks: usize, max_context: usize) -> Dim {
-    let target = PAGED_ATTENTION_TARGET_BLOCKS.div_ceil(blocks.max(1));
+/// The launch's splits per token, for `blocks` blocks per token and split and
+/// `target_blocks` blocks aimed at in all: ceil(target / tokens) clamped to [1, max], where
+/// target is `target_blocks` / `blocks`.
+pub fn paged_decode_splits(blocks: usize, max_context: usize, target_blocks: usize) -> Dim {
+    let target = target_blocks.div_ceil(blocks.max(1));
     let max = PAGED_ATTENTION_MAX_SPLITS.min(max_context.div_ceil(PAGED_ATTENTION_MIN_SPAN));
     Dim::Split {
         target: target as u32,
@@ -101,7 +102,8 @@ impl Codegen<'_> {
         let (heads, d) = (h.heads, h.d);
         // Blocks per token and split: each kv head's group in parts of heads_per_block.
         let units = heads / shape.heads_per_block;
-        let splits = paged_decode_splits(units, self.max_context);
+        let splits =
+            paged_decode_splits(units, self.max_context, self.paged_attention_target_blocks);
         let slots = partial_slots(splits, ph.tokens);
         let part_out = ph.buffer((slots * heads * d * 4) as u64, format!("{name}.split_out"));
         let part_state = ph.buffer(
@@ -158,6 +160,7 @@ impl Codegen<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::options::PAGED_ATTENTION_TARGET_BLOCKS as TARGET;
     use super::*;
 
     #[test]
@@ -206,19 +209,33 @@ mod tests {
 
     #[test]
     fn splits_shrink_as_the_batch_grows_and_scratch_covers_every_batch() {
-        let splits = paged_decode_splits(8, 32_768);
+        let splits = paged_decode_splits(8, 32_768, TARGET);
         let per = |t| splits.eval(t);
         assert_eq!(
             (per(1), per(2), per(16), per(66), per(67), per(128)),
             (32, 32, 5, 1, 1, 1)
         );
         // A short context caps the splits at its 64-key spans.
-        assert_eq!(paged_decode_splits(8, 100).eval(1), 2);
+        assert_eq!(paged_decode_splits(8, 100, TARGET).eval(1), 2);
         let slots = partial_slots(splits, 512);
         for t in 1..=512 {
             let s = per(t);
             assert!(s == 1 || t * s <= slots as u32, "{t} tokens x {s} splits");
         }
-        assert_eq!(partial_slots(paged_decode_splits(8, 64), 512), 1);
+        assert_eq!(partial_slots(paged_decode_splits(8, 64, TARGET), 512), 1);
+    }
+
+    #[test]
+    fn a_larger_target_splits_big_batches_too() {
+        // Four times the default: 128 tokens of a 0.6B (8 kv-head blocks) take 3 splits.
+        let splits = paged_decode_splits(8, 32_768, 4 * TARGET);
+        assert_eq!(
+            (splits.eval(1), splits.eval(128), splits.eval(512)),
+            (32, 3, 1)
+        );
+        let slots = partial_slots(splits, 512);
+        assert!(slots >= 128 * 3, "{slots}");
+        // A target below one block per unit never splits.
+        assert_eq!(paged_decode_splits(8, 32_768, 1).eval(1), 1);
     }
 }
