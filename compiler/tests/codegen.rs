@@ -471,9 +471,7 @@ fn paged_attention_target_blocks_changes_the_splits_only() {
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::Kernel(l) if l.kernel.starts_with("attention_paged") => {
-                    Some(l.grid[1].clone())
-                }
+                Step::Kernel(l) if l.kernel.starts_with("attention_paged") => Some(l.grid[1]),
                 _ => None,
             })
             .collect()
