@@ -208,6 +208,11 @@ fn serving_modes_on_the_cpu() {
     assert!(errors.is_empty(), "{errors:?}");
     let runs = v["throughput"].as_array().unwrap();
     assert_eq!(runs[1]["output_tokens"], 12);
+    // What the engine ran with (the CPU caps nothing).
+    assert_eq!(
+        (&v["max_batch_tokens"], &v["max_running"]),
+        (&2048.into(), &128.into())
+    );
     assert_eq!(
         runs[0]["steps"], 4,
         "one request: a prefill step and 3 decodes"
@@ -231,7 +236,11 @@ fn serving_modes_on_the_cpu() {
     let (ok, _, err) = pio(&args);
     assert!(!ok && err.contains("exceeds"), "{err}");
     // Engine flags out of range name the flag.
-    for (flag, value) in [("--memory-fraction", "1.5"), ("--kv-blocks", "0")] {
+    for (flag, value) in [
+        ("--memory-fraction", "1.5"),
+        ("--kv-blocks", "0"),
+        ("--max-batch-tokens", "70000"),
+    ] {
         let mut args = common.to_vec();
         args.extend(["--mode", "throughput", flag, value]);
         let (ok, _, err) = pio(&args);

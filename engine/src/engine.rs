@@ -103,6 +103,9 @@ impl EngineConfig {
 /// ```
 pub struct Engine {
     model: Model,
+    /// The configuration in force: the one asked for, its running and step-token limits
+    /// capped at what the model's steps take, its block count resolved.
+    config: EngineConfig,
     scheduler: Scheduler,
     decoders: HashMap<RequestId, DecodeState>,
     steps: u64,
@@ -136,6 +139,7 @@ impl Engine {
             }
         };
         model.enable_paged_cache(num_blocks, cfg.block_size)?;
+        cfg.num_blocks = Some(num_blocks);
         let scheduler = Scheduler::new(
             SchedulerConfig {
                 max_batch_tokens: cfg.max_batch_tokens,
@@ -146,11 +150,18 @@ impl Engine {
         );
         Ok(Engine {
             model,
+            config: cfg,
             scheduler,
             decoders: HashMap::new(),
             steps: 0,
             model_time: std::time::Duration::ZERO,
         })
+    }
+
+    /// The configuration in force: `max_running` and `max_batch_tokens` at most what the
+    /// model's compiled steps take (a GPU artifact's `paged` limits), `num_blocks` the pool's.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     pub fn model(&self) -> &Model {

@@ -236,6 +236,25 @@ fn a_prefix_cache_hit_skips_the_shared_prefill_and_gives_the_same_logits() {
 }
 
 #[test]
+fn the_engine_reports_the_configuration_in_force() {
+    let asked = EngineConfig {
+        num_blocks: None,
+        max_running: 5,
+        max_batch_tokens: 300,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(tiny(), asked.clone()).unwrap();
+    let c = engine.config();
+    // The pool's size resolved; the CPU's steps cap nothing else.
+    assert_eq!(c.num_blocks, Some(engine.stats().blocks.total));
+    assert!(c.num_blocks.unwrap() > 0);
+    assert_eq!(
+        (c.max_running, c.max_batch_tokens, c.block_size),
+        (5, 300, asked.block_size)
+    );
+}
+
+#[test]
 fn abort_frees_blocks_and_reports_once() {
     let mut engine = Engine::new(tiny(), EngineConfig::default()).unwrap();
     let params = engine.request_params(50, Some(SamplingParams::greedy()));

@@ -259,7 +259,7 @@ pub fn run(
         eprintln!("{}", p.trim_end());
     }
     let usage = engine.stats().blocks;
-    let block_size = o.engine.block_size;
+    let block_size = engine.config().block_size;
     let pool_bytes = engine
         .model()
         .kv_block_bytes(block_size)
@@ -273,8 +273,9 @@ pub fn run(
         block_size,
         num_blocks: usage.total,
         pool_bytes,
-        max_batch_tokens: o.engine.max_batch_tokens,
-        max_running: o.engine.max_running,
+        // What the engine ran with (the model's compiled steps may cap what was asked).
+        max_batch_tokens: engine.config().max_batch_tokens,
+        max_running: engine.config().max_running,
         throughput,
         shared_prefix,
     })

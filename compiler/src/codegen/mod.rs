@@ -28,8 +28,8 @@ pub use attention::{decode_attention_shape, DecodeAttentionShape};
 pub use listing::listing;
 pub use options::{
     paged_attention_min_blocks, CodegenOptions, GemvTuning, ATTENTION_SPANS, DEFAULT_BLOCK_SIZE,
-    DEFAULT_CONTEXT_CAP, DEFAULT_PREFILL, MAX_ATTENTION_SPANS, PAGED_ATTENTION_HEADS_PER_BLOCK,
-    PAGED_ATTENTION_MIN_BLOCKS, PAGED_ATTENTION_TARGET_BLOCKS,
+    DEFAULT_CONTEXT_CAP, DEFAULT_PREFILL, MAX_ATTENTION_SPANS, MAX_PREFILL,
+    PAGED_ATTENTION_HEADS_PER_BLOCK, PAGED_ATTENTION_MIN_BLOCKS, PAGED_ATTENTION_TARGET_BLOCKS,
 };
 pub use trace::{PhaseTrace, Trace, ValuePlace};
 
@@ -81,8 +81,10 @@ pub fn generate_traced(
     if g.batch_bound() != 1 {
         return Err(err("only max_batch 1 is supported so far"));
     }
-    if opts.max_prefill == 0 || opts.max_prefill > 65_535 {
-        return Err(err("max prefill must be between 1 and 65535 tokens"));
+    if opts.max_prefill == 0 || opts.max_prefill > MAX_PREFILL {
+        return Err(err(format!(
+            "max prefill must be between 1 and {MAX_PREFILL} tokens"
+        )));
     }
     let mut cg = Codegen {
         g,

@@ -104,6 +104,8 @@ impl GemvTuning {
 pub const DEFAULT_CONTEXT_CAP: usize = 32_768;
 /// Most tokens per prefill step when none is asked for.
 pub const DEFAULT_PREFILL: usize = 2048;
+/// Most tokens one prefill step may be compiled for (its grids' token dimension).
+pub const MAX_PREFILL: usize = 65_535;
 /// Positions per paged KV block by default (vLLM's default too).
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
 /// Blocks per kv head in the decode attention kernel's cluster (the portable cluster size).

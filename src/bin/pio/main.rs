@@ -232,7 +232,7 @@ pub(crate) struct ModelArgs {
     spec: Option<String>,
     /// A folder written by pio-compile: runs that compiled graph, no spec and no compiler pass.
     #[arg(long, value_name = "DIR")]
-    artifact: Option<PathBuf>,
+    pub(crate) artifact: Option<PathBuf>,
 }
 
 impl ModelArgs {

@@ -100,6 +100,11 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
         .with_context(|| format!("--host {}: the name has no address", a.host))?;
     let opts = LoadOptions {
         max_context: a.max_context,
+        // A spec is compiled for steps of --max-batch-tokens; an artifact's are what they are.
+        max_prefill: match &a.model.artifact {
+            None => Some(crate::serving::step_tokens(a.max_batch_tokens)?),
+            Some(_) => None,
+        },
         tensor_parallel: a.tp.map(|n| n as usize),
         progress: true,
         ..Default::default()
@@ -121,6 +126,7 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
         max_running: a.max_running,
         prefix_caching: !a.no_prefix_caching,
     };
+    crate::serving::note_step_limits(&model, &engine);
     let cfg = ServeConfig {
         addr,
         api_key: a.api_key.filter(|k| !k.is_empty()),

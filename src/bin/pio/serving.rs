@@ -4,6 +4,43 @@ use crate::{specs, BenchArgs, BenchMode};
 use anyhow::{bail, Context, Result};
 use pio::bench::serving::{self, ServingOptions};
 use pio::{errln, outln, EngineConfig, LoadOptions, Model, WeightsSource};
+use pio_compiler::codegen::{DEFAULT_PREFILL, MAX_PREFILL};
+
+/// The prefill size a spec is compiled with for an engine of `max_batch_tokens` tokens per
+/// step: the default, or more where the steps are to be longer (a GPU's paged steps take at
+/// most that many tokens).
+pub(crate) fn step_tokens(max_batch_tokens: usize) -> Result<usize> {
+    if max_batch_tokens > MAX_PREFILL {
+        bail!("--max-batch-tokens {max_batch_tokens}: a step takes at most {MAX_PREFILL} tokens");
+    }
+    Ok(max_batch_tokens.max(DEFAULT_PREFILL))
+}
+
+/// Says where the model's compiled steps take fewer sequences or tokens than asked (an
+/// artifact compiled with a smaller --max-prefill); the engine runs with what they take.
+pub(crate) fn note_step_limits(model: &Model, asked: &EngineConfig) {
+    let Some(l) = model.paged_limits() else {
+        return;
+    };
+    if asked.max_batch_tokens > l.max_tokens {
+        errln!(
+            "note: --max-batch-tokens {}: this model's steps take {} tokens at most \
+             (pio-compile --max-prefill); running with {}",
+            asked.max_batch_tokens,
+            l.max_tokens,
+            l.max_tokens
+        );
+    }
+    if asked.max_running > l.max_seqs {
+        errln!(
+            "note: --max-running {}: this model's steps take {} sequences at most; running \
+             with {}",
+            asked.max_running,
+            l.max_seqs,
+            l.max_seqs
+        );
+    }
+}
 
 pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
     if let Some(p) = &a.json {
@@ -24,6 +61,7 @@ pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
     if a.kv_blocks == Some(0) || a.max_running == 0 || a.max_batch_tokens == 0 {
         bail!("--kv-blocks, --max-running and --max-batch-tokens must be at least 1");
     }
+    let max_prefill = step_tokens(a.max_batch_tokens)?;
     if !(a.memory_fraction > 0.0 && a.memory_fraction <= 1.0) {
         bail!(
             "--memory-fraction must be in (0, 1] (got {})",
@@ -80,6 +118,7 @@ pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
             let bound = source.load()?.context_bound().unwrap_or(usize::MAX);
             let opts = LoadOptions {
                 max_context: Some(longest.next_multiple_of(engine.block_size).min(bound)),
+                max_prefill: Some(max_prefill),
                 progress: true,
                 tensor_parallel,
                 ..Default::default()
@@ -90,6 +129,7 @@ pub(crate) fn bench_serving(a: BenchArgs) -> Result<()> {
     if model.has_random_weights() {
         errln!("note: random weights: every request generates exactly --gen tokens");
     }
+    note_step_limits(&model, &engine);
     let machine = serving::machine(&mut model);
     let o = ServingOptions {
         requests,
