@@ -56,7 +56,7 @@ def find_nvrtc(explicit):
 
 
 def ptxas_usage(nvrtc, path, options, arch):
-    """(registers, static shared bytes) of the one kernel in `path`."""
+    """(registers, static shared bytes, spill store bytes) of the one kernel in `path`."""
     with open(path, "rb") as f:
         src = f.read()
     prog = ctypes.c_void_p()
@@ -75,9 +75,11 @@ def ptxas_usage(nvrtc, path, options, arch):
         sys.exit(f"error: {path} does not compile:\n{text}")
     regs = re.search(r"Used (\d+) registers", text)
     smem = re.search(r"(\d+) bytes smem", text)
+    spills = re.search(r"(\d+) bytes spill stores", text)
     if not regs:
         sys.exit(f"error: no register count in ptxas' report for {path}:\n{text}")
-    return int(regs.group(1)), int(smem.group(1)) if smem else 0
+    return (int(regs.group(1)), int(smem.group(1)) if smem else 0,
+            int(spills.group(1)) if spills else 0)
 
 
 def blocks_per_sm(threads, regs, shared):
@@ -114,16 +116,20 @@ def main():
     a = ap.parse_args()
     if a.tokens < 1:
         sys.exit("error: --tokens must be at least 1")
-    with open(os.path.join(a.artifact, "artifact.json")) as f:
-        art = json.load(f)
+    path = os.path.join(a.artifact, "artifact.json")
+    try:
+        with open(path) as f:
+            art = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        sys.exit(f"error: {path}: {e} (give a pio-compile output folder)")
     group, key = LISTS[a.list]
     steps = (art[group] if group else art)[key]
     files = {k["name"]: k["file"] for k in art["kernels"]}
     nvrtc = find_nvrtc(a.nvrtc)
     usage = {}
     print(f"{art['model']['name']}, list `{a.list}`, {a.tokens} tokens, {a.arch}, {SMS} SMs\n")
-    print("| node | kernel | threads | registers | shared B | blocks/SM (bound) | grid | waves |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| node | kernel | threads | registers | spill stores B | shared B | blocks/SM (bound) | grid | waves |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for step in steps:
         k = step.get("kernel")
         if not k or k["node"].startswith("layers.") and not k["node"].startswith("layers.0."):
@@ -131,14 +137,14 @@ def main():
         name = k["kernel"]
         if name not in usage:
             usage[name] = ptxas_usage(nvrtc, os.path.join(a.artifact, files[name]), art["nvrtc_options"], a.arch)
-        regs, static_shared = usage[name]
+        regs, static_shared, spills = usage[name]
         threads = k["block"][0] * k["block"][1] * k["block"][2]
         shared = static_shared + k["shared_bytes"]
         per_sm, bound = blocks_per_sm(threads, regs, shared)
         grid = [grid_dim(d, a.tokens) for d in k["grid"]]
         blocks = grid[0] * grid[1] * grid[2]
         waves = blocks / (per_sm * SMS) if per_sm else float("inf")
-        print(f"| {k['node']} | {name} | {threads} | {regs} | {shared} | {per_sm} ({bound}) "
+        print(f"| {k['node']} | {name} | {threads} | {regs} | {spills} | {shared} | {per_sm} ({bound}) "
               f"| {grid[0]}x{grid[1]}x{grid[2]} = {blocks} | {waves:.2f} |")
 
 
