@@ -15,6 +15,10 @@ OUT=${OUT:-/tmp/pio-out}
 LOGS=/tmp/pio-families-logs
 mkdir -p "$OUT" "$LOGS"
 PIO=${PIO:-target/release/pio}
+# What a parity run must meet for the exit status: issue 17's bars (the error ratio and top-1
+# against HF-f32 within a point of HF-bf16's); "ratio,top1_f32,top1_bf16" adds the 95% agreement
+# with HF-bf16 that random weights' flat logits rarely give.
+REQUIRE=${REQUIRE:-ratio,top1_f32}
 export PYTHONUNBUFFERED=1 PIO_CACHE_DIR=/tmp/pio-kernel-cache
 status=0
 t0=$SECONDS
@@ -51,7 +55,7 @@ parity() { # spec, prompt, steps, label[, seed of the random weights, default 0]
     local W=/tmp/pio-w-$1$([ "$seed" = 0 ] || echo "-s$seed")
     [ -d "$W" ] || $PIO init-weights "$spec" -o "$W" --seed "$seed" > /dev/null || { status=1; return; }
     log "$label: pio CUDA (config.json, no spec) vs HF f32 / bf16, $prompt-token prompt + $steps teacher-forced steps"
-    python3 tests/reference/hf_parity.py --weights "$W" --prompt "$prompt" --steps "$steps" --pio "$PIO" \
+    python3 tests/reference/hf_parity.py --weights "$W" --prompt "$prompt" --steps "$steps" --pio "$PIO" --require "$REQUIRE" \
         2>&1 | grep -v "Loading weights" | tail -14 | tee "$LOGS/parity-$label.txt" || status=1
 }
 
@@ -87,7 +91,7 @@ c["max_position_embeddings"] = 16384
 json.dump(c, open(p, "w"), indent=2)
 PY
     log "qwen3-0.6b yarn (x4 over 4,096): 5,000-token prompt + 64 steps"
-    python3 tests/reference/hf_parity.py --weights "$W" --prompt 5000 --steps 64 --pio "$PIO" \
+    python3 tests/reference/hf_parity.py --weights "$W" --prompt 5000 --steps 64 --pio "$PIO" --require "$REQUIRE" \
         2>&1 | grep -v "Loading weights" | tail -14 | tee "$LOGS/parity-qwen3-0.6b-yarn.txt" || status=1
     rm -rf "$W"
     # llama3 rope: Llama-3.2-1B as published (x32 over 8,192), a 9,000-token prompt past 8,192.

@@ -10,6 +10,8 @@ At every position:
   pio's relative L2 error against HF-float32 <= 1.5 x HF-bf16's own error against HF-float32,
   pio's top-1 agreement with HF-float32 within 1 point of HF-bf16's own, and pio's top-1 token
   agrees with HF-bf16's at >= 95% of positions.
+The exit status is 0 when the criteria --require names hold (default all three: `ratio`,
+`top1_f32`, `top1_bf16`; issue 17's bars are `ratio,top1_f32`); the JSON line gives each one.
 Any family HF's AutoModelForCausalLM loads: the token ids come from Qwen's tokenizer, taken
 modulo the model's vocabulary (random weights: any ids do), the text repeated for long prompts.
 --spec may be omitted: pio then reads the checkpoint's config.json (no spec), as a user would.
@@ -68,6 +70,14 @@ def ties_at_top(logits):
     return int(np.sum((logits == top).sum(axis=1) > 1))
 
 
+# What the exit status may ask for (--require).
+CRITERIA = {
+    "ratio": "pio's worst error ratio against HF-f32 <= 1.5 x HF-bf16's",
+    "top1_f32": "pio's top-1 agreement with HF-f32 within 1 point of HF-bf16's",
+    "top1_bf16": "pio's top-1 agreement with HF-bf16 >= 95%",
+}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", help="pio's spec (default: none, pio reads --weights' config.json)")
@@ -76,7 +86,13 @@ def main():
     ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weights")
+    ap.add_argument("--require", default=",".join(CRITERIA),
+                    help="criteria the exit status asks for, comma-separated: " + ", ".join(CRITERIA))
     a = ap.parse_args()
+    required = [c for c in a.require.split(",") if c]
+    unknown = [c for c in required if c not in CRITERIA]
+    if unknown or not required:
+        ap.error(f"--require {a.require!r}: give some of {', '.join(CRITERIA)}")
 
     tok = Tokenizer.from_file("model-specs/tokenizers/qwen3/tokenizer.json")
     need = a.prompt + a.steps
@@ -140,13 +156,16 @@ def main():
     for i, e_pio, e_hf, ratio, same in rows[:4] + rows[a.prompt - 2:a.prompt + 2] + rows[-3:]:
         print(f"{i:>4} {e_pio:>11.3e} {e_hf:>15.3e} {ratio:>6.2f} {'=' if same else 'x'}")
     top1_f32, hf_top1_f32 = top1_agreement(ours, f32), top1_agreement(b16, f32)
-    ok = worst_ratio <= 1.5 and agreement >= 0.95 and top1_f32 >= hf_top1_f32 - 0.01
+    met = {"ratio": worst_ratio <= 1.5, "top1_f32": top1_f32 >= hf_top1_f32 - 0.01,
+           "top1_bf16": agreement >= 0.95}
+    ok = all(met[c] for c in required)
     summary = {
         "spec": a.spec or f"(config.json of {wdir})", "device": torch.cuda.get_device_name(), "positions": len(f32),
         "prompt": a.prompt, "decode_steps": a.steps,
         "pio_vs_f32_median": float(np.median([r[1] for r in rows])),
         "hf_bf16_vs_f32_median": float(np.median([r[2] for r in rows])),
         "worst_ratio": worst_ratio, "top1_agreement": agreement, "pass": ok,
+        "required": required, "criteria_met": met,
         "pio_vs_hf_bf16_median": float(np.median([rel_l2(ours[i], b16[i]) for i in range(len(f32))])),
         "top1_agreement_with_hf_bf16_sdpa": top1_agreement(ours, sdpa),
         "pio_vs_f32_top1": top1_f32,
