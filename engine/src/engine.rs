@@ -46,6 +46,17 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// This configuration within what a model's compiled steps take (`limits`, a GPU's; None:
+    /// anything): `max_running` and `max_batch_tokens` capped, the rest as asked.
+    pub fn within(&self, limits: Option<crate::PagedLimits>) -> EngineConfig {
+        let mut c = self.clone();
+        if let Some(l) = limits {
+            c.max_running = c.max_running.min(l.max_seqs);
+            c.max_batch_tokens = c.max_batch_tokens.min(l.max_tokens);
+        }
+        c
+    }
+
     fn check(&self) -> Result<(), PioError> {
         let bad = |what: &str, v: usize| {
             Err(PioError::Options(format!(
@@ -119,10 +130,7 @@ impl Engine {
         cfg.check()?;
         let context = model.context_bound();
         // A GPU's steps are compiled for at most so many sequences and tokens.
-        if let Some(l) = model.paged_limits() {
-            cfg.max_running = cfg.max_running.min(l.max_seqs);
-            cfg.max_batch_tokens = cfg.max_batch_tokens.min(l.max_tokens);
-        }
+        cfg = cfg.within(model.paged_limits());
         let per_seq = context.div_ceil(cfg.block_size);
         let num_blocks = match cfg.num_blocks {
             Some(n) => n,

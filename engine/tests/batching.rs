@@ -255,6 +255,37 @@ fn the_engine_reports_the_configuration_in_force() {
 }
 
 #[test]
+fn a_gpus_step_limits_cap_running_and_step_tokens_only() {
+    let asked = EngineConfig {
+        max_running: 256,
+        max_batch_tokens: 4096,
+        ..EngineConfig::default()
+    };
+    let limits = pio_engine::PagedLimits {
+        block_size: 16,
+        max_seqs: 128,
+        max_tokens: 2048,
+        block_bytes: 1,
+    };
+    let c = asked.within(Some(limits));
+    assert_eq!((c.max_running, c.max_batch_tokens), (128, 2048));
+    assert_eq!(
+        (c.block_size, c.num_blocks),
+        (asked.block_size, asked.num_blocks)
+    );
+    // Within the limits, or without any (the CPU): as asked.
+    let small = EngineConfig {
+        max_running: 8,
+        max_batch_tokens: 512,
+        ..asked.clone()
+    };
+    let c = small.within(Some(limits));
+    assert_eq!((c.max_running, c.max_batch_tokens), (8, 512));
+    let c = asked.within(None);
+    assert_eq!((c.max_running, c.max_batch_tokens), (256, 4096));
+}
+
+#[test]
 fn abort_frees_blocks_and_reports_once() {
     let mut engine = Engine::new(tiny(), EngineConfig::default()).unwrap();
     let params = engine.request_params(50, Some(SamplingParams::greedy()));

@@ -360,14 +360,7 @@ async fn bad_requests_are_clear_4xx_errors() {
     // says so (a client that pooled it would send its next request into a closed socket).
     for _ in 0..3 {
         let big = format!("{{\"prompt\": \"{}\"}}", "a".repeat(100 << 10));
-        let r = s
-            .client
-            .post(s.url(COMPLETIONS))
-            .header("content-type", "application/json")
-            .body(big)
-            .send()
-            .await
-            .unwrap();
+        let r = s.post_raw_response(COMPLETIONS, big.into_bytes()).await;
         assert_eq!(r.status(), 413);
         assert_eq!(r.headers()["connection"], "close");
         let v: Value = r.json().await.unwrap();

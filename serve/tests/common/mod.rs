@@ -84,16 +84,20 @@ impl TestServer {
         )
     }
 
-    /// POSTs raw bytes.
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, String) {
-        let r = self
-            .client
+    /// POSTs raw bytes as JSON; the whole response (headers too).
+    pub async fn post_raw_response(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
             .post(self.url(path))
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// POSTs raw bytes.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, String) {
+        let r = self.post_raw_response(path, body).await;
         let status = r.status().as_u16();
         (status, r.text().await.unwrap())
     }

@@ -19,25 +19,23 @@ pub(crate) fn step_tokens(max_batch_tokens: usize) -> Result<usize> {
 /// Says where the model's compiled steps take fewer sequences or tokens than asked (an
 /// artifact compiled with a smaller --max-prefill); the engine runs with what they take.
 pub(crate) fn note_step_limits(model: &Model, asked: &EngineConfig) {
-    let Some(l) = model.paged_limits() else {
-        return;
-    };
-    if asked.max_batch_tokens > l.max_tokens {
+    let ran = asked.within(model.paged_limits());
+    if ran.max_batch_tokens < asked.max_batch_tokens {
         errln!(
             "note: --max-batch-tokens {}: this model's steps take {} tokens at most \
              (pio-compile --max-prefill); running with {}",
             asked.max_batch_tokens,
-            l.max_tokens,
-            l.max_tokens
+            ran.max_batch_tokens,
+            ran.max_batch_tokens
         );
     }
-    if asked.max_running > l.max_seqs {
+    if ran.max_running < asked.max_running {
         errln!(
             "note: --max-running {}: this model's steps take {} sequences at most; running \
              with {}",
             asked.max_running,
-            l.max_seqs,
-            l.max_seqs
+            ran.max_running,
+            ran.max_running
         );
     }
 }
