@@ -52,7 +52,13 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         } else {
             1
         };
-        for (no_fusion, tensor_parallel) in [(false, 1), (true, 1), (false, tp)] {
+        // The last: elementwise and per-head kernels in wide pieces (a codegen option).
+        for (no_fusion, tensor_parallel, wide_row_access) in [
+            (false, 1, false),
+            (true, 1, false),
+            (false, tp, false),
+            (false, 1, true),
+        ] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();
             let opts = pio_compiler::CompileOptions {
                 passes: PassOptions {
@@ -60,7 +66,10 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
                     tensor_parallel,
                     ..PassOptions::default()
                 },
-                ..Default::default()
+                codegen: pio_compiler::codegen::CodegenOptions {
+                    wide_row_access,
+                    ..Default::default()
+                },
             };
             let a = pio_compiler::compile(&s, &opts).unwrap().artifact;
             base = a.nvrtc_options;

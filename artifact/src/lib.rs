@@ -31,7 +31,7 @@ pub use types::{CacheKind, DType, Init, KernelFamily, Phase, Region};
 use serde::{Deserialize, Serialize};
 
 /// Version of this format; the runtime refuses other versions.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {

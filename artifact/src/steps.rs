@@ -5,7 +5,8 @@ use crate::types::Region;
 use serde::{Deserialize, Serialize};
 
 /// A grid or GEMM dimension: fixed, proportional to the step's token count, its number of
-/// tiles of so many tokens, or the splits of each token's work (fewer for more tokens).
+/// tiles of so many tokens, or the splits of each token's work (fewer for more tokens). A
+/// launch with a dimension of 0 is skipped (see [`Dim::SplitTokens`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dim {
@@ -15,6 +16,13 @@ pub enum Dim {
     /// ceil(target / tokens), at least 1 and at most `max`: a token's work split over enough
     /// blocks that the step has about `target` of them (per other grid index).
     Split {
+        target: u32,
+        max: u32,
+    },
+    /// The step's token count where `Split { target, max }` gives it more than one split, else
+    /// 0: the grid of a kernel that combines the splits, skipped where there is nothing to
+    /// combine.
+    SplitTokens {
         target: u32,
         max: u32,
     },
@@ -28,7 +36,31 @@ impl Dim {
             Dim::PerToken(n) => n * tokens,
             Dim::TokenTiles(n) => tokens.div_ceil(n.max(1)),
             Dim::Split { target, max } => target.div_ceil(tokens.max(1)).clamp(1, max.max(1)),
+            Dim::SplitTokens { target, max } => {
+                if (Dim::Split { target, max }).eval(tokens) > 1 {
+                    tokens
+                } else {
+                    0
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dim;
+
+    #[test]
+    fn split_tokens_are_zero_where_a_step_does_not_split() {
+        let (target, max) = (512, 16);
+        for tokens in [1u32, 7, 64, 255, 256, 511, 512, 513, 2048] {
+            let splits = Dim::Split { target, max }.eval(tokens);
+            let rows = Dim::SplitTokens { target, max }.eval(tokens);
+            assert_eq!(rows, if splits > 1 { tokens } else { 0 }, "{tokens} tokens");
+        }
+        assert_eq!(Dim::SplitTokens { target, max }.eval(100), 100);
+        assert_eq!(Dim::SplitTokens { target, max }.eval(512), 0);
     }
 }
 

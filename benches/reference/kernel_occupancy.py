@@ -103,6 +103,8 @@ def grid_dim(d, tokens):
         return math.ceil(tokens / v)
     if kind == "split":
         return min(max(math.ceil(v["target"] / max(tokens, 1)), 1), max(v["max"], 1))
+    if kind == "split_tokens":
+        return tokens if grid_dim({"split": v}, tokens) > 1 else 0
     sys.exit(f"error: unknown grid dimension {d}")
 
 

@@ -95,7 +95,8 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
     );
     // Per layer: statistics and P.V over (heads, token tiles, key splits) with two and four
     // 64-row tiles of shared memory (rows padded to 136 elements), then the sum per token and
-    // head; a 64-token chunk splits its keys 8 ways, a 512-token one not at all.
+    // head where the step splits (none where it does not: a grid of 0, the launch skipped); a
+    // 64-token chunk splits its keys 8 ways, a 512-token one not at all.
     for l in chunk_mma.chunks(3) {
         let split = Dim::Split {
             target: 512,
@@ -107,7 +108,12 @@ fn qwen3_0_6b_decode_needs_at_most_ten_launches_per_layer() {
             (l[0].shared_bytes, l[1].shared_bytes),
             (2 * 64 * 136 * 2, 4 * 64 * 136 * 2)
         );
-        assert_eq!(l[2].grid, [Dim::PerToken(1), Dim::Fixed(16), Dim::Fixed(1)]);
+        let split_rows = Dim::SplitTokens {
+            target: 512,
+            max: 16,
+        };
+        assert_eq!(l[2].grid, [split_rows, Dim::Fixed(16), Dim::Fixed(1)]);
+        assert_eq!((split_rows.eval(511), split_rows.eval(512)), (511, 0));
         assert_eq!(l[2].shared_bytes, 0);
         assert_eq!(
             (split.eval(64), split.eval(511), split.eval(512)),
@@ -495,4 +501,64 @@ fn paged_attention_target_blocks_changes_the_splits_only() {
         base.kernels, wide.kernels,
         "the kernels' source is the same"
     );
+}
+
+#[test]
+fn wide_row_access_changes_only_the_elementwise_and_per_head_kernels() {
+    use pio_artifact::KernelFamily as F;
+    let at = |wide_row_access| {
+        compile(
+            "qwen3-0.6b.yaml",
+            &CodegenOptions {
+                wide_row_access,
+                ..Default::default()
+            },
+            PassOptions::default(),
+        )
+    };
+    let (narrow, wide) = (at(false), at(true));
+    let family = |a: &Artifact, s: &Step| match s {
+        Step::Kernel(l) => Some(a.kernel(&l.kernel).unwrap().family),
+        _ => None,
+    };
+    let lists = |a: &Artifact| {
+        [&a.prefill, &a.decode, &a.paged.steps, &a.paged.chunk_steps]
+            .map(|l| (*l).clone())
+            .to_vec()
+    };
+    let (mut changed_rows, mut changed_heads) = (0, 0);
+    for (ln, lw) in lists(&narrow).iter().zip(lists(&wide)) {
+        assert_eq!(ln.len(), lw.len(), "the same launches");
+        for (n, w) in ln.iter().zip(&lw) {
+            let (fam, famw) = (family(&narrow, n), family(&wide, w));
+            assert_eq!(fam, famw);
+            let (Step::Kernel(n), Step::Kernel(w)) = (n, w) else {
+                assert_eq!(n, w);
+                continue;
+            };
+            let (sn, sw) = (
+                &narrow.kernel(&n.kernel).unwrap().source,
+                &wide.kernel(&w.kernel).unwrap().source,
+            );
+            match fam {
+                Some(F::Elementwise) => {
+                    // 8 columns per thread: an eighth of the blocks (rounded up).
+                    assert!(sn.contains("#define VEC 1") && sw.contains("#define VEC 8"));
+                    let (Dim::PerToken(bn), Dim::PerToken(bw)) = (n.grid[0], w.grid[0]) else {
+                        panic!("{:?}", n.grid)
+                    };
+                    assert_eq!(bw, bn.div_ceil(8));
+                    changed_rows += 1;
+                }
+                Some(F::HeadOp | F::HeadOps) => {
+                    // head_dim 128: 4 consecutive elements per lane.
+                    assert!(sn.contains("#define PER_LANE 0") && sw.contains("#define PER_LANE 4"));
+                    assert_eq!(n.grid, w.grid);
+                    changed_heads += 1;
+                }
+                _ => assert_eq!((sn, n), (sw, w), "{}", n.kernel),
+            }
+        }
+    }
+    assert!(changed_rows > 0 && changed_heads > 0);
 }

@@ -128,6 +128,15 @@ impl LoadOptions {
                 ),
                 Err(_) => None,
             },
+            wide_row_access: match std::env::var("PIO_WIDE_ROW_ACCESS").as_deref() {
+                Ok("1") => true,
+                Ok("0") | Err(_) => false,
+                Ok(t) => {
+                    return Err(PioError::Options(format!(
+                        "PIO_WIDE_ROW_ACCESS '{t}': not 0 or 1"
+                    )))
+                }
+            },
             ..Default::default()
         })
     }

@@ -75,6 +75,10 @@ struct Args {
     /// order of f32 sums). Default: PAGED_ATTENTION_TARGET_BLOCKS (528).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     paged_attention_target_blocks: Option<u32>,
+    /// Elementwise and per-head kernels read and write rows in 16-byte pieces where the shapes
+    /// allow (the same bits; off by default until measured on a GPU).
+    #[arg(long)]
+    wide_row_access: bool,
 }
 
 fn main() {
@@ -109,6 +113,7 @@ fn run() -> Result<()> {
             block_size: args.block_size as usize,
             paged_attention_heads: args.paged_attention_heads.map(|n| n as usize),
             paged_attention_target_blocks: args.paged_attention_target_blocks.map(|n| n as usize),
+            wide_row_access: args.wide_row_access,
             ..CodegenOptions::default()
         },
     };

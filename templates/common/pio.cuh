@@ -42,6 +42,31 @@ __device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
     return (u32)f2bf(lo) | ((u32)f2bf(hi) << 16);
 }
 
+// N (2, 4 or 8) consecutive bf16 values at an address aligned to 2N bytes, in one load or store.
+template <int N> __device__ __forceinline__ void load_bf16s(const bf16* p, float* f) {
+    if (N == 8) {
+        unpack8(*reinterpret_cast<const uint4*>(p), f);
+    } else if (N == 4) {
+        const uint2 v = *reinterpret_cast<const uint2*>(p);
+        f[0] = __uint_as_float(v.x << 16); f[1] = __uint_as_float(v.x & 0xffff0000u);
+        f[2] = __uint_as_float(v.y << 16); f[3] = __uint_as_float(v.y & 0xffff0000u);
+    } else {
+        const u32 v = *reinterpret_cast<const u32*>(p);
+        f[0] = __uint_as_float(v << 16); f[1] = __uint_as_float(v & 0xffff0000u);
+    }
+}
+
+template <int N> __device__ __forceinline__ void store_bf16s(bf16* p, const float* f) {
+    if (N == 8) {
+        *reinterpret_cast<uint4*>(p) = make_uint4(pack_bf16(f[0], f[1]), pack_bf16(f[2], f[3]),
+                                                  pack_bf16(f[4], f[5]), pack_bf16(f[6], f[7]));
+    } else if (N == 4) {
+        *reinterpret_cast<uint2*>(p) = make_uint2(pack_bf16(f[0], f[1]), pack_bf16(f[2], f[3]));
+    } else {
+        *reinterpret_cast<u32*>(p) = pack_bf16(f[0], f[1]);
+    }
+}
+
 __device__ __forceinline__ u32 ld_u32(const bf16* p) { return *reinterpret_cast<const u32*>(p); }
 
 // c += a (16x16, row-major) * b (16x8, column-major), bf16 in, f32 accumulation (sm_80+; only

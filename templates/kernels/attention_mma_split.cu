@@ -149,7 +149,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
 {% endif %}
 
 {% if phase == "reduce" %}
-// A block per token and head, a thread per dim; nothing to do where the step has one split.
+// A block per token and head, a thread per dim; not launched where the step has one split (the
+// P.V kernel wrote `out`: the grid's Dim::SplitTokens is 0), and a no-op if it were.
 extern "C" __global__ void {{ name }}(const float* __restrict__ partial, bf16* __restrict__ out,
                                       int tokens)
 {

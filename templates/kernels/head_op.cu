@@ -4,12 +4,16 @@
 // rotate-half RoPE at the token's position, written either to out [tokens, HEADS, D] or into
 // the layer's KV cache at the token's position ([HEADS, CTX, D]), or (paged) into the pool slot
 // slots[t] (block slot / BS, rows [HEADS, BS, D] of this layer within a block of BLOCK_ELEMS).
-// One warp per (token, head).
+// One warp per (token, head). With PER_LANE (2, 4 or 8: D = 32 * PER_LANE) each lane takes
+// PER_LANE consecutive elements in one load and store where the addresses allow (RoPE's partner
+// of element i < D/2, i + D/2, is then in lane ^ 16); otherwise, and as a fallback, elements
+// lane, lane + 32, ... Both give the same bits.
 #define HEADS {{ heads }}
 #define D {{ d }}
 #define WARPS {{ warps }}
 #define EPS {{ eps }}
 #define IN_STRIDE {{ in_stride }}
+#define PER_LANE {{ per_lane }}
 {% if rope %}
 // 1 / theta^(2i/D) for i < D/2, scaled as the spec's rope_scaling says, in f32 as HF computes
 // it (compiler/src/rope.rs).
@@ -38,6 +42,49 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
     bf16* dst = out + ((size_t)head * {{ ctx }} + pos) * D;
 {% else %}
     bf16* dst = out + ((size_t)t * HEADS + head) * D;
+{% endif %}
+{% if per_lane > 0 %}
+    const size_t addresses = reinterpret_cast<size_t>(src) | reinterpret_cast<size_t>(dst){% if norm %}
+        | reinterpret_cast<size_t>(norm_w){% endif %};
+    if ((addresses & (2 * PER_LANE - 1)) == 0) {
+        float u[PER_LANE];
+        load_bf16s<PER_LANE>(src + lane * PER_LANE, u);
+{% if norm %}
+        float ssq = 0.0f;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) ssq += u[j] * u[j];
+        const float inv_rms = rsqrtf(warp_sum(ssq) / (float)D + EPS);
+        float w[PER_LANE];
+        load_bf16s<PER_LANE>(norm_w + lane * PER_LANE, w);
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) u[j] = rbf(rbf(u[j] * inv_rms) * w[j]);
+{% endif %}
+{% if rope %}
+        // Lanes 0-15 hold the first halves of the pairs, lanes 16-31 the second.
+        const bool first = lane < 16;
+        float r[PER_LANE];
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) {
+            const float partner = __shfl_xor_sync(0xffffffffu, u[j], 16);
+            const int i = (lane & 15) * PER_LANE + j;
+            float s, c;
+            sincos_accurate(__fmul_rn((float)pos, {{ name }}_inv_freq[i]), &s, &c);
+{% match attention_factor %}{% when Some with (af) %}
+            c = rbf(c * {{ af }});
+            s = rbf(s * {{ af }});
+{% when None %}
+            c = rbf(c);
+            s = rbf(s);
+{% endmatch %}
+            const float a = first ? u[j] : partner, b = first ? partner : u[j];
+            r[j] = first ? rbf(a * c) - rbf(b * s) : rbf(b * c) + rbf(a * s);
+        }
+        store_bf16s<PER_LANE>(dst + lane * PER_LANE, r);
+{% else %}
+        store_bf16s<PER_LANE>(dst + lane * PER_LANE, u);
+{% endif %}
+        return;
+    }
 {% endif %}
     float v[(D + 31) / 32];
 #pragma unroll
@@ -97,4 +144,5 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
 #undef WARPS
 #undef EPS
 #undef IN_STRIDE
+#undef PER_LANE
 {% endif %}

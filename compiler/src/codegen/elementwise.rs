@@ -88,7 +88,7 @@ impl Codegen<'_> {
         };
         let width = row_width(g, id);
         let k = self.elementwise(width, v[0].stride, b.stride, expr);
-        ph.push(elementwise_launch(k, &node.name, width, v[0], b, out));
+        ph.push(self.elementwise_launch(k, &node.name, width, v[0], b, out));
         out
     }
 
@@ -100,6 +100,7 @@ impl Codegen<'_> {
         b_stride: usize,
         expr: &'static str,
     ) -> String {
+        let vec = self.elementwise_vec(cols, a_stride, b_stride);
         self.kernel(
             KernelFamily::Elementwise,
             &Elementwise {
@@ -109,26 +110,41 @@ impl Codegen<'_> {
                 a_stride,
                 b_stride,
                 expr,
+                vec,
             },
         )
     }
-}
 
-/// An elementwise launch: blocks of 256 columns per token.
-pub(super) fn elementwise_launch(
-    kernel: String,
-    node: &str,
-    cols: usize,
-    a: Val,
-    b: Val,
-    out: Val,
-) -> Pending {
-    let blocks = cols.div_ceil(256).max(1) as u32;
-    launch(
-        kernel,
-        node,
-        [Dim::PerToken(blocks), Dim::Fixed(1), Dim::Fixed(1)],
-        256,
-        vec![PArg::Ptr(a), PArg::Ptr(b), PArg::Ptr(out), PArg::Tokens],
-    )
+    /// Columns per thread of the elementwise kernel over rows of `cols` read with these
+    /// strides: with wide row access, 8 in 16-byte pieces where every row start and piece can be
+    /// 16-byte aligned; else 1.
+    fn elementwise_vec(&self, cols: usize, a_stride: usize, b_stride: usize) -> usize {
+        if self.wide_row_access && cols % 8 == 0 && a_stride % 8 == 0 && b_stride % 8 == 0 {
+            8
+        } else {
+            1
+        }
+    }
+
+    /// An elementwise launch: blocks of 256 threads, each of one column or 8 (see
+    /// [`Self::elementwise_vec`]), per token.
+    pub(super) fn elementwise_launch(
+        &self,
+        kernel: String,
+        node: &str,
+        cols: usize,
+        a: Val,
+        b: Val,
+        out: Val,
+    ) -> Pending {
+        let per_thread = self.elementwise_vec(cols, a.stride, b.stride);
+        let blocks = cols.div_ceil(256 * per_thread).max(1) as u32;
+        launch(
+            kernel,
+            node,
+            [Dim::PerToken(blocks), Dim::Fixed(1), Dim::Fixed(1)],
+            256,
+            vec![PArg::Ptr(a), PArg::Ptr(b), PArg::Ptr(out), PArg::Tokens],
+        )
+    }
 }

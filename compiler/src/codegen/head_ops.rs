@@ -14,6 +14,16 @@ use pio_artifact::{Dim, KernelFamily, Region};
 /// Most per-head ops one merged launch runs (the template's `op0`..`op3`).
 const MAX_MERGED: usize = 4;
 
+/// Consecutive elements of a head of `d` each lane of its warp takes in one 4-, 8- or 16-byte
+/// access (RoPE's pairs then sit in lanes l and l ^ 16), or 0 where `d` is not 64, 128 or 256
+/// (the strided path alone).
+fn per_lane(d: usize) -> usize {
+    match d {
+        64 | 128 | 256 => d / 32,
+        _ => 0,
+    }
+}
+
 impl Codegen<'_> {
     /// A per-head op (operands: x, then its norm weight, positions or cache positions): its
     /// output is a new value or, for the cache writes, the layer's cache.
@@ -128,6 +138,7 @@ impl Codegen<'_> {
             ctx: self.max_context,
             block_size: paging.map_or(0, |p| p.block_size),
             block_elems: paging.map_or(0, |p| p.block_elems),
+            per_lane: if self.wide_row_access { per_lane(d) } else { 0 },
         };
         let k = self.kernel(KernelFamily::HeadOp, &ctx);
         let mut step = launch(
@@ -214,7 +225,7 @@ impl Codegen<'_> {
             nodes.push(node);
             ys.push(match grid[1] {
                 Dim::Fixed(y) | Dim::PerToken(y) | Dim::TokenTiles(y) => y,
-                Dim::Split { max, .. } => max,
+                Dim::Split { max, .. } | Dim::SplitTokens { max, .. } => max,
             });
         }
         let n = nodes.len();

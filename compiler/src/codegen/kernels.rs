@@ -77,6 +77,9 @@ pub struct HeadOp {
     pub block_size: usize,
     /// bf16 elements of one pool block (every layer's rows).
     pub block_elems: usize,
+    /// Consecutive elements per lane in one load (2, 4 or 8, where D = 32 of them), 0 for the
+    /// strided path alone.
+    pub per_lane: usize,
 }
 
 #[derive(Template)]
@@ -246,6 +249,8 @@ pub struct Elementwise {
     pub b_stride: usize,
     /// A C expression of `x` (operand a) and `y` (operand b).
     pub expr: &'static str,
+    /// Columns per thread: 8 (16-byte loads) where `cols` and both strides allow, else 1.
+    pub vec: usize,
 }
 
 /// A rendered kernel: its final name and source.

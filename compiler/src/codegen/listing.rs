@@ -11,6 +11,7 @@ pub fn listing(steps: &[Step]) -> String {
         Dim::PerToken(n) => format!("{n}T"),
         Dim::TokenTiles(n) => format!("T/{n}"),
         Dim::Split { target, max } => format!("split({target}/T,<={max})"),
+        Dim::SplitTokens { target, max } => format!("T if split({target}/T,<={max}) > 1 else 0"),
     };
     let arg = |a: &Arg| match a {
         Arg::Ptr { region, offset } => format!("{region:?}+{offset}").to_lowercase(),

@@ -100,6 +100,7 @@ pub fn generate_traced(
         paged_attention_target_blocks: opts
             .paged_attention_target_blocks
             .unwrap_or(PAGED_ATTENTION_TARGET_BLOCKS),
+        wide_row_access: opts.wide_row_access,
         io: layout::io_offsets(opts.max_prefill),
         paging: None,
     };
@@ -237,6 +238,8 @@ struct Codegen<'a> {
     paged_attention_min_blocks: Option<usize>,
     /// Blocks per kv head the paged decode attention's splits aim at.
     paged_attention_target_blocks: usize,
+    /// Elementwise and per-head kernels in wide pieces (CodegenOptions::wide_row_access).
+    wide_row_access: bool,
     io: art::Io,
     /// The paged pool's layout, set for the paged phase.
     paging: Option<Paging>,

@@ -27,6 +27,11 @@ pub struct CodegenOptions {
     /// over ceil(this / tokens) blocks). A tuning knob: every setting computes the same up to
     /// the order of the splits' f32 sums. `None`: [`PAGED_ATTENTION_TARGET_BLOCKS`].
     pub paged_attention_target_blocks: Option<usize>,
+    /// The elementwise kernels and the per-head ops read and write rows in 16-byte (per-head:
+    /// 4- to 16-byte) pieces where the shapes allow, instead of one element per thread. Every
+    /// setting computes the same bits. Off by default until measured on a GPU
+    /// (`PIO_WIDE_ROW_ACCESS=1`, `pio-compile --wide-row-access`).
+    pub wide_row_access: bool,
 }
 
 impl Default for CodegenOptions {
@@ -40,6 +45,7 @@ impl Default for CodegenOptions {
             paged_attention_heads: None,
             paged_attention_min_blocks: None,
             paged_attention_target_blocks: None,
+            wide_row_access: false,
         }
     }
 }

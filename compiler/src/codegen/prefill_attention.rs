@@ -138,7 +138,7 @@ impl Codegen<'_> {
         ph.push(launch(
             reduce,
             &name,
-            [Dim::PerToken(1), Dim::Fixed(h.heads as u32), Dim::Fixed(1)],
+            [SPLIT_ROWS, Dim::Fixed(h.heads as u32), Dim::Fixed(1)],
             h.d.min(128) as u32,
             vec![PArg::Ptr(partial), PArg::Ptr(out), PArg::Tokens],
         ));
@@ -148,6 +148,13 @@ impl Codegen<'_> {
 
 /// The key splits of a step of `tokens` tokens.
 const SPLITS: Dim = Dim::Split {
+    target: SPLIT_TARGET,
+    max: SPLIT_MAX,
+};
+
+/// The reduce's blocks per head: a block per token where the step splits, none where it does
+/// not (the P.V kernel wrote the output; the runtime skips the launch).
+const SPLIT_ROWS: Dim = Dim::SplitTokens {
     target: SPLIT_TARGET,
     max: SPLIT_MAX,
 };
@@ -189,6 +196,15 @@ mod tests {
                     );
                 }
             }
+        }
+        // The reduce runs only where there is something to reduce.
+        for tokens in [1u32, 64, 511, 512, 2048] {
+            let reduce_blocks = SPLIT_ROWS.eval(tokens);
+            assert_eq!(
+                reduce_blocks > 0,
+                SPLITS.eval(tokens) > 1,
+                "{tokens} tokens"
+            );
         }
         // A short chunk gets enough blocks to fill the GPU; a long one walks its keys whole.
         assert_eq!(

@@ -2,7 +2,6 @@
 //! NormLinearSwiGlu): in decode one fused GEMV kernel each; in prefill a cuBLAS GEMM, with an
 //! RMSNorm launch before it and the residual or bias copy or the SwiGLU epilogue around it.
 
-use super::elementwise::elementwise_launch;
 use super::kernels::{CudaF32, Gemv, PLACEHOLDER};
 use super::options::GEMV_L2_PREFETCH_BYTES;
 use super::schedule::{launch, PArg, Pending, Phase, Place, Val};
@@ -174,14 +173,14 @@ impl Codegen<'_> {
         if let Some(r) = p.residual {
             if r != out {
                 let kc = self.elementwise(p.width, r.stride, r.stride, "x");
-                ph.push(elementwise_launch(kc, p.name, p.width, r, r, out));
+                ph.push(self.elementwise_launch(kc, p.name, p.width, r, r, out));
             }
         }
         if let Some(b) = p.bias {
             // The same bias row for every token: a row stride of 0.
             let b = Val { stride: 0, ..b };
             let kc = self.elementwise(p.width, 0, 0, "x");
-            ph.push(elementwise_launch(kc, p.name, p.width, b, b, out));
+            ph.push(self.elementwise_launch(kc, p.name, p.width, b, b, out));
         }
         let c = if p.swiglu {
             ph.buffer(t * rows as u64 * 2, format!("{}.gate_up", p.name))
@@ -215,7 +214,7 @@ impl Codegen<'_> {
                 ..c
             };
             let ke = self.elementwise(half, rows, rows, "rbf(silu(x)) * y");
-            ph.push(elementwise_launch(ke, p.name, half, gate, up, out));
+            ph.push(self.elementwise_launch(ke, p.name, half, gate, up, out));
         }
     }
 }

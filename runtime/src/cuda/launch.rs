@@ -367,6 +367,10 @@ fn run_step(
                 k.grid[1].eval(tokens),
                 k.grid[2].eval(tokens),
             );
+            // A dimension of 0: nothing to do at this token count (Dim::SplitTokens).
+            if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+                return Ok(());
+            }
             let (func, block, shared) = (k.func, k.block, k.shared_bytes);
             let params = k.args.params(tokens);
             // SAFETY: the artifact's arguments match the kernel's parameters (pointers into our
