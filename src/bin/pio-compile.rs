@@ -76,7 +76,7 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     paged_attention_target_blocks: Option<u32>,
     /// Elementwise and per-head kernels read and write rows in 16-byte pieces where the shapes
-    /// allow (the same bits; off by default until measured on a GPU).
+    /// allow (the same bits; off by default until the batch-1 lists are checked on a GPU).
     #[arg(long)]
     wide_row_access: bool,
 }

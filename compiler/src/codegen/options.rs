@@ -29,7 +29,7 @@ pub struct CodegenOptions {
     pub paged_attention_target_blocks: Option<usize>,
     /// The elementwise kernels and the per-head ops read and write rows in 16-byte (per-head:
     /// 4- to 16-byte) pieces where the shapes allow, instead of one element per thread. Every
-    /// setting computes the same bits. Off by default until measured on a GPU
+    /// setting computes the same bits. Off by default until the batch-1 lists are checked on a GPU
     /// (`PIO_WIDE_ROW_ACCESS=1`, `pio-compile --wide-row-access`).
     pub wide_row_access: bool,
 }
