@@ -18,6 +18,19 @@
 // 1 / theta^(2i/D) for i < D/2, scaled as the spec's rope_scaling says, in f32 as HF computes
 // it (compiler/src/rope.rs).
 __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|join(", ") }} };
+
+// As HF computes them: the angle pos * inv_freq[i] in f32, its cos and sin rounded to bf16 (after
+// a multiplication by the attention factor in f32 where there is one).
+__device__ __forceinline__ void {{ name }}_cos_sin(int pos, int i, float* s, float* c) {
+    sincos_accurate(__fmul_rn((float)pos, {{ name }}_inv_freq[i]), s, c);
+{% match attention_factor %}{% when Some with (af) %}
+    *c = rbf(*c * {{ af }});
+    *s = rbf(*s * {{ af }});
+{% when None %}
+    *c = rbf(*c);
+    *s = rbf(*s);
+{% endmatch %}
+}
 {% endif %}
 
 {% if device_fn %}__device__ __forceinline__ void{% else %}extern "C" __global__ void __launch_bounds__(WARPS * 32){% endif %} {{ name }}(
@@ -68,14 +81,7 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
             const float partner = __shfl_xor_sync(0xffffffffu, u[j], 16);
             const int i = (lane & 15) * PER_LANE + j;
             float s, c;
-            sincos_accurate(__fmul_rn((float)pos, {{ name }}_inv_freq[i]), &s, &c);
-{% match attention_factor %}{% when Some with (af) %}
-            c = rbf(c * {{ af }});
-            s = rbf(s * {{ af }});
-{% when None %}
-            c = rbf(c);
-            s = rbf(s);
-{% endmatch %}
+            {{ name }}_cos_sin(pos, i, &s, &c);
             const float a = first ? u[j] : partner, b = first ? partner : u[j];
             r[j] = first ? rbf(a * c) - rbf(b * s) : rbf(b * c) + rbf(a * s);
         }
@@ -113,19 +119,11 @@ __constant__ float {{ name }}_inv_freq[{{ inv_freq.len() }}] = { {{ inv_freq|joi
         if (i < D) hb[i] = v[j];
     }
     __syncwarp();
-    // As HF computes it: the angle pos * inv_freq in f32, its cos and sin rounded to bf16, then
-    // (x * cos) + (rotate_half(x) * sin) with every product and the sum rounded to bf16.
+    // As HF computes it: (x * cos) + (rotate_half(x) * sin) with every product and the sum
+    // rounded to bf16.
     for (int i = lane; i < D / 2; i += 32) {
         float s, c;
-        sincos_accurate(__fmul_rn((float)pos, {{ name }}_inv_freq[i]), &s, &c);
-{% match attention_factor %}{% when Some with (af) %}
-        // HF: cos and sin times the attention factor in f32, then rounded.
-        c = rbf(c * {{ af }});
-        s = rbf(s * {{ af }});
-{% when None %}
-        c = rbf(c);
-        s = rbf(s);
-{% endmatch %}
+        {{ name }}_cos_sin(pos, i, &s, &c);
         const float a = hb[i], b = hb[i + D / 2];
         dst[i] = f2bf(rbf(a * c) - rbf(b * s));
         dst[i + D / 2] = f2bf(rbf(b * c) + rbf(a * s));
