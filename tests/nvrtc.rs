@@ -52,12 +52,13 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         } else {
             1
         };
-        // The last: elementwise and per-head kernels in wide pieces (a codegen option).
+        // The last: elementwise and per-head kernels one element per thread (wide row access
+        // off, a codegen option).
         for (no_fusion, tensor_parallel, wide_row_access) in [
-            (false, 1, false),
-            (true, 1, false),
-            (false, tp, false),
             (false, 1, true),
+            (true, 1, true),
+            (false, tp, true),
+            (false, 1, false),
         ] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();
             let opts = pio_compiler::CompileOptions {

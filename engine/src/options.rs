@@ -129,8 +129,8 @@ impl LoadOptions {
                 Err(_) => None,
             },
             wide_row_access: match std::env::var("PIO_WIDE_ROW_ACCESS").as_deref() {
-                Ok("1") => true,
-                Ok("0") | Err(_) => false,
+                Ok("1") | Err(_) => true,
+                Ok("0") => false,
                 Ok(t) => {
                     return Err(PioError::Options(format!(
                         "PIO_WIDE_ROW_ACCESS '{t}': not 0 or 1"

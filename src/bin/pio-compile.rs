@@ -76,8 +76,9 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     paged_attention_target_blocks: Option<u32>,
     /// Elementwise and per-head kernels read and write rows in 16-byte pieces where the shapes
-    /// allow (the same bits; off by default until the batch-1 lists are checked on a GPU).
-    #[arg(long)]
+    /// allow (the same bits as one element per thread; `--wide-row-access false` turns it off).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     wide_row_access: bool,
 }
 

@@ -29,8 +29,8 @@ pub struct CodegenOptions {
     pub paged_attention_target_blocks: Option<usize>,
     /// The elementwise kernels and the per-head ops read and write rows in 16-byte (per-head:
     /// 4- to 16-byte) pieces where the shapes allow, instead of one element per thread. Every
-    /// setting computes the same bits. Off by default until the batch-1 lists are checked on a GPU
-    /// (`PIO_WIDE_ROW_ACCESS=1`, `pio-compile --wide-row-access`).
+    /// setting computes the same bits. On by default (off: `PIO_WIDE_ROW_ACCESS=0`,
+    /// `pio-compile --wide-row-access false`).
     pub wide_row_access: bool,
 }
 
@@ -45,7 +45,7 @@ impl Default for CodegenOptions {
             paged_attention_heads: None,
             paged_attention_min_blocks: None,
             paged_attention_target_blocks: None,
-            wide_row_access: false,
+            wide_row_access: true,
         }
     }
 }
