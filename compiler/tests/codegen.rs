@@ -504,7 +504,7 @@ fn paged_attention_target_blocks_changes_the_splits_only() {
 }
 
 #[test]
-fn wide_row_access_changes_only_the_elementwise_and_per_head_kernels() {
+fn wide_row_access_changes_only_the_elementwise_norm_and_per_head_kernels() {
     use pio_artifact::KernelFamily as F;
     let at = |wide_row_access| {
         compile(
@@ -526,7 +526,7 @@ fn wide_row_access_changes_only_the_elementwise_and_per_head_kernels() {
             .map(|l| (*l).clone())
             .to_vec()
     };
-    let (mut changed_rows, mut changed_heads) = (0, 0);
+    let (mut changed_rows, mut changed_heads, mut changed_norms) = (0, 0, 0);
     for (ln, lw) in lists(&narrow).iter().zip(lists(&wide)) {
         assert_eq!(ln.len(), lw.len(), "the same launches");
         for (n, w) in ln.iter().zip(&lw) {
@@ -556,9 +556,15 @@ fn wide_row_access_changes_only_the_elementwise_and_per_head_kernels() {
                     assert_eq!(n.grid, w.grid);
                     changed_heads += 1;
                 }
+                Some(F::RmsNorm) => {
+                    // Hidden 1,024: a thread per 8 columns, 128 threads instead of 256.
+                    assert!(sn.contains("#define VEC 1") && sw.contains("#define VEC 8"));
+                    assert_eq!((n.grid, n.block[0], w.block[0]), (w.grid, 256, 128));
+                    changed_norms += 1;
+                }
                 _ => assert_eq!((sn, n), (sw, w), "{}", n.kernel),
             }
         }
     }
-    assert!(changed_rows > 0 && changed_heads > 0);
+    assert!(changed_rows > 0 && changed_heads > 0 && changed_norms > 0);
 }

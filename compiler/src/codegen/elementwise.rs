@@ -53,6 +53,7 @@ impl Codegen<'_> {
         weight: Val,
         out: Val,
     ) {
+        let (vec, threads) = self.rmsnorm_shape(dim, x.stride);
         let k = self.kernel(
             KernelFamily::RmsNorm,
             &RmsNorm {
@@ -61,16 +62,28 @@ impl Codegen<'_> {
                 dim,
                 eps: CudaF32(eps as f32),
                 in_stride: x.stride,
-                threads: 256,
+                threads,
+                vec,
             },
         );
         ph.push(launch(
             k,
             node,
             per_token(),
-            256,
+            threads as u32,
             vec![PArg::Ptr(x), PArg::Ptr(weight), PArg::Ptr(out)],
         ));
+    }
+
+    /// Columns per thread and threads per block of the RMSNorm of rows of `dim` read with
+    /// `stride`: with wide row access, 8 in 16-byte pieces where rows allow, with a thread per
+    /// piece up to 256 (whole warps); else 1, with 256 threads.
+    fn rmsnorm_shape(&self, dim: usize, stride: usize) -> (usize, usize) {
+        if self.wide_row_access && dim % 8 == 0 && stride % 8 == 0 {
+            (8, (dim / 8).next_multiple_of(32).clamp(32, 256))
+        } else {
+            (1, 256)
+        }
     }
 
     /// Silu, Mul, Add and SiluMul over token rows.

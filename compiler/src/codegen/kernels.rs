@@ -237,6 +237,8 @@ pub struct RmsNorm {
     pub eps: CudaF32,
     pub in_stride: usize,
     pub threads: usize,
+    /// Columns per thread: 8 (16-byte loads) where `dim` and `in_stride` allow, else 1.
+    pub vec: usize,
 }
 
 #[derive(Template)]
