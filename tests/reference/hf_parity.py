@@ -171,6 +171,9 @@ def main():
         "pio_vs_f32_top1": top1_f32,
         "hf_bf16_vs_f32_top1": hf_top1_f32,
         "hf_bf16_eager_vs_sdpa_top1": top1_agreement(b16, sdpa),
+        # HF's other bf16 runs against f32: how far the top-1 bar's reference moves by itself.
+        "hf_bf16_sdpa_vs_f32_top1": top1_agreement(sdpa, f32),
+        "hf_bf16_one_forward_vs_f32_top1": top1_agreement(one, f32),
         "hf_bf16_decode_vs_one_forward_top1": top1_agreement(b16, one),
         "pio_vs_hf_bf16_one_forward_top1": top1_agreement(ours, one),
         "top1_agreement_prompt_rows": top1_agreement(ours[:a.prompt], b16[:a.prompt]),

@@ -1,0 +1,169 @@
+//! Codegen's tuning knobs (GEMV launch shapes, the paged decode attention's splits, wide row
+//! access): each changes only the kernels and launch shapes it names.
+
+use pio_artifact::{Artifact, Dim, Step};
+use pio_compiler::codegen::CodegenOptions;
+use pio_compiler::pass::PassOptions;
+use pio_compiler::CompileOptions;
+use std::path::Path;
+
+fn compile(file: &str, opts: &CodegenOptions, pass_opts: PassOptions) -> Artifact {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-specs");
+    let spec = pio_compiler::spec::load(&root.join(file)).unwrap();
+    let opts = CompileOptions {
+        passes: pass_opts,
+        codegen: opts.clone(),
+    };
+    pio_compiler::compile(&spec, &opts).unwrap().artifact
+}
+
+#[test]
+fn gemv_tuning_changes_launch_shapes_only() {
+    use pio_compiler::codegen::GemvTuning;
+    let base = compile(
+        "qwen3-0.6b.yaml",
+        &CodegenOptions::default(),
+        PassOptions::default(),
+    );
+    let tuned = compile(
+        "qwen3-0.6b.yaml",
+        &CodegenOptions {
+            gemv: GemvTuning::parse("warps=4,rows=1,blocks=528").unwrap(),
+            ..Default::default()
+        },
+        PassOptions::default(),
+    );
+    assert_eq!(base.decode.len(), tuned.decode.len());
+    // (blocks, threads) of every decode GEMV launch.
+    let gemv_shapes = |a: &Artifact| -> Vec<(u32, u32)> {
+        a.decode
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kernel(l) if l.kernel.starts_with("gemv") => match l.grid[0] {
+                    pio_artifact::Dim::Fixed(b) => Some((b, l.block[0])),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let (b, t) = (gemv_shapes(&base), gemv_shapes(&tuned));
+    assert_eq!(b.len(), t.len());
+    assert!(b.iter().all(|&(_, threads)| threads == 256));
+    assert!(t
+        .iter()
+        .all(|&(blocks, threads)| blocks <= 528 && threads == 128));
+    assert!(b.iter().any(|&(blocks, _)| blocks > 528));
+}
+
+#[test]
+fn paged_attention_target_blocks_changes_the_splits_only() {
+    use pio_compiler::codegen::PAGED_ATTENTION_TARGET_BLOCKS;
+    let at = |target: Option<usize>| {
+        compile(
+            "qwen3-0.6b.yaml",
+            &CodegenOptions {
+                paged_attention_target_blocks: target,
+                ..Default::default()
+            },
+            PassOptions::default(),
+        )
+    };
+    let (base, wide) = (at(None), at(Some(4 * PAGED_ATTENTION_TARGET_BLOCKS)));
+    // The split dims of the batch decode attention launches (one per layer).
+    let splits = |a: &Artifact| -> Vec<Dim> {
+        a.paged
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kernel(l) if l.kernel.starts_with("attention_paged") => Some(l.grid[1]),
+                _ => None,
+            })
+            .collect()
+    };
+    let (b, w) = (splits(&base), splits(&wide));
+    assert_eq!(b.len(), 28);
+    assert_eq!(b.len(), w.len());
+    // 8 kv-head blocks per split: 66 splits aimed at per token by default, 264 with 4x.
+    assert!(
+        b.iter().all(|d| matches!(d, Dim::Split { target: 66, .. })),
+        "{b:?}"
+    );
+    assert!(
+        w.iter()
+            .all(|d| matches!(d, Dim::Split { target: 264, .. })),
+        "{w:?}"
+    );
+    assert_eq!((b[0].eval(128), w[0].eval(128)), (1, 3));
+    assert_eq!(base.paged.steps.len(), wide.paged.steps.len());
+    assert_eq!(
+        base.kernels, wide.kernels,
+        "the kernels' source is the same"
+    );
+}
+
+#[test]
+fn wide_row_access_changes_only_the_elementwise_norm_and_per_head_kernels() {
+    use pio_artifact::KernelFamily as F;
+    let at = |wide_row_access| {
+        compile(
+            "qwen3-0.6b.yaml",
+            &CodegenOptions {
+                wide_row_access,
+                ..Default::default()
+            },
+            PassOptions::default(),
+        )
+    };
+    let (narrow, wide) = (at(false), at(true));
+    let family = |a: &Artifact, s: &Step| match s {
+        Step::Kernel(l) => Some(a.kernel(&l.kernel).unwrap().family),
+        _ => None,
+    };
+    let lists = |a: &Artifact| {
+        [&a.prefill, &a.decode, &a.paged.steps, &a.paged.chunk_steps]
+            .map(|l| (*l).clone())
+            .to_vec()
+    };
+    let (mut changed_rows, mut changed_heads, mut changed_norms) = (0, 0, 0);
+    for (ln, lw) in lists(&narrow).iter().zip(lists(&wide)) {
+        assert_eq!(ln.len(), lw.len(), "the same launches");
+        for (n, w) in ln.iter().zip(&lw) {
+            let (fam, famw) = (family(&narrow, n), family(&wide, w));
+            assert_eq!(fam, famw);
+            let (Step::Kernel(n), Step::Kernel(w)) = (n, w) else {
+                assert_eq!(n, w);
+                continue;
+            };
+            let (sn, sw) = (
+                &narrow.kernel(&n.kernel).unwrap().source,
+                &wide.kernel(&w.kernel).unwrap().source,
+            );
+            match fam {
+                Some(F::Elementwise) => {
+                    // 8 columns per thread: an eighth of the blocks (rounded up).
+                    assert!(sn.contains("#define VEC 1") && sw.contains("#define VEC 8"));
+                    let (Dim::PerToken(bn), Dim::PerToken(bw)) = (n.grid[0], w.grid[0]) else {
+                        panic!("{:?}", n.grid)
+                    };
+                    assert_eq!(bw, bn.div_ceil(8));
+                    changed_rows += 1;
+                }
+                Some(F::HeadOp | F::HeadOps) => {
+                    // head_dim 128: 4 consecutive elements per lane.
+                    assert!(sn.contains("#define PER_LANE 0") && sw.contains("#define PER_LANE 4"));
+                    assert_eq!(n.grid, w.grid);
+                    changed_heads += 1;
+                }
+                Some(F::RmsNorm) => {
+                    // Hidden 1,024: a thread per 8 columns, 128 threads instead of 256.
+                    assert!(sn.contains("#define VEC 1") && sw.contains("#define VEC 8"));
+                    assert_eq!((n.grid, n.block[0], w.block[0]), (w.grid, 256, 128));
+                    changed_norms += 1;
+                }
+                _ => assert_eq!((sn, n), (sw, w), "{}", n.kernel),
+            }
+        }
+    }
+    assert!(changed_rows > 0 && changed_heads > 0 && changed_norms > 0);
+}
