@@ -218,75 +218,52 @@ fn run_all(c: &Compiled) -> Vec<Check> {
     checks
 }
 
-#[test]
-#[cfg_attr(
-    not(pio_gpu),
-    ignore = "no NVIDIA GPU here: tests/reference/run_on_gpu.sh runs these"
-)]
-fn every_kernel_matches_the_cpu_op_alone_on_random_inputs() {
+/// Every kernel of one spec's lists against the CPU op alone; panics with the gaps past their
+/// tolerance.
+fn check_spec(spec: &str, no_fusion: bool) {
     if !have_gpu() {
         return;
     }
     let mut failures = Vec::new();
-    for (spec, no_fusion) in [
-        ("model-specs/qwen3-tiny.yaml", false),
-        ("model-specs/qwen3-tiny.yaml", true),
-        ("tests/specs/gpu/qwen3-odd50.yaml", false),
-        ("tests/specs/gpu/qwen3-group8.yaml", false),
-        ("tests/specs/gpu/qwen3-group4-8kv.yaml", false),
-        ("compiler/tests/specs/qwen3-0.6b-2layers.yaml", false),
-        ("tests/specs/gpu/qwen3-4b-1layer.yaml", false),
-        // The qwen2 and llama families: biases (fused and on their own), rope without a
-        // norm, llama3 and yarn rope scaling, head_dim 64, groups of 6.
-        ("model-specs/qwen2.5-tiny.yaml", false),
-        ("model-specs/qwen2.5-tiny.yaml", true),
-        ("model-specs/llama-tiny.yaml", false),
-        ("tests/specs/qwen3-tiny-yarn.yaml", false),
-        ("tests/specs/gpu/qwen2.5-1.5b-1layer.yaml", false),
-        ("tests/specs/gpu/llama-3.2-1b-1layer.yaml", false),
-    ] {
-        let c = compiled(spec, no_fusion);
-        let checks = run_all(&c);
-        // The worst gap per (list, op), and the op's tolerance.
-        let mut worst: BTreeMap<(String, &str), (f64, String, usize, usize)> = BTreeMap::new();
-        for ch in &checks {
-            let e = worst.entry((format!("{:?}", ch.phase), ch.op)).or_insert((
-                0.0,
-                String::new(),
-                0,
-                0,
-            ));
-            e.2 += 1;
-            e.3 += ch.values;
-            if ch.rel_l2 >= e.0 {
-                e.0 = ch.rel_l2;
-                e.1 = ch.node.clone();
-            }
+    let c = compiled(spec, no_fusion);
+    let checks = run_all(&c);
+    // The worst gap per (list, op), and the op's tolerance.
+    let mut worst: BTreeMap<(String, &str), (f64, String, usize, usize)> = BTreeMap::new();
+    for ch in &checks {
+        let e =
+            worst
+                .entry((format!("{:?}", ch.phase), ch.op))
+                .or_insert((0.0, String::new(), 0, 0));
+        e.2 += 1;
+        e.3 += ch.values;
+        if ch.rel_l2 >= e.0 {
+            e.0 = ch.rel_l2;
+            e.1 = ch.node.clone();
         }
-        let tol_of: BTreeMap<&str, f64> = c
-            .optimized
-            .ids()
-            .map(|id| {
-                (
-                    c.optimized.node(id).op.name(),
-                    tolerance(&c.optimized.node(id).op),
-                )
-            })
-            .collect();
-        eprintln!("== {spec}{}", if no_fusion { " (no fusion)" } else { "" });
-        for ((phase, op), (gap, node, n, values)) in &worst {
-            let tol = tol_of[op];
-            let ok = *gap <= tol;
-            eprintln!(
-                "  {phase:<11} {op:<22} {n:>3} nodes {values:>9} values  worst {gap:.3e} ({node})  \
-                 tolerance {tol:.0e} {}",
-                if ok { "ok" } else { "FAIL" }
-            );
-            if !ok {
-                failures.push(format!(
-                    "{spec} {phase} {node} ({op}): {gap:.3e} > {tol:.0e}"
-                ));
-            }
+    }
+    let tol_of: BTreeMap<&str, f64> = c
+        .optimized
+        .ids()
+        .map(|id| {
+            (
+                c.optimized.node(id).op.name(),
+                tolerance(&c.optimized.node(id).op),
+            )
+        })
+        .collect();
+    eprintln!("== {spec}{}", if no_fusion { " (no fusion)" } else { "" });
+    for ((phase, op), (gap, node, n, values)) in &worst {
+        let tol = tol_of[op];
+        let ok = *gap <= tol;
+        eprintln!(
+            "  {phase:<11} {op:<22} {n:>3} nodes {values:>9} values  worst {gap:.3e} ({node})  \
+             tolerance {tol:.0e} {}",
+            if ok { "ok" } else { "FAIL" }
+        );
+        if !ok {
+            failures.push(format!(
+                "{spec} {phase} {node} ({op}): {gap:.3e} > {tol:.0e}"
+            ));
         }
     }
     assert!(
@@ -294,4 +271,36 @@ fn every_kernel_matches_the_cpu_op_alone_on_random_inputs() {
         "kernels off the CPU:\n{}",
         failures.join("\n")
     );
+}
+
+/// One test per spec (a filter picks some: `gpu-tests kernel_oracle::qwen3_0_6b`).
+macro_rules! oracle_tests {
+    ($($name:ident: $spec:literal, $no_fusion:literal;)*) => {$(
+        #[test]
+        #[cfg_attr(
+            not(pio_gpu),
+            ignore = "no NVIDIA GPU here: tests/reference/run_on_gpu.sh runs these"
+        )]
+        fn $name() {
+            check_spec($spec, $no_fusion);
+        }
+    )*};
+}
+
+oracle_tests! {
+    qwen3_tiny: "model-specs/qwen3-tiny.yaml", false;
+    qwen3_tiny_no_fusion: "model-specs/qwen3-tiny.yaml", true;
+    qwen3_odd50: "tests/specs/gpu/qwen3-odd50.yaml", false;
+    qwen3_group8: "tests/specs/gpu/qwen3-group8.yaml", false;
+    qwen3_group4_8kv: "tests/specs/gpu/qwen3-group4-8kv.yaml", false;
+    qwen3_0_6b_2layers: "compiler/tests/specs/qwen3-0.6b-2layers.yaml", false;
+    qwen3_4b_1layer: "tests/specs/gpu/qwen3-4b-1layer.yaml", false;
+    // The qwen2 and llama families: biases (fused and on their own), rope without a norm,
+    // llama3 and yarn rope scaling, head_dim 64, groups of 6.
+    qwen2_5_tiny: "model-specs/qwen2.5-tiny.yaml", false;
+    qwen2_5_tiny_no_fusion: "model-specs/qwen2.5-tiny.yaml", true;
+    llama_tiny: "model-specs/llama-tiny.yaml", false;
+    qwen3_tiny_yarn: "tests/specs/qwen3-tiny-yarn.yaml", false;
+    qwen2_5_1_5b_1layer: "tests/specs/gpu/qwen2.5-1.5b-1layer.yaml", false;
+    llama_3_2_1b_1layer: "tests/specs/gpu/llama-3.2-1b-1layer.yaml", false;
 }
