@@ -52,13 +52,14 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         } else {
             1
         };
-        // The last: elementwise and per-head kernels one element per thread (wide row access
-        // off, a codegen option).
-        for (no_fusion, tensor_parallel, wide_row_access) in [
-            (false, 1, true),
-            (true, 1, true),
-            (false, tp, true),
-            (false, 1, false),
+        // The last two: elementwise and per-head kernels one element per thread (wide row
+        // access off), and the chunk steps' attention in one pass (codegen options).
+        for (no_fusion, tensor_parallel, wide_row_access, online_chunk_attention) in [
+            (false, 1, true, false),
+            (true, 1, true, false),
+            (false, tp, true, false),
+            (false, 1, false, false),
+            (false, 1, true, true),
         ] {
             let s = pio_compiler::spec::load(Path::new(spec)).unwrap();
             let opts = pio_compiler::CompileOptions {
@@ -69,6 +70,7 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
                 },
                 codegen: pio_compiler::codegen::CodegenOptions {
                     wide_row_access,
+                    online_chunk_attention,
                     ..Default::default()
                 },
             };

@@ -167,3 +167,71 @@ fn wide_row_access_changes_only_the_elementwise_norm_and_per_head_kernels() {
     }
     assert!(changed_rows > 0 && changed_heads > 0 && changed_norms > 0);
 }
+
+#[test]
+fn online_chunk_attention_changes_only_the_chunk_steps_attention() {
+    use pio_artifact::KernelFamily as F;
+    let at = |online_chunk_attention| {
+        compile(
+            "qwen3-0.6b.yaml",
+            &CodegenOptions {
+                online_chunk_attention,
+                ..Default::default()
+            },
+            PassOptions::default(),
+        )
+    };
+    let (two, one) = (at(false), at(true));
+    for (a, b) in [
+        (&two.prefill, &one.prefill),
+        (&two.decode, &one.decode),
+        (&two.paged.steps, &one.paged.steps),
+        (&two.paged.single_steps, &one.paged.single_steps),
+    ] {
+        assert_eq!(a, b, "only the chunk steps change");
+    }
+    let attention = |a: &Artifact| -> Vec<(String, [Dim; 3], u32)> {
+        a.paged
+            .chunk_steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kernel(l) if a.kernel(&l.kernel).unwrap().family == F::AttentionMma => {
+                    Some((l.node.clone(), l.grid, l.shared_bytes))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (att2, att1) = (attention(&two), attention(&one));
+    // Per layer: stats, P.V, reduce against one pass and its reduce.
+    assert_eq!((att2.len(), att1.len()), (3 * 28, 2 * 28));
+    for (l2, l1) in att2.chunks(3).zip(att1.chunks(2)) {
+        assert_eq!(l1[0].0, l2[0].0, "the same node");
+        // One pass: the P.V launch's grid and shared memory (key and value tiles).
+        assert_eq!((l1[0].1, l1[0].2), (l2[1].1, l2[1].2));
+        // Its reduce: the reduce's grid (none where the step has one split).
+        assert_eq!(l1[1].1, l2[2].1);
+    }
+    let others = |a: &Artifact| -> usize {
+        a.paged
+            .chunk_steps
+            .iter()
+            .filter(|s| match s {
+                Step::Kernel(l) => a.kernel(&l.kernel).unwrap().family != F::AttentionMma,
+                _ => true,
+            })
+            .count()
+    };
+    assert_eq!(others(&two), others(&one));
+    let one_pass = one
+        .paged
+        .chunk_steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Kernel(l) => Some(&one.kernel(&l.kernel).unwrap().source),
+            _ => None,
+        })
+        .filter(|src| src.contains("online_pass(acc"))
+        .count();
+    assert_eq!(one_pass, 28, "one one-pass kernel launch per layer");
+}

@@ -128,15 +128,8 @@ impl LoadOptions {
                 ),
                 Err(_) => None,
             },
-            wide_row_access: match std::env::var("PIO_WIDE_ROW_ACCESS").as_deref() {
-                Ok("1") | Err(_) => true,
-                Ok("0") => false,
-                Ok(t) => {
-                    return Err(PioError::Options(format!(
-                        "PIO_WIDE_ROW_ACCESS '{t}': not 0 or 1"
-                    )))
-                }
-            },
+            wide_row_access: env_flag("PIO_WIDE_ROW_ACCESS", true)?,
+            online_chunk_attention: env_flag("PIO_ONLINE_CHUNK_ATTENTION", false)?,
             ..Default::default()
         })
     }
@@ -192,5 +185,15 @@ impl LoadOptions {
             (None, Some(tp)) => Ok(tp.ranks),
             _ => self.ranks(),
         }
+    }
+}
+
+/// A 0/1 switch from the environment, `default` where it is unset.
+fn env_flag(name: &str, default: bool) -> Result<bool, PioError> {
+    match std::env::var(name).as_deref() {
+        Err(_) => Ok(default),
+        Ok("1") => Ok(true),
+        Ok("0") => Ok(false),
+        Ok(t) => Err(PioError::Options(format!("{name} '{t}': not 0 or 1"))),
     }
 }

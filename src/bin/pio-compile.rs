@@ -80,6 +80,10 @@ struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     wide_row_access: bool,
+    /// The batching engine's chunk steps take their attention in one pass over the keys
+    /// (online softmax) instead of two (off by default until GPU-checked).
+    #[arg(long)]
+    online_chunk_attention: bool,
 }
 
 fn main() {
@@ -115,6 +119,7 @@ fn run() -> Result<()> {
             paged_attention_heads: args.paged_attention_heads.map(|n| n as usize),
             paged_attention_target_blocks: args.paged_attention_target_blocks.map(|n| n as usize),
             wide_row_access: args.wide_row_access,
+            online_chunk_attention: args.online_chunk_attention,
             ..CodegenOptions::default()
         },
     };

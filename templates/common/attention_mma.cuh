@@ -317,6 +317,93 @@ __device__ __forceinline__ void pv_pass(float (&acc)[D / 8][4], const u32 (&qa)[
     }
 }
 
+// One pass over key tiles [from, to) (FlashAttention-2's online softmax): each tile's scores
+// raise the rows' running max m, the P.V so far and the sum l are rescaled by exp(m_old - m),
+// and P = bf16(exp(s - m)) (not yet divided by the sum) times V is added to acc. On return m
+// is the rows' max over the tiles, l this lane's share of their sum (the caller adds the four
+// lanes of a row) and acc the P.V relative to m. smem: 2 key tiles, then 2 value tiles.
+__device__ __forceinline__ void online_pass(float (&acc)[D / 8][4], const u32 (&qa)[D / 16][4],
+                                            const BlockRows& b, bf16* smem,
+                                            const bf16* __restrict__ kc,
+                                            const bf16* __restrict__ vc, int from, int to,
+                                            const int* __restrict__ table, float& m0, float& m1,
+                                            float& l0, float& l1) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
+    m0 = m1 = NEG_INF;
+    l0 = l1 = 0.0f;
+    if (from >= to) return;
+    bf16* const ks = smem;
+    bf16* const vs = smem + 2 * TILE_ELEMS;
+    issue_tile(ks, vs, kc, vc, from, b.kv_len, b.kvh, table);
+    for (int tile = from; tile < to; ++tile) {
+        const int buf = (tile - from) & 1;
+        if (tile + 1 < to)
+            issue_tile(ks + (buf ^ 1) * TILE_ELEMS, vs + (buf ^ 1) * TILE_ELEMS, kc, vc, tile + 1,
+                       b.kv_len, b.kvh, table);
+        wait_tile(tile, to);
+        if (tile * BK < b.warp_keys) {
+            float s[BK / 8][4];
+            scores(s, qa, ks + buf * TILE_ELEMS, tile * BK, b.p0, b.p1, b.lane);
+            float x0 = m0, x1 = m1;
+#pragma unroll
+            for (int j = 0; j < BK / 8; ++j) {
+                x0 = fmaxf(x0, fmaxf(s[j][0], s[j][1]));
+                x1 = fmaxf(x1, fmaxf(s[j][2], s[j][3]));
+            }
+#pragma unroll
+            for (int o = 1; o < 4; o <<= 1) {
+                x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, o));
+                x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, o));
+            }
+            // A row with no key yet keeps its zeros (no exp of -inf minus -inf).
+            const float c0 = m0 == NEG_INF ? 0.0f : __expf(m0 - x0);
+            const float c1 = m1 == NEG_INF ? 0.0f : __expf(m1 - x1);
+            m0 = x0;
+            m1 = x1;
+            l0 *= c0;
+            l1 *= c1;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                acc[n][0] *= c0;
+                acc[n][1] *= c0;
+                acc[n][2] *= c1;
+                acc[n][3] *= c1;
+            }
+#pragma unroll
+            for (int j = 0; j < BK / 8; ++j) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const float m = e < 2 ? m0 : m1;
+                    const float p = s[j][e] == NEG_INF ? 0.0f : rbf(__expf(s[j][e] - m));
+                    s[j][e] = p;
+                    if (e < 2) l0 += p;
+                    else l1 += p;
+                }
+            }
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; ++kk) {
+                const u32 pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
+                                   pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                   pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                   pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                const bf16* vt = vs + buf * TILE_ELEMS;
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    u32 bv[4];
+                    ldmatrix_x4_trans(bv, vt + (kk * 16 + (b.lane & 7) + ((b.lane >> 3) & 1) * 8) * LDS +
+                                              n * 8 + (b.lane >> 4) * 8);
+                    mma_bf16(acc[n], pa, bv[0], bv[1]);
+                    mma_bf16(acc[n + 1], pa, bv[2], bv[3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+}
+
 // This lane's rows of acc, rounded to bf16, into out ([tokens, HEADS, D]).
 __device__ __forceinline__ void store_rows(bf16* __restrict__ out, const float (&acc)[D / 8][4],
                                            const BlockRows& b) {

@@ -13,6 +13,11 @@
 //           `out`, rounded once, where the step has one split;
 //   reduce: the splits' partials summed in split order, rounded once, into `out`.
 // state: [splits, tokens, HEADS] (max, sum); partial: [splits, tokens, HEADS, D] f32.
+// With the one-pass option (CodegenOptions::online_chunk_attention) two launches instead:
+//   online:        one pass over the split's keys (online softmax, attention_mma.cuh's
+//                  online_pass): `out` where the step has one split, else the split's max and
+//                  sum into `state` and its P.V relative to that max into `partial`;
+//   online_reduce: the splits' P.V rescaled to the largest max and divided by the sum.
 #define SPLIT_TARGET {{ split_target }}
 #define SPLIT_MAX {{ split_max }}
 
@@ -21,7 +26,7 @@ __device__ __forceinline__ int splits_for(int tokens) {
     return min(max((SPLIT_TARGET + tokens - 1) / tokens, 1), SPLIT_MAX);
 }
 
-{% if phase != "reduce" %}
+{% if phase != "reduce" && phase != "online_reduce" %}
 // The stats and P.V kernels' start for the segment s0 .. s1 of the block's window (see
 // segment_end): its rows, its sequence's block table (null for the batch-1 cache), its queries
 // as mma fragments and its split's key tiles [from, to).
@@ -163,6 +168,99 @@ extern "C" __global__ void {{ name }}(const float* __restrict__ partial, bf16* _
         float a = 0.0f;
         for (int z = 0; z < splits; ++z) a += partial[(((size_t)z * tokens + t) * HEADS + h) * D + i];
         out[((size_t)t * HEADS + h) * D + i] = f2bf(a);
+    }
+}
+{% endif %}
+
+{% if phase == "online" %}
+extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
+    const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
+    const int* __restrict__ positions, float2* __restrict__ state, float* __restrict__ partial,
+    bf16* __restrict__ out, int tokens{% if block_size > 0 %},
+    const int* __restrict__ seq_index, const int* __restrict__ block_tables{% endif %})
+{
+    pdl_wait();
+    pdl_launch_dependents();
+    // Two key tiles, then two value tiles (4 * TILE_ELEMS, the launch's dynamic shared memory).
+    extern __shared__ __align__(16) bf16 smem[];
+    const int w0 = window_start(), w1 = min(w0 + BQ, tokens);
+    for (int s0 = w0, s1; s0 < w1; s0 = s1) {
+        s1 = segment_end(SEQ_INDEX, s0, w1);
+        const int* table;
+        u32 qa[D / 16][4];
+        int from, to;
+        const BlockRows b = split_start(q, positions, tokens, s0, s1, SEQ_INDEX, BLOCK_TABLES,
+                                        table, qa, from, to);
+        float m0, m1, l0, l1;
+        float acc[D / 8][4];
+        online_pass(acc, qa, b, smem, kc, vc, from, to, table, m0, m1, l0, l1);
+#pragma unroll
+        for (int o = 1; o < 4; o <<= 1) {
+            l0 += __shfl_xor_sync(0xffffffffu, l0, o);
+            l1 += __shfl_xor_sync(0xffffffffu, l1, o);
+        }
+        if (gridDim.z == 1) {
+            // Every row sees its own key: l > 0 for the rows stored.
+            const float i0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, i1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                acc[n][0] *= i0;
+                acc[n][1] *= i0;
+                acc[n][2] *= i1;
+                acc[n][3] *= i1;
+            }
+            store_rows(out, acc, b);
+        } else {
+            if ((b.lane & 3) == 0) {
+                if (b.p0 >= 0) state[((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h] = make_float2(m0, l0);
+                if (b.p1 >= 0) state[((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h] = make_float2(m1, l1);
+            }
+            const int col = 2 * (b.lane & 3);
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                if (b.p0 >= 0) {
+                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h) * D + n * 8 + col;
+                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][0], acc[n][1]);
+                }
+                if (b.p1 >= 0) {
+                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h) * D + n * 8 + col;
+                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][2], acc[n][3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+}
+{% endif %}
+
+{% if phase == "online_reduce" %}
+// A block per token and head, a thread per dim; not launched where the step has one split.
+// A split past the row's keys wrote (-inf, 0) and weighs nothing.
+extern "C" __global__ void {{ name }}(const float2* __restrict__ state,
+                                      const float* __restrict__ partial, bf16* __restrict__ out,
+                                      int tokens)
+{
+    pdl_wait();
+    pdl_launch_dependents();
+    const int splits = splits_for(tokens);
+    if (splits == 1) return;
+    const int t = blockIdx.x, h = blockIdx.y;
+    float m = NEG_INF;
+    for (int z = 0; z < splits; ++z) m = fmaxf(m, state[((size_t)z * tokens + t) * HEADS + h].x);
+    float l = 0.0f;
+    for (int z = 0; z < splits; ++z) {
+        const float2 st = state[((size_t)z * tokens + t) * HEADS + h];
+        if (st.x != NEG_INF) l += st.y * __expf(st.x - m);
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float a = 0.0f;
+        for (int z = 0; z < splits; ++z) {
+            const float2 st = state[((size_t)z * tokens + t) * HEADS + h];
+            if (st.x != NEG_INF)
+                a += partial[(((size_t)z * tokens + t) * HEADS + h) * D + i] * __expf(st.x - m);
+        }
+        out[((size_t)t * HEADS + h) * D + i] = f2bf(a * inv);
     }
 }
 {% endif %}

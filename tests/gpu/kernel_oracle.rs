@@ -56,8 +56,12 @@ fn compiled(spec: &str, no_fusion: bool) -> Compiled {
             no_fusion,
             ..PassOptions::default()
         },
+        // The engine's switches of codegen options, so that a run checks what it turns on.
         codegen: CodegenOptions {
             max_prefill: 512,
+            wide_row_access: std::env::var("PIO_WIDE_ROW_ACCESS").as_deref() != Ok("0"),
+            online_chunk_attention: std::env::var("PIO_ONLINE_CHUNK_ATTENTION").as_deref()
+                == Ok("1"),
             ..CodegenOptions::default()
         },
     };

@@ -142,7 +142,7 @@ pub struct AttentionMma {
 #[template(path = "kernels/attention_mma_split.cu", escape = "none")]
 pub struct AttentionMmaSplit<'a> {
     pub base: &'a AttentionMma,
-    /// "stats", "pv" or "reduce".
+    /// "stats", "pv" or "reduce" (two passes), or "online" and "online_reduce" (one pass).
     pub phase: &'static str,
     /// The launch's splits: ceil(split_target / tokens), within 1..=split_max.
     pub split_target: u32,

@@ -101,6 +101,7 @@ pub fn generate_traced(
             .paged_attention_target_blocks
             .unwrap_or(PAGED_ATTENTION_TARGET_BLOCKS),
         wide_row_access: opts.wide_row_access,
+        online_chunk_attention: opts.online_chunk_attention,
         io: layout::io_offsets(opts.max_prefill),
         paging: None,
     };
@@ -240,6 +241,8 @@ struct Codegen<'a> {
     paged_attention_target_blocks: usize,
     /// Elementwise and per-head kernels in wide pieces (CodegenOptions::wide_row_access).
     wide_row_access: bool,
+    /// The chunk steps' attention in one pass (CodegenOptions::online_chunk_attention).
+    online_chunk_attention: bool,
     io: art::Io,
     /// The paged pool's layout, set for the paged phase.
     paging: Option<Paging>,

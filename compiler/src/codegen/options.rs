@@ -32,6 +32,13 @@ pub struct CodegenOptions {
     /// setting computes the same bits. On by default (off: `PIO_WIDE_ROW_ACCESS=0`,
     /// `pio-compile --wide-row-access false`).
     pub wide_row_access: bool,
+    /// The batching engine's chunk steps take their attention in one pass over the keys
+    /// (FlashAttention-2's online softmax: two launches) instead of two (the rows' max and sum,
+    /// then P.V: three launches). Not HF's eager rounding of P (bf16 of exp(s - max) before the
+    /// division by the sum, not after); the batch-1 lists keep it either way. Off by default
+    /// until GPU-checked (`PIO_ONLINE_CHUNK_ATTENTION=1`, `pio-compile
+    /// --online-chunk-attention`).
+    pub online_chunk_attention: bool,
 }
 
 impl Default for CodegenOptions {
@@ -46,6 +53,7 @@ impl Default for CodegenOptions {
             paged_attention_min_blocks: None,
             paged_attention_target_blocks: None,
             wide_row_access: true,
+            online_chunk_attention: false,
         }
     }
 }

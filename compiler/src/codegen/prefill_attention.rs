@@ -78,8 +78,9 @@ impl Codegen<'_> {
     /// The keys also split over blocks (a paged chunk step of one or more sequences, each one's
     /// rows contiguous; a 64-token window that holds the end of one and the start of the next
     /// does each in turn): three launches, each split's row statistics, then each split's P.V
-    /// with every split's statistics combined, then the splits' sum (see
-    /// attention_mma_split.cu).
+    /// with every split's statistics combined, then the splits' sum; or, with
+    /// `online_chunk_attention`, two: each split's one pass, then the splits rescaled and summed
+    /// (see attention_mma_split.cu).
     pub(super) fn prefill_attention_split(
         &mut self,
         ph: &mut Phase,
@@ -98,6 +99,7 @@ impl Codegen<'_> {
             format!("{name}.split_partial"),
         );
         let base = self.mma_template(h, v, paging.as_ref());
+        let one_pass = self.online_chunk_attention;
         let mut kernel = |phase: &'static str| {
             let split = AttentionMmaSplit {
                 base: &base,
@@ -107,8 +109,41 @@ impl Codegen<'_> {
             };
             self.kernel(KernelFamily::AttentionMma, &split)
         };
-        let (stats, pv, reduce) = (kernel("stats"), kernel("pv"), kernel("reduce"));
         let paged = paging_args(paging.as_ref());
+        let reduce_grid = [SPLIT_ROWS, Dim::Fixed(h.heads as u32), Dim::Fixed(1)];
+        let reduce_threads = h.d.min(128) as u32;
+        if one_pass {
+            let (online, reduce) = (kernel("online"), kernel("online_reduce"));
+            let mut args = vec![
+                PArg::Ptr(v[0]),
+                PArg::Ptr(v[1]),
+                PArg::Ptr(v[2]),
+                PArg::Ptr(v[3]),
+                PArg::Ptr(state),
+                PArg::Ptr(partial),
+                PArg::Ptr(out),
+                PArg::Tokens,
+            ];
+            args.extend(paged);
+            ph.push(
+                launch(online, &name, grid(h, SPLITS), THREADS, args)
+                    .with_shared(tile_bytes(h.d, 4)),
+            );
+            ph.push(launch(
+                reduce,
+                &name,
+                reduce_grid,
+                reduce_threads,
+                vec![
+                    PArg::Ptr(state),
+                    PArg::Ptr(partial),
+                    PArg::Ptr(out),
+                    PArg::Tokens,
+                ],
+            ));
+            return Ok(());
+        }
+        let (stats, pv, reduce) = (kernel("stats"), kernel("pv"), kernel("reduce"));
 
         let mut args = vec![
             PArg::Ptr(v[0]),
@@ -138,8 +173,8 @@ impl Codegen<'_> {
         ph.push(launch(
             reduce,
             &name,
-            [SPLIT_ROWS, Dim::Fixed(h.heads as u32), Dim::Fixed(1)],
-            h.d.min(128) as u32,
+            reduce_grid,
+            reduce_threads,
             vec![PArg::Ptr(partial), PArg::Ptr(out), PArg::Tokens],
         ));
         Ok(())
