@@ -53,7 +53,8 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
             1
         };
         // The last two: elementwise and per-head kernels one element per thread (wide row
-        // access off), and the chunk steps' attention in one pass (codegen options).
+        // access off), and the chunk steps' attention in one pass, launch-bounded to 3 blocks
+        // per SM (codegen options).
         for (no_fusion, tensor_parallel, wide_row_access, online_chunk_attention) in [
             (false, 1, true, false),
             (true, 1, true, false),
@@ -71,6 +72,7 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
                 codegen: pio_compiler::codegen::CodegenOptions {
                     wide_row_access,
                     online_chunk_attention,
+                    chunk_attention_min_blocks: if online_chunk_attention { 3 } else { 0 },
                     ..Default::default()
                 },
             };

@@ -235,3 +235,49 @@ fn online_chunk_attention_changes_only_the_chunk_steps_attention() {
         .count();
     assert_eq!(one_pass, 28, "one one-pass kernel launch per layer");
 }
+
+#[test]
+fn chunk_attention_min_blocks_changes_only_the_chunk_attention_launch_bounds() {
+    use pio_artifact::KernelFamily as F;
+    let at = |chunk_attention_min_blocks| {
+        compile(
+            "qwen3-0.6b.yaml",
+            &CodegenOptions {
+                chunk_attention_min_blocks,
+                ..Default::default()
+            },
+            PassOptions::default(),
+        )
+    };
+    let (free, bound) = (at(0), at(3));
+    for (a, b) in [
+        (&free.prefill, &bound.prefill),
+        (&free.decode, &bound.decode),
+        (&free.paged.steps, &bound.paged.steps),
+        (&free.paged.single_steps, &bound.paged.single_steps),
+    ] {
+        assert_eq!(a, b, "only the chunk steps change");
+    }
+    let mut bounded = 0;
+    for (f, b) in free.paged.chunk_steps.iter().zip(&bound.paged.chunk_steps) {
+        let (Step::Kernel(f), Step::Kernel(b)) = (f, b) else {
+            assert_eq!(f, b);
+            continue;
+        };
+        assert_eq!((&f.node, f.grid, f.block), (&b.node, b.grid, b.block));
+        let (sf, sb) = (
+            &free.kernel(&f.kernel).unwrap().source,
+            &bound.kernel(&b.kernel).unwrap().source,
+        );
+        if free.kernel(&f.kernel).unwrap().family == F::AttentionMma
+            && sb.contains("__launch_bounds__(THREADS, 3)")
+        {
+            assert!(!sf.contains("__launch_bounds__(THREADS, 3)"));
+            bounded += 1;
+        } else {
+            assert_eq!(sf, sb, "{}", f.kernel);
+        }
+    }
+    // Per layer: the stats and P.V kernels (the reduce has no launch bound).
+    assert_eq!(bounded, 2 * 28);
+}

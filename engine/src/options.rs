@@ -130,6 +130,14 @@ impl LoadOptions {
             },
             wide_row_access: env_flag("PIO_WIDE_ROW_ACCESS", true)?,
             online_chunk_attention: env_flag("PIO_ONLINE_CHUNK_ATTENTION", false)?,
+            chunk_attention_min_blocks: match std::env::var("PIO_CHUNK_ATTENTION_MIN_BLOCKS") {
+                Ok(t) => t.parse().ok().filter(|&n: &usize| n <= 8).ok_or_else(|| {
+                    PioError::Options(format!(
+                        "PIO_CHUNK_ATTENTION_MIN_BLOCKS '{t}': not an integer from 0 to 8"
+                    ))
+                })?,
+                Err(_) => 0,
+            },
             ..Default::default()
         })
     }

@@ -84,6 +84,10 @@ struct Args {
     /// (online softmax) instead of two (off by default until GPU-checked).
     #[arg(long)]
     online_chunk_attention: bool,
+    /// Blocks per SM the chunk steps' attention kernels' registers must allow (their launch
+    /// bound; a tuning knob, every setting computes the same; 0: the compiler's choice).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=8))]
+    chunk_attention_min_blocks: u32,
 }
 
 fn main() {
@@ -120,6 +124,7 @@ fn run() -> Result<()> {
             paged_attention_target_blocks: args.paged_attention_target_blocks.map(|n| n as usize),
             wide_row_access: args.wide_row_access,
             online_chunk_attention: args.online_chunk_attention,
+            chunk_attention_min_blocks: args.chunk_attention_min_blocks as usize,
             ..CodegenOptions::default()
         },
     };

@@ -59,7 +59,7 @@ __device__ __forceinline__ BlockRows split_start(const bf16* __restrict__ q,
 {% endif %}
 
 {% if phase == "stats" %}
-extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
+extern "C" __global__ void __launch_bounds__(THREADS{% if min_blocks > 0 %}, {{ min_blocks }}{% endif %}) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const int* __restrict__ positions,
     float2* __restrict__ state, int tokens{% if block_size > 0 %},
     const int* __restrict__ seq_index, const int* __restrict__ block_tables{% endif %})
@@ -109,7 +109,7 @@ __device__ __forceinline__ void combine(const float2* __restrict__ state, int to
     }
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
+extern "C" __global__ void __launch_bounds__(THREADS{% if min_blocks > 0 %}, {{ min_blocks }}{% endif %}) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
     const int* __restrict__ positions, const float2* __restrict__ state,
     float* __restrict__ partial, bf16* __restrict__ out, int tokens{% if block_size > 0 %},
@@ -173,7 +173,7 @@ extern "C" __global__ void {{ name }}(const float* __restrict__ partial, bf16* _
 {% endif %}
 
 {% if phase == "online" %}
-extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
+extern "C" __global__ void __launch_bounds__(THREADS{% if min_blocks > 0 %}, {{ min_blocks }}{% endif %}) {{ name }}(
     const bf16* __restrict__ q, const bf16* __restrict__ kc, const bf16* __restrict__ vc,
     const int* __restrict__ positions, float2* __restrict__ state, float* __restrict__ partial,
     bf16* __restrict__ out, int tokens{% if block_size > 0 %},

@@ -147,6 +147,9 @@ pub struct AttentionMmaSplit<'a> {
     /// The launch's splits: ceil(split_target / tokens), within 1..=split_max.
     pub split_target: u32,
     pub split_max: u32,
+    /// Blocks per SM the P.V and one-pass kernels' registers must allow (`__launch_bounds__`;
+    /// 0: the compiler's choice).
+    pub min_blocks: usize,
 }
 
 impl std::ops::Deref for AttentionMmaSplit<'_> {

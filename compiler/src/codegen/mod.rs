@@ -102,6 +102,7 @@ pub fn generate_traced(
             .unwrap_or(PAGED_ATTENTION_TARGET_BLOCKS),
         wide_row_access: opts.wide_row_access,
         online_chunk_attention: opts.online_chunk_attention,
+        chunk_attention_min_blocks: opts.chunk_attention_min_blocks,
         io: layout::io_offsets(opts.max_prefill),
         paging: None,
     };
@@ -243,6 +244,8 @@ struct Codegen<'a> {
     wide_row_access: bool,
     /// The chunk steps' attention in one pass (CodegenOptions::online_chunk_attention).
     online_chunk_attention: bool,
+    /// The chunk attention kernels' launch bound (CodegenOptions::chunk_attention_min_blocks).
+    chunk_attention_min_blocks: usize,
     io: art::Io,
     /// The paged pool's layout, set for the paged phase.
     paging: Option<Paging>,

@@ -39,6 +39,11 @@ pub struct CodegenOptions {
     /// until GPU-checked (`PIO_ONLINE_CHUNK_ATTENTION=1`, `pio-compile
     /// --online-chunk-attention`).
     pub online_chunk_attention: bool,
+    /// Blocks per SM the chunk steps' tensor-core attention kernels' registers must allow
+    /// (their `__launch_bounds__`; 0: the compiler's choice, which gives the P.V kernel 199
+    /// registers for head_dim 128, 2 blocks per SM). A tuning knob: every setting computes the
+    /// same (`PIO_CHUNK_ATTENTION_MIN_BLOCKS`, `pio-compile --chunk-attention-min-blocks`).
+    pub chunk_attention_min_blocks: usize,
 }
 
 impl Default for CodegenOptions {
@@ -54,6 +59,7 @@ impl Default for CodegenOptions {
             paged_attention_target_blocks: None,
             wide_row_access: true,
             online_chunk_attention: false,
+            chunk_attention_min_blocks: 0,
         }
     }
 }

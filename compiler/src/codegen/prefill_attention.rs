@@ -100,12 +100,14 @@ impl Codegen<'_> {
         );
         let base = self.mma_template(h, v, paging.as_ref());
         let one_pass = self.online_chunk_attention;
+        let min_blocks = self.chunk_attention_min_blocks;
         let mut kernel = |phase: &'static str| {
             let split = AttentionMmaSplit {
                 base: &base,
                 phase,
                 split_target: SPLIT_TARGET,
                 split_max: SPLIT_MAX,
+                min_blocks,
             };
             self.kernel(KernelFamily::AttentionMma, &split)
         };
