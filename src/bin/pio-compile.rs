@@ -70,6 +70,11 @@ struct Args {
     /// Default: the largest divisor of the group up to PAGED_ATTENTION_HEADS_PER_BLOCK (8).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     paged_attention_heads: Option<u32>,
+    /// Blocks per SM the batch decode attention's registers must allow (its launch bound; a
+    /// tuning knob, every setting computes the same; 0: the compiler's choice). Default: 4
+    /// where a lane holds 8 or more 16-byte query pieces, else 0.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=32))]
+    paged_attention_min_blocks: Option<u32>,
     /// Blocks per kv head the batch decode attention aims at: each token's context is split
     /// over ceil(N / tokens) blocks (a tuning knob; every setting computes the same up to the
     /// order of f32 sums). Default: PAGED_ATTENTION_TARGET_BLOCKS (528).
@@ -121,6 +126,7 @@ fn run() -> Result<()> {
             attention_spans: args.attention_spans as usize,
             block_size: args.block_size as usize,
             paged_attention_heads: args.paged_attention_heads.map(|n| n as usize),
+            paged_attention_min_blocks: args.paged_attention_min_blocks.map(|n| n as usize),
             paged_attention_target_blocks: args.paged_attention_target_blocks.map(|n| n as usize),
             wide_row_access: args.wide_row_access,
             online_chunk_attention: args.online_chunk_attention,
