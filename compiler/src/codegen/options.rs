@@ -182,7 +182,10 @@ pub const PAGED_SINGLE_ATTENTION_HEADS_PER_BLOCK: usize = 1;
 /// that, the compiler's choice). H200, 128 requests of 512 + 256 tokens, one call (2026-12-03):
 /// Qwen3-4B (4 heads x 2 pieces; 244 registers and 2 blocks per SM before the queries and the
 /// accumulators stopped overlapping) 7,359 output tokens/s with the compiler's choice, 7,797
-/// with 3, 7,985 with 4.
+/// with 3, 7,985 with 4. Registers (NVRTC's ptxas, sm_90, 2026-12-07): the 0.6B's batch kernel
+/// (2 heads x 2 pieces) 119 with the compiler's choice (4 blocks per SM: 528 slots for the ~600
+/// working blocks of 75 sequences), 96 with 5 (80 bytes spilled), 80 with 6 (144), 64 with 8
+/// (500; measured -27% on an H100); the 4B's 128 with 4 (240 bytes spilled).
 pub const PAGED_ATTENTION_MIN_BLOCKS: usize = 4;
 
 /// The paged decode attention's `__launch_bounds__` minimum blocks per SM for `heads_per_block`
