@@ -148,7 +148,7 @@ pub struct AttentionMmaSplit<'a> {
     pub split_target: u32,
     pub split_max: u32,
     /// Blocks per SM the P.V and one-pass kernels' registers must allow (`__launch_bounds__`;
-    /// 0: the compiler's choice).
+    /// 0: the compiler's choice; the stats kernel already allows 4).
     pub min_blocks: usize,
 }
 

@@ -39,9 +39,10 @@ pub struct CodegenOptions {
     /// until GPU-checked (`PIO_ONLINE_CHUNK_ATTENTION=1`, `pio-compile
     /// --online-chunk-attention`).
     pub online_chunk_attention: bool,
-    /// Blocks per SM the chunk steps' tensor-core attention kernels' registers must allow
-    /// (their `__launch_bounds__`; 0: the compiler's choice, which gives the P.V kernel 199
-    /// registers for head_dim 128, 2 blocks per SM). A tuning knob: every setting computes the
+    /// Blocks per SM the registers of the chunk steps' P.V (or one-pass) attention kernel must
+    /// allow (its `__launch_bounds__`; 0: the compiler's choice, which gives it 199 registers for
+    /// head_dim 128, 2 blocks per SM: a 1,974-token step's 496 blocks take 1.88 waves; with 3,
+    /// 168 registers, 84 bytes spilled, 1.25 waves). A tuning knob: every setting computes the
     /// same (`PIO_CHUNK_ATTENTION_MIN_BLOCKS`, `pio-compile --chunk-attention-min-blocks`).
     pub chunk_attention_min_blocks: usize,
 }
