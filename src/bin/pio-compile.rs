@@ -131,7 +131,6 @@ fn run() -> Result<()> {
             wide_row_access: args.wide_row_access,
             online_chunk_attention: args.online_chunk_attention,
             chunk_attention_min_blocks: args.chunk_attention_min_blocks as usize,
-            ..CodegenOptions::default()
         },
     };
     let compiled = pio_compiler::compile(&spec, &opts)?;
