@@ -343,3 +343,46 @@ fn tensor_parallel_on_simulated_ranks() {
         "{err}"
     );
 }
+
+#[test]
+fn bad_codegen_switches_in_the_environment_are_clear_errors() {
+    for (var, value, expected) in [
+        ("PIO_WIDE_ROW_ACCESS", "yes", "not 0 or 1"),
+        ("PIO_ONLINE_CHUNK_ATTENTION", "2", "not 0 or 1"),
+        (
+            "PIO_CHUNK_ATTENTION_MIN_BLOCKS",
+            "9",
+            "not an integer from 0 to 8",
+        ),
+        (
+            "PIO_PAGED_ATTENTION_MIN_BLOCKS",
+            "-1",
+            "not an integer from 0 to 32",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pio"))
+            .args(["run", "--max-new-tokens", "1", "--device", "cpu"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} ran");
+        assert!(
+            err.contains(&format!("{var} '{value}': {expected}")) && !err.contains("panicked"),
+            "{var}={value}: {err}"
+        );
+    }
+    // The switches' good values run.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pio"))
+        .args(["run", "--max-new-tokens", "2", "--device", "cpu"])
+        .env("PIO_WIDE_ROW_ACCESS", "0")
+        .env("PIO_ONLINE_CHUNK_ATTENTION", "1")
+        .env("PIO_CHUNK_ATTENTION_MIN_BLOCKS", "3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -85,8 +85,10 @@ impl LoadOptions {
     }
 
     /// The codegen settings of a load from a spec: these options, the developer knobs
-    /// `PIO_GEMV`, `PIO_DECODE_SPANS` and `PIO_PAGED_ATTENTION_HEADS` (README), else the
-    /// defaults.
+    /// `PIO_GEMV`, `PIO_DECODE_SPANS`, `PIO_PAGED_ATTENTION_HEADS`,
+    /// `PIO_PAGED_ATTENTION_MIN_BLOCKS`, `PIO_PAGED_ATTENTION_TARGET_BLOCKS`,
+    /// `PIO_WIDE_ROW_ACCESS`, `PIO_ONLINE_CHUNK_ATTENTION` and `PIO_CHUNK_ATTENTION_MIN_BLOCKS`
+    /// (README), else the defaults; a bad value is an error that names the variable.
     pub fn codegen_options(&self) -> Result<CodegenOptions, PioError> {
         Ok(CodegenOptions {
             max_prefill: self.max_prefill.unwrap_or(DEFAULT_PREFILL),
