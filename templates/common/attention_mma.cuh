@@ -65,6 +65,11 @@ __device__ __forceinline__ void cp_async_wait() {
 __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ cache, int k0,
                                           int kv_len, int kvh, const int* __restrict__ table) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
+{% if load_unroll > 0 %}
+    // Fewer row addresses live at once (the one-pass kernel: 218 -> 167 registers, 3 blocks
+    // per SM instead of 2, head_dim 128).
+#pragma unroll {{ load_unroll }}
+{% endif %}
     for (int i = threadIdx.x; i < BK * CHUNKS; i += THREADS) {
         const int r = i / CHUNKS, c = i % CHUNKS;
         const bool valid = k0 + r < kv_len;

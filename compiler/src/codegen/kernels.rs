@@ -134,6 +134,8 @@ pub struct AttentionMma {
     pub block_size: usize,
     pub block_elems: usize,
     pub max_blocks: usize,
+    /// The tile loads' loop unrolled this many times (0: the compiler's choice, all 8).
+    pub load_unroll: usize,
 }
 
 /// The prefill attention with its keys split over blocks: one of its three launches. The
@@ -150,6 +152,8 @@ pub struct AttentionMmaSplit<'a> {
     /// Blocks per SM the P.V and one-pass kernels' registers must allow (`__launch_bounds__`;
     /// 0: the compiler's choice; the stats kernel already allows 4).
     pub min_blocks: usize,
+    /// The tile loads' unrolling (shadows the base's): 1 for the one-pass kernel.
+    pub load_unroll: usize,
 }
 
 impl std::ops::Deref for AttentionMmaSplit<'_> {
