@@ -3,18 +3,11 @@
 use pio_artifact::{Arg, Artifact, Dim, Region, Step};
 use pio_compiler::codegen::{generate, CodegenOptions};
 use pio_compiler::pass::{default_pipeline, PassOptions};
-use pio_compiler::CompileOptions;
 use std::path::Path;
 
-fn compile(file: &str, opts: &CodegenOptions, pass_opts: PassOptions) -> Artifact {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-specs");
-    let spec = pio_compiler::spec::load(&root.join(file)).unwrap();
-    let opts = CompileOptions {
-        passes: pass_opts,
-        codegen: opts.clone(),
-    };
-    pio_compiler::compile(&spec, &opts).unwrap().artifact
-}
+#[path = "common/compile_spec.rs"]
+mod compile_spec;
+use compile_spec::compile;
 
 /// Model info and reference graph for calling codegen directly.
 fn extras(

@@ -4,18 +4,10 @@
 use pio_artifact::{Artifact, Dim, Step};
 use pio_compiler::codegen::CodegenOptions;
 use pio_compiler::pass::PassOptions;
-use pio_compiler::CompileOptions;
-use std::path::Path;
 
-fn compile(file: &str, opts: &CodegenOptions, pass_opts: PassOptions) -> Artifact {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-specs");
-    let spec = pio_compiler::spec::load(&root.join(file)).unwrap();
-    let opts = CompileOptions {
-        passes: pass_opts,
-        codegen: opts.clone(),
-    };
-    pio_compiler::compile(&spec, &opts).unwrap().artifact
-}
+#[path = "common/compile_spec.rs"]
+mod compile_spec;
+use compile_spec::compile;
 
 #[test]
 fn gemv_tuning_changes_launch_shapes_only() {
@@ -182,14 +174,7 @@ fn online_chunk_attention_changes_only_the_chunk_steps_attention() {
         )
     };
     let (two, one) = (at(false), at(true));
-    for (a, b) in [
-        (&two.prefill, &one.prefill),
-        (&two.decode, &one.decode),
-        (&two.paged.steps, &one.paged.steps),
-        (&two.paged.single_steps, &one.paged.single_steps),
-    ] {
-        assert_eq!(a, b, "only the chunk steps change");
-    }
+    assert_lists_equal_but_the_chunk_steps(&two, &one);
     let attention = |a: &Artifact| -> Vec<(String, [Dim; 3], u32)> {
         a.paged
             .chunk_steps
@@ -250,14 +235,7 @@ fn chunk_attention_min_blocks_changes_only_the_chunk_attention_launch_bounds() {
         )
     };
     let (free, bound) = (at(0), at(3));
-    for (a, b) in [
-        (&free.prefill, &bound.prefill),
-        (&free.decode, &bound.decode),
-        (&free.paged.steps, &bound.paged.steps),
-        (&free.paged.single_steps, &bound.paged.single_steps),
-    ] {
-        assert_eq!(a, b, "only the chunk steps change");
-    }
+    assert_lists_equal_but_the_chunk_steps(&free, &bound);
     let mut bounded = 0;
     for (f, b) in free.paged.chunk_steps.iter().zip(&bound.paged.chunk_steps) {
         let (Step::Kernel(f), Step::Kernel(b)) = (f, b) else {
@@ -281,4 +259,16 @@ fn chunk_attention_min_blocks_changes_only_the_chunk_attention_launch_bounds() {
     // Per layer: the P.V kernel (the stats kernel keeps its 4 blocks per SM, the reduce has no
     // launch bound).
     assert_eq!(bounded, 28);
+}
+
+/// Every launch list of `a` and `b` but the chunk steps' is the same.
+fn assert_lists_equal_but_the_chunk_steps(a: &Artifact, b: &Artifact) {
+    for (la, lb) in [
+        (&a.prefill, &b.prefill),
+        (&a.decode, &b.decode),
+        (&a.paged.steps, &b.paged.steps),
+        (&a.paged.single_steps, &b.paged.single_steps),
+    ] {
+        assert_eq!(la, lb, "only the chunk steps change");
+    }
 }

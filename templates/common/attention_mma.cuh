@@ -137,9 +137,9 @@ __device__ __forceinline__ void scores(float (&s)[BK / 8][4], const u32 (&qa)[D 
 
 // Pass 1's step over one tile: folds the tile's scores into each row's max (m) and sum of
 // exp(s - m) (l), per lane (the 4 lanes of a row are summed at the end; the max is shared).
-__device__ __forceinline__ void row_stats(const float (&s)[BK / 8][4], float& m0, float& m1,
-                                          float& l0, float& l1) {
-    float x0 = NEG_INF, x1 = NEG_INF;
+// x0 and x1 raised to the max of a tile's scores in each of this lane's two rows, over the 4
+// lanes that share a row.
+__device__ __forceinline__ void tile_row_max(const float (&s)[BK / 8][4], float& x0, float& x1) {
 #pragma unroll
     for (int j = 0; j < BK / 8; ++j) {
         x0 = fmaxf(x0, fmaxf(s[j][0], s[j][1]));
@@ -150,6 +150,12 @@ __device__ __forceinline__ void row_stats(const float (&s)[BK / 8][4], float& m0
         x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, o));
         x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, o));
     }
+}
+
+__device__ __forceinline__ void row_stats(const float (&s)[BK / 8][4], float& m0, float& m1,
+                                          float& l0, float& l1) {
+    float x0 = NEG_INF, x1 = NEG_INF;
+    tile_row_max(s, x0, x1);
     const float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
     float a0 = 0.0f, a1 = 0.0f;
 #pragma unroll
@@ -162,6 +168,25 @@ __device__ __forceinline__ void row_stats(const float (&s)[BK / 8][4], float& m0
     if (n1 != NEG_INF) l1 = (m1 == NEG_INF ? 0.0f : l1 * __expf(m1 - n1)) + a1;
     m0 = n0;
     m1 = n1;
+}
+
+// acc += P times the value rows vt of a tile, P (already rounded to bf16) in the scores' place.
+__device__ __forceinline__ void pv_mma(float (&acc)[D / 8][4], const float (&s)[BK / 8][4],
+                                       const bf16* vt, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+        const u32 pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                           pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                           pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+        for (int n = 0; n < D / 8; n += 2) {
+            u32 b[4];
+            ldmatrix_x4_trans(b, vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
+                                     n * 8 + (lane >> 4) * 8);
+            mma_bf16(acc[n], pa, b[0], b[1]);
+            mma_bf16(acc[n + 1], pa, b[2], b[3]);
+        }
+    }
 }
 
 // Pass 2's step over one tile: P = bf16(exp(s - m) / l) times the value rows vt, into acc.
@@ -185,20 +210,7 @@ __device__ __forceinline__ void p_times_v(float (&acc)[D / 8][4], float (&s)[BK 
         s[j][3] = s[j][3] == NEG_INF ? 0.0f : P_OF(s[j][3], m1, l1, i1);
     }
 #undef P_OF
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-        const u32 pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                           pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                           pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-        for (int n = 0; n < D / 8; n += 2) {
-            u32 b[4];
-            ldmatrix_x4_trans(b, vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
-                                     n * 8 + (lane >> 4) * 8);
-            mma_bf16(acc[n], pa, b[0], b[1]);
-            mma_bf16(acc[n + 1], pa, b[2], b[3]);
-        }
-    }
+    pv_mma(acc, s, vt, lane);
 }
 
 // A block's window: query head blockIdx.x, tokens t0 .. t0 + BQ (the last tokens' window first).
@@ -268,28 +280,49 @@ __device__ __forceinline__ void load_q(u32 (&qa)[D / 16][4], const bf16* __restr
     }
 }
 
+// The key tiles [from, to) (with VALUES, the value tiles too), double-buffered in smem (2 key tiles,
+// then 2 value tiles): the next tile's copy is in flight while `step(ks, vs, tile)` works on
+// this one, for each tile some of the warp's rows see. Every thread of the block calls it.
+template <bool VALUES, class Step>
+__device__ __forceinline__ void walk_tiles(const BlockRows& b, bf16* smem,
+                                           const bf16* __restrict__ kc,
+                                           const bf16* __restrict__ vc, int from, int to,
+                                           const int* __restrict__ table, Step&& step) {
+    if (from >= to) return;
+    bf16* const ks = smem;
+    bf16* const vs = VALUES ? smem + 2 * TILE_ELEMS : nullptr;
+    issue_tile(ks, vs, kc, vc, from, b.kv_len, b.kvh, table);
+    for (int tile = from; tile < to; ++tile) {
+        const int buf = (tile - from) & 1;
+        if (tile + 1 < to)
+            issue_tile(ks + (buf ^ 1) * TILE_ELEMS, VALUES ? vs + (buf ^ 1) * TILE_ELEMS : nullptr,
+                       kc, vc, tile + 1, b.kv_len, b.kvh, table);
+        wait_tile(tile, to);
+        if (tile * BK < b.warp_keys)
+            step(ks + buf * TILE_ELEMS, VALUES ? vs + buf * TILE_ELEMS : nullptr, tile);
+        // Every warp is done with this buffer before tile + 2 is copied into it.
+        __syncthreads();
+    }
+}
+
 // Pass 1 over key tiles [from, to): each row's max (m) and sum of exp(s - m) (l), this lane's
 // share of the sum (the 4 lanes of a row add theirs at the end). smem: 2 key tiles.
 __device__ __forceinline__ void stats_pass(const u32 (&qa)[D / 16][4], const BlockRows& b,
                                            bf16* smem, const bf16* __restrict__ kc, int from,
                                            int to, const int* __restrict__ table, float& m0,
                                            float& m1, float& l0, float& l1) {
-    if (from >= to) return;
-    issue_tile(smem, nullptr, kc, nullptr, from, b.kv_len, b.kvh, table);
-    for (int tile = from; tile < to; ++tile) {
-        const int buf = (tile - from) & 1;
-        if (tile + 1 < to)
-            issue_tile(smem + (buf ^ 1) * TILE_ELEMS, nullptr, kc, nullptr, tile + 1, b.kv_len,
-                       b.kvh, table);
-        wait_tile(tile, to);
-        if (tile * BK < b.warp_keys) {
-            float s[BK / 8][4];
-            scores(s, qa, smem + buf * TILE_ELEMS, tile * BK, b.p0, b.p1, b.lane);
-            row_stats(s, m0, m1, l0, l1);
-        }
-        // Every warp is done with this buffer before tile + 2 is copied into it.
-        __syncthreads();
-    }
+    walk_tiles<false>(b, smem, kc, nullptr, from, to, table, [&](const bf16* kt, const bf16*, int tile) {
+        float s[BK / 8][4];
+        scores(s, qa, kt, tile * BK, b.p0, b.p1, b.lane);
+        row_stats(s, m0, m1, l0, l1);
+    });
+}
+
+__device__ __forceinline__ void zero(float (&acc)[D / 8][4]) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
 }
 
 // Pass 2 over key tiles [from, to): P = bf16(exp(s - m) / l) times V into acc. smem: 2 key
@@ -299,27 +332,12 @@ __device__ __forceinline__ void pv_pass(float (&acc)[D / 8][4], const u32 (&qa)[
                                         const bf16* __restrict__ kc, const bf16* __restrict__ vc,
                                         int from, int to, const int* __restrict__ table, float m0,
                                         float m1, float l0, float l1) {
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
-    if (from >= to) return;
-    bf16* const ks = smem;
-    bf16* const vs = smem + 2 * TILE_ELEMS;
-    issue_tile(ks, vs, kc, vc, from, b.kv_len, b.kvh, table);
-    for (int tile = from; tile < to; ++tile) {
-        const int buf = (tile - from) & 1;
-        if (tile + 1 < to)
-            issue_tile(ks + (buf ^ 1) * TILE_ELEMS, vs + (buf ^ 1) * TILE_ELEMS, kc, vc, tile + 1,
-                       b.kv_len, b.kvh, table);
-        wait_tile(tile, to);
-        if (tile * BK < b.warp_keys) {
-            float s[BK / 8][4];
-            scores(s, qa, ks + buf * TILE_ELEMS, tile * BK, b.p0, b.p1, b.lane);
-            p_times_v(acc, s, vs + buf * TILE_ELEMS, m0, m1, l0, l1, b.lane);
-        }
-        __syncthreads();
-    }
+    zero(acc);
+    walk_tiles<true>(b, smem, kc, vc, from, to, table, [&](const bf16* kt, const bf16* vt, int tile) {
+        float s[BK / 8][4];
+        scores(s, qa, kt, tile * BK, b.p0, b.p1, b.lane);
+        p_times_v(acc, s, vt, m0, m1, l0, l1, b.lane);
+    });
 }
 
 // One pass over key tiles [from, to) (FlashAttention-2's online softmax): each tile's scores
@@ -333,80 +351,40 @@ __device__ __forceinline__ void online_pass(float (&acc)[D / 8][4], const u32 (&
                                             const bf16* __restrict__ vc, int from, int to,
                                             const int* __restrict__ table, float& m0, float& m1,
                                             float& l0, float& l1) {
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
+    zero(acc);
     m0 = m1 = NEG_INF;
     l0 = l1 = 0.0f;
-    if (from >= to) return;
-    bf16* const ks = smem;
-    bf16* const vs = smem + 2 * TILE_ELEMS;
-    issue_tile(ks, vs, kc, vc, from, b.kv_len, b.kvh, table);
-    for (int tile = from; tile < to; ++tile) {
-        const int buf = (tile - from) & 1;
-        if (tile + 1 < to)
-            issue_tile(ks + (buf ^ 1) * TILE_ELEMS, vs + (buf ^ 1) * TILE_ELEMS, kc, vc, tile + 1,
-                       b.kv_len, b.kvh, table);
-        wait_tile(tile, to);
-        if (tile * BK < b.warp_keys) {
-            float s[BK / 8][4];
-            scores(s, qa, ks + buf * TILE_ELEMS, tile * BK, b.p0, b.p1, b.lane);
-            float x0 = m0, x1 = m1;
+    walk_tiles<true>(b, smem, kc, vc, from, to, table, [&](const bf16* kt, const bf16* vt, int tile) {
+        float s[BK / 8][4];
+        scores(s, qa, kt, tile * BK, b.p0, b.p1, b.lane);
+        float x0 = m0, x1 = m1;
+        tile_row_max(s, x0, x1);
+        // A row with no key yet keeps its zeros (no exp of -inf minus -inf).
+        const float c0 = m0 == NEG_INF ? 0.0f : __expf(m0 - x0);
+        const float c1 = m1 == NEG_INF ? 0.0f : __expf(m1 - x1);
+        m0 = x0;
+        m1 = x1;
+        l0 *= c0;
+        l1 *= c1;
 #pragma unroll
-            for (int j = 0; j < BK / 8; ++j) {
-                x0 = fmaxf(x0, fmaxf(s[j][0], s[j][1]));
-                x1 = fmaxf(x1, fmaxf(s[j][2], s[j][3]));
-            }
+        for (int n = 0; n < D / 8; ++n) {
+            acc[n][0] *= c0;
+            acc[n][1] *= c0;
+            acc[n][2] *= c1;
+            acc[n][3] *= c1;
+        }
 #pragma unroll
-            for (int o = 1; o < 4; o <<= 1) {
-                x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, o));
-                x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, o));
-            }
-            // A row with no key yet keeps its zeros (no exp of -inf minus -inf).
-            const float c0 = m0 == NEG_INF ? 0.0f : __expf(m0 - x0);
-            const float c1 = m1 == NEG_INF ? 0.0f : __expf(m1 - x1);
-            m0 = x0;
-            m1 = x1;
-            l0 *= c0;
-            l1 *= c1;
+        for (int j = 0; j < BK / 8; ++j) {
 #pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                acc[n][0] *= c0;
-                acc[n][1] *= c0;
-                acc[n][2] *= c1;
-                acc[n][3] *= c1;
-            }
-#pragma unroll
-            for (int j = 0; j < BK / 8; ++j) {
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const float m = e < 2 ? m0 : m1;
-                    const float p = s[j][e] == NEG_INF ? 0.0f : rbf(__expf(s[j][e] - m));
-                    s[j][e] = p;
-                    if (e < 2) l0 += p;
-                    else l1 += p;
-                }
-            }
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; ++kk) {
-                const u32 pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                                   pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                   pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                   pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-                const bf16* vt = vs + buf * TILE_ELEMS;
-#pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
-                    u32 bv[4];
-                    ldmatrix_x4_trans(bv, vt + (kk * 16 + (b.lane & 7) + ((b.lane >> 3) & 1) * 8) * LDS +
-                                              n * 8 + (b.lane >> 4) * 8);
-                    mma_bf16(acc[n], pa, bv[0], bv[1]);
-                    mma_bf16(acc[n + 1], pa, bv[2], bv[3]);
-                }
+            for (int e = 0; e < 4; ++e) {
+                const float p = s[j][e] == NEG_INF ? 0.0f : rbf(__expf(s[j][e] - (e < 2 ? m0 : m1)));
+                s[j][e] = p;
+                if (e < 2) l0 += p;
+                else l1 += p;
             }
         }
-        __syncthreads();
-    }
+        pv_mma(acc, s, vt, b.lane);
+    });
 }
 
 // This lane's rows of acc, rounded to bf16, into out ([tokens, HEADS, D]).

@@ -48,6 +48,34 @@ __device__ __forceinline__ BlockRows split_start(const bf16* __restrict__ q,
     return b;
 }
 
+// This split's max and sum of this lane's two rows (each row's in the 4 lanes that share it),
+// into `state` ([splits, tokens, HEADS]).
+__device__ __forceinline__ void store_state(float2* __restrict__ state, const BlockRows& b,
+                                            int tokens, float m0, float l0, float m1, float l1) {
+    if ((b.lane & 3) == 0) {
+        if (b.p0 >= 0) state[((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h] = make_float2(m0, l0);
+        if (b.p1 >= 0) state[((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h] = make_float2(m1, l1);
+    }
+}
+
+// This split's f32 P.V of this lane's rows into `partial` ([splits, tokens, HEADS, D]).
+__device__ __forceinline__ void store_partial(float* __restrict__ partial,
+                                              const float (&acc)[D / 8][4], const BlockRows& b,
+                                              int tokens) {
+    const int col = 2 * (b.lane & 3);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+        if (b.p0 >= 0) {
+            float* o = partial + (((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h) * D + n * 8 + col;
+            *reinterpret_cast<float2*>(o) = make_float2(acc[n][0], acc[n][1]);
+        }
+        if (b.p1 >= 0) {
+            float* o = partial + (((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h) * D + n * 8 + col;
+            *reinterpret_cast<float2*>(o) = make_float2(acc[n][2], acc[n][3]);
+        }
+    }
+}
+
 // The window's sequence index rows (null: one sequence).
 {% if block_size > 0 %}
 #define SEQ_INDEX seq_index
@@ -85,10 +113,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) {{ name }}(
             l0 += __shfl_xor_sync(0xffffffffu, l0, o);
             l1 += __shfl_xor_sync(0xffffffffu, l1, o);
         }
-        if ((b.lane & 3) == 0) {
-            if (b.p0 >= 0) state[((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h] = make_float2(m0, l0);
-            if (b.p1 >= 0) state[((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h] = make_float2(m1, l1);
-        }
+        store_state(state, b, tokens, m0, l0, m1, l1);
         // The next segment reuses the key tiles' shared memory.
         __syncthreads();
     }
@@ -136,18 +161,7 @@ extern "C" __global__ void __launch_bounds__(THREADS{% if min_blocks > 0 %}, {{ 
         if (gridDim.z == 1) {
             store_rows(out, acc, b);
         } else {
-            const int col = 2 * (b.lane & 3);
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                if (b.p0 >= 0) {
-                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h) * D + n * 8 + col;
-                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][0], acc[n][1]);
-                }
-                if (b.p1 >= 0) {
-                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h) * D + n * 8 + col;
-                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][2], acc[n][3]);
-                }
-            }
+            store_partial(partial, acc, b, tokens);
         }
         __syncthreads();
     }
@@ -212,22 +226,8 @@ extern "C" __global__ void __launch_bounds__(THREADS{% if min_blocks > 0 %}, {{ 
             }
             store_rows(out, acc, b);
         } else {
-            if ((b.lane & 3) == 0) {
-                if (b.p0 >= 0) state[((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h] = make_float2(m0, l0);
-                if (b.p1 >= 0) state[((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h] = make_float2(m1, l1);
-            }
-            const int col = 2 * (b.lane & 3);
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                if (b.p0 >= 0) {
-                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r0) * HEADS + b.h) * D + n * 8 + col;
-                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][0], acc[n][1]);
-                }
-                if (b.p1 >= 0) {
-                    float* o = partial + (((size_t)blockIdx.z * tokens + b.r1) * HEADS + b.h) * D + n * 8 + col;
-                    *reinterpret_cast<float2*>(o) = make_float2(acc[n][2], acc[n][3]);
-                }
-            }
+            store_state(state, b, tokens, m0, l0, m1, l1);
+            store_partial(partial, acc, b, tokens);
         }
         __syncthreads();
     }

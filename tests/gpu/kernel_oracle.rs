@@ -10,7 +10,6 @@
 use super::have_gpu;
 use super::oracle::{Check, Oracle, SeqRows};
 use pio::artifact::Phase;
-use pio::compiler::codegen::CodegenOptions;
 use pio::compiler::ir::Op;
 use pio::compiler::pass::PassOptions;
 use pio::compiler::{compile, CompileOptions, Compiled};
@@ -56,14 +55,14 @@ fn compiled(spec: &str, no_fusion: bool) -> Compiled {
             no_fusion,
             ..PassOptions::default()
         },
-        // The engine's switches of codegen options, so that a run checks what it turns on.
-        codegen: CodegenOptions {
-            max_prefill: 512,
-            wide_row_access: std::env::var("PIO_WIDE_ROW_ACCESS").as_deref() != Ok("0"),
-            online_chunk_attention: std::env::var("PIO_ONLINE_CHUNK_ATTENTION").as_deref()
-                == Ok("1"),
-            ..CodegenOptions::default()
-        },
+        // The engine's codegen options (its environment switches included), so that a run
+        // checks what they turn on.
+        codegen: LoadOptions {
+            max_prefill: Some(512),
+            ..LoadOptions::default()
+        }
+        .codegen_options()
+        .unwrap(),
     };
     compile(&s, &opts).unwrap()
 }

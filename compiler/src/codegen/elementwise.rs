@@ -79,7 +79,7 @@ impl Codegen<'_> {
     /// `stride`: with wide row access, 8 in 16-byte pieces where rows allow, with a thread per
     /// piece up to 256 (whole warps); else 1, with 256 threads.
     fn rmsnorm_shape(&self, dim: usize, stride: usize) -> (usize, usize) {
-        if self.wide_row_access && dim % 8 == 0 && stride % 8 == 0 {
+        if self.rows_in_16_bytes(&[dim, stride]) {
             (8, (dim / 8).next_multiple_of(32).clamp(32, 256))
         } else {
             (1, 256)
@@ -132,11 +132,17 @@ impl Codegen<'_> {
     /// strides: with wide row access, 8 in 16-byte pieces where every row start and piece can be
     /// 16-byte aligned; else 1.
     fn elementwise_vec(&self, cols: usize, a_stride: usize, b_stride: usize) -> usize {
-        if self.wide_row_access && cols % 8 == 0 && a_stride % 8 == 0 && b_stride % 8 == 0 {
+        if self.rows_in_16_bytes(&[cols, a_stride, b_stride]) {
             8
         } else {
             1
         }
+    }
+
+    /// Wide row access applies to rows of these widths and strides (in bf16 elements): all
+    /// multiples of 8, so every row start and every 8-column piece can be 16-byte aligned.
+    fn rows_in_16_bytes(&self, widths: &[usize]) -> bool {
+        self.wide_row_access && widths.iter().all(|w| w % 8 == 0)
     }
 
     /// An elementwise launch: blocks of 256 threads, each of one column or 8 (see

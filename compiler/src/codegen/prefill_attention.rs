@@ -118,52 +118,8 @@ impl Codegen<'_> {
         let paged = paging_args(paging.as_ref());
         let reduce_grid = [SPLIT_ROWS, Dim::Fixed(h.heads as u32), Dim::Fixed(1)];
         let reduce_threads = h.d.min(128) as u32;
-        if one_pass {
-            let (online, reduce) = (kernel("online"), kernel("online_reduce"));
-            let mut args = vec![
-                PArg::Ptr(v[0]),
-                PArg::Ptr(v[1]),
-                PArg::Ptr(v[2]),
-                PArg::Ptr(v[3]),
-                PArg::Ptr(state),
-                PArg::Ptr(partial),
-                PArg::Ptr(out),
-                PArg::Tokens,
-            ];
-            args.extend(paged);
-            ph.push(
-                launch(online, &name, grid(h, SPLITS), THREADS, args)
-                    .with_shared(tile_bytes(h.d, 4)),
-            );
-            ph.push(launch(
-                reduce,
-                &name,
-                reduce_grid,
-                reduce_threads,
-                vec![
-                    PArg::Ptr(state),
-                    PArg::Ptr(partial),
-                    PArg::Ptr(out),
-                    PArg::Tokens,
-                ],
-            ));
-            return Ok(());
-        }
-        let (stats, pv, reduce) = (kernel("stats"), kernel("pv"), kernel("reduce"));
-
-        let mut args = vec![
-            PArg::Ptr(v[0]),
-            PArg::Ptr(v[1]),
-            PArg::Ptr(v[3]),
-            PArg::Ptr(state),
-            PArg::Tokens,
-        ];
-        args.extend(paged.clone());
-        ph.push(
-            launch(stats, &name, grid(h, SPLITS), THREADS, args).with_shared(tile_bytes(h.d, 2)),
-        );
-
-        let mut args = vec![
+        // The P.V kernel's arguments, and the one-pass kernel's.
+        let mut pv_args = vec![
             PArg::Ptr(v[0]),
             PArg::Ptr(v[1]),
             PArg::Ptr(v[2]),
@@ -173,15 +129,41 @@ impl Codegen<'_> {
             PArg::Ptr(out),
             PArg::Tokens,
         ];
-        args.extend(paged);
-        ph.push(launch(pv, &name, grid(h, SPLITS), THREADS, args).with_shared(tile_bytes(h.d, 4)));
-
+        pv_args.extend(paged.clone());
+        let (pv, reduce, reduce_args) = if one_pass {
+            let reduce_args = vec![
+                PArg::Ptr(state),
+                PArg::Ptr(partial),
+                PArg::Ptr(out),
+                PArg::Tokens,
+            ];
+            (kernel("online"), kernel("online_reduce"), reduce_args)
+        } else {
+            let stats = kernel("stats");
+            let mut args = vec![
+                PArg::Ptr(v[0]),
+                PArg::Ptr(v[1]),
+                PArg::Ptr(v[3]),
+                PArg::Ptr(state),
+                PArg::Tokens,
+            ];
+            args.extend(paged);
+            ph.push(
+                launch(stats, &name, grid(h, SPLITS), THREADS, args)
+                    .with_shared(tile_bytes(h.d, 2)),
+            );
+            let reduce_args = vec![PArg::Ptr(partial), PArg::Ptr(out), PArg::Tokens];
+            (kernel("pv"), kernel("reduce"), reduce_args)
+        };
+        ph.push(
+            launch(pv, &name, grid(h, SPLITS), THREADS, pv_args).with_shared(tile_bytes(h.d, 4)),
+        );
         ph.push(launch(
             reduce,
             &name,
             reduce_grid,
             reduce_threads,
-            vec![PArg::Ptr(partial), PArg::Ptr(out), PArg::Tokens],
+            reduce_args,
         ));
         Ok(())
     }
