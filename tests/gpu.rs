@@ -11,6 +11,8 @@ mod chunk_steps;
 #[path = "gpu/chunking.rs"]
 mod chunking;
 mod common;
+#[path = "gpu/few_rows_gemm.rs"]
+mod few_rows_gemm;
 #[path = "gpu/kernel_oracle.rs"]
 mod kernel_oracle;
 #[path = "gpu/long_batch.rs"]

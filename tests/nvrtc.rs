@@ -1,4 +1,4 @@
-//! Every generated kernel (and the runtime's sampler) compiles with NVRTC for sm_90 (CUBIN), and
+//! Every generated kernel (and the runtime's sampler and few-rows GEMM) compiles with NVRTC for sm_90 (CUBIN), and
 //! for compute_80 (PTX, what `PIO_NVRTC_ARCH=compute_80` loads). Needs only
 //! CUDA's NVRTC library, no GPU: .ci/run installs it from PyPI (nvidia-cuda-nvrtc) so CI checks
 //! the kernels on every change and sets `PIO_REQUIRE_NVRTC=1`, so that a broken install fails
@@ -22,10 +22,16 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         eprintln!("skipped: libnvrtc not found (.ci/run installs it)");
         return;
     }
-    let mut sources = vec![(
-        "pio_sampler".to_string(),
-        include_str!("../runtime/src/cuda/sample.cu").to_string(),
-    )];
+    let mut sources = vec![
+        (
+            "pio_sampler".to_string(),
+            include_str!("../runtime/src/cuda/sample.cu").to_string(),
+        ),
+        (
+            "pio_gemm_rows".to_string(),
+            include_str!("../runtime/src/cuda/gemm_rows.cu").to_string(),
+        ),
+    ];
     let mut base = Vec::new();
     for spec in [
         "model-specs/qwen3-tiny.yaml",

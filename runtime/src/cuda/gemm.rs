@@ -2,9 +2,14 @@
 //! by timing. For each GEMM shape and each class of row counts (the next power of two), the
 //! tuner times cuBLAS's default against cuBLASLt's heuristic candidates (split-K among them,
 //! which the default rarely picks for the few-row GEMMs of a decode batch) and keeps the
-//! fastest. Tuning runs between steps, never inside a CUDA-graph capture, and writes only to
-//! GEMM outputs in the activation arena or the io region (scratch until the step that follows
-//! rewrites them); GEMMs writing anywhere else are never tuned. `PIO_GEMM_TUNE=0` turns it off.
+//! fastest; with `PIO_GEMM_ROWS=1`, for GEMMs of at most 128 rows pio's own few-rows kernel
+//! (`gemm/rows.rs`) is timed too, with each of its k splits. Tuning runs between steps, never
+//! inside a CUDA-graph capture, and writes only to GEMM outputs in the activation arena or the
+//! io region (scratch until the step that follows rewrites them); GEMMs writing anywhere else
+//! are never tuned.
+//! `PIO_GEMM_TUNE=0` turns it off; `PIO_GEMM_ROWS` (see [`rows::RowsMode`]) makes the few-rows
+//! kernel a candidate (`1`; off by default until it has run on a GPU) or runs it wherever it
+//! applies (`only`).
 
 use super::device::{CudaError, DeviceBuffer, Gpu, GpuTimer};
 use super::logit_rows::LogitRows;
@@ -16,7 +21,9 @@ use pio_artifact::{Arg, Gemm, Region};
 use std::collections::HashMap;
 
 mod lt_problem;
+pub(crate) mod rows;
 use lt_problem::{LtProblem, Shape};
+use rows::{RowsCall, RowsKernels, RowsMode};
 use std::ffi::c_void;
 
 /// cuBLASLt candidates timed per (shape, row class).
@@ -159,17 +166,33 @@ struct Call {
     beta: f32,
 }
 
+/// What runs a GEMM of one (shape, row class).
+#[derive(Clone, Copy)]
+enum Choice {
+    /// cuBLAS's default.
+    Blas,
+    /// A cuBLASLt algorithm.
+    Lt(lt::cublasLtMatmulAlgo_t),
+    /// pio's few-rows kernel with k split over this many blocks.
+    Rows(u32),
+}
+
 /// The tuned choices and the problems set up from them.
 pub(crate) struct GemmTuner {
+    /// Whether GEMMs are tuned at all (`PIO_GEMM_TUNE` is not `0`).
+    tuning: bool,
     handle: Option<lt::cublasLtHandle_t>,
-    /// Per (shape, row class): the cuBLASLt algorithm that won, or `None` when cuBLAS's
-    /// default did.
-    choices: HashMap<(Shape, u32), Option<lt::cublasLtMatmulAlgo_t>>,
+    /// The few-rows kernel, where it was compiled.
+    rows: Option<RowsKernels>,
+    /// Per (shape, row class): what won.
+    choices: HashMap<(Shape, u32), Choice>,
     /// Per (shape, exact rows): the problem with its class's algorithm, or `None` (cuBLAS).
     problems: HashMap<(Shape, u32), Option<LtProblem>>,
-    /// Classes tuned so far, and how many of them a cuBLASLt candidate won (for the log line).
+    /// Classes tuned so far, and how many of them a cuBLASLt candidate or the few-rows kernel
+    /// won (for the log line).
     pub(crate) tuned: usize,
     pub(crate) lt_wins: usize,
+    pub(crate) rows_wins: usize,
 }
 
 // SAFETY: the cuBLASLt handle and descriptors are plain pointers used from one thread at a time
@@ -187,9 +210,10 @@ impl Drop for GemmTuner {
 }
 
 impl GemmTuner {
-    /// A tuner; without cuBLASLt, or with `PIO_GEMM_TUNE=0`, one that never tunes (every GEMM
-    /// runs cuBLAS's default).
-    pub(crate) fn new() -> GemmTuner {
+    /// A tuner; with `PIO_GEMM_TUNE=0` one that never tunes (every GEMM runs cuBLAS's default,
+    /// or the few-rows kernel with `PIO_GEMM_ROWS=only`); without cuBLASLt only the few-rows
+    /// kernel (`rows`, where it was compiled) competes with cuBLAS.
+    pub(crate) fn new(rows: Option<RowsKernels>) -> GemmTuner {
         let wanted = std::env::var("PIO_GEMM_TUNE").map_or(true, |v| v != "0");
         // SAFETY: only probes whether the library loads.
         let handle = (wanted && unsafe { lt::is_culib_present() })
@@ -202,11 +226,14 @@ impl GemmTuner {
             })
             .flatten();
         GemmTuner {
+            tuning: wanted,
             handle,
+            rows: rows.filter(|r| r.mode != RowsMode::Off),
             choices: HashMap::new(),
             problems: HashMap::new(),
             tuned: 0,
             lt_wins: 0,
+            rows_wins: 0,
         }
     }
 
@@ -230,16 +257,13 @@ impl GemmTuner {
         step: &GemmStep,
         (tokens, logit_rows): (u32, LogitRows<'_>),
     ) -> Result<(), CudaError> {
-        let Some(handle) = self.handle else {
-            return Ok(());
-        };
         let call = call_of(step, tokens, logit_rows);
         let shape = Self::shape(&step.gemm);
         let key = (shape, row_class(call.m));
-        if !step.tunable || self.choices.contains_key(&key) {
+        let rows_only = self.rows.is_some_and(|r| r.mode == RowsMode::Only);
+        if !self.tuning || rows_only || !step.tunable || self.choices.contains_key(&key) {
             return Ok(());
         }
-        let mut problem = LtProblem::new(shape, call.m)?;
         let time = |run: &mut dyn FnMut() -> Result<(), CudaError>| -> Result<f64, CudaError> {
             run()?;
             run()?;
@@ -249,18 +273,35 @@ impl GemmTuner {
             }
             timer.stop(gpu)
         };
-        let mut best = (time(&mut || gemm_ex(blas, &step.gemm, call))?, None);
-        for algo in problem.candidates(handle, blas.workspace.bytes)? {
-            problem.algo = algo;
-            // A candidate that fails to run is skipped, not an error.
-            if let Ok(ms) = time(&mut || lt_matmul(handle, blas, &problem, call)) {
-                if ms < best.0 {
-                    best = (ms, Some(algo));
+        let mut best = (time(&mut || gemm_ex(blas, &step.gemm, call))?, Choice::Blas);
+        if let Some(handle) = self.handle {
+            let mut problem = LtProblem::new(shape, call.m)?;
+            for algo in problem.candidates(handle, blas.workspace.bytes)? {
+                problem.algo = algo;
+                // A candidate that fails to run is skipped, not an error.
+                if let Ok(ms) = time(&mut || lt_matmul(handle, blas, &problem, call)) {
+                    if ms < best.0 {
+                        best = (ms, Choice::Lt(algo));
+                    }
+                }
+            }
+        }
+        if let Some(kernels) = self.rows {
+            let rc = rows_call(&step.gemm, call);
+            if rows::takes(&rc) {
+                for splits in rows::split_options(rc.k, kernels.clusters) {
+                    // As with cuBLASLt's candidates, a launch the driver refuses is skipped.
+                    if let Ok(ms) = time(&mut || rows::run(gpu, &kernels, &rc, splits, call.beta)) {
+                        if ms < best.0 {
+                            best = (ms, Choice::Rows(splits));
+                        }
+                    }
                 }
             }
         }
         gpu.sync()?;
-        self.lt_wins += usize::from(best.1.is_some());
+        self.lt_wins += usize::from(matches!(best.1, Choice::Lt(_)));
+        self.rows_wins += usize::from(matches!(best.1, Choice::Rows(_)));
         self.choices.insert(key, best.1);
         self.tuned += 1;
         Ok(())
@@ -271,7 +312,9 @@ impl GemmTuner {
     fn problem(&mut self, step: &GemmStep, m: u32) -> Option<&LtProblem> {
         let handle = self.handle?;
         let shape = Self::shape(&step.gemm);
-        let algo = (*self.choices.get(&(shape, row_class(m)))?)?;
+        let Choice::Lt(algo) = *self.choices.get(&(shape, row_class(m)))? else {
+            return None;
+        };
         self.problems
             .entry((shape, m))
             .or_insert_with(|| {
@@ -303,8 +346,25 @@ fn call_of(step: &GemmStep, tokens: u32, logit_rows: LogitRows<'_>) -> Call {
     call
 }
 
-/// Queues `step` for a step of `tokens` tokens: the tuned cuBLASLt algorithm, else cuBLAS.
+/// The few-rows kernel's view of `call` of `g`.
+fn rows_call(g: &Gemm, call: Call) -> RowsCall {
+    RowsCall {
+        m: call.m,
+        n: g.n,
+        k: g.k,
+        lda: g.lda,
+        ldc: g.ldc,
+        a: call.a,
+        b: call.b,
+        c: call.c,
+    }
+}
+
+/// Queues `step` for a step of `tokens` tokens: what won its tuning (cuBLASLt's algorithm or the
+/// few-rows kernel), else cuBLAS; with `PIO_GEMM_ROWS=only` the few-rows kernel wherever it
+/// applies.
 pub(crate) fn gemm(
+    gpu: &Gpu,
     tuner: &mut GemmTuner,
     blas: &Blas,
     step: &GemmStep,
@@ -312,6 +372,22 @@ pub(crate) fn gemm(
     logit_rows: LogitRows<'_>,
 ) -> Result<(), CudaError> {
     let call = call_of(step, tokens, logit_rows);
+    if let Some(kernels) = tuner.rows {
+        let rc = rows_call(&step.gemm, call);
+        let splits = match kernels.mode {
+            RowsMode::Only => Some(rows::default_splits(&rc, kernels.clusters)),
+            _ => match tuner
+                .choices
+                .get(&(GemmTuner::shape(&step.gemm), row_class(call.m)))
+            {
+                Some(&Choice::Rows(s)) => Some(s),
+                _ => None,
+            },
+        };
+        if let Some(s) = splits.filter(|_| rows::takes(&rc)) {
+            return rows::run(gpu, &kernels, &rc, s, call.beta);
+        }
+    }
     if let Some(handle) = tuner.handle {
         if let Some(p) = tuner.problem(step, call.m) {
             if lt_matmul(handle, blas, p, call).is_ok() {
@@ -352,6 +428,30 @@ fn lt_matmul(
             blas.stream,
         )
     })
+}
+
+/// cuBLAS's `C[m, n] = A[m, k] · B[n, k]ᵀ + beta · C` on packed operands (no row padding), for
+/// checks of the other GEMMs.
+pub(crate) fn blas_gemm(
+    blas: &Blas,
+    (m, n, k): (u32, u32, u32),
+    (a, b, c): (u64, u64, u64),
+    beta: f32,
+) -> Result<(), CudaError> {
+    let g = Gemm {
+        node: "check".into(),
+        m: pio_artifact::Dim::Fixed(m),
+        n,
+        k,
+        a: Arg::I32(0),
+        lda: k,
+        b: Arg::I32(0),
+        c: Arg::I32(0),
+        ldc: n,
+        beta,
+        logits: false,
+    };
+    gemm_ex(blas, &g, Call { m, a, b, c, beta })
 }
 
 fn gemm_ex(blas: &Blas, g: &Gemm, call: Call) -> Result<(), CudaError> {

@@ -185,7 +185,7 @@ impl LaunchRunner {
             paged_chunk: resolve(&paged.chunk_steps)?,
             paged_single: resolve(&paged.single_steps)?,
             blas: Blas::new(gpu)?,
-            tuner: GemmTuner::new(),
+            tuner: GemmTuner::new(funcs.gemm_rows),
             tuned_lists: HashSet::new(),
             timer: GpuTimer::new(gpu)?,
             pdl,
@@ -247,9 +247,10 @@ impl LaunchRunner {
         Ok(self.tuner.tuned - before)
     }
 
-    /// GEMM classes tuned so far, and how many a cuBLASLt algorithm won.
-    pub(crate) fn tuned(&self) -> (usize, usize) {
-        (self.tuner.tuned, self.tuner.lt_wins)
+    /// GEMM classes tuned so far, and how many a cuBLASLt algorithm and the few-rows kernel
+    /// won.
+    pub(crate) fn tuned(&self) -> (usize, usize, usize) {
+        (self.tuner.tuned, self.tuner.lt_wins, self.tuner.rows_wins)
     }
 
     /// Queues `phase`'s launch list for a step of `tokens` tokens on the GPU's stream, the logits
@@ -388,7 +389,7 @@ fn run_step(
                 let rows = g.gemm.m.eval(tokens);
                 gather_rows(gpu, g.a_ptr(), lda * 2, k * 2, ends, rows)?;
             }
-            gemm(tuner, blas, g, tokens, logit_rows)
+            gemm(gpu, tuner, blas, g, tokens, logit_rows)
         }
         Resolved::Collective(c) => match comm {
             Some(comm) => c.run(comm, gpu, tokens, logit_rows),

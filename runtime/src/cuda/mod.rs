@@ -6,6 +6,7 @@ pub mod collective;
 pub mod device;
 pub mod executor;
 mod gemm;
+pub mod gemm_check;
 mod graph;
 mod launch;
 mod logit_rows;

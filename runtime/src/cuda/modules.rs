@@ -3,7 +3,8 @@
 //! once at load when the launch lists are resolved.
 
 use super::device::{CudaError, Gpu};
-use super::nvrtc::{options_for, target_arch_from_env, KernelCache};
+use super::gemm::rows::{self, RowsKernels, RowsMode};
+use super::nvrtc::{arch_number, options_for, target_arch_from_env, KernelCache};
 use cudarc::driver::sys;
 use pio_artifact::{Artifact, DType, KernelFamily, Phase, Step};
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ pub(crate) struct Functions<'a> {
     pub argmax_rows: sys::CUfunction,
     /// The architecture the kernels were compiled for (`sm_90`; `PIO_ARCH` may lower it).
     pub arch: String,
+    /// pio's few-rows GEMM (`gemm/rows.rs`): `None` before sm_80 (no bf16 mma).
+    pub gemm_rows: Option<RowsKernels>,
 }
 
 impl<'a> Functions<'a> {
@@ -50,6 +53,11 @@ impl<'a> Functions<'a> {
             .collect();
         sources.push((SAMPLER_SOURCE.into(), include_str!("sample.cu").to_string()));
         let arch = target_arch_from_env(&gpu.arch).map_err(CudaError::Other)?;
+        let arch_n = arch_number(&arch).unwrap_or(0);
+        let rows_mode = RowsMode::from_env()?;
+        if arch_n >= 80 {
+            sources.push((rows::SOURCE_NAME.into(), rows::SOURCE.to_string()));
+        }
         let options = options_for(&arch, &artifact.nvrtc_options);
         let compiled = cache.compile_all(&sources, &options)?;
         let listed: HashMap<&str, KernelFamily> = artifact
@@ -60,7 +68,22 @@ impl<'a> Functions<'a> {
         let mut kernels = HashMap::new();
         let mut sampler = (None, None);
         let mut argmax_rows = None;
+        let mut gemm_rows = None;
         for c in &compiled {
+            if c.name == rows::SOURCE_NAME {
+                let mut funcs = [std::ptr::null_mut(); 3];
+                for (f, (_, name)) in funcs.iter_mut().zip(rows::VARIANTS) {
+                    *f = gpu.load_function(&c.image, name)?;
+                }
+                gemm_rows = Some(RowsKernels {
+                    funcs,
+                    // Clusters (and the kernel's cluster code) from sm_90; PTX for an older
+                    // architecture compiles the kernel without them.
+                    clusters: arch_n >= 90,
+                    mode: rows_mode,
+                });
+                continue;
+            }
             if c.name == SAMPLER_SOURCE {
                 sampler = (
                     Some(gpu.load_function(&c.image, SAMPLER_PARTIAL)?),
@@ -96,6 +119,7 @@ impl<'a> Functions<'a> {
             sampler_final,
             argmax_rows,
             arch,
+            gemm_rows,
         })
     }
 

@@ -185,10 +185,10 @@ impl CudaModel {
         if tuned > 0 {
             // Tuning wrote the io region's logits rows.
             self.logit_rows = 0;
-            let (all, lt_wins) = self.runner.tuned();
+            let (all, lt_wins, rows_wins) = self.runner.tuned();
             eprintln!(
-                "tuned {tuned} GEMM shape classes in {:.2} s; cuBLASLt won {lt_wins} of {all} \
-                 so far (PIO_GEMM_TUNE=0 turns tuning off)",
+                "tuned {tuned} GEMM shape classes in {:.2} s; cuBLASLt won {lt_wins} and pio's \
+                 few-rows kernel {rows_wins} of {all} so far (PIO_GEMM_TUNE=0 turns tuning off)",
                 started.elapsed().as_secs_f64()
             );
         }
