@@ -349,6 +349,7 @@ fn bad_codegen_switches_in_the_environment_are_clear_errors() {
     for (var, value, expected) in [
         ("PIO_WIDE_ROW_ACCESS", "yes", "not 0 or 1"),
         ("PIO_ONLINE_CHUNK_ATTENTION", "2", "not 0 or 1"),
+        ("PIO_FUSED_ROW_GEMM", "on", "not 0 or 1"),
         (
             "PIO_CHUNK_ATTENTION_MIN_BLOCKS",
             "9",
@@ -377,6 +378,7 @@ fn bad_codegen_switches_in_the_environment_are_clear_errors() {
         .args(["run", "--max-new-tokens", "2", "--device", "cpu"])
         .env("PIO_WIDE_ROW_ACCESS", "0")
         .env("PIO_ONLINE_CHUNK_ATTENTION", "1")
+        .env("PIO_FUSED_ROW_GEMM", "1")
         .env("PIO_CHUNK_ATTENTION_MIN_BLOCKS", "3")
         .output()
         .unwrap();

@@ -60,7 +60,7 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         };
         // The last two: elementwise and per-head kernels one element per thread (wide row
         // access off), and the chunk steps' attention in one pass, launch-bounded to 3 blocks
-        // per SM (codegen options).
+        // per SM, with the decode batches' projections as fused row GEMMs (codegen options).
         for (no_fusion, tensor_parallel, wide_row_access, online_chunk_attention) in [
             (false, 1, true, false),
             (true, 1, true, false),
@@ -79,6 +79,7 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
                     wide_row_access,
                     online_chunk_attention,
                     chunk_attention_min_blocks: if online_chunk_attention { 3 } else { 0 },
+                    fused_row_gemm: online_chunk_attention,
                     ..Default::default()
                 },
             };

@@ -124,6 +124,9 @@ pub enum KernelFamily {
     HeadOps,
     /// The decode projections (fused norm, residual, SwiGLU).
     Gemv,
+    /// A decode batch's projections on tensor cores, fused the same way (the batching engine's
+    /// decode list, `CodegenOptions::fused_row_gemm`).
+    RowGemm,
     /// Causal attention, scalar (prefill, any head size).
     Attention,
     /// Causal attention on tensor cores (prefill).
@@ -147,6 +150,7 @@ impl KernelFamily {
             KernelFamily::HeadOp => "head_op",
             KernelFamily::HeadOps => "head_ops",
             KernelFamily::Gemv => "gemv",
+            KernelFamily::RowGemm => "row_gemm",
             KernelFamily::Attention => "attention",
             KernelFamily::AttentionMma => "attention_mma",
             KernelFamily::AttentionCluster => "attention_cluster",

@@ -87,8 +87,9 @@ impl LoadOptions {
     /// The codegen settings of a load from a spec: these options, the developer knobs
     /// `PIO_GEMV`, `PIO_DECODE_SPANS`, `PIO_PAGED_ATTENTION_HEADS`,
     /// `PIO_PAGED_ATTENTION_MIN_BLOCKS`, `PIO_PAGED_ATTENTION_TARGET_BLOCKS`,
-    /// `PIO_WIDE_ROW_ACCESS`, `PIO_ONLINE_CHUNK_ATTENTION` and `PIO_CHUNK_ATTENTION_MIN_BLOCKS`
-    /// (README), else the defaults; a bad value is an error that names the variable.
+    /// `PIO_WIDE_ROW_ACCESS`, `PIO_ONLINE_CHUNK_ATTENTION`, `PIO_CHUNK_ATTENTION_MIN_BLOCKS` and
+    /// `PIO_FUSED_ROW_GEMM` (README), else the defaults; a bad value is an error that names the
+    /// variable.
     pub fn codegen_options(&self) -> Result<CodegenOptions, PioError> {
         Ok(CodegenOptions {
             max_prefill: self.max_prefill.unwrap_or(DEFAULT_PREFILL),
@@ -132,6 +133,7 @@ impl LoadOptions {
             },
             wide_row_access: env_flag("PIO_WIDE_ROW_ACCESS", true)?,
             online_chunk_attention: env_flag("PIO_ONLINE_CHUNK_ATTENTION", false)?,
+            fused_row_gemm: env_flag("PIO_FUSED_ROW_GEMM", false)?,
             chunk_attention_min_blocks: match std::env::var("PIO_CHUNK_ATTENTION_MIN_BLOCKS") {
                 Ok(t) => t.parse().ok().filter(|&n: &usize| n <= 8).ok_or_else(|| {
                     PioError::Options(format!(

@@ -93,6 +93,10 @@ struct Args {
     /// bound; a tuning knob, every setting computes the same; 0: the compiler's choice).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=8))]
     chunk_attention_min_blocks: u32,
+    /// The batching engine's decode-batch projections as fused tensor-core kernels (RMSNorm,
+    /// product, residual add or SwiGLU in one launch; off by default until GPU-checked).
+    #[arg(long)]
+    fused_row_gemm: bool,
 }
 
 fn main() {
@@ -130,6 +134,7 @@ fn run() -> Result<()> {
             paged_attention_target_blocks: args.paged_attention_target_blocks.map(|n| n as usize),
             wide_row_access: args.wide_row_access,
             online_chunk_attention: args.online_chunk_attention,
+            fused_row_gemm: args.fused_row_gemm,
             chunk_attention_min_blocks: args.chunk_attention_min_blocks as usize,
         },
     };

@@ -51,6 +51,27 @@ pub struct Gemv {
     pub l2_prefetch: usize,
 }
 
+/// `row_gemm.cu`: a decode batch's projection on tensor cores, with the GEMV's fusions.
+#[derive(Template)]
+#[template(path = "kernels/row_gemm.cu", escape = "none")]
+pub struct RowGemm {
+    pub name: &'static str,
+    pub doc: String,
+    pub k: usize,
+    /// Output columns (SwiGLU: the gate rows; the weight has twice as many).
+    pub n: usize,
+    /// Elements between rows of x, of the residual and of the output.
+    pub x_stride: usize,
+    pub residual_stride: usize,
+    pub out_stride: usize,
+    pub eps: CudaF32,
+    /// Blocks of a cluster that split k (1, 2, 4 or 8).
+    pub splits: usize,
+    pub norm: bool,
+    pub residual: bool,
+    pub swiglu: bool,
+}
+
 #[derive(Template, Clone)]
 #[template(path = "kernels/head_op.cu", escape = "none")]
 pub struct HeadOp {

@@ -21,6 +21,7 @@ mod phase;
 mod prefill_attention;
 mod projection;
 pub mod rope;
+mod row_gemm;
 mod schedule;
 mod trace;
 
@@ -103,6 +104,7 @@ pub fn generate_traced(
         wide_row_access: opts.wide_row_access,
         online_chunk_attention: opts.online_chunk_attention,
         chunk_attention_min_blocks: opts.chunk_attention_min_blocks,
+        fused_row_gemm: opts.fused_row_gemm,
         io: layout::io_offsets(opts.max_prefill),
         paging: None,
     };
@@ -246,6 +248,8 @@ struct Codegen<'a> {
     online_chunk_attention: bool,
     /// The chunk attention kernels' launch bound (CodegenOptions::chunk_attention_min_blocks).
     chunk_attention_min_blocks: usize,
+    /// The decode-batch projections as fused row GEMMs (CodegenOptions::fused_row_gemm).
+    fused_row_gemm: bool,
     io: art::Io,
     /// The paged pool's layout, set for the paged phase.
     paging: Option<Paging>,

@@ -1,6 +1,8 @@
 //! The projection ops (Linear, NormLinear, LinearBias, NormLinearBias, LinearAdd,
 //! NormLinearSwiGlu): in decode one fused GEMV kernel each; in prefill a cuBLAS GEMM, with an
-//! RMSNorm launch before it and the residual or bias copy or the SwiGLU epilogue around it.
+//! RMSNorm launch before it and the residual or bias copy or the SwiGLU epilogue around it; in
+//! the batching engine's decode-batch list, with `fused_row_gemm`, one fused tensor-core
+//! kernel (`row_gemm.rs`).
 
 use super::kernels::{CudaF32, Gemv, PLACEHOLDER};
 use super::options::GEMV_L2_PREFETCH_BYTES;
@@ -11,27 +13,27 @@ use crate::ir::{NodeId, Op};
 use pio_artifact::{Dim, KernelFamily};
 
 /// What one projection reads and writes.
-struct Proj<'g> {
-    name: &'g str,
-    doc: &'static str,
-    x: Val,
-    w: Val,
+pub(super) struct Proj<'g> {
+    pub(super) name: &'g str,
+    pub(super) doc: &'static str,
+    pub(super) x: Val,
+    pub(super) w: Val,
     /// The weight's rows (SwiGLU: gate and up rows) and columns.
-    rows: usize,
-    k: usize,
+    pub(super) rows: usize,
+    pub(super) k: usize,
     /// Elements per output row.
-    width: usize,
+    pub(super) width: usize,
     /// RMSNorm of `x` first: its weight and eps.
-    norm: Option<(Val, f64)>,
+    pub(super) norm: Option<(Val, f64)>,
     /// LinearAdd's residual, added to the product.
-    residual: Option<Val>,
+    pub(super) residual: Option<Val>,
     /// The bias row added to every token's product (LinearBias, NormLinearBias).
-    bias: Option<Val>,
-    swiglu: bool,
-    out: Val,
+    pub(super) bias: Option<Val>,
+    pub(super) swiglu: bool,
+    pub(super) out: Val,
     /// The output is the logits: a graph output (in the io region), or a rank's part of them
     /// that an all-gather makes whole.
-    feeds_output: bool,
+    pub(super) feeds_output: bool,
 }
 
 impl Codegen<'_> {
@@ -94,6 +96,8 @@ impl Codegen<'_> {
         };
         if ph.gemv() {
             self.decode_gemv(ph, &p);
+        } else if self.row_gemm_applies(ph, &p) {
+            self.decode_row_gemm(ph, &p);
         } else {
             self.prefill_gemm(ph, &p);
         }

@@ -30,7 +30,7 @@ const ROW_BYTES: u32 = 256;
 const MAX_SPLITS: u32 = 8;
 
 /// `PIO_GEMM_ROWS`: unset or `0` keeps the kernel out (cuBLAS and cuBLASLt only: the default
-/// until the kernel has passed its GPU tests, `benches/reference/gemm_rows_ab.sh`), `1` makes
+/// until the kernel has passed its GPU tests, `benches/reference/decode_gemm_ab.sh`), `1` makes
 /// it a tuning candidate, `only` runs it for every GEMM it takes without timing (a test and
 /// A/B switch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
