@@ -7,8 +7,9 @@
 # $OUT/llama-batched-<model>.json (benches/reference/llama_batched_bench.py's shape).
 #
 # llama.cpp's source comes from the llama-cpp-python sdist on PyPI, pruned and carried as a
-# tarball (../shared/GPU.md, "llama.cpp as a side-by-side reference"); only this script is kept
-# in the repo. LLAMA_DIR points at an already built tree instead (its build/bin).
+# tarball (benches/reference/pack_llama_source.sh writes it; ../shared/GPU.md, "llama.cpp as a
+# side-by-side reference"); only the scripts are kept in the repo. LLAMA_DIR points at an
+# already built tree instead (its build/bin).
 #   LLAMA_TAR=.carry/llama.tar.xz PIO=/tmp/b/pio OUT=$OUT bash benches/reference/llama_batched_bench.sh
 # CPU check of the script (no GPU): CUDA=0 NGL=0 MODELS=qwen3-0.6b REQUESTS=1,2 P=16 G=8 ...
 # The conversion needs python3 with torch, numpy and sentencepiece (imported even for the BPE
@@ -47,7 +48,10 @@ if [ -z "${LLAMA_DIR:-}" ]; then
 fi
 BENCH=$LLAMA_DIR/build/bin/llama-batched-bench
 [ -x "$BENCH" ] || { echo "no $BENCH"; exit 1; }
-version=$(grep -m1 -o '"version": *"[^"]*"' "$LLAMA_DIR/../../pyproject.toml" 2>/dev/null | cut -d'"' -f4)
+# The sdist's version: pack_llama_source.sh keeps its PKG-INFO; an unpacked sdist has it two up.
+version=$(cat "$LLAMA_DIR/LLAMA_CPP_PYTHON_PKG_INFO" "$LLAMA_DIR/../../PKG-INFO" 2>/dev/null |
+    sed -n 's/^Version: //p' | head -1)
+version=${version:+llama-cpp-python $version}
 status=0
 max_n=$(echo "$REQUESTS" | tr ',' '\n' | sort -n | tail -1)
 for m in $MODELS; do

@@ -102,8 +102,9 @@ fn the_decode_batch_projections_become_one_launch_each_and_nothing_else_changes(
 }
 
 #[test]
-fn projections_with_a_bias_keep_their_gemm() {
-    // Qwen2.5: q/k/v have biases (NormLinearBias); o, gate/up and down fuse.
+fn projections_with_a_bias_fuse_it_too() {
+    // Qwen2.5: q/k/v have biases (NormLinearBias: before, an RMSNorm, a bias copy and a GEMM
+    // with beta 1); every projection but the logits fuses.
     let (plain, fused) = (
         at("qwen2.5-0.5b.yaml", false),
         at("qwen2.5-0.5b.yaml", true),
@@ -111,10 +112,22 @@ fn projections_with_a_bias_keep_their_gemm() {
     let layers = 24;
     let count = |a: &Artifact, what: &str| kinds(a).iter().filter(|(w, _)| w == what).count();
     assert_eq!(count(&plain, "gemm"), 4 * layers + 1);
-    assert_eq!(count(&fused, "gemm"), layers + 1, "q/k/v and the logits");
-    assert_eq!(count(&fused, "row_gemm"), 3 * layers);
-    assert!(kinds(&fused)
+    assert_eq!(count(&fused, "gemm"), 1, "the logits");
+    assert_eq!(count(&fused, "row_gemm"), 4 * layers);
+    assert_eq!(count(&fused, "rmsnorm"), 1);
+    // The bias kernel reads its row with a stride of 0 (the same row for every token).
+    let bias_kernels: Vec<&str> = fused
+        .paged
+        .steps
         .iter()
-        .filter(|(w, _)| w == "gemm")
-        .all(|(_, node)| node.ends_with("q_k_v") || node.starts_with("logits")));
+        .filter_map(|s| match s {
+            Step::Kernel(l) if l.node.ends_with("q_k_v") => {
+                Some(fused.kernel(&l.kernel).unwrap().source.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bias_kernels.len(), layers);
+    assert!(bias_kernels.iter().all(|src| src.contains("#define RS 0")
+        && src.contains("o[h] = s[h] + bf2f(residual[col + h]);")));
 }

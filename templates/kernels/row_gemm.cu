@@ -4,7 +4,8 @@
 // launch where the list otherwise has an RMSNorm launch, a cuBLAS GEMM and an epilogue launch):
 // out[t, n] = x'[t, :] · w[n, :] for the step's `tokens` rows, with x' = bf16(bf16(x * inv_rms)
 // * norm_w) when NORM (as HF's RMSNorm rounds), the product rounded and a residual added and
-// rounded when RESIDUAL (HF's two roundings, as the decode GEMV), and out[t, n] =
+// rounded when RESIDUAL (HF's two roundings, as the decode GEMV), a bias row (at `residual`)
+// added before the one rounding when BIAS (HF's fused bias epilogue), and out[t, n] =
 // bf16(bf16(silu(bf16(g))) * bf16(u)) over the gate rows (0..N) and up rows (N..2N) when
 // SWIGLU. Every product is f32-accumulated on mma.sync m16n8k16.
 // The weights are the mma's 16-row operand, loaded 16 bytes per lane (8 consecutive k, so a
@@ -65,7 +66,7 @@ __device__ __forceinline__ void mma_w(float (&c)[4], const uint4& wa, const uint
 
 extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}(
     const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const bf16* __restrict__ w,
-    const bf16* residual, bf16* out, int tokens)  // out may alias residual (in place)
+    const bf16* residual, bf16* out, int tokens)  // out may alias residual (in place); BIAS: the bias row
 {
     extern __shared__ __align__(16) unsigned char smem[];
 {% if norm %}
@@ -210,6 +211,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}
                 o[h] = rbf(silu(rbf(s[h]))) * rbf(u[h]);
 {% else if residual %}
                 o[h] = rbf(s[h]) + bf2f(residual[(size_t)(r0 + r) * RS + col + h]);
+{% else if bias %}
+                o[h] = s[h] + bf2f(residual[col + h]);
 {% else %}
                 o[h] = s[h];
 {% endif %}

@@ -69,6 +69,8 @@ pub struct RowGemm {
     pub splits: usize,
     pub norm: bool,
     pub residual: bool,
+    /// A bias row (read through the residual pointer) added before the one rounding.
+    pub bias: bool,
     pub swiglu: bool,
 }
 

@@ -45,10 +45,10 @@ pub struct CodegenOptions {
     /// 168 registers, 84 bytes spilled, 1.25 waves). A tuning knob: every setting computes the
     /// same (`PIO_CHUNK_ATTENTION_MIN_BLOCKS`, `pio-compile --chunk-attention-min-blocks`).
     pub chunk_attention_min_blocks: usize,
-    /// The batching engine's decode-batch list runs each projection (but the logits and those
-    /// with a bias) as one fused tensor-core kernel (`row_gemm.cu`: the RMSNorm, the product on
-    /// mma.sync and the residual add or SwiGLU, k split over a thread-block cluster) instead of
-    /// an RMSNorm launch, a cuBLAS GEMM and an epilogue launch. Its residual add rounds the
+    /// The batching engine's decode-batch list runs each projection (but the logits) as one
+    /// fused tensor-core kernel (`row_gemm.cu`: the RMSNorm, the product on mma.sync and the
+    /// residual add, bias or SwiGLU, k split over a thread-block cluster) instead of an RMSNorm
+    /// launch, a cuBLAS GEMM and an epilogue launch. Its residual add rounds the
     /// product first, as HF and the decode GEMV do (cuBLAS's beta = 1 rounds once). Off by
     /// default until GPU-checked (`PIO_FUSED_ROW_GEMM=1`, `pio-compile --fused-row-gemm`).
     pub fused_row_gemm: bool,

@@ -1,7 +1,7 @@
 //! The batching engine's decode-batch projections as one fused tensor-core kernel each
 //! (`row_gemm.cu`, `CodegenOptions::fused_row_gemm`): the RMSNorm, the product and the
-//! residual add or SwiGLU of a projection in one launch, where the decode list otherwise has an
-//! RMSNorm launch, a cuBLAS GEMM and an elementwise launch.
+//! residual add, bias or SwiGLU of a projection in one launch, where the decode list otherwise
+//! has an RMSNorm launch, a bias or residual copy, a cuBLAS GEMM and an elementwise launch.
 
 use super::kernels::{CudaF32, RowGemm, PLACEHOLDER};
 use super::phase::PagedStep;
@@ -41,13 +41,12 @@ pub(super) fn splits_for(tiles: usize, k: usize) -> usize {
 impl Codegen<'_> {
     /// Whether `p` in this phase runs as one fused row GEMM: the option is on, the phase is the
     /// decode-batch list, and the shapes and addresses suit the kernel's 16-byte loads and
-    /// paired stores (the logits and bias projections keep cuBLAS).
+    /// paired stores (the logits keep cuBLAS: the executor picks their rows).
     pub(super) fn row_gemm_applies(&self, ph: &Phase, p: &Proj) -> bool {
         let aligned = |v: &super::schedule::Val| v.offset % 16 == 0;
         self.fused_row_gemm
             && ph.paged == Some(PagedStep::Batch)
             && !p.feeds_output
-            && p.bias.is_none()
             && p.k % CHUNK == 0
             && p.x.stride % 8 == 0
             && aligned(&p.x)
@@ -73,7 +72,12 @@ impl Codegen<'_> {
         let tile = if p.swiglu { COLS / 2 } else { COLS };
         let tiles = n.div_ceil(tile);
         let splits = splits_for(tiles, p.k);
-        let residual = p.residual.unwrap_or(p.out);
+        // The residual, or the bias row (the same row for every token: a stride of 0).
+        let residual = match (p.residual, p.bias) {
+            (Some(r), _) => r,
+            (None, Some(b)) => super::schedule::Val { stride: 0, ..b },
+            (None, None) => p.out,
+        };
         let kname = self.kernel(
             KernelFamily::RowGemm,
             &RowGemm {
@@ -88,6 +92,7 @@ impl Codegen<'_> {
                 splits,
                 norm: p.norm.is_some(),
                 residual: p.residual.is_some(),
+                bias: p.bias.is_some(),
                 swiglu: p.swiglu,
             },
         );
