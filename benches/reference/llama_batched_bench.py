@@ -31,7 +31,7 @@ def runs_of(lines):
             r = json.loads(line)
         except json.JSONDecodeError as e:
             raise SystemExit(f"line {n}: not JSON ({e}): {line[:120]}")
-        missing = [k for k in ("pp", "tg", "pl", "t_pp", "t_tg", "t", "speed_pp", "speed_tg") if k not in r]
+        missing = [k for k in ("pp", "tg", "pl", "t_pp", "t_tg", "t", "speed_pp", "speed_tg", "speed") if k not in r]
         if missing:
             raise SystemExit(f"line {n}: no {', '.join(missing)} in {line[:120]}")
         if r.get("is_pp_shared"):
