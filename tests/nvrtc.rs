@@ -29,7 +29,7 @@ fn every_kernel_compiles_for_sm_90_and_as_ptx_for_compute_80() {
         ),
         (
             "pio_gemm_rows".to_string(),
-            include_str!("../runtime/src/cuda/gemm_rows.cu").to_string(),
+            pio_runtime::cuda::gemm_check::FEW_ROWS_GEMM_SOURCE.to_string(),
         ),
     ];
     let mut base = Vec::new();

@@ -1,4 +1,5 @@
 {% include "common/pio.cuh" %}
+{% include "common/row_mma.cuh" %}
 // {{ doc }}
 // A decode batch's projection on tensor cores, fused (the batching engine's decode list; one
 // launch where the list otherwise has an RMSNorm launch, a cuBLAS GEMM and an epilogue launch):
@@ -7,12 +8,8 @@
 // rounded when RESIDUAL (HF's two roundings, as the decode GEMV), a bias row (at `residual`)
 // added before the one rounding when BIAS (HF's fused bias epilogue), and out[t, n] =
 // bf16(bf16(silu(bf16(g))) * bf16(u)) over the gate rows (0..N) and up rows (N..2N) when
-// SWIGLU. Every product is f32-accumulated on mma.sync m16n8k16.
-// The weights are the mma's 16-row operand, loaded 16 bytes per lane (8 consecutive k, so a
-// fragment's k are a permutation of the mma's; the activations' fragments use the same one);
-// the activations are staged 128 k at a time in shared memory (odd rows' 64-byte halves
-// swapped: no bank conflicts). A block of 4 warps covers 64 weight rows (SwiGLU: 32 gate rows
-// and their 32 up rows) for up to PASS_ROWS tokens per pass; the k range is split over a
+// SWIGLU. The product is row_mma.cuh's: a block covers 64 weight rows (SwiGLU: 32 gate rows and
+// their 32 up rows) for up to PASS_ROWS tokens per pass; the k range is split over a
 // thread-block cluster of SPLITS blocks (sm_90) whose partial sums (and, with NORM, partial
 // sums of squares) meet through distributed shared memory in rank order, so a row's result
 // does not depend on timing or on the other rows of the step. Before sm_90 a cluster is one
@@ -24,17 +21,12 @@
 #define OS {{ out_stride }}
 #define EPS {{ eps }}
 #define SPLITS {{ splits }}
-#define WARPS 4
-#define COLS (16 * WARPS)
-#define CHUNK 32
-#define STAGE_CHUNKS 4
-#define ROW_BYTES (CHUNK * STAGE_CHUNKS * 2)
 #define TILES 16
 #define PASS_ROWS (8 * TILES)
 {% if swiglu %}
-#define OUT_COLS (COLS / 2)
+#define OUT_COLS (RM_COLS / 2)
 {% else %}
-#define OUT_COLS COLS
+#define OUT_COLS RM_COLS
 {% endif %}
 
 #if __CUDA_ARCH__ >= 900 && SPLITS > 1
@@ -55,16 +47,7 @@ __device__ __forceinline__ float ld_part(const float* p, int rank) {
     return *p;
 }
 
-// Byte offset of 16-byte piece p (0..15) of staged row r.
-__device__ __forceinline__ int staged(int r, int p) { return r * ROW_BYTES + ((p * 16) ^ ((r & 1) * 64)); }
-
-__device__ __forceinline__ void mma_w(float (&c)[4], const uint4& wa, const uint4& wb, const uint4& x) {
-    const u32 a0[4] = {wa.x, wb.x, wa.y, wb.y}, a1[4] = {wa.z, wb.z, wa.w, wb.w};
-    mma_bf16(c, a0, x.x, x.y);
-    mma_bf16(c, a1, x.z, x.w);
-}
-
-extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}(
+extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(RM_WARPS * 32) {{ name }}(
     const bf16* __restrict__ x, const bf16* __restrict__ norm_w, const bf16* __restrict__ w,
     const bf16* residual, bf16* out, int tokens)  // out may alias residual (in place); BIAS: the bias row
 {
@@ -75,7 +58,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}
 {% endif %}
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int split = NB > 1 ? (int)blockIdx.y : 0;
-    const int chunks = K / CHUNK;
+    const int chunks = K / RM_CHUNK;
     const int c_begin = chunks * split / NB, c_end = chunks * (split + 1) / NB;
     // This lane's two weight rows (g and g + 8 of the warp's 16) and their output columns.
 {% if swiglu %}
@@ -85,22 +68,23 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}
     const int oc0 = blockIdx.x * OUT_COLS + warp * 16 + g;
     const int base = 0;
 {% endif %}
-    const bool in0 = oc0 < N, in1 = oc0 + 8 < N;
-    const bf16* w0 = w + (size_t)(in0 ? base + oc0 : 0) * K + 8 * t;
-    const bf16* w1 = w + (size_t)(in1 ? base + oc0 + 8 : 0) * K + 8 * t;
-    const uint4 zero = make_uint4(0, 0, 0, 0);
+    RmRows rows;
+    rows.in0 = oc0 < N;
+    rows.in1 = oc0 + 8 < N;
+    rows.w0 = w + (size_t)(rows.in0 ? base + oc0 : 0) * K + 8 * t;
+    rows.w1 = w + (size_t)(rows.in1 ? base + oc0 + 8 : 0) * K + 8 * t;
     pdl_wait();
     pdl_launch_dependents();
     for (int pass = 0, r0 = 0; r0 < tokens; ++pass, r0 += PASS_ROWS) {
         if (NB == 1 && SPLITS > 1 && pass % SPLITS != (int)blockIdx.y) continue;
-        const int m = min(PASS_ROWS, tokens - r0), rows8 = (m + 7) & ~7;
+        const int m = min(PASS_ROWS, tokens - r0);
         const bf16* xp = x + (size_t)r0 * XS;
 {% if norm %}
         // Each row's sum of squares: this block's k range, then the cluster's ranges in rank
         // order; inv = 1 / sqrt(mean + eps) as HF's RMSNorm (in f32).
-        for (int r = warp; r < m; r += WARPS) {
+        for (int r = warp; r < m; r += RM_WARPS) {
             float s = 0.0f;
-            for (int k = c_begin * CHUNK + lane * 8; k < c_end * CHUNK; k += 256) {
+            for (int k = c_begin * RM_CHUNK + lane * 8; k < c_end * RM_CHUNK; k += 256) {
                 float f[8];
                 unpack8(*reinterpret_cast<const uint4*>(xp + (size_t)r * XS + k), f);
 #pragma unroll
@@ -110,7 +94,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}
             if (lane == 0) ss_part[r] = s;
         }
         group_sync();
-        for (int r = threadIdx.x; r < m; r += WARPS * 32) {
+        for (int r = threadIdx.x; r < m; r += RM_WARPS * 32) {
             float total = 0.0f;
             for (int q = 0; q < NB; ++q) total += ld_part(&ss_part[r], q);
             inv[r] = rsqrtf(total / (float)K + EPS);
@@ -118,76 +102,25 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}
         group_sync();
 {% endif %}
         float acc[TILES][4];
-#pragma unroll
-        for (int j = 0; j < TILES; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-        uint4 wa[STAGE_CHUNKS], wb[STAGE_CHUNKS];
-#pragma unroll
-        for (int c = 0; c < STAGE_CHUNKS; ++c) {
-            const bool in = c_begin + c < c_end;
-            wa[c] = in && in0 ? *reinterpret_cast<const uint4*>(w0 + (size_t)(c_begin + c) * CHUNK) : zero;
-            wb[c] = in && in1 ? *reinterpret_cast<const uint4*>(w1 + (size_t)(c_begin + c) * CHUNK) : zero;
-        }
-        for (int c0 = c_begin; c0 < c_end; c0 += STAGE_CHUNKS) {
-            __syncthreads();  // every warp is done reading the previous stage
-            for (int i = threadIdx.x; i < rows8 * 16; i += WARPS * 32) {
-                const int r = i >> 4, p = i & 15, chunk = c0 + (p >> 2);
-                uint4 v = zero;
-                if (r < m && chunk < c_end) {
-                    const int k = chunk * CHUNK + (p & 3) * 8;
-                    v = *reinterpret_cast<const uint4*>(xp + (size_t)r * XS + k);
+        rm_accumulate<TILES>(acc, rows, c_begin, c_end, m, smem, [&](int r, int chunk, int sub) {
+            const int k = chunk * RM_CHUNK + sub * 8;
+            uint4 v = *reinterpret_cast<const uint4*>(xp + (size_t)r * XS + k);
 {% if norm %}
-                    float f[8], nw[8];
-                    unpack8(v, f);
-                    unpack8(*reinterpret_cast<const uint4*>(norm_w + k), nw);
+            float f[8], nw[8];
+            unpack8(v, f);
+            unpack8(*reinterpret_cast<const uint4*>(norm_w + k), nw);
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) f[j] = rbf(rbf(f[j] * inv[r]) * nw[j]);
-                    v = make_uint4(pack_bf16(f[0], f[1]), pack_bf16(f[2], f[3]), pack_bf16(f[4], f[5]),
-                                   pack_bf16(f[6], f[7]));
+            for (int j = 0; j < 8; ++j) f[j] = rbf(rbf(f[j] * inv[r]) * nw[j]);
+            v = make_uint4(pack_bf16(f[0], f[1]), pack_bf16(f[2], f[3]), pack_bf16(f[4], f[5]),
+                           pack_bf16(f[6], f[7]));
 {% endif %}
-                }
-                *reinterpret_cast<uint4*>(smem + staged(r, p)) = v;
-            }
-            __syncthreads();
-            uint4 na[STAGE_CHUNKS], nb[STAGE_CHUNKS];
-#pragma unroll
-            for (int c = 0; c < STAGE_CHUNKS; ++c) {
-                const int chunk = c0 + STAGE_CHUNKS + c;
-                const bool in = chunk < c_end;
-                na[c] = in && in0 ? *reinterpret_cast<const uint4*>(w0 + (size_t)chunk * CHUNK) : zero;
-                nb[c] = in && in1 ? *reinterpret_cast<const uint4*>(w1 + (size_t)chunk * CHUNK) : zero;
-            }
-#pragma unroll
-            for (int c = 0; c < STAGE_CHUNKS; ++c) {
-                if (c0 + c < c_end) {
-#pragma unroll
-                    for (int j = 0; j < TILES; ++j) {
-                        if (j * 8 < m) mma_w(acc[j], wa[c], wb[c], *reinterpret_cast<const uint4*>(smem + staged(j * 8 + g, c * 4 + t)));
-                    }
-                }
-            }
-#pragma unroll
-            for (int c = 0; c < STAGE_CHUNKS; ++c) {
-                wa[c] = na[c];
-                wb[c] = nb[c];
-            }
-        }
-        // Partial sums, [rows8][COLS] f32 (the stage's bytes again: COLS * 4 == ROW_BYTES).
-        __syncthreads();
-        float* part = reinterpret_cast<float*>(smem);
-#pragma unroll
-        for (int j = 0; j < TILES; ++j) {
-            if (j * 8 < m) {
-                const int r = j * 8 + 2 * t, c = warp * 16 + g;
-                part[r * COLS + c] = acc[j][0];
-                part[(r + 1) * COLS + c] = acc[j][1];
-                part[r * COLS + c + 8] = acc[j][2];
-                part[(r + 1) * COLS + c + 8] = acc[j][3];
-            }
-        }
+            return v;
+        });
+        const float* part = rm_store_partials<TILES>(acc, smem, m);
         group_sync();
         // The cluster's blocks share the output tile: block `split` takes every NB-th pair of
         // output columns; each value is the sum of the blocks' partials in rank order.
-        for (int e = threadIdx.x + split * WARPS * 32; e < m * (OUT_COLS / 2); e += NB * WARPS * 32) {
+        for (int e = threadIdx.x + split * RM_WARPS * 32; e < m * (OUT_COLS / 2); e += NB * RM_WARPS * 32) {
             const int r = e / (OUT_COLS / 2), c = (e % (OUT_COLS / 2)) * 2;
             const int col = blockIdx.x * OUT_COLS + c;
             if (col >= N) continue;
@@ -198,9 +131,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(WARPS * 32) {{ name }}
             for (int q = 0; q < NB; ++q) {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
-                    s[h] += ld_part(part + r * COLS + c + h, q);
+                    s[h] += ld_part(part + r * RM_COLS + c + h, q);
 {% if swiglu %}
-                    u[h] += ld_part(part + r * COLS + OUT_COLS + c + h, q);
+                    u[h] += ld_part(part + r * RM_COLS + OUT_COLS + c + h, q);
 {% endif %}
                 }
             }

@@ -7,6 +7,9 @@ use super::gemm::{blas_gemm, Blas};
 use super::nvrtc::{arch_number, options_for, target_arch_from_env, KernelCache};
 use std::path::PathBuf;
 
+/// The few-rows GEMM's whole source as NVRTC compiles it (for the CPU's NVRTC test).
+pub const FEW_ROWS_GEMM_SOURCE: &str = rows::SOURCE;
+
 /// One run of a GEMM in the check.
 #[derive(Clone, Debug)]
 pub struct GemmRun {

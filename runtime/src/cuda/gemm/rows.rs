@@ -7,9 +7,15 @@ use crate::cuda::device::{drv, CudaError, Gpu};
 use cudarc::driver::sys;
 use std::ffi::c_void;
 
-/// The kernels' source name in the kernel cache, and the source.
+/// The kernels' source name in the kernel cache, and the source: pio's device helpers and the
+/// tensor-core core it shares with the generated fused row GEMMs (`templates/common/`), then
+/// the kernels.
 pub(crate) const SOURCE_NAME: &str = "pio_gemm_rows";
-pub(crate) const SOURCE: &str = include_str!("../gemm_rows.cu");
+pub(crate) const SOURCE: &str = concat!(
+    include_str!("../../../../templates/common/pio.cuh"),
+    include_str!("../../../../templates/common/row_mma.cuh"),
+    include_str!("../gemm_rows.cu")
+);
 
 /// The kernels, by the most rows each takes (smallest first).
 pub(crate) const VARIANTS: [(u32, &str); 3] = [
